@@ -1,0 +1,260 @@
+"""``pruneofa export`` as a Python function: load → (shrink) → ONNX/IR → account → parity → manifest.
+
+Every target is built in a temporary folder and moved into place only after its sparsity accounting
+and output parity have passed, so a folder that exists is a folder that was checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from exporter import graph, parity, report, sparsity
+from exporter.shrink import shrink_model
+from pruneofa import modelio
+from pruneofa.errors import CheckFailed, InputError
+from pruneofa.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.manifest import (
+    ExportInfo,
+    Manifest,
+    SourceInfo,
+    hash_model_files,
+    library_versions,
+    now_utc,
+    read_manifest,
+    write_manifest,
+)
+from pruneofa.support import DEFAULT_OPSET, MIN_OPSET
+
+# FP32 exports change nothing but the order of floating-point operations; FP16 weights round.
+DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 5e-2}
+
+
+class ExportConfig(BaseModel):
+    """Validated options of one export (the CLI builds this from its flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    targets: list[Literal["openvino", "onnx"]] = Field(min_length=1)
+    task: str | None = None
+    output: Path | None = None
+    opset: int = DEFAULT_OPSET
+    weight_format: Literal["fp32", "fp16"] = "fp32"
+    shrink: bool = False
+    parity_samples: int = Field(48, ge=1, le=10_000)
+    atol: float | None = Field(None, gt=0)
+    min_agreement: float = Field(0.99, ge=0, le=1)
+    overwrite: bool = False
+    convert_tokenizer: bool = True
+
+    @field_validator("opset")
+    @classmethod
+    def _opset_in_range(cls, value: int) -> int:
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        if value < MIN_OPSET:
+            raise ValueError(f"opset {value} is too low: the exporter needs at least {MIN_OPSET}")
+        if value > newest:
+            raise ValueError(f"opset {value} is newer than this onnx ({newest}) supports")
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @property
+    def effective_atol(self) -> float:
+        return self.atol if self.atol is not None else DEFAULT_ATOL[self.weight_format]
+
+
+def make_config(**options: Any) -> ExportConfig:
+    """Build an :class:`ExportConfig`, turning validation errors into one-line :class:`InputError`."""
+    try:
+        return ExportConfig(**options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "options"
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(f"invalid --{field.replace('_', '-')}: {message}") from err
+
+
+@dataclass
+class ExportResult:
+    target: str
+    output: Path
+    manifest: Manifest
+
+
+def _output_dirs(config: ExportConfig, display_name: str) -> dict[str, Path]:
+    if config.output is None:
+        return {t: Path("exports") / f"{display_name}-{t}" for t in config.targets}
+    if len(config.targets) == 1:
+        return {config.targets[0]: config.output}
+    return {t: config.output / t for t in config.targets}
+
+
+class _Steps:
+    """One line per step on stderr with its duration, so a user sees where the time goes."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def export_model(model: str | None, config: ExportConfig, *, command: list[str] | None = None, quiet: bool = False) -> list[ExportResult]:
+    """Export MODEL (folder, hub id, or ``None`` for the default) to each target in ``config``.
+
+    Raises :class:`InputError` before anything is written when the input cannot work, and
+    :class:`CheckFailed` (nothing moved into place) when sparsity accounting or parity fails.
+    """
+    started = time.perf_counter()
+    step = _Steps(quiet)
+    source = modelio.resolve_model_source(model)
+    outputs = _output_dirs(config, source.display_name)
+    for out in outputs.values():
+        check_output_dir(out, overwrite=config.overwrite)
+    parent_manifest = read_manifest(source.path) if source.local else None
+
+    step(f"loading {source.location}")
+    hf_config = modelio.load_config(source)
+    spec = modelio.architecture_spec(hf_config)
+    task = modelio.resolve_task(hf_config, config.task)
+    tokenizer = modelio.load_tokenizer(source)
+    reference = modelio.load_model(source, task)
+    names = graph.input_names(spec)
+
+    exported_model = reference
+    shrink_report = None
+    if config.shrink:
+        exported_model = copy.deepcopy(reference)
+        shrink_report = shrink_model(exported_model, spec)
+        step(f"shrunk: {shrink_report.params_before:,} → {shrink_report.params_after:,} parameters")
+
+    batches = parity.build_parity_batches(
+        tokenizer,
+        task,
+        names,
+        samples=config.parity_samples,
+        max_length=graph.max_sequence_length(hf_config),
+        vocab_size=int(hf_config.vocab_size),
+    )
+    sample_inputs = {k: torch.from_numpy(v) for k, v in batches[0].items()}
+    weights = sparsity.torch_weights(exported_model, sample_inputs, task.outputs)
+    source_info = SourceInfo(
+        model=source.location,
+        model_type=spec.model_type,
+        architecture=(getattr(hf_config, "architectures", None) or [None])[0],
+        revision=getattr(hf_config, "_commit_hash", None) if not source.local else None,
+        file_sha256=hash_model_files(source.path) if source.local else {},
+    )
+    lineage = (parent_manifest.lineage + [parent_manifest.as_lineage()]) if parent_manifest else []
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="pruneofa-export-") as work:
+        onnx_path = Path(work) / "model.onnx"
+        step(f"exporting {task.name} graph to ONNX (opset {config.opset}, dynamic batch and sequence)")
+        graph.export_onnx(exported_model, spec, task, onnx_path, opset=config.opset)
+        shared_time = time.perf_counter() - started
+        for target in config.targets:
+            target_started = time.perf_counter()
+            with atomic_output_dir(outputs[target], overwrite=config.overwrite) as staging:
+                model_file, weight_format, converted, note = _write_target(
+                    target, onnx_path, staging, config, tokenizer, task, step
+                )
+                hf_config.save_pretrained(staging)
+                tokenizer.save_pretrained(staging)
+                step(f"{target}: accounting sparsity of {len(weights)} weight matrices")
+                exported = (
+                    sparsity.onnx_constants(model_file) if target == "onnx" else sparsity.openvino_constants(model_file)
+                )
+                sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
+                step(f"{target}: checking output parity on {config.parity_samples} inputs")
+                parity_report = parity.compare(
+                    reference,
+                    parity.ExportedRunner(model_file, task.outputs),
+                    batches,
+                    task,
+                    atol=config.atol if config.atol is not None else DEFAULT_ATOL[weight_format],
+                    min_agreement=config.min_agreement,
+                    reference_label="PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),
+                )
+                manifest = Manifest(
+                    stage="export",
+                    command=command or ["pruneofa", "export"],
+                    created_at=now_utc(),
+                    versions=library_versions(),
+                    source=source_info,
+                    lineage=lineage,
+                    shrink=shrink_report,
+                    sparsity=sparsity_report,
+                    parity=parity_report,
+                    export=ExportInfo(
+                        target=target,
+                        task=task.name,
+                        opset=config.opset,
+                        weight_format=weight_format,
+                        inputs=names,
+                        outputs=list(task.outputs),
+                        files={p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()},
+                        tokenizer_converted=converted,
+                        tokenizer_note=note,
+                        wall_time_s=round(shared_time + time.perf_counter() - target_started, 2),
+                    ),
+                )
+                write_manifest(staging, manifest)
+                text = report.export_summary(str(outputs[target]), manifest)
+                failures = list(problems)
+                if not parity_report.passed:
+                    failures.append(_parity_failure(parity_report))
+                if failures:
+                    print(text, file=sys.stderr)
+                    raise CheckFailed(
+                        f"{target} export of {source.display_name} rejected, nothing written: " + "; ".join(failures)
+                    )
+            if not quiet:
+                print(text, flush=True)
+            results.append(ExportResult(target, outputs[target], manifest))
+    return results
+
+
+def _write_target(
+    target: str, onnx_path: Path, staging: Path, config: ExportConfig, tokenizer: Any, task: Any, step: _Steps
+) -> tuple[Path, str, bool, str | None]:
+    """Write the target's model file(s) into ``staging``; returns file, weight format, tokenizer status."""
+    if target == "onnx":
+        model_file = staging / "model.onnx"
+        shutil.copyfile(onnx_path, model_file)
+        return model_file, "fp32", False, "ONNX folders use the Hugging Face tokenizer files"
+    model_file = staging / "openvino_model.xml"
+    step(f"converting to OpenVINO IR ({config.weight_format} weights)")
+    graph.convert_to_openvino(onnx_path, model_file, weight_format=config.weight_format)
+    if not config.convert_tokenizer:
+        return model_file, config.weight_format, False, "disabled with --no-tokenizer"
+    converted, note = graph.convert_tokenizer(tokenizer, staging, pair_input=task.name == "question-answering")
+    return model_file, config.weight_format, converted, note
+
+
+def _parity_failure(parity_report) -> str:
+    worst = max(parity_report.outputs, key=lambda o: o.max_abs_error / parity_report.atol)
+    if worst.max_abs_error > parity_report.atol:
+        return (
+            f"output {worst.name} differs by up to {worst.max_abs_error:.3g} > atol {parity_report.atol:g} "
+            "(raise --atol only if that error is acceptable)"
+        )
+    low = min(parity_report.outputs, key=lambda o: o.argmax_agreement)
+    return f"output {low.name} agrees on {low.argmax_agreement:.2%} of decisions < --min-agreement {parity_report.min_agreement:.2%}"

@@ -1,0 +1,134 @@
+"""torch → ONNX → OpenVINO IR, with the input/output names optimum's model classes expect.
+
+ONNX goes through PyTorch's own dynamo exporter (``torch.onnx.export(dynamo=True)``), which handles
+transformers 5's mask construction with dynamic batch and sequence axes (the TorchScript paths fail
+inside ``masking_utils`` there; see shared/TOOLCHAIN.md). The OpenVINO IR is converted from that ONNX
+file by ``openvino.convert_model``, so both targets come from one traced graph, and a shrunk model
+(whose per-layer shapes transformers cannot describe in a config) exports the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pruneofa.errors import PruneofaError
+from pruneofa.support import ArchitectureSpec, ExportTask
+
+
+def input_names(spec: ArchitectureSpec) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if spec.uses_token_type_ids:
+        names.append("token_type_ids")
+    return names
+
+
+class _NamedOutputs(nn.Module):
+    """Positional inputs in a fixed order in, the task's outputs as a tuple out (for tracing)."""
+
+    def __init__(self, model: nn.Module, inputs: list[str], outputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self._inputs = inputs
+        self._outputs = outputs
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        result = self.model(**{name: given[name] for name in self._inputs}, return_dict=True)
+        return tuple(result[name] for name in self._outputs)
+
+
+def max_sequence_length(config: Any) -> int:
+    """Longest input the position embeddings allow (RoBERTa-style models offset positions by pad+1)."""
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
+        limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return limit
+
+
+def export_onnx(
+    model: nn.Module, spec: ArchitectureSpec, task: ExportTask, path: Path, *, opset: int
+) -> None:
+    """Export ``model`` to a single ONNX file with dynamic ``batch`` and ``sequence`` axes."""
+    names = input_names(spec)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sequence = torch.export.Dim("sequence", min=1, max=max_sequence_length(model.config))
+    example_len = min(16, max_sequence_length(model.config))
+    vocab = int(model.config.vocab_size)
+    generator = torch.Generator().manual_seed(0)
+    example = [torch.randint(0, vocab, (2, example_len), generator=generator), torch.ones(2, example_len, dtype=torch.long)]
+    example[1][1, example_len // 2 :] = 0
+    if spec.uses_token_type_ids:
+        example.append(torch.zeros(2, example_len, dtype=torch.long))
+    wrapper = _NamedOutputs(model, names, task.outputs).eval()
+    chatter = io.StringIO()
+    try:
+        with (
+            torch.no_grad(),
+            contextlib.redirect_stdout(chatter),
+            warnings.catch_warnings(),
+            _quiet_loggers("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"),
+        ):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                tuple(example),
+                str(path),
+                dynamo=True,
+                input_names=names,
+                output_names=list(task.outputs),
+                opset_version=opset,
+                dynamic_shapes={name: {0: batch, 1: sequence} for name in names},
+                external_data=False,
+            )
+    except Exception as err:  # the exporter raises many types; none of them is the user's fault
+        log = chatter.getvalue().strip().splitlines()[-5:]
+        raise PruneofaError(
+            f"torch.onnx.export failed for {type(model).__name__} at opset {opset}: {type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''} {' | '.join(log)}",
+            exit_code=1,
+        ) from err
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def convert_to_openvino(onnx_path: Path, xml_path: Path, *, weight_format: str) -> None:
+    """ONNX → OpenVINO IR; ``fp16`` stores weights in half precision (OpenVINO's own default)."""
+    import openvino as ov
+
+    ov_model = ov.convert_model(str(onnx_path))
+    ov.save_model(ov_model, str(xml_path), compress_to_fp16=weight_format == "fp16")
+
+
+def convert_tokenizer(tokenizer: Any, folder: Path, *, pair_input: bool) -> tuple[bool, str | None]:
+    """Write ``openvino_tokenizer.xml/.bin`` so a deployment can take raw strings; say why when not."""
+    try:
+        import openvino as ov
+        from openvino_tokenizers import convert_tokenizer as ov_convert_tokenizer
+
+        ov_tokenizer = ov_convert_tokenizer(tokenizer, number_of_inputs=2 if pair_input else 1)
+        ov.save_model(ov_tokenizer, str(folder / "openvino_tokenizer.xml"))
+    except Exception as err:  # openvino-tokenizers raises a variety of errors for unsupported tokenizers
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return False, f"openvino-tokenizers could not convert {type(tokenizer).__name__}: {message}"
+    return True, None

@@ -1,0 +1,166 @@
+"""Sparsity accounting: zeros of every weight matrix before export and in the exported constants.
+
+The exported files are read back from disk (ONNX initializers and Constant nodes; OpenVINO Constant
+ops, FP16 ones decoded), and each PyTorch weight is found among them by name or, where the exporter
+renamed or transposed it (constant-folded ``Transpose`` of a Linear weight), by value. Then zeros are
+compared position by position: a zero that became non-zero is *lost* (never allowed); a non-zero that
+rounding turned into zero is *extra* (allowed in FP16/INT8, counted; in FP32 nothing may change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pruneofa.manifest import SparsityReport, TensorSparsity
+
+
+@dataclass
+class TorchWeight:
+    name: str
+    values: np.ndarray
+    is_linear: bool
+    used: bool
+
+
+def torch_weights(model: nn.Module, sample_inputs: dict[str, torch.Tensor], outputs: tuple[str, ...]) -> list[TorchWeight]:
+    """Every weight matrix (ndim ≥ 2) once (tied weights under their first name), marked Linear or not,
+    and whether the task's outputs depend on it (found by one backward pass: no gradient, no path)."""
+    linear_weights = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    params = [(name, p) for name, p in model.named_parameters(remove_duplicate=True) if p.ndim >= 2]
+    flags = [p.requires_grad for _, p in params]
+    for _, p in params:
+        p.requires_grad_(True)
+        p.grad = None
+    with torch.enable_grad():
+        result = model(**sample_inputs, return_dict=True)
+        total = sum(result[name].float().sum() for name in outputs)
+        total.backward()
+    weights = []
+    for (name, p), flag in zip(params, flags, strict=True):
+        weights.append(TorchWeight(name, p.detach().cpu().numpy().copy(), name in linear_weights, p.grad is not None))
+        p.grad = None
+        p.requires_grad_(flag)
+    return weights
+
+
+def onnx_constants(path: Path) -> list[tuple[str, np.ndarray]]:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    found = [(init.name, numpy_helper.to_array(init)) for init in graph.initializer]
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    found.append((node.output[0], numpy_helper.to_array(attr.t)))
+    return [(name, arr) for name, arr in found if arr.dtype.kind == "f" and arr.size > 1]
+
+
+def openvino_constants(xml_path: Path) -> list[tuple[str, np.ndarray]]:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml_path))
+    found = []
+    for op in model.get_ops():
+        if op.get_type_name() != "Constant":
+            continue
+        if op.get_output_element_type(0).get_type_name() not in ("f32", "f16", "bf16"):
+            continue
+        data = np.asarray(op.get_data())
+        if data.size > 1:
+            found.append((op.get_friendly_name(), data))
+    return found
+
+
+def _oriented(candidate: np.ndarray, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The candidate viewed in the original layout: as stored, or transposed (folded Linear weights)."""
+    core = tuple(d for d in candidate.shape if d != 1)
+    views = []
+    if core == tuple(d for d in shape if d != 1):
+        views.append(candidate.reshape(shape))
+    if len(shape) == 2 and shape[0] != shape[1] and core == (shape[1], shape[0]):
+        views.append(candidate.reshape(shape[1], shape[0]).T)
+    elif len(shape) == 2 and shape[0] == shape[1] and core == shape:
+        views.append(candidate.reshape(shape).T)
+    return views
+
+
+def _tolerance(weights: np.ndarray, weight_format: str) -> float:
+    scale = float(np.abs(weights).max()) if weights.size else 0.0
+    if weight_format == "fp16":
+        return scale * 2.0**-10 + 1e-7
+    return scale * 1e-7
+
+
+def account_sparsity(
+    weights: list[TorchWeight], exported: list[tuple[str, np.ndarray]], weight_format: str
+) -> tuple[SparsityReport, list[str]]:
+    """Match, count and judge; returns the report and the list of problems (empty when it passed)."""
+    by_size: dict[int, list[tuple[str, np.ndarray]]] = {}
+    for name, arr in exported:
+        by_size.setdefault(arr.size, []).append((name, arr))
+    rows, problems = [], []
+    for weight in weights:
+        original = weight.values
+        tol = _tolerance(original, weight_format)
+        candidates = sorted(by_size.get(original.size, []), key=lambda c: not c[0].endswith(weight.name))
+        match = None
+        for name, arr in candidates:
+            for view in _oriented(arr, original.shape):
+                if float(np.abs(view.astype(np.float32) - original).max()) <= tol:
+                    match = (name, view.astype(np.float32))
+                    break
+            if match:
+                break
+        zero_before = original == 0
+        row = dict(name=weight.name, shape=list(original.shape), numel=int(original.size), zeros_before=int(zero_before.sum()))
+        if match is None:
+            status = "folded" if weight.used else "unused"
+            if weight.used and weight.is_linear:
+                problems.append(f"Linear weight {weight.name} was not found in the exported graph")
+            rows.append((weight, TensorSparsity(status=status, **row)))
+            continue
+        zero_after = match[1] == 0
+        rows.append(
+            (
+                weight,
+                TensorSparsity(
+                    status="matched",
+                    zeros_after=int(zero_after.sum()),
+                    extra_zeros=int((zero_after & ~zero_before).sum()),
+                    lost_zeros=int((zero_before & ~zero_after).sum()),
+                    exported_name=match[0],
+                    **row,
+                ),
+            )
+        )
+    matched = [(w, r) for w, r in rows if r.status == "matched"]
+    linear = [r for w, r in matched if w.is_linear]
+    lost = sum(r.lost_zeros for _, r in matched)
+    extra = sum(r.extra_zeros for _, r in matched)
+    if lost:
+        problems.append(f"{lost} weights that were zero are non-zero after export")
+    position_exact = lost == 0 and extra == 0
+    if weight_format == "fp32" and extra:
+        problems.append(f"{extra} non-zero FP32 weights became zero (FP32 export must not change any weight)")
+    report = SparsityReport(
+        weight_format=weight_format,
+        tensors=[r for _, r in rows],
+        linear_numel=sum(r.numel for r in linear),
+        linear_zeros_before=sum(r.zeros_before for r in linear),
+        linear_zeros_after=sum(r.zeros_after for r in linear),
+        total_numel=sum(r.numel for _, r in matched),
+        total_zeros_before=sum(r.zeros_before for _, r in matched),
+        total_zeros_after=sum(r.zeros_after for _, r in matched),
+        extra_zeros=extra,
+        lost_zeros=lost,
+        position_exact=position_exact,
+        passed=not problems,
+    )
+    return report, problems

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Creates .venv at the repository root and installs exactly requirements.lock, then pruneofa itself.
+#
+# Why --no-deps: optimum-intel 2.2 declares torchvision, but PyPI's torchvision cannot be imported beside
+# the CPU build of torch 2.13 ("operator torchvision::nms does not exist") and, when importable, breaks
+# optimum-intel's imports. The lock is a complete, resolved set without torchvision, so installing it
+# without resolution gives the same environment on every machine. torch is pinned to 2.13.0; on this
+# machine pip takes the CPU build from local disk (never a CUDA build).
+# Re-running is cheap: nothing is installed when the lock has not changed since the last run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "pruneofa setup: Python >= 3.11 is needed ($("$python" --version 2>&1) found); set PYTHON=/path/to/python3.11" >&2
+    exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+stamp=.venv/.pruneofa-lock.sha256
+want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import pruneofa' 2>/dev/null; then
+    exit 0
+fi
+echo "pruneofa setup: installing requirements.lock into .venv (a few minutes the first time)..." >&2
+.venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
+.venv/bin/python -m pip install --quiet --no-deps -r requirements.lock 2>&1 | grep -v "is ignored" >&2 || true
+.venv/bin/python -m pip install --quiet --no-deps -e . 2>&1 | grep -v "is ignored" >&2 || true
+# A torchvision left from an earlier resolving install breaks optimum-intel's imports (see above).
+.venv/bin/python -m pip uninstall --quiet -y torchvision 2>/dev/null || true
+.venv/bin/python - <<'PY'
+import sys, torch
+if torch.version.cuda is not None:
+    sys.exit(f"pruneofa setup: a CUDA build of torch ({torch.__version__}) was installed; install the CPU "
+             "build of torch 2.13.0 from PyTorch's CPU wheel index into .venv and re-run")
+import pruneofa  # noqa: F401
+PY
+echo "$want" > "$stamp"
