@@ -1,0 +1,173 @@
+"""Tiny random BERT / DistilBERT / RoBERTa models and their tokenizers, built offline per session.
+
+Tokenizers are trained here with the ``tokenizers`` library on the packaged parity sentences (WordPiece
+for BERT and DistilBERT, byte-level BPE for RoBERTa), so nothing is downloaded. Models use a larger
+initializer range than the default so that outputs vary enough for argmax agreement to mean something.
+Sparse variants zero weights at fixed, seeded patterns: unstructured 90 %, whole heads, whole neurons.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _name in ("torchao", "torch.utils._pytree", "nncf"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+import torch  # noqa: E402
+
+ARCHS = ("bert", "distilbert", "roberta")
+TASK_CLASSES = {
+    "text-classification": "ForSequenceClassification",
+    "question-answering": "ForQuestionAnswering",
+    "token-classification": "ForTokenClassification",
+    "fill-mask": "ForMaskedLM",
+    "feature-extraction": "Model",
+}
+_CLASS_PREFIX = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta"}
+
+
+def _corpus() -> list[str]:
+    from exporter.parity import load_parity_samples
+
+    data = load_parity_samples()
+    texts = list(data["sentences"]) + [s for pair in data["pairs"] for s in pair]
+    texts += [qa["question"] for qa in data["qa"]] + [qa["context"] for qa in data["qa"]]
+    return texts
+
+
+def _wordpiece_tokenizer(folder: Path):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(token for token, _ in vocab) + "\n", encoding="utf-8")
+    return BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+
+
+def _bpe_tokenizer(folder: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(_corpus(), vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save_model(str(folder))
+    return RobertaTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+
+
+def tiny_config(arch: str, vocab_size: int, num_labels: int = 3):
+    import transformers
+
+    common = dict(vocab_size=vocab_size, initializer_range=0.2, num_labels=num_labels, max_position_embeddings=130)
+    if arch == "distilbert":
+        return transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
+    cls = transformers.BertConfig if arch == "bert" else transformers.RobertaConfig
+    extra = {"pad_token_id": 1, "type_vocab_size": 1} if arch == "roberta" else {}
+    return cls(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **common, **extra)
+
+
+@pytest.fixture(scope="session")
+def tokenizers_dir(tmp_path_factory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("tokenizers")
+    wordpiece = _wordpiece_tokenizer(root / "wordpiece")
+    bpe = _bpe_tokenizer(root / "bpe")
+    return {"bert": wordpiece, "distilbert": wordpiece, "roberta": bpe}
+
+
+def sparsify(model, pattern: str) -> None:
+    """Zero encoder Linear weights at a fixed pattern (in place)."""
+    from exporter.shrink import _get, _layers
+    from pruneofa.support import ARCHITECTURES
+
+    spec = ARCHITECTURES[model.config.model_type]
+    generator = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for index, layer in enumerate(_layers(model, spec)):
+            if pattern == "unstructured90":
+                for path in spec.linear_paths():
+                    weight = _get(layer, path).weight
+                    order = torch.randperm(weight.numel(), generator=generator)
+                    weight.view(-1)[order[: int(round(0.9 * weight.numel()))]] = 0.0
+            elif pattern == "heads":
+                head_dim = _get(layer, spec.query).weight.shape[0] // 4
+                dead = [1, 3] if index == 0 else [0]
+                for h in dead:  # Q/K/V weights zero, biases kept: their value bias must be folded
+                    rows = slice(h * head_dim, (h + 1) * head_dim)
+                    for path in (spec.query, spec.key, spec.value):
+                        _get(layer, path).weight[rows] = 0.0
+                if index == 1:  # a head dead through its output columns only
+                    _get(layer, spec.attention_output).weight[:, 3 * head_dim : 4 * head_dim] = 0.0
+            elif pattern == "neurons":
+                w_in, w_out = _get(layer, spec.ffn_in).weight, _get(layer, spec.ffn_out).weight
+                w_in[0:24] = 0.0  # input rows zero: act(bias) is folded into the output bias
+                w_out[:, 16:40] = 0.0  # output columns zero (16..23 are both)
+            else:
+                raise ValueError(pattern)
+
+
+@pytest.fixture(scope="session")
+def make_model(tmp_path_factory, tokenizers_dir):
+    """``make_model(arch, task, pattern=None)`` → folder of a tiny random model (cached per session)."""
+    import transformers
+
+    cache: dict[tuple, Path] = {}
+
+    def build(arch: str, task: str, pattern: str | None = None) -> Path:
+        key = (arch, task, pattern)
+        if key in cache:
+            return cache[key]
+        tokenizer = tokenizers_dir[arch]
+        torch.manual_seed(0)
+        config = tiny_config(arch, len(tokenizer), num_labels=2 if task == "question-answering" else 3)
+        model_cls = getattr(transformers, _CLASS_PREFIX[arch] + TASK_CLASSES[task])
+        model = model_cls(config).eval()
+        if pattern:
+            sparsify(model, pattern)
+        folder = tmp_path_factory.mktemp(f"{arch}-{task}-{pattern or 'dense'}")
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        cache[key] = folder
+        return folder
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def export_once(tmp_path_factory, make_model):
+    """``export_once(arch, task, pattern=None, **options)`` → {target: ExportResult}, cached per session."""
+    from exporter import export_model, make_config
+
+    cache: dict[tuple, dict] = {}
+
+    def run(arch: str, task: str, pattern: str | None = None, **options):
+        key = (arch, task, pattern, json.dumps(options, sort_keys=True))
+        if key not in cache:
+            options.setdefault("targets", ["openvino", "onnx"])
+            options.setdefault("parity_samples", 24)
+            out = tmp_path_factory.mktemp("export") / "out"
+            config = make_config(output=out, **options)
+            results = export_model(str(make_model(arch, task, pattern)), config, quiet=True)
+            cache[key] = {r.target: r for r in results}
+        return cache[key]
+
+    return run
+
+
+def have_package(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

@@ -1,0 +1,164 @@
+"""Every bad input gives a one-line error, exit code 2 (1 for a failed check), and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from pruneofa.cli import main
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    code = main(["export", *argv, "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+def _assert_nothing_written(out: Path) -> None:
+    assert not out.exists()
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    assert leftovers == []
+
+
+def test_missing_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(tmp_path / "nope"), "--target", "onnx", "--output", str(out))
+    assert code == 2 and "does not exist" in err and err.startswith("pruneofa export: error:")
+    _assert_nothing_written(out)
+
+
+def test_folder_that_is_not_a_model(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(tmp_path / "notes"), "--target", "openvino", "--output", str(out))
+    assert code == 2 and "not a transformers model folder" in err
+    _assert_nothing_written(out)
+
+
+def test_folder_without_weights(tmp_path, make_model, capsys):
+    folder = tmp_path / "noweights"
+    shutil.copytree(make_model("bert", "text-classification"), folder)
+    (folder / "model.safetensors").unlink()
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    assert code == 2 and "has no weights" in err
+    _assert_nothing_written(out)
+
+
+class _Payload:
+    """Unpickling this would call os.system; weights_only=True must refuse it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /tmp/pruneofa-pwned",))
+
+
+def test_pickle_weights_with_code_are_refused(tmp_path, make_model, capsys):
+    folder = tmp_path / "pickled"
+    shutil.copytree(make_model("bert", "text-classification"), folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"payload": _Payload()}, folder / "pytorch_model.bin")
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    assert code == 2 and "refused" in err and "safetensors" in err
+    assert not Path("/tmp/pruneofa-pwned").exists()
+    _assert_nothing_written(out)
+
+
+def test_plain_tensor_pickle_is_loaded_safely(tmp_path, make_model, capsys):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(make_model("distilbert", "text-classification"), folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    out = tmp_path / "out"
+    code, _ = _run(capsys, str(folder), "--target", "onnx", "--output", str(out), "--parity-samples", "4")
+    assert code == 0 and (out / "model.onnx").is_file()
+
+
+def test_unsupported_architecture(tmp_path, capsys):
+    import transformers
+
+    folder = tmp_path / "gpt2"
+    config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, n_positions=16)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    assert code == 2 and "unsupported architecture 'gpt2'" in err and "bert" in err
+    _assert_nothing_written(out)
+
+
+def test_task_mismatch_and_unknown_task(tmp_path, make_model, capsys):
+    folder = str(make_model("bert", "text-classification"))
+    out = tmp_path / "out"
+    code, err = _run(capsys, folder, "--target", "onnx", "--task", "fill-mask", "--output", str(out))
+    assert code == 2 and "does not match the checkpoint" in err and "--task text-classification" in err
+    code, err = _run(capsys, folder, "--target", "onnx", "--task", "translation", "--output", str(out))
+    assert code == 2 and "unknown task 'translation'" in err
+    _assert_nothing_written(out)
+
+
+def test_opset_too_low(tmp_path, make_model, capsys):
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(make_model("bert", "text-classification")), "--target", "onnx", "--opset", "13",
+                     "--output", str(out))
+    assert code == 2 and "opset 13 is too low" in err
+    _assert_nothing_written(out)
+
+
+def test_unwritable_output(tmp_path, make_model, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, err = _run(capsys, str(make_model("bert", "text-classification")), "--target", "onnx",
+                     "--output", str(blocker / "sub"))
+    assert code == 2 and "cannot be written" in err
+    assert blocker.read_text() == "x"
+
+
+def test_existing_output_is_refused_then_replaced_whole_with_overwrite(tmp_path, make_model, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    folder = str(make_model("bert", "text-classification"))
+    code, err = _run(capsys, folder, "--target", "onnx", "--output", str(out))
+    assert code == 2 and "--overwrite" in err
+    assert (out / "keep.txt").read_text() == "precious"
+    code, _ = _run(capsys, folder, "--target", "onnx", "--output", str(out), "--overwrite", "--parity-samples", "4")
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert "keep.txt" not in names and {"model.onnx", "config.json", "pruneofa.json"} <= names
+
+
+def test_failed_parity_exits_1_and_writes_nothing(tmp_path, make_model, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old export")
+    code, err = _run(capsys, str(make_model("bert", "text-classification")), "--target", "onnx",
+                     "--output", str(out), "--overwrite", "--atol", "1e-12", "--parity-samples", "4")
+    assert code == 1 and "rejected, nothing written" in err and "atol 1e-12" in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # the previous output is untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+
+
+def test_malformed_source_manifest(tmp_path, make_model, capsys):
+    folder = tmp_path / "withmanifest"
+    shutil.copytree(make_model("bert", "text-classification"), folder)
+    (folder / "pruneofa.json").write_text(json.dumps({"tool": "pruneofa", "schema_version": 1, "stage": 3}))
+    out = tmp_path / "out"
+    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    assert code == 2 and "pruneofa.json is malformed" in err
+    _assert_nothing_written(out)
+
+
+def test_bad_target_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--target", "tensorrt"])
+    assert exit_info.value.code == 2
+    assert "unknown target 'tensorrt'" in capsys.readouterr().err
