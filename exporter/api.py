@@ -116,7 +116,9 @@ class _Steps:
             print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def export_model(model: str | None, config: ExportConfig, *, command: list[str] | None = None, quiet: bool = False) -> list[ExportResult]:
+def export_model(
+    model: str | None, config: ExportConfig, *, command: list[str] | None = None, quiet: bool = False
+) -> list[ExportResult]:
     """Export MODEL (folder, hub id, or ``None`` for the default) to each target in ``config``.
 
     Raises :class:`InputError` before anything is written when the input cannot work, and
@@ -180,7 +182,9 @@ def export_model(model: str | None, config: ExportConfig, *, command: list[str] 
                 tokenizer.save_pretrained(staging)
                 step(f"{target}: accounting sparsity of {len(weights)} weight matrices")
                 exported = (
-                    sparsity.onnx_constants(model_file) if target == "onnx" else sparsity.openvino_constants(model_file)
+                    sparsity.onnx_constants(model_file)
+                    if target == "onnx"
+                    else sparsity.openvino_constants(model_file)
                 )
                 sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
                 step(f"{target}: checking output parity on {config.parity_samples} inputs")
@@ -224,7 +228,8 @@ def export_model(model: str | None, config: ExportConfig, *, command: list[str] 
                 if failures:
                     print(text, file=sys.stderr)
                     raise CheckFailed(
-                        f"{target} export of {source.display_name} rejected, nothing written: " + "; ".join(failures)
+                        f"{target} export of {source.display_name} rejected, nothing written: "
+                        + "; ".join(failures)
                     )
             if not quiet:
                 print(text, flush=True)
@@ -245,7 +250,9 @@ def _write_target(
     graph.convert_to_openvino(onnx_path, model_file, weight_format=config.weight_format)
     if not config.convert_tokenizer:
         return model_file, config.weight_format, False, "disabled with --no-tokenizer"
-    converted, note = graph.convert_tokenizer(tokenizer, staging, pair_input=task.name == "question-answering")
+    converted, note = graph.convert_tokenizer(
+        tokenizer, staging, pair_input=task.name == "question-answering"
+    )
     return model_file, config.weight_format, converted, note
 
 

@@ -40,7 +40,10 @@ class _NamedOutputs(nn.Module):
         self._outputs = outputs
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         result = self.model(**{name: given[name] for name in self._inputs}, return_dict=True)
@@ -65,7 +68,10 @@ def export_onnx(
     example_len = min(16, max_sequence_length(model.config))
     vocab = int(model.config.vocab_size)
     generator = torch.Generator().manual_seed(0)
-    example = [torch.randint(0, vocab, (2, example_len), generator=generator), torch.ones(2, example_len, dtype=torch.long)]
+    example = [
+        torch.randint(0, vocab, (2, example_len), generator=generator),
+        torch.ones(2, example_len, dtype=torch.long),
+    ]
     example[1][1, example_len // 2 :] = 0
     if spec.uses_token_type_ids:
         example.append(torch.zeros(2, example_len, dtype=torch.long))

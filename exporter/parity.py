@@ -57,7 +57,9 @@ def build_parity_batches(
         chunk = chosen[start : start + PARITY_BATCH_SIZE]
         if isinstance(chunk[0], tuple):
             first, second = [c[0] for c in chunk], [c[1] for c in chunk]
-            encoded = tokenizer(first, second, padding=True, truncation=True, max_length=length, return_tensors="np")
+            encoded = tokenizer(
+                first, second, padding=True, truncation=True, max_length=length, return_tensors="np"
+            )
         else:
             encoded = tokenizer(chunk, padding=True, truncation=True, max_length=length, return_tensors="np")
         batches.append(_model_inputs(dict(encoded), input_names))
@@ -87,7 +89,9 @@ def _model_inputs(encoded: dict[str, np.ndarray], input_names: list[str]) -> dic
     return out
 
 
-def run_torch(model: torch.nn.Module, batch: dict[str, np.ndarray], outputs: tuple[str, ...]) -> list[np.ndarray]:
+def run_torch(
+    model: torch.nn.Module, batch: dict[str, np.ndarray], outputs: tuple[str, ...]
+) -> list[np.ndarray]:
     with torch.no_grad():
         result = model(**{k: torch.from_numpy(v) for k, v in batch.items()}, return_dict=True)
     return [result[name].float().numpy() for name in outputs]
@@ -176,5 +180,10 @@ def compare(
     ]
     passed = all(o.max_abs_error <= atol and o.argmax_agreement >= min_agreement for o in outputs)
     return ParityReport(
-        reference=reference_label, samples=samples, atol=atol, min_agreement=min_agreement, outputs=outputs, passed=passed
+        reference=reference_label,
+        samples=samples,
+        atol=atol,
+        min_agreement=min_agreement,
+        outputs=outputs,
+        passed=passed,
     )

@@ -51,8 +51,12 @@ def sparsity_table(report: SparsityReport) -> str:
     )
     if skipped:
         lines.append("  not in the graph: " + ", ".join(skipped))
-    verdict = "position-for-position identical" if report.position_exact else "zeros kept, rounding added zeros"
-    lines.append(f"  → {'PASS' if report.passed else 'FAIL'}: {verdict if report.lost_zeros == 0 else 'zeros were lost'}")
+    verdict = (
+        "position-for-position identical" if report.position_exact else "zeros kept, rounding added zeros"
+    )
+    lines.append(
+        f"  → {'PASS' if report.passed else 'FAIL'}: {verdict if report.lost_zeros == 0 else 'zeros were lost'}"
+    )
     return "\n".join(lines)
 
 

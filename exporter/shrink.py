@@ -80,11 +80,15 @@ def plan_layer(layer: nn.Module, spec: ArchitectureSpec, num_heads: int) -> Laye
     zero_out = ~w_out.any(dim=0)
     dead = zero_in | zero_out
     keep_neurons = [int(i) for i in torch.nonzero(~dead).flatten()] or [0]
-    folded_neurons = [int(i) for i in torch.nonzero(zero_in & ~zero_out).flatten() if int(i) not in keep_neurons]
+    folded_neurons = [
+        int(i) for i in torch.nonzero(zero_in & ~zero_out).flatten() if int(i) not in keep_neurons
+    ]
     return LayerPlan(keep_heads, folded_heads, keep_neurons, folded_neurons, num_heads, w_in.shape[0])
 
 
-def _sliced_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
+def _sliced_linear(
+    linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+) -> nn.Linear:
     weight = linear.weight.detach()
     bias = linear.bias.detach() if linear.bias is not None else None
     if rows is not None:

@@ -27,10 +27,14 @@ class TorchWeight:
     used: bool
 
 
-def torch_weights(model: nn.Module, sample_inputs: dict[str, torch.Tensor], outputs: tuple[str, ...]) -> list[TorchWeight]:
+def torch_weights(
+    model: nn.Module, sample_inputs: dict[str, torch.Tensor], outputs: tuple[str, ...]
+) -> list[TorchWeight]:
     """Every weight matrix (ndim ≥ 2) once (tied weights under their first name), marked Linear or not,
     and whether the task's outputs depend on it (found by one backward pass: no gradient, no path)."""
-    linear_weights = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    linear_weights = {
+        f"{name}.weight" for name, module in model.named_modules() if isinstance(module, nn.Linear)
+    }
     params = [(name, p) for name, p in model.named_parameters(remove_duplicate=True) if p.ndim >= 2]
     flags = [p.requires_grad for _, p in params]
     for _, p in params:
@@ -42,7 +46,9 @@ def torch_weights(model: nn.Module, sample_inputs: dict[str, torch.Tensor], outp
         total.backward()
     weights = []
     for (name, p), flag in zip(params, flags, strict=True):
-        weights.append(TorchWeight(name, p.detach().cpu().numpy().copy(), name in linear_weights, p.grad is not None))
+        weights.append(
+            TorchWeight(name, p.detach().cpu().numpy().copy(), name in linear_weights, p.grad is not None)
+        )
         p.grad = None
         p.requires_grad_(flag)
     return weights
@@ -119,7 +125,12 @@ def account_sparsity(
             if match:
                 break
         zero_before = original == 0
-        row = dict(name=weight.name, shape=list(original.shape), numel=int(original.size), zeros_before=int(zero_before.sum()))
+        row = dict(
+            name=weight.name,
+            shape=list(original.shape),
+            numel=int(original.size),
+            zeros_before=int(zero_before.sum()),
+        )
         if match is None:
             status = "folded" if weight.used else "unused"
             if weight.used and weight.is_linear:

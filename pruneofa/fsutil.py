@@ -22,13 +22,17 @@ def check_output_dir(output: Path, *, overwrite: bool) -> Path:
     if output.exists() and not output.is_dir():
         raise InputError(f"output {output} exists and is a file; choose another --output")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise InputError(f"output {output} exists and is not empty; pass --overwrite or choose another --output")
+        raise InputError(
+            f"output {output} exists and is not empty; pass --overwrite or choose another --output"
+        )
     parent = output.parent
     existing = parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"output {output} cannot be written (no write permission on {existing}); choose another --output")
+        raise InputError(
+            f"output {output} cannot be written (no write permission on {existing}); choose another --output"
+        )
     return output
 
 

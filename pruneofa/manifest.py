@@ -200,7 +200,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def hash_model_files(folder: Path) -> dict[str, str]:
     """Hashes of the files that define a model (weights, config, tokenizer) in a local folder."""
-    wanted = ("*.safetensors", "*.bin", "config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt")
+    wanted = (
+        "*.safetensors",
+        "*.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+    )
     files = sorted({p for pattern in wanted for p in folder.glob(pattern) if p.is_file()})
     return {p.name: sha256_file(p) for p in files}
 
@@ -213,9 +221,13 @@ def read_manifest(folder: Path) -> Manifest | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path} is not valid JSON ({err}); delete it or re-run the stage that wrote it") from err
+        raise InputError(
+            f"{path} is not valid JSON ({err}); delete it or re-run the stage that wrote it"
+        ) from err
     if not isinstance(raw, dict) or raw.get("tool") != "pruneofa":
-        raise InputError(f"{path} is not a pruneofa manifest (no \"tool\": \"pruneofa\"); move it away or delete it")
+        raise InputError(
+            f'{path} is not a pruneofa manifest (no "tool": "pruneofa"); move it away or delete it'
+        )
     if raw.get("schema_version") != SCHEMA_VERSION:
         raise InputError(
             f"{path} has schema_version {raw.get('schema_version')!r}, this pruneofa reads {SCHEMA_VERSION}; "

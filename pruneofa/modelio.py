@@ -60,20 +60,26 @@ def resolve_model_source(model: str | None) -> ModelSource:
         return ModelSource(str(path.resolve()), True, path.resolve().name)
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or model.endswith("/")
     if looks_like_path or not _HUB_ID.match(model):
-        raise InputError(f"model folder {model} does not exist; check the path (or give a hub id such as org/name)")
+        raise InputError(
+            f"model folder {model} does not exist; check the path (or give a hub id such as org/name)"
+        )
     return ModelSource(model, False, model.rsplit("/", 1)[-1])
 
 
 def _check_local_folder(path: Path) -> None:
     if not (path / "config.json").is_file():
-        raise InputError(f"{path} is not a transformers model folder (no config.json); point MODEL at the folder "
-                         "that holds config.json and the weights")
+        raise InputError(
+            f"{path} is not a transformers model folder (no config.json); point MODEL at the folder "
+            "that holds config.json and the weights"
+        )
     if any((path / name).is_file() for name in _SAFE_WEIGHTS):
         return
     if any((path / name).is_file() for name in _PICKLE_WEIGHTS):
         return  # loaded with weights_only=True below; anything but tensors is refused there
-    raise InputError(f"{path} has no weights (model.safetensors or pytorch_model.bin); copy them in or "
-                     "export from the folder that has them")
+    raise InputError(
+        f"{path} has no weights (model.safetensors or pytorch_model.bin); copy them in or "
+        "export from the folder that has them"
+    )
 
 
 def load_config(source: ModelSource) -> Any:
@@ -84,7 +90,9 @@ def load_config(source: ModelSource) -> Any:
     except (OSError, ValueError, KeyError) as err:
         where = "folder" if source.local else "hub id"
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"cannot read a transformers config from {where} {source.location}: {first_line}") from err
+        raise InputError(
+            f"cannot read a transformers config from {where} {source.location}: {first_line}"
+        ) from err
 
 
 def architecture_spec(config: Any) -> ArchitectureSpec:

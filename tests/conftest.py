@@ -63,7 +63,9 @@ def _bpe_tokenizer(folder: Path):
     from transformers import RobertaTokenizer
 
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(_corpus(), vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tok.train_from_iterator(
+        _corpus(), vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     tok.save_model(str(folder))
     return RobertaTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
@@ -72,12 +74,16 @@ def _bpe_tokenizer(folder: Path):
 def tiny_config(arch: str, vocab_size: int, num_labels: int = 3):
     import transformers
 
-    common = dict(vocab_size=vocab_size, initializer_range=0.2, num_labels=num_labels, max_position_embeddings=130)
+    common = dict(
+        vocab_size=vocab_size, initializer_range=0.2, num_labels=num_labels, max_position_embeddings=130
+    )
     if arch == "distilbert":
         return transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
     cls = transformers.BertConfig if arch == "bert" else transformers.RobertaConfig
     extra = {"pad_token_id": 1, "type_vocab_size": 1} if arch == "roberta" else {}
-    return cls(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **common, **extra)
+    return cls(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **common, **extra
+    )
 
 
 @pytest.fixture(scope="session")

@@ -107,8 +107,16 @@ def test_task_mismatch_and_unknown_task(tmp_path, make_model, capsys):
 
 def test_opset_too_low(tmp_path, make_model, capsys):
     out = tmp_path / "out"
-    code, err = _run(capsys, str(make_model("bert", "text-classification")), "--target", "onnx", "--opset", "13",
-                     "--output", str(out))
+    code, err = _run(
+        capsys,
+        str(make_model("bert", "text-classification")),
+        "--target",
+        "onnx",
+        "--opset",
+        "13",
+        "--output",
+        str(out),
+    )
     assert code == 2 and "opset 13 is too low" in err
     _assert_nothing_written(out)
 
@@ -116,8 +124,14 @@ def test_opset_too_low(tmp_path, make_model, capsys):
 def test_unwritable_output(tmp_path, make_model, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    code, err = _run(capsys, str(make_model("bert", "text-classification")), "--target", "onnx",
-                     "--output", str(blocker / "sub"))
+    code, err = _run(
+        capsys,
+        str(make_model("bert", "text-classification")),
+        "--target",
+        "onnx",
+        "--output",
+        str(blocker / "sub"),
+    )
     assert code == 2 and "cannot be written" in err
     assert blocker.read_text() == "x"
 
@@ -130,7 +144,9 @@ def test_existing_output_is_refused_then_replaced_whole_with_overwrite(tmp_path,
     code, err = _run(capsys, folder, "--target", "onnx", "--output", str(out))
     assert code == 2 and "--overwrite" in err
     assert (out / "keep.txt").read_text() == "precious"
-    code, _ = _run(capsys, folder, "--target", "onnx", "--output", str(out), "--overwrite", "--parity-samples", "4")
+    code, _ = _run(
+        capsys, folder, "--target", "onnx", "--output", str(out), "--overwrite", "--parity-samples", "4"
+    )
     assert code == 0
     names = {p.name for p in out.iterdir()}
     assert "keep.txt" not in names and {"model.onnx", "config.json", "pruneofa.json"} <= names
@@ -140,8 +156,19 @@ def test_failed_parity_exits_1_and_writes_nothing(tmp_path, make_model, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old export")
-    code, err = _run(capsys, str(make_model("bert", "text-classification")), "--target", "onnx",
-                     "--output", str(out), "--overwrite", "--atol", "1e-12", "--parity-samples", "4")
+    code, err = _run(
+        capsys,
+        str(make_model("bert", "text-classification")),
+        "--target",
+        "onnx",
+        "--output",
+        str(out),
+        "--overwrite",
+        "--atol",
+        "1e-12",
+        "--parity-samples",
+        "4",
+    )
     assert code == 1 and "rejected, nothing written" in err and "atol 1e-12" in err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]  # the previous output is untouched
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from conftest import ARCHS, TASK_CLASSES
+
 from pruneofa.manifest import read_manifest
 from pruneofa.support import TASKS
 
@@ -28,7 +28,9 @@ def test_export_both_targets(export_once, arch, task):
             assert out.argmax_agreement >= 0.99
         assert manifest.sparsity.passed and manifest.sparsity.position_exact
         assert manifest.sparsity.lost_zeros == 0 and manifest.sparsity.extra_zeros == 0
-        linear = [t for t in manifest.sparsity.tensors if t.name.endswith(".weight") and t.status == "matched"]
+        linear = [
+            t for t in manifest.sparsity.tensors if t.name.endswith(".weight") and t.status == "matched"
+        ]
         assert manifest.sparsity.linear_numel > 0 and len(linear) >= 12  # 2 layers × 6 matrices
         assert (result.output / "config.json").is_file()
         assert any((result.output / name).is_file() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))

@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import TASK_CLASSES
+
 from pruneofa.support import TASKS
 
 
 @pytest.mark.parametrize(
     "arch,task",
-    [("bert", task) for task in TASK_CLASSES] + [("distilbert", "text-classification"), ("roberta", "question-answering")],
+    [("bert", task) for task in TASK_CLASSES]
+    + [("distilbert", "text-classification"), ("roberta", "question-answering")],
 )
 def test_openvino_folder_loads_in_optimum_intel(export_once, make_model, arch, task):
     import optimum.intel
@@ -23,7 +24,9 @@ def test_openvino_folder_loads_in_optimum_intel(export_once, make_model, arch, t
     ov_model = getattr(optimum.intel, TASKS[task].optimum_ov_class).from_pretrained(folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     if task == "question-answering":
-        inputs = tokenizer(["What is the capital of France?"], ["Paris is the capital of France."], return_tensors="pt")
+        inputs = tokenizer(
+            ["What is the capital of France?"], ["Paris is the capital of France."], return_tensors="pt"
+        )
     else:
         inputs = tokenizer(["The movie was a delight.", "Terrible."], padding=True, return_tensors="pt")
     reference = getattr(transformers, TASKS[task].auto_class).from_pretrained(make_model(arch, task)).eval()
@@ -60,7 +63,9 @@ def test_onnx_folder_runs_in_onnxruntime_with_its_tokenizer(export_once, make_mo
     (logits,) = session.run(["logits"], feed)
     config = transformers.AutoConfig.from_pretrained(folder)
     assert logits.shape == (2, config.num_labels)
-    reference = transformers.AutoModelForSequenceClassification.from_pretrained(make_model("roberta", "text-classification"))
+    reference = transformers.AutoModelForSequenceClassification.from_pretrained(
+        make_model("roberta", "text-classification")
+    )
     with torch.no_grad():
         expected = reference(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)

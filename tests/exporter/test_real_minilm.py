@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import have_package
 
 pytestmark = pytest.mark.real_weights
@@ -13,7 +12,17 @@ pytestmark = pytest.mark.real_weights
 def test_default_minilm_exports_with_parity(tmp_path, capsys):
     from pruneofa.cli import main
 
-    code = main(["export", "--target", "openvino,onnx", "--output", str(tmp_path / "minilm"), "--parity-samples", "16"])
+    code = main(
+        [
+            "export",
+            "--target",
+            "openvino,onnx",
+            "--output",
+            str(tmp_path / "minilm"),
+            "--parity-samples",
+            "16",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "last_hidden_state" in out and "PASS" in out
@@ -23,5 +32,8 @@ def test_default_minilm_exports_with_parity(tmp_path, capsys):
         manifest = read_manifest(tmp_path / "minilm" / target)
         assert manifest.source.model_type == "bert" and manifest.export.task == "feature-extraction"
         assert manifest.parity.passed and manifest.parity.outputs[0].max_abs_error < 1e-4
-        assert manifest.sparsity.position_exact and manifest.sparsity.linear_numel == 6 * 4 * 384 * 384 + 6 * 2 * 384 * 1536
+        assert (
+            manifest.sparsity.position_exact
+            and manifest.sparsity.linear_numel == 6 * 4 * 384 * 384 + 6 * 2 * 384 * 1536
+        )
     assert (tmp_path / "minilm" / "openvino" / "openvino_tokenizer.xml").is_file()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-
 from conftest import ARCHS, sparsify, tiny_config
+
 from exporter.shrink import _get, _layers, shrink_model
 from exporter.sparsity import openvino_constants
 from pruneofa.support import ARCHITECTURES
@@ -17,8 +17,11 @@ from pruneofa.support import ARCHITECTURES
 
 def _tiny(arch: str):
     torch.manual_seed(0)
-    cls = {"bert": "BertForSequenceClassification", "distilbert": "DistilBertForSequenceClassification",
-           "roberta": "RobertaForSequenceClassification"}[arch]
+    cls = {
+        "bert": "BertForSequenceClassification",
+        "distilbert": "DistilBertForSequenceClassification",
+        "roberta": "RobertaForSequenceClassification",
+    }[arch]
     return getattr(transformers, cls)(tiny_config(arch, 300)).eval()
 
 
@@ -37,7 +40,9 @@ def test_unstructured_90_percent_zeros_are_kept_position_for_position(export_onc
     assert report.passed and report.position_exact
     encoder = [t for t in report.tensors if ".layer." in t.name]
     assert len(encoder) == 12
-    assert sum(t.zeros_before for t in encoder) / sum(t.numel for t in encoder) == pytest.approx(0.9, abs=0.001)
+    assert sum(t.zeros_before for t in encoder) / sum(t.numel for t in encoder) == pytest.approx(
+        0.9, abs=0.001
+    )
     assert report.linear_zeros_after == report.linear_zeros_before
     for row in report.tensors:
         if row.status == "matched":
@@ -45,7 +50,9 @@ def test_unstructured_90_percent_zeros_are_kept_position_for_position(export_onc
 
 
 def test_fp16_weights_keep_every_zero_and_count_rounding_zeros(export_once):
-    result = export_once("bert", "text-classification", "unstructured90", targets=["openvino"], weight_format="fp16")
+    result = export_once(
+        "bert", "text-classification", "unstructured90", targets=["openvino"], weight_format="fp16"
+    )
     report = result["openvino"].manifest.sparsity
     assert report.weight_format == "fp16"
     assert report.lost_zeros == 0 and report.passed
@@ -54,7 +61,14 @@ def test_fp16_weights_keep_every_zero_and_count_rounding_zeros(export_once):
     )
     assert result["openvino"].manifest.parity.passed
     bin_fp16 = (result["openvino"].output / "openvino_model.bin").stat().st_size
-    bin_fp32 = (export_once("bert", "text-classification", "unstructured90")["openvino"].output / "openvino_model.bin").stat().st_size
+    bin_fp32 = (
+        (
+            export_once("bert", "text-classification", "unstructured90")["openvino"].output
+            / "openvino_model.bin"
+        )
+        .stat()
+        .st_size
+    )
     assert bin_fp16 < 0.6 * bin_fp32
 
 
@@ -87,7 +101,9 @@ def test_shrink_keeps_one_head_when_all_are_dead():
     report = shrink_model(shrunk, spec)
     assert report.layers[0].heads_after == 1
     with torch.no_grad():
-        np.testing.assert_allclose(shrunk(**_inputs()).logits.numpy(), model(**_inputs()).logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            shrunk(**_inputs()).logits.numpy(), model(**_inputs()).logits.numpy(), atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("pattern", ["heads", "neurons"])
@@ -100,8 +116,12 @@ def test_shrink_export_has_smaller_matrices_and_matches_unshrunk_model(export_on
         assert manifest.sparsity.passed
         assert manifest.shrink is not None and manifest.shrink.params_after < manifest.shrink.params_before
         assert manifest.sparsity.linear_numel < plain[target].manifest.sparsity.linear_numel
-    shapes = sorted(arr.shape for _, arr in openvino_constants(results["openvino"].output / "openvino_model.xml"))
-    plain_shapes = sorted(arr.shape for _, arr in openvino_constants(plain["openvino"].output / "openvino_model.xml"))
+    shapes = sorted(
+        arr.shape for _, arr in openvino_constants(results["openvino"].output / "openvino_model.xml")
+    )
+    plain_shapes = sorted(
+        arr.shape for _, arr in openvino_constants(plain["openvino"].output / "openvino_model.xml")
+    )
     if pattern == "heads":  # query/key/value of 2 kept heads: 16 rows instead of 32
         assert any(16 in s and 32 in s for s in shapes) and not any(16 in s and 32 in s for s in plain_shapes)
     else:  # 24 of 64 neurons kept

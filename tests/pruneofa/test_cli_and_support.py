@@ -32,7 +32,9 @@ def test_export_help_prints_the_support_table():
 
 
 def test_no_command_prints_help_and_exits_2():
-    result = subprocess.run([sys.executable, "-m", "pruneofa.cli"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "pruneofa.cli"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "export" in result.stdout
 
 
