@@ -18,9 +18,9 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from exporter import graph, parity, report, sparsity
+from exporter import graph, parity, sparsity
 from exporter.shrink import shrink_model
-from pruneofa import modelio
+from pruneofa import modelio, report
 from pruneofa.errors import CheckFailed, InputError
 from pruneofa.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.manifest import (
@@ -199,7 +199,7 @@ def export_model(
                 )
                 manifest = Manifest(
                     stage="export",
-                    command=command or ["pruneofa", "export"],
+                    command=command or ["exporter.export_model", str(model), config.model_dump_json(exclude_defaults=True)],
                     created_at=now_utc(),
                     versions=library_versions(),
                     source=source_info,

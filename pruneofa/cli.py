@@ -91,7 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     export.add_argument("--quiet", action="store_true", help="print only errors")
     export.set_defaults(handler=_run_export)
+
+    info = commands.add_parser(
+        "info",
+        help="print the report stored in a folder's pruneofa.json (sparsity, parity, shrink, files)",
+        description="Print what produced a pruneofa folder and the checks recorded in its pruneofa.json.",
+    )
+    info.add_argument("folder", metavar="FOLDER", help="a folder written by a pruneofa command")
+    info.add_argument(
+        "--per-tensor", action="store_true", help="list every weight matrix, not only per layer"
+    )
+    info.set_defaults(handler=_run_info)
     return parser
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pruneofa.errors import InputError
+    from pruneofa.manifest import read_manifest
+    from pruneofa.report import describe
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder; give a folder written by a pruneofa command")
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise InputError(f"{folder} has no pruneofa.json; it was not written by pruneofa")
+    print(describe(str(folder), manifest, per_tensor=args.per_tensor))
+    return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:

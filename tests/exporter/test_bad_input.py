@@ -189,3 +189,11 @@ def test_bad_target_is_an_argparse_error(capsys):
         main(["export", "--target", "tensorrt"])
     assert exit_info.value.code == 2
     assert "unknown target 'tensorrt'" in capsys.readouterr().err
+
+
+def test_unreachable_hub_id_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    code, err = _run(capsys, "no-such-org/no-such-model", "--target", "onnx", "--output", str(out))
+    assert code == 2 and "cannot read a transformers config from hub id no-such-org/no-such-model" in err
+    _assert_nothing_written(out)

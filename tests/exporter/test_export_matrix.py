@@ -71,3 +71,15 @@ def test_manifest_records_source_and_versions(export_once, make_model):
     assert {"torch", "transformers", "onnx", "openvino"} <= set(manifest.versions)
     raw = json.loads((export_once("distilbert", "fill-mask")["onnx"].output / "pruneofa.json").read_text())
     assert raw["tool"] == "pruneofa" and raw["schema_version"] == 1
+
+
+def test_info_prints_the_stored_report(export_once, capsys, tmp_path):
+    from pruneofa.cli import main
+
+    folder = export_once("bert", "text-classification")["openvino"].output
+    assert main(["info", str(folder), "--per-tensor"]) == 0
+    out = capsys.readouterr().out
+    assert "written by 'pruneofa export'" in out and "bert.encoder.layer.0.attention.self.query.weight" in out
+    assert "Output parity" in out and "PASS" in out
+    assert main(["info", str(tmp_path)]) == 2
+    assert "has no pruneofa.json" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal: sparsity per layer, parity per output, shrink per layer."""
+"""Plain-text tables for the terminal, made from a manifest: sparsity, parity, shrink, summary."""
 
 from __future__ import annotations
 
@@ -20,33 +20,35 @@ def _group(name: str) -> str:
     return "head"
 
 
-def sparsity_table(report: SparsityReport) -> str:
+def sparsity_table(report: SparsityReport, *, per_tensor: bool = False) -> str:
+    """Per layer (or per weight matrix with ``per_tensor``), plus Linear and overall totals."""
     groups: OrderedDict[str, list[int]] = OrderedDict()
     skipped = []
     for row in report.tensors:
         if row.status != "matched":
             skipped.append(f"{row.name} ({row.status})")
             continue
-        g = groups.setdefault(_group(row.name), [0, 0, 0, 0, 0])
+        g = groups.setdefault(row.name if per_tensor else _group(row.name), [0, 0, 0, 0, 0])
         g[0] += row.numel
         g[1] += row.zeros_before
         g[2] += row.zeros_after
         g[3] += row.extra_zeros
         g[4] += row.lost_zeros
+    width = max([11] + [len(name) + 1 for name in groups])
     lines = [
         f"Sparsity (weights stored as {report.weight_format}; zeros before export → in the exported constants)",
-        f"  {'part':<11}{'weights':>12}{'before':>9}{'after':>9}{'extra 0':>10}{'lost 0':>8}",
+        f"  {'part':<{width}}{'weights':>12}{'before':>9}{'after':>9}{'extra 0':>10}{'lost 0':>8}",
     ]
     for name, (numel, before, after, extra, lost) in groups.items():
         lines.append(
-            f"  {name:<11}{numel:>12,}{before / numel:>9.2%}{after / numel:>9.2%}{extra:>10,}{lost:>8,}"
+            f"  {name:<{width}}{numel:>12,}{before / numel:>9.2%}{after / numel:>9.2%}{extra:>10,}{lost:>8,}"
         )
     lines.append(
-        f"  {'Linear':<11}{report.linear_numel:>12,}{report.linear_sparsity_before:>9.2%}"
+        f"  {'Linear':<{width}}{report.linear_numel:>12,}{report.linear_sparsity_before:>9.2%}"
         f"{report.linear_sparsity_after:>9.2%}"
     )
     lines.append(
-        f"  {'all':<11}{report.total_numel:>12,}{report.total_zeros_before / max(report.total_numel, 1):>9.2%}"
+        f"  {'all':<{width}}{report.total_numel:>12,}{report.total_zeros_before / max(report.total_numel, 1):>9.2%}"
         f"{report.total_zeros_after / max(report.total_numel, 1):>9.2%}{report.extra_zeros:>10,}{report.lost_zeros:>8,}"
     )
     if skipped:
@@ -87,7 +89,25 @@ def shrink_table(report: ShrinkReport) -> str:
     return "\n".join(lines)
 
 
-def export_summary(output: str, manifest: Manifest) -> str:
+def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> str:
+    """``pruneofa info``: provenance first, then whatever checks the manifest records."""
+    lines = [
+        f"{folder}: written by 'pruneofa {manifest.stage}' at {manifest.created_at}",
+        f"  command: {' '.join(manifest.command)}",
+        f"  source: {manifest.source.model} ({manifest.source.model_type}"
+        + (f", {manifest.source.architecture})" if manifest.source.architecture else ")"),
+        "  versions: " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()),
+    ]
+    for entry in manifest.lineage:
+        lines.append(f"  earlier: {entry.stage} at {entry.created_at} from {entry.source}")
+    for name, value in manifest.metrics.items():
+        lines.append(f"  metric {name}: {value:g}")
+    if manifest.export is not None:
+        lines.append(export_summary(folder, manifest, per_tensor=per_tensor))
+    return "\n".join(lines)
+
+
+def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False) -> str:
     info = manifest.export
     assert info is not None
     size = sum(info.files.values())
@@ -105,7 +125,7 @@ def export_summary(output: str, manifest: Manifest) -> str:
     if manifest.shrink is not None:
         lines.append(shrink_table(manifest.shrink))
     if manifest.sparsity is not None:
-        lines.append(sparsity_table(manifest.sparsity))
+        lines.append(sparsity_table(manifest.sparsity, per_tensor=per_tensor))
     if manifest.parity is not None:
         lines.append(parity_table(manifest.parity))
     return "\n".join(lines)
