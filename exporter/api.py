@@ -199,7 +199,8 @@ def export_model(
                 )
                 manifest = Manifest(
                     stage="export",
-                    command=command or ["exporter.export_model", str(model), config.model_dump_json(exclude_defaults=True)],
+                    command=command
+                    or ["exporter.export_model", str(model), config.model_dump_json(exclude_defaults=True)],
                     created_at=now_utc(),
                     versions=library_versions(),
                     source=source_info,
@@ -234,6 +235,7 @@ def export_model(
             if not quiet:
                 print(text, flush=True)
             results.append(ExportResult(target, outputs[target], manifest))
+    step("done: " + ", ".join(f"{r.target} → {r.output}" for r in results))
     return results
 
 
