@@ -6,6 +6,7 @@ and output parity have passed, so a folder that exists is a folder that was chec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import sys
@@ -166,75 +167,77 @@ def export_model(
     )
     lineage = (parent_manifest.lineage + [parent_manifest.as_lineage()]) if parent_manifest else []
 
-    results = []
-    with tempfile.TemporaryDirectory(prefix="pruneofa-export-") as work:
+    results, reports = [], []
+    # Every target is staged first; the folders move into place together, only when all passed.
+    with tempfile.TemporaryDirectory(prefix="pruneofa-export-") as work, contextlib.ExitStack() as commit_all:
         onnx_path = Path(work) / "model.onnx"
         step(f"exporting {task.name} graph to ONNX (opset {config.opset}, dynamic batch and sequence)")
         graph.export_onnx(exported_model, spec, task, onnx_path, opset=config.opset)
         shared_time = time.perf_counter() - started
         for target in config.targets:
             target_started = time.perf_counter()
-            with atomic_output_dir(outputs[target], overwrite=config.overwrite) as staging:
-                model_file, weight_format, converted, note = _write_target(
-                    target, onnx_path, staging, config, tokenizer, task, step
+            staging = commit_all.enter_context(atomic_output_dir(outputs[target], overwrite=config.overwrite))
+            model_file, weight_format, converted, note = _write_target(
+                target, onnx_path, staging, config, tokenizer, task, step
+            )
+            hf_config.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            step(f"{target}: accounting sparsity of {len(weights)} weight matrices")
+            exported = (
+                sparsity.onnx_constants(model_file)
+                if target == "onnx"
+                else sparsity.openvino_constants(model_file)
+            )
+            sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
+            step(f"{target}: checking output parity on {config.parity_samples} inputs")
+            parity_report = parity.compare(
+                reference,
+                parity.ExportedRunner(model_file, task.outputs),
+                batches,
+                task,
+                atol=config.atol if config.atol is not None else DEFAULT_ATOL[weight_format],
+                min_agreement=config.min_agreement,
+                reference_label="PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),
+            )
+            manifest = Manifest(
+                stage="export",
+                command=command
+                or ["exporter.export_model", str(model), config.model_dump_json(exclude_defaults=True)],
+                created_at=now_utc(),
+                versions=library_versions(),
+                source=source_info,
+                lineage=lineage,
+                shrink=shrink_report,
+                sparsity=sparsity_report,
+                parity=parity_report,
+                export=ExportInfo(
+                    target=target,
+                    task=task.name,
+                    opset=config.opset,
+                    weight_format=weight_format,
+                    inputs=names,
+                    outputs=list(task.outputs),
+                    files={p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()},
+                    tokenizer_converted=converted,
+                    tokenizer_note=note,
+                    wall_time_s=round(shared_time + time.perf_counter() - target_started, 2),
+                ),
+            )
+            write_manifest(staging, manifest)
+            text = report.export_summary(str(outputs[target]), manifest)
+            failures = list(problems)
+            if not parity_report.passed:
+                failures.append(_parity_failure(parity_report))
+            if failures:
+                print(text, file=sys.stderr)
+                raise CheckFailed(
+                    f"{target} export of {source.display_name} rejected, nothing written: "
+                    + "; ".join(failures)
                 )
-                hf_config.save_pretrained(staging)
-                tokenizer.save_pretrained(staging)
-                step(f"{target}: accounting sparsity of {len(weights)} weight matrices")
-                exported = (
-                    sparsity.onnx_constants(model_file)
-                    if target == "onnx"
-                    else sparsity.openvino_constants(model_file)
-                )
-                sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
-                step(f"{target}: checking output parity on {config.parity_samples} inputs")
-                parity_report = parity.compare(
-                    reference,
-                    parity.ExportedRunner(model_file, task.outputs),
-                    batches,
-                    task,
-                    atol=config.atol if config.atol is not None else DEFAULT_ATOL[weight_format],
-                    min_agreement=config.min_agreement,
-                    reference_label="PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),
-                )
-                manifest = Manifest(
-                    stage="export",
-                    command=command
-                    or ["exporter.export_model", str(model), config.model_dump_json(exclude_defaults=True)],
-                    created_at=now_utc(),
-                    versions=library_versions(),
-                    source=source_info,
-                    lineage=lineage,
-                    shrink=shrink_report,
-                    sparsity=sparsity_report,
-                    parity=parity_report,
-                    export=ExportInfo(
-                        target=target,
-                        task=task.name,
-                        opset=config.opset,
-                        weight_format=weight_format,
-                        inputs=names,
-                        outputs=list(task.outputs),
-                        files={p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()},
-                        tokenizer_converted=converted,
-                        tokenizer_note=note,
-                        wall_time_s=round(shared_time + time.perf_counter() - target_started, 2),
-                    ),
-                )
-                write_manifest(staging, manifest)
-                text = report.export_summary(str(outputs[target]), manifest)
-                failures = list(problems)
-                if not parity_report.passed:
-                    failures.append(_parity_failure(parity_report))
-                if failures:
-                    print(text, file=sys.stderr)
-                    raise CheckFailed(
-                        f"{target} export of {source.display_name} rejected, nothing written: "
-                        + "; ".join(failures)
-                    )
-            if not quiet:
-                print(text, flush=True)
+            reports.append(text)
             results.append(ExportResult(target, outputs[target], manifest))
+    if not quiet:
+        print("\n".join(reports), flush=True)
     step("done: " + ", ".join(f"{r.target} → {r.output}" for r in results))
     return results
 

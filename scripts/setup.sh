@@ -24,11 +24,20 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'im
     exit 0
 fi
 echo "pruneofa setup: installing requirements.lock into .venv (a few minutes the first time)..." >&2
-.venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
-.venv/bin/python -m pip install --quiet --no-deps -r requirements.lock 2>&1 | grep -v "is ignored" >&2 || true
-.venv/bin/python -m pip install --quiet --no-deps -e . 2>&1 | grep -v "is ignored" >&2 || true
+log=.venv/setup.log
+: > "$log"
+run_pip() {
+    if ! .venv/bin/python -m pip "$@" >>"$log" 2>&1; then
+        echo "pruneofa setup: 'pip $*' failed; the last lines of $log:" >&2
+        grep -v "is ignored" "$log" | tail -n 20 >&2
+        exit 1
+    fi
+}
+run_pip install --quiet --upgrade pip
+run_pip install --quiet --no-deps -r requirements.lock
+run_pip install --quiet --no-deps -e .
 # A torchvision left from an earlier resolving install breaks optimum-intel's imports (see above).
-.venv/bin/python -m pip uninstall --quiet -y torchvision 2>/dev/null || true
+if .venv/bin/python -m pip show --quiet torchvision >/dev/null 2>&1; then run_pip uninstall --quiet -y torchvision; fi
 .venv/bin/python - <<'PY'
 import sys, torch
 if torch.version.cuda is not None:

@@ -197,3 +197,35 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path, capsys, monkeypatch):
     code, err = _run(capsys, "no-such-org/no-such-model", "--target", "onnx", "--output", str(out))
     assert code == 2 and "cannot read a transformers config from hub id no-such-org/no-such-model" in err
     _assert_nothing_written(out)
+
+
+def test_a_failed_check_writes_no_target_at_all(tmp_path, make_model, capsys):
+    out = tmp_path / "both"
+    code, err = _run(
+        capsys,
+        str(make_model("roberta", "fill-mask")),
+        "--target",
+        "openvino,onnx",
+        "--output",
+        str(out),
+        "--min-agreement",
+        "1.5",
+        "--parity-samples",
+        "4",
+    )
+    assert code == 2 and "--min-agreement" in err  # validated before any work
+    code, err = _run(
+        capsys,
+        str(make_model("roberta", "fill-mask")),
+        "--target",
+        "onnx,openvino",
+        "--output",
+        str(out),
+        "--atol",
+        "1e-12",
+        "--parity-samples",
+        "4",
+    )
+    assert code == 1 and "rejected, nothing written" in err
+    assert not (out / "onnx").exists() and not (out / "openvino").exists()
+    assert not out.exists() or not any(out.iterdir())
