@@ -12,8 +12,9 @@ import torch
 from pruneofa.cli import main
 
 
-def _run(capsys, *argv: str) -> tuple[int, str]:
-    code = main(["export", *argv, "--quiet"])
+def _export(capsys, model, out, *extra: str, target: str = "onnx") -> tuple[int, str]:
+    """Run ``pruneofa export MODEL --target TARGET --output OUT EXTRA… --quiet``; exit code and last stderr line."""
+    code = main(["export", str(model), "--target", target, "--output", str(out), *extra, "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     return code, err[-1] if err else ""
 
@@ -26,7 +27,7 @@ def _assert_nothing_written(out: Path) -> None:
 
 def test_missing_folder(tmp_path, capsys):
     out = tmp_path / "out"
-    code, err = _run(capsys, str(tmp_path / "nope"), "--target", "onnx", "--output", str(out))
+    code, err = _export(capsys, tmp_path / "nope", out)
     assert code == 2 and "does not exist" in err and err.startswith("pruneofa export: error:")
     _assert_nothing_written(out)
 
@@ -35,7 +36,7 @@ def test_folder_that_is_not_a_model(tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("hello")
     out = tmp_path / "out"
-    code, err = _run(capsys, str(tmp_path / "notes"), "--target", "openvino", "--output", str(out))
+    code, err = _export(capsys, tmp_path / "notes", out, target="openvino")
     assert code == 2 and "not a transformers model folder" in err
     _assert_nothing_written(out)
 
@@ -45,7 +46,7 @@ def test_folder_without_weights(tmp_path, make_model, capsys):
     shutil.copytree(make_model("bert", "text-classification"), folder)
     (folder / "model.safetensors").unlink()
     out = tmp_path / "out"
-    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    code, err = _export(capsys, folder, out)
     assert code == 2 and "has no weights" in err
     _assert_nothing_written(out)
 
@@ -65,7 +66,7 @@ def test_pickle_weights_with_code_are_refused(tmp_path, make_model, capsys):
     (folder / "model.safetensors").unlink()
     torch.save({"payload": _Payload()}, folder / "pytorch_model.bin")
     out = tmp_path / "out"
-    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    code, err = _export(capsys, folder, out)
     assert code == 2 and "refused" in err and "safetensors" in err
     assert not Path("/tmp/pruneofa-pwned").exists()
     _assert_nothing_written(out)
@@ -79,7 +80,7 @@ def test_plain_tensor_pickle_is_loaded_safely(tmp_path, make_model, capsys):
     torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
     out = tmp_path / "out"
-    code, _ = _run(capsys, str(folder), "--target", "onnx", "--output", str(out), "--parity-samples", "4")
+    code, _ = _export(capsys, folder, out, "--parity-samples", "4")
     assert code == 0 and (out / "model.onnx").is_file()
 
 
@@ -90,33 +91,24 @@ def test_unsupported_architecture(tmp_path, capsys):
     config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, n_positions=16)
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     out = tmp_path / "out"
-    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    code, err = _export(capsys, folder, out)
     assert code == 2 and "unsupported architecture 'gpt2'" in err and "bert" in err
     _assert_nothing_written(out)
 
 
 def test_task_mismatch_and_unknown_task(tmp_path, make_model, capsys):
-    folder = str(make_model("bert", "text-classification"))
+    folder = make_model("bert", "text-classification")
     out = tmp_path / "out"
-    code, err = _run(capsys, folder, "--target", "onnx", "--task", "fill-mask", "--output", str(out))
+    code, err = _export(capsys, folder, out, "--task", "fill-mask")
     assert code == 2 and "does not match the checkpoint" in err and "--task text-classification" in err
-    code, err = _run(capsys, folder, "--target", "onnx", "--task", "translation", "--output", str(out))
+    code, err = _export(capsys, folder, out, "--task", "translation")
     assert code == 2 and "unknown task 'translation'" in err
     _assert_nothing_written(out)
 
 
 def test_opset_too_low(tmp_path, make_model, capsys):
     out = tmp_path / "out"
-    code, err = _run(
-        capsys,
-        str(make_model("bert", "text-classification")),
-        "--target",
-        "onnx",
-        "--opset",
-        "13",
-        "--output",
-        str(out),
-    )
+    code, err = _export(capsys, make_model("bert", "text-classification"), out, "--opset", "13")
     assert code == 2 and "opset 13 is too low" in err
     _assert_nothing_written(out)
 
@@ -124,14 +116,7 @@ def test_opset_too_low(tmp_path, make_model, capsys):
 def test_unwritable_output(tmp_path, make_model, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    code, err = _run(
-        capsys,
-        str(make_model("bert", "text-classification")),
-        "--target",
-        "onnx",
-        "--output",
-        str(blocker / "sub"),
-    )
+    code, err = _export(capsys, make_model("bert", "text-classification"), blocker / "sub")
     assert code == 2 and "cannot be written" in err
     assert blocker.read_text() == "x"
 
@@ -140,13 +125,11 @@ def test_existing_output_is_refused_then_replaced_whole_with_overwrite(tmp_path,
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    folder = str(make_model("bert", "text-classification"))
-    code, err = _run(capsys, folder, "--target", "onnx", "--output", str(out))
+    folder = make_model("bert", "text-classification")
+    code, err = _export(capsys, folder, out)
     assert code == 2 and "--overwrite" in err
     assert (out / "keep.txt").read_text() == "precious"
-    code, _ = _run(
-        capsys, folder, "--target", "onnx", "--output", str(out), "--overwrite", "--parity-samples", "4"
-    )
+    code, _ = _export(capsys, folder, out, "--overwrite", "--parity-samples", "4")
     assert code == 0
     names = {p.name for p in out.iterdir()}
     assert "keep.txt" not in names and {"model.onnx", "config.json", "pruneofa.json"} <= names
@@ -156,13 +139,10 @@ def test_failed_parity_exits_1_and_writes_nothing(tmp_path, make_model, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old export")
-    code, err = _run(
+    code, err = _export(
         capsys,
-        str(make_model("bert", "text-classification")),
-        "--target",
-        "onnx",
-        "--output",
-        str(out),
+        make_model("bert", "text-classification"),
+        out,
         "--overwrite",
         "--atol",
         "1e-12",
@@ -179,7 +159,7 @@ def test_malformed_source_manifest(tmp_path, make_model, capsys):
     shutil.copytree(make_model("bert", "text-classification"), folder)
     (folder / "pruneofa.json").write_text(json.dumps({"tool": "pruneofa", "schema_version": 1, "stage": 3}))
     out = tmp_path / "out"
-    code, err = _run(capsys, str(folder), "--target", "onnx", "--output", str(out))
+    code, err = _export(capsys, folder, out)
     assert code == 2 and "pruneofa.json is malformed" in err
     _assert_nothing_written(out)
 
@@ -194,37 +174,26 @@ def test_bad_target_is_an_argparse_error(capsys):
 def test_unreachable_hub_id_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "out"
-    code, err = _run(capsys, "no-such-org/no-such-model", "--target", "onnx", "--output", str(out))
+    code, err = _export(capsys, "no-such-org/no-such-model", out)
     assert code == 2 and "cannot read a transformers config from hub id no-such-org/no-such-model" in err
     _assert_nothing_written(out)
 
 
 def test_a_failed_check_writes_no_target_at_all(tmp_path, make_model, capsys):
     out = tmp_path / "both"
-    code, err = _run(
-        capsys,
-        str(make_model("roberta", "fill-mask")),
-        "--target",
-        "openvino,onnx",
-        "--output",
-        str(out),
-        "--min-agreement",
-        "1.5",
-        "--parity-samples",
-        "4",
+    code, err = _export(
+        capsys, make_model("roberta", "fill-mask"), out, "--min-agreement", "1.5", target="openvino,onnx"
     )
     assert code == 2 and "--min-agreement" in err  # validated before any work
-    code, err = _run(
+    code, err = _export(
         capsys,
-        str(make_model("roberta", "fill-mask")),
-        "--target",
-        "onnx,openvino",
-        "--output",
-        str(out),
+        make_model("roberta", "fill-mask"),
+        out,
         "--atol",
         "1e-12",
         "--parity-samples",
         "4",
+        target="onnx,openvino",
     )
     assert code == 1 and "rejected, nothing written" in err
     assert not (out / "onnx").exists() and not (out / "openvino").exists()
