@@ -27,6 +27,7 @@ from pruneofa.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.manifest import (
     ExportInfo,
     Manifest,
+    ParityReport,
     SourceInfo,
     hash_model_files,
     library_versions,
@@ -261,7 +262,8 @@ def _write_target(
     return model_file, config.weight_format, converted, note
 
 
-def _parity_failure(parity_report) -> str:
+def _parity_failure(parity_report: ParityReport) -> str:
+    """One line naming the worst output and the option that governs it."""
     worst = max(parity_report.outputs, key=lambda o: o.max_abs_error / parity_report.atol)
     if worst.max_abs_error > parity_report.atol:
         return (

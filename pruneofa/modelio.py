@@ -137,18 +137,14 @@ def load_model(source: ModelSource, task: ExportTask) -> Any:
         model, info = auto_class.from_pretrained(
             source.location, dtype=torch.float32, output_loading_info=True, weights_only=True
         )
-    except pickle.UnpicklingError as err:
-        raise InputError(
-            f"{source.location}: pytorch_model.bin holds more than tensors and was refused (unpickling it could "
-            "run code); convert it to model.safetensors with a tool you trust"
-        ) from err
-    except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unpickl" in str(err):
+    except (pickle.UnpicklingError, OSError, ValueError) as err:
+        # torch's weights_only unpickler raises UnpicklingError; transformers may re-raise it as OSError.
+        if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err) or "Unpickl" in str(err):
             raise InputError(
                 f"{source.location}: pytorch_model.bin holds more than tensors and was refused (unpickling it "
                 "could run code); convert it to model.safetensors with a tool you trust"
             ) from err
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"cannot load {task.auto_class} from {source.location}: {first_line}") from err
     missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
     if missing:

@@ -83,3 +83,10 @@ def test_info_prints_the_stored_report(export_once, capsys, tmp_path):
     assert "Output parity" in out and "PASS" in out
     assert main(["info", str(tmp_path)]) == 2
     assert "has no pruneofa.json" in capsys.readouterr().err
+
+
+def test_no_tokenizer_skips_the_openvino_tokenizer(export_once):
+    result = export_once("distilbert", "text-classification", targets=["openvino"], convert_tokenizer=False)
+    folder = result["openvino"].output
+    assert not (folder / "openvino_tokenizer.xml").exists() and (folder / "openvino_model.xml").is_file()
+    assert result["openvino"].manifest.export.tokenizer_note == "disabled with --no-tokenizer"
