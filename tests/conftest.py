@@ -68,7 +68,16 @@ def _bpe_tokenizer(folder: Path):
     )
     folder.mkdir(parents=True, exist_ok=True)
     tok.save_model(str(folder))
-    return RobertaTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+    # transformers 5 ignores vocab_file/merges_file here: pass the vocabulary and merges themselves.
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    merges = [
+        tuple(line.split(" "))
+        for line in (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
+    assert len(tokenizer) > 100 and len(tokenizer("hello fox")["input_ids"]) > 2
+    return tokenizer
 
 
 def tiny_config(arch: str, vocab_size: int, num_labels: int = 3):
@@ -177,3 +186,70 @@ def have_package(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+@pytest.fixture(scope="session")
+def sst2_dir(tmp_path_factory) -> Path:
+    """A small SST-2-format task folder (train.tsv, dev.tsv) made from the packaged sentences."""
+    from exporter.parity import load_parity_samples
+
+    sentences = load_parity_samples()["sentences"]
+    folder = tmp_path_factory.mktemp("SST-2")
+    for name, rows in (("train.tsv", sentences * 2), ("dev.tsv", sentences)):
+        lines = ["sentence\tlabel"] + [f"{s}\t{i % 2}" for i, s in enumerate(rows)]
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def squad_file(tmp_path_factory) -> Path:
+    """A small file in the official SQuAD v1.1 format made from the packaged question/context pairs."""
+    from exporter.parity import load_parity_samples
+
+    paragraphs = []
+    for index, qa in enumerate(load_parity_samples()["qa"]):
+        words = qa["context"].split()
+        answer = " ".join(words[3:5])
+        paragraphs.append(
+            {
+                "context": qa["context"],
+                "qas": [
+                    {
+                        "id": f"q{index}",
+                        "question": qa["question"],
+                        "answers": [{"text": answer, "answer_start": qa["context"].index(answer)}],
+                    }
+                ],
+            }
+        )
+    path = tmp_path_factory.mktemp("squad") / "dev.json"
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def calibrate_once(tmp_path_factory, export_once, sst2_dir, squad_file):
+    """``calibrate_once(arch, task, pattern, target, **options)`` → CalibrationResult, cached per session."""
+    from calibration import calibrate_model, make_config
+
+    cache: dict[tuple, object] = {}
+
+    def run(arch: str, task: str, pattern: str | None, target: str, **options):
+        key = (arch, task, pattern, target, json.dumps(options, sort_keys=True))
+        if key not in cache:
+            exported = export_once(arch, task, pattern)[target].output
+            data_task = "squad" if task == "question-answering" else "sst2"
+            options.setdefault("samples", 16)
+            options.setdefault("parity_samples", 16)
+            options.setdefault("min_agreement", 0.5)
+            config = make_config(
+                task=data_task,
+                data=str(squad_file if data_task == "squad" else sst2_dir),
+                split="dev" if data_task == "squad" else "train",
+                output=tmp_path_factory.mktemp("int8") / "out",
+                **options,
+            )
+            cache[key] = calibrate_model(exported, config, quiet=True)
+        return cache[key]
+
+    return run
