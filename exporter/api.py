@@ -27,7 +27,6 @@ from pruneofa.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.manifest import (
     ExportInfo,
     Manifest,
-    ParityReport,
     SourceInfo,
     hash_model_files,
     library_versions,
@@ -192,7 +191,7 @@ def export_model(
             sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
             step(f"{target}: checking output parity on {config.parity_samples} inputs")
             parity_report = parity.compare(
-                reference,
+                parity.TorchRunner(reference, task.outputs),
                 parity.ExportedRunner(model_file, task.outputs),
                 batches,
                 task,
@@ -228,7 +227,7 @@ def export_model(
             text = report.export_summary(str(outputs[target]), manifest)
             failures = list(problems)
             if not parity_report.passed:
-                failures.append(_parity_failure(parity_report))
+                failures.append(parity.failure_reason(parity_report))
             if failures:
                 print(text, file=sys.stderr)
                 raise CheckFailed(
@@ -260,15 +259,3 @@ def _write_target(
         tokenizer, staging, pair_input=task.name == "question-answering"
     )
     return model_file, config.weight_format, converted, note
-
-
-def _parity_failure(parity_report: ParityReport) -> str:
-    """One line naming the worst output and the option that governs it."""
-    worst = max(parity_report.outputs, key=lambda o: o.max_abs_error / parity_report.atol)
-    if worst.max_abs_error > parity_report.atol:
-        return (
-            f"output {worst.name} differs by up to {worst.max_abs_error:.3g} > atol {parity_report.atol:g} "
-            "(raise --atol only if that error is acceptable)"
-        )
-    low = min(parity_report.outputs, key=lambda o: o.argmax_agreement)
-    return f"output {low.name} agrees on {low.argmax_agreement:.2%} of decisions < --min-agreement {parity_report.min_agreement:.2%}"

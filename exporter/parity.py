@@ -11,6 +11,7 @@ question-answering start/end logits).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pruneofa.errors import PruneofaError
 from pruneofa.manifest import OutputParity, ParityReport
 from pruneofa.support import ExportTask
 
@@ -89,12 +91,17 @@ def _model_inputs(encoded: dict[str, np.ndarray], input_names: list[str]) -> dic
     return out
 
 
-def run_torch(
-    model: torch.nn.Module, batch: dict[str, np.ndarray], outputs: tuple[str, ...]
-) -> list[np.ndarray]:
-    with torch.no_grad():
-        result = model(**{k: torch.from_numpy(v) for k, v in batch.items()}, return_dict=True)
-    return [result[name].float().numpy() for name in outputs]
+class TorchRunner:
+    """Runs a transformers model on a numpy feed and returns the named outputs as float32 arrays."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]) -> None:
+        self.model = model
+        self.outputs = outputs
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            result = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}, return_dict=True)
+        return [result[name].float().numpy() for name in self.outputs]
 
 
 class ExportedRunner:
@@ -102,17 +109,23 @@ class ExportedRunner:
 
     def __init__(self, path: Path, outputs: tuple[str, ...]) -> None:
         self.outputs = outputs
-        if path.suffix == ".onnx":
-            import onnxruntime as ort
+        try:
+            if path.suffix == ".onnx":
+                import onnxruntime as ort
 
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            self._run = lambda batch: session.run(list(outputs), batch)
-        else:
-            import openvino as ov
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                self._run = lambda batch: session.run(list(outputs), batch)
+            else:
+                import openvino as ov
 
-            # f32 so that parity measures the exported weights, not a bf16 execution mode on AMX CPUs.
-            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            self._run = lambda batch: [compiled(batch)[name] for name in outputs]
+                # f32 so that parity measures the exported weights, not a bf16 execution mode on AMX CPUs.
+                compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                self._run = lambda batch: [compiled(batch)[name] for name in outputs]
+        except Exception as err:  # the runtimes raise their own exception types
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            raise PruneofaError(
+                f"the runtime cannot load {path}: {lines[-1] if lines else type(err).__name__}", exit_code=1
+            ) from err
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(out, dtype=np.float32) for out in self._run(batch)]
@@ -141,21 +154,22 @@ def _decisions(values: np.ndarray, mask: np.ndarray, per_token: bool) -> np.ndar
 
 
 def compare(
-    reference: torch.nn.Module,
-    candidate: ExportedRunner,
+    reference: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
+    candidate: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
     batches: list[dict[str, np.ndarray]],
     task: ExportTask,
     *,
-    atol: float,
+    atol: float | None,
     min_agreement: float,
     reference_label: str,
 ) -> ParityReport:
+    """Run both on every batch; ``atol=None`` reports the error without gating on it (INT8)."""
     accumulators = {name: _Accumulator() for name in task.outputs}
     samples = 0
     for batch in batches:
         mask = batch["attention_mask"]
         samples += mask.shape[0]
-        expected = run_torch(reference, batch, task.outputs)
+        expected = reference(batch)
         actual = candidate(batch)
         for name, ref, got in zip(task.outputs, expected, actual, strict=True):
             acc = accumulators[name]
@@ -178,7 +192,9 @@ def compare(
         )
         for name, acc in accumulators.items()
     ]
-    passed = all(o.max_abs_error <= atol and o.argmax_agreement >= min_agreement for o in outputs)
+    passed = all(
+        (atol is None or o.max_abs_error <= atol) and o.argmax_agreement >= min_agreement for o in outputs
+    )
     return ParityReport(
         reference=reference_label,
         samples=samples,
@@ -187,3 +203,16 @@ def compare(
         outputs=outputs,
         passed=passed,
     )
+
+
+def failure_reason(parity_report: ParityReport) -> str:
+    """One line naming the worst output and the option that governs it."""
+    atol = parity_report.atol
+    worst = max(parity_report.outputs, key=lambda o: o.max_abs_error)
+    if atol is not None and worst.max_abs_error > atol:
+        return (
+            f"output {worst.name} differs by up to {worst.max_abs_error:.3g} > atol {atol:g} "
+            "(raise --atol only if that error is acceptable)"
+        )
+    low = min(parity_report.outputs, key=lambda o: o.argmax_agreement)
+    return f"output {low.name} agrees on {low.argmax_agreement:.2%} of decisions < --min-agreement {parity_report.min_agreement:.2%}"

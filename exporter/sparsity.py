@@ -126,6 +126,7 @@ def account_sparsity(
                 break
         zero_before = original == 0
         row = dict(
+            linear=weight.is_linear,
             name=weight.name,
             shape=list(original.shape),
             numel=int(original.size),

@@ -24,6 +24,27 @@ exit codes: 0 exported and checked; 1 a check failed (nothing written); 2 bad in
 """
 
 
+_CALIBRATE_EXAMPLES = """\
+examples:
+  pruneofa calibrate exports/sst2-ov --task sst2 --data ../shared/data/glue/SST-2
+  pruneofa calibrate exports/sst2-onnx --task sst2 --data nyu-mll/glue --method entropy --per-channel
+  pruneofa calibrate exports/sst2-ov --task sst2 --data ./SST-2 --max-drop 1.0 --eval-data ./SST-2
+
+exit codes: 0 quantized and checked; 1 a check failed (nothing written); 2 bad input (nothing written)
+"""
+
+
+_VALIDATE_EXAMPLES = """\
+examples:
+  pruneofa validate exports/sst2-ov-int8 --reference ./sst2-model --data ../shared/data/glue/SST-2 --task sst2
+  pruneofa validate exports/squad-onnx --reference exports/squad-ov --data dev-v1.1.json --task squad --limit 500
+  pruneofa validate exports/sst2-ov-int8 --reference ./sst2-model --data nyu-mll/glue --task sst2 \\
+      --max-drop 1.0 --report gate.json --junit gate.xml
+
+exit codes: 0 within bounds; 1 outside bounds; 2 bad input
+"""
+
+
 def _targets(value: str) -> list[str]:
     targets = [t.strip() for t in value.split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
@@ -92,6 +113,125 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quiet", action="store_true", help="print only errors")
     export.set_defaults(handler=_run_export)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="quantize an exported folder to INT8 (NNCF for OpenVINO, ONNX Runtime for ONNX), sparsity and parity checked",
+        description="Quantize an FP32 folder written by 'pruneofa export' to INT8. Weights are quantized "
+        "symmetrically, so every pruned weight stays exactly zero (checked); on CPUs without VNNI/AMX weights "
+        "get 7 bits against int16 saturation (NNCF overflow fix / ONNX Runtime reduce_range). The INT8 model is "
+        "compared with the FP32 export; the folder is written only when both checks pass.",
+        epilog=_CALIBRATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calibrate.add_argument("exported", metavar="EXPORTED_DIR", help="a folder written by 'pruneofa export'")
+    calibrate.add_argument(
+        "--task",
+        required=True,
+        help="task of the data: cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad, mlm",
+    )
+    calibrate.add_argument(
+        "--data",
+        required=True,
+        help="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD/text file",
+    )
+    calibrate.add_argument(
+        "--split",
+        choices=("train", "dev"),
+        default="train",
+        help="split the calibration set is drawn from (default train)",
+    )
+    calibrate.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
+    calibrate.add_argument(
+        "--seed", type=int, default=0, help="seed for drawing the samples (default 0; recorded)"
+    )
+    calibrate.add_argument(
+        "--method",
+        choices=("minmax", "entropy", "percentile", "dynamic"),
+        default="minmax",
+        help="ONNX: static QDQ calibration method, or dynamic quantization (default minmax)",
+    )
+    calibrate.add_argument("--per-channel", action="store_true", help="ONNX: per-channel weight scales")
+    calibrate.add_argument(
+        "--preset",
+        choices=("mixed", "performance"),
+        default="mixed",
+        help="OpenVINO: NNCF preset (default mixed)",
+    )
+    calibrate.add_argument(
+        "--overflow-fix",
+        choices=("auto", "enable", "disable", "first-layer"),
+        default="auto",
+        help="7-bit weights against INT8 saturation; auto: on when the CPU lacks VNNI/AMX (default)",
+    )
+    calibrate.add_argument("--output", help="output folder (default EXPORTED_DIR-int8)")
+    calibrate.add_argument(
+        "--max-drop",
+        type=float,
+        help="OpenVINO, GLUE tasks: accuracy-controlled quantization, max metric drop in points",
+    )
+    calibrate.add_argument("--eval-data", help="labelled data for --max-drop (its dev split is used)")
+    calibrate.add_argument("--eval-limit", type=int, help="use only the first N evaluation examples")
+    calibrate.add_argument(
+        "--parity-samples", type=int, default=48, help="inputs compared with the FP32 export (default 48)"
+    )
+    calibrate.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.95,
+        help="min share of equal argmax decisions vs FP32 (default 0.95)",
+    )
+    calibrate.add_argument(
+        "--atol", type=float, help="max absolute output error vs FP32 (default: reported, not gated)"
+    )
+    calibrate.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    calibrate.add_argument("--quiet", action="store_true", help="print only errors")
+    calibrate.set_defaults(handler=_run_calibrate)
+
+    validate = commands.add_parser(
+        "validate",
+        help="the CI gate: candidate vs reference on a task's dev data (metric drop, agreement); exit 0/1/2",
+        description="Evaluate a candidate (OpenVINO or ONNX folder, FP32 or INT8) and a reference (PyTorch model "
+        "or another exported folder) on the same examples with the task's official metric. Exit code 0 when the "
+        "metric drop and the prediction agreement are within bounds, 1 when not, 2 for bad input.",
+        epilog=_VALIDATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument(
+        "candidate", metavar="CANDIDATE", help="an exported folder (or any model pruneofa can open)"
+    )
+    validate.add_argument(
+        "--reference", required=True, help="PyTorch model folder or hub id, or another exported folder"
+    )
+    validate.add_argument(
+        "--data", required=True, help="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD file"
+    )
+    validate.add_argument(
+        "--task",
+        help="cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad (default: from a calibrated folder's manifest)",
+    )
+    validate.add_argument(
+        "--split", choices=("dev", "train"), default="dev", help="split to evaluate (default dev)"
+    )
+    validate.add_argument(
+        "--max-drop", type=float, default=1.0, help="max drop of the primary metric, in points (default 1.0)"
+    )
+    validate.add_argument(
+        "--min-agreement", type=float, default=0.99, help="min share of identical predictions (default 0.99)"
+    )
+    validate.add_argument("--limit", type=int, help="evaluate only the first N examples (quick runs)")
+    validate.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="examples per batch, padded to the batch's longest (default 16)",
+    )
+    validate.add_argument("--report", help="write the JSON report to this file")
+    validate.add_argument(
+        "--junit", help="write JUnit XML (two test cases: metric_drop, prediction_agreement) to this file"
+    )
+    validate.add_argument("--quiet", action="store_true", help="no progress bar")
+    validate.set_defaults(handler=_run_validate)
+
     info = commands.add_parser(
         "info",
         help="print the report stored in a folder's pruneofa.json (sparsity, parity, shrink, files)",
@@ -103,6 +243,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(handler=_run_info)
     return parser
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from calibration import calibrate_model, make_config
+
+    options = {
+        key: getattr(args, key)
+        for key in (
+            "task",
+            "data",
+            "split",
+            "samples",
+            "seed",
+            "method",
+            "per_channel",
+            "preset",
+            "overflow_fix",
+            "overwrite",
+            "max_drop",
+            "eval_data",
+            "eval_limit",
+            "parity_samples",
+            "min_agreement",
+            "atol",
+        )
+    }
+    config = make_config(output=Path(args.output) if args.output else None, **options)
+    calibrate_model(args.exported, config, command=["pruneofa", *sys.argv[1:]], quiet=args.quiet)
+    return 0
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploy.validate import ValidateConfig, format_report, validate_model
+    from pruneofa.errors import InputError
+
+    try:
+        config = ValidateConfig(
+            reference=args.reference,
+            data=args.data,
+            task=args.task,
+            split=args.split,
+            max_drop=args.max_drop,
+            min_agreement=args.min_agreement,
+            limit=args.limit,
+            batch_size=args.batch_size,
+            report=Path(args.report) if args.report else None,
+            junit=Path(args.junit) if args.junit else None,
+        )
+    except ValueError as err:  # pydantic's ValidationError is a ValueError
+        first = err.errors()[0] if hasattr(err, "errors") else {"loc": ("options",), "msg": str(err)}
+        raise InputError(f"invalid --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    report = validate_model(args.candidate, config, quiet=args.quiet)
+    print(format_report(report))
+    return 0 if report.passed else 1
 
 
 def _run_info(args: argparse.Namespace) -> int:

@@ -73,10 +73,12 @@ class TensorSparsity(_Strict):
     numel: int
     zeros_before: int
     status: Literal["matched", "unused", "folded"]
+    linear: bool = False  # an nn.Linear weight (what pruning targets), as opposed to an embedding
     zeros_after: int | None = None
     extra_zeros: int | None = None
     lost_zeros: int | None = None
     exported_name: str | None = None
+    precision: str | None = None  # after INT8 calibration: "int8", or "fp32" where a layer was kept in float
 
 
 class SparsityReport(_Strict):
@@ -121,7 +123,7 @@ class ParityReport(_Strict):
 
     reference: str
     samples: int
-    atol: float
+    atol: float | None  # None: the error is reported, not gated (INT8 vs FP32)
     min_agreement: float
     outputs: list[OutputParity]
     passed: bool
@@ -145,13 +147,44 @@ class ExportInfo(_Strict):
     target: Literal["openvino", "onnx"]
     task: str
     opset: int
-    weight_format: Literal["fp32", "fp16"]
+    weight_format: Literal["fp32", "fp16", "int8"]
     inputs: list[str]
     outputs: list[str]
     files: dict[str, int]
     tokenizer_converted: bool
     tokenizer_note: str | None = None
     wall_time_s: float
+
+
+class AccuracyControl(_Strict):
+    """NNCF's accuracy-controlled quantization: which layers had to stay in floating point."""
+
+    metric: str
+    max_drop: float
+    fp32_metric: float
+    int8_metric: float
+    kept_in_float: list[str]
+
+
+class CalibrationInfo(_Strict):
+    """How an exported model was quantized to INT8, on which CPU, and with what calibration data."""
+
+    target: Literal["openvino", "onnx"]
+    method: str
+    calibration: str | None
+    preset: str | None
+    per_channel: bool
+    saturation_fix: str
+    cpu: str
+    samples: int
+    seed: int
+    data: str
+    task: str
+    split: str
+    fp32_bytes: int
+    int8_bytes: int
+    wall_time_s: float
+    accuracy_control: AccuracyControl | None = None
 
 
 class Manifest(_Strict):
@@ -167,6 +200,7 @@ class Manifest(_Strict):
     shrink: ShrinkReport | None = None
     sparsity: SparsityReport | None = None
     parity: ParityReport | None = None
+    calibration: CalibrationInfo | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
 
     def as_lineage(self) -> LineageEntry:

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 from pruneofa.manifest import Manifest, ParityReport, ShrinkReport, SparsityReport
 
+_MODEL_FILE_PREFIXES = ("model.", "openvino_model.")
 _LAYER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
 
 
@@ -64,7 +65,8 @@ def sparsity_table(report: SparsityReport, *, per_tensor: bool = False) -> str:
 
 def parity_table(report: ParityReport) -> str:
     lines = [
-        f"Output parity vs {report.reference} on {report.samples} inputs (atol {report.atol:g}, "
+        f"Output parity vs {report.reference} on {report.samples} inputs (atol "
+        f"{'not gated' if report.atol is None else format(report.atol, 'g')}, "
         f"min agreement {report.min_agreement:.2%})",
         f"  {'output':<18}{'max abs':>11}{'mean abs':>11}{'max rel':>11}{'agreement':>11}",
     ]
@@ -102,8 +104,32 @@ def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> st
         lines.append(f"  earlier: {entry.stage} at {entry.created_at} from {entry.source}")
     for name, value in manifest.metrics.items():
         lines.append(f"  metric {name}: {value:g}")
+    if manifest.calibration is not None:
+        lines.append(calibration_summary(manifest))
     if manifest.export is not None:
         lines.append(export_summary(folder, manifest, per_tensor=per_tensor))
+    return "\n".join(lines)
+
+
+def calibration_summary(manifest: Manifest) -> str:
+    info = manifest.calibration
+    assert info is not None
+    lines = [
+        f"INT8 calibration: {info.method}"
+        + (f" ({info.calibration})" if info.calibration else "")
+        + (f", preset {info.preset}" if info.preset else "")
+        + f", per-channel weights {'yes' if info.per_channel else 'no'}",
+        f"  data: {info.samples} samples of {info.task} ({info.split}) from {info.data}, seed {info.seed}",
+        f"  saturation: {info.saturation_fix}; CPU {info.cpu}",
+        f"  model size {info.fp32_bytes / 1e6:.2f} MB → {info.int8_bytes / 1e6:.2f} MB "
+        f"({info.fp32_bytes / max(info.int8_bytes, 1):.2f}x smaller); quantization took {info.wall_time_s:.1f} s",
+    ]
+    control = info.accuracy_control
+    if control is not None:
+        lines.append(
+            f"  accuracy control: {control.metric} {control.fp32_metric:.2f} (FP32) → {control.int8_metric:.2f} (INT8), "
+            f"max drop {control.max_drop:g}; kept in floating point: {', '.join(control.kept_in_float) or 'none'}"
+        )
     return "\n".join(lines)
 
 
@@ -111,9 +137,12 @@ def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False)
     info = manifest.export
     assert info is not None
     size = sum(info.files.values())
+    shown = [
+        (n, b) for n, b in sorted(info.files.items()) if b > 100_000 or n.startswith(_MODEL_FILE_PREFIXES)
+    ]
     lines = [
         f"Exported {manifest.source.model} ({manifest.source.model_type}, {info.task}) to {info.target}: {output}",
-        f"  files: {', '.join(f'{n} {b / 1e6:.2f} MB' for n, b in sorted(info.files.items()) if b > 100_000)}"
+        f"  files: {', '.join(f'{n} {b / 1e6:.2f} MB' for n, b in shown)}"
         f" (total {size / 1e6:.1f} MB); weights {info.weight_format}; wall time {info.wall_time_s:.1f} s",
     ]
     if info.target == "openvino":

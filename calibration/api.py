@@ -1,0 +1,345 @@
+"""``pruneofa calibrate`` as a Python function: FP32 export folder → INT8 folder, checked.
+
+The INT8 folder is built in a temporary folder and moved into place only when the INT8 weights keep
+every FP32 zero and the INT8 model agrees with the FP32 export, so a folder that exists was checked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from calibration import quantize
+from calibration.dataset import calibration_feeds, evaluation_items, pad_to_common_length
+from calibration.sparsity import account_int8_sparsity
+from exporter import graph, parity
+from pruneofa import report
+from pruneofa.cpu import detect_cpu
+from pruneofa.errors import CheckFailed, InputError
+from pruneofa.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.manifest import (
+    AccuracyControl,
+    CalibrationInfo,
+    Manifest,
+    SourceInfo,
+    hash_model_files,
+    library_versions,
+    now_utc,
+    read_manifest,
+    write_manifest,
+)
+from pruneofa.support import TASKS as EXPORT_TASKS
+from pruneofa.tasks import TaskSpec, get_task
+
+MODEL_FILES = {"onnx": ("model.onnx",), "openvino": ("openvino_model.xml", "openvino_model.bin")}
+
+
+class CalibrateConfig(BaseModel):
+    """Validated options of one calibration (the CLI builds this from its flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    data: str
+    split: Literal["train", "dev"] = "train"
+    samples: int = Field(300, ge=1, le=100_000)
+    seed: int = 0
+    method: Literal["minmax", "entropy", "percentile", "dynamic"] = "minmax"
+    per_channel: bool = False
+    preset: Literal["mixed", "performance"] = "mixed"
+    overflow_fix: quantize.OverflowChoice = "auto"
+    output: Path | None = None
+    overwrite: bool = False
+    max_drop: float | None = Field(None, gt=0, le=100)
+    eval_data: str | None = None
+    eval_limit: int | None = Field(None, ge=1)
+    parity_samples: int = Field(48, ge=1, le=10_000)
+    min_agreement: float = Field(0.95, ge=0, le=1)
+    atol: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _max_drop_needs_eval_data(self) -> CalibrateConfig:
+        if self.max_drop is not None and self.eval_data is None:
+            raise ValueError("--max-drop needs --eval-data (the labelled examples the drop is measured on)")
+        return self
+
+
+def make_config(**options: Any) -> CalibrateConfig:
+    """Build a :class:`CalibrateConfig`, turning validation errors into one-line :class:`InputError`."""
+    try:
+        return CalibrateConfig(**options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(f"invalid --{field.replace('_', '-')}: {message}" if field else message) from err
+
+
+@dataclass
+class CalibrationResult:
+    output: Path
+    manifest: Manifest
+
+
+def _read_export(folder: Path) -> tuple[Manifest, str]:
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder; give a folder written by 'pruneofa export'")
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.export is None:
+        raise InputError(
+            f"{folder} has no export manifest (pruneofa.json); export the model first with 'pruneofa export'"
+        )
+    if manifest.calibration is not None or manifest.export.weight_format == "int8":
+        raise InputError(f"{folder} is already INT8; calibrate the FP32 export it came from")
+    target = manifest.export.target
+    missing = [name for name in MODEL_FILES[target] if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"{folder} lacks {', '.join(missing)}; re-export the model")
+    return manifest, target
+
+
+def _check_task(task: TaskSpec, export_task: str, config: CalibrateConfig, target: str) -> None:
+    if task.export_task != export_task and export_task != "feature-extraction":
+        raise InputError(
+            f"task {task.name} needs a {task.export_task} model, but this folder was exported for {export_task}"
+        )
+    if target == "openvino" and config.method != "minmax":
+        raise InputError(
+            f"--method {config.method} applies to ONNX targets; OpenVINO uses NNCF's calibration (choose --preset)"
+        )
+    if target == "openvino" and config.per_channel:
+        raise InputError(
+            "--per-channel applies to ONNX targets; NNCF always quantizes weights per output channel"
+        )
+    if config.max_drop is not None and target != "openvino":
+        raise InputError(
+            "--max-drop (accuracy-controlled quantization) needs an OpenVINO target; export with --target openvino"
+        )
+    if config.max_drop is not None and task.kind not in ("classification", "regression"):
+        raise InputError(
+            f"--max-drop supports GLUE tasks; for {task.name}, calibrate and then run 'pruneofa validate'"
+        )
+
+
+def calibrate_model(
+    exported: str | Path, config: CalibrateConfig, *, command: list[str] | None = None, quiet: bool = False
+) -> CalibrationResult:
+    """Quantize an FP32 export folder to INT8; raises InputError/CheckFailed with nothing written."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    started = time.perf_counter()
+    folder = Path(exported).expanduser().resolve()
+    fp32_manifest, target = _read_export(folder)
+    task = get_task(config.task)
+    _check_task(task, fp32_manifest.export.task, config, target)
+    output = config.output or folder.with_name(folder.name + "-int8")
+    check_output_dir(output, overwrite=config.overwrite)
+    say = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    hf_config = AutoConfig.from_pretrained(folder)
+    input_names = fp32_manifest.export.inputs
+    max_length = graph.max_sequence_length(hf_config)
+    feeds = calibration_feeds(
+        task,
+        config.data,
+        tokenizer,
+        input_names,
+        samples=config.samples,
+        seed=config.seed,
+        split=config.split,
+        model_max_length=max_length,
+    )
+    if target == "onnx" and config.method in ("entropy", "percentile"):
+        feeds = pad_to_common_length(feeds, tokenizer.pad_token_id or 0)
+    evaluation = None
+    if config.max_drop is not None:
+        evaluation = evaluation_items(
+            task,
+            config.eval_data,
+            tokenizer,
+            input_names,
+            limit=config.eval_limit,
+            model_max_length=max_length,
+        )
+    cpu = detect_cpu()
+    fix_setting, fix = quantize.choose_saturation_fix(target, config.overflow_fix, cpu.int8_saturation_risk)
+    say(
+        f"calibrating {target} INT8 on {len(feeds)} samples of {task.name} ({config.split}, seed {config.seed}); {fix.description}"
+    )
+
+    fp32_file = folder / MODEL_FILES[target][0]
+    export_task = EXPORT_TASKS[fp32_manifest.export.task]
+    with (
+        tempfile.TemporaryDirectory(prefix="pruneofa-calibrate-") as work,
+        atomic_output_dir(output, overwrite=config.overwrite) as staging,
+    ):
+        for item in folder.iterdir():
+            if item.is_file() and item.name not in MODEL_FILES[target] + ("pruneofa.json",):
+                shutil.copy2(item, staging / item.name)
+        int8_file = staging / MODEL_FILES[target][0]
+        accuracy = None
+        quant_started = time.perf_counter()
+        if target == "openvino":
+            validation = None
+            if evaluation is not None:
+                items, labels = evaluation
+                validation = (items, _validation_fn(task, items, labels), config.max_drop / 100.0)
+            quantize.quantize_openvino(
+                fp32_file,
+                int8_file,
+                feeds,
+                preset=config.preset,
+                overflow_fix=fix_setting,
+                validation=validation,
+            )
+        else:
+            quantize.quantize_onnx(
+                fp32_file,
+                int8_file,
+                feeds,
+                method=config.method,
+                per_channel=config.per_channel,
+                reduce_range=fix_setting,
+                work_dir=Path(work),
+            )
+        quant_time = time.perf_counter() - quant_started
+        say(f"quantized in {quant_time:.1f} s; checking sparsity and parity against the FP32 export")
+
+        sparsity_report, problems, kept = account_int8_sparsity(
+            fp32_manifest.sparsity, target, fp32_file, int8_file
+        )
+        if evaluation is not None:
+            items, labels = evaluation
+            fp32_metric = _evaluate(
+                parity.ExportedRunner(fp32_file, export_task.outputs), task, items, labels
+            )
+            int8_metric = _evaluate(
+                parity.ExportedRunner(int8_file, export_task.outputs), task, items, labels
+            )
+            accuracy = AccuracyControl(
+                metric=task.primary_metric,
+                max_drop=config.max_drop,
+                fp32_metric=fp32_metric,
+                int8_metric=int8_metric,
+                kept_in_float=kept,
+            )
+        batches = parity.build_parity_batches(
+            tokenizer,
+            export_task,
+            input_names,
+            samples=config.parity_samples,
+            max_length=max_length,
+            vocab_size=int(hf_config.vocab_size),
+        )
+        parity_report = parity.compare(
+            parity.ExportedRunner(fp32_file, export_task.outputs),
+            parity.ExportedRunner(int8_file, export_task.outputs),
+            batches,
+            export_task,
+            atol=config.atol,
+            min_agreement=config.min_agreement,
+            reference_label=f"the FP32 {target} export",
+        )
+        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
+        fp32_bytes = sum((folder / name).stat().st_size for name in MODEL_FILES[target])
+        int8_bytes = sum(files[name] for name in MODEL_FILES[target])
+        manifest = Manifest(
+            stage="calibrate",
+            command=command
+            or ["calibration.calibrate_model", str(folder), config.model_dump_json(exclude_defaults=True)],
+            created_at=now_utc(),
+            versions=library_versions(),
+            source=SourceInfo(
+                model=str(folder),
+                model_type=fp32_manifest.source.model_type,
+                architecture=fp32_manifest.source.architecture,
+                file_sha256=hash_model_files(folder),
+            ),
+            lineage=fp32_manifest.lineage + [fp32_manifest.as_lineage()],
+            export=fp32_manifest.export.model_copy(
+                update={
+                    "weight_format": "int8",
+                    "files": files,
+                    "wall_time_s": round(time.perf_counter() - started, 2),
+                }
+            ),
+            shrink=fp32_manifest.shrink,
+            sparsity=sparsity_report,
+            parity=parity_report,
+            calibration=CalibrationInfo(
+                target=target,
+                method="nncf-ptq"
+                if target == "openvino"
+                else ("ort-dynamic" if config.method == "dynamic" else "ort-static-qdq"),
+                calibration=None if config.method == "dynamic" else config.method,
+                preset=config.preset if target == "openvino" else None,
+                per_channel=True if target == "openvino" else config.per_channel,
+                saturation_fix=fix.description,
+                cpu=cpu.summary(),
+                samples=len(feeds),
+                seed=config.seed,
+                data=config.data,
+                task=task.name,
+                split=config.split,
+                fp32_bytes=fp32_bytes,
+                int8_bytes=int8_bytes,
+                wall_time_s=round(quant_time, 2),
+                accuracy_control=accuracy,
+            ),
+        )
+        write_manifest(staging, manifest)
+        text = report.describe(str(output), manifest)
+        failures = list(problems)
+        if not parity_report.passed:
+            failures.append(parity.failure_reason(parity_report))
+        if failures:
+            print(text, file=sys.stderr)
+            raise CheckFailed(f"INT8 {target} model rejected, nothing written: " + "; ".join(failures))
+    if not quiet:
+        print(text, flush=True)
+    return CalibrationResult(output, manifest)
+
+
+def _predictions(task: TaskSpec, outputs: list[np.ndarray]) -> list:
+    logits = outputs[0]
+    return (
+        [float(v) for v in logits.reshape(-1)]
+        if task.kind == "regression"
+        else [int(v) for v in logits.argmax(-1)]
+    )
+
+
+def _evaluate(runner: parity.ExportedRunner, task: TaskSpec, items: list[dict], labels: list) -> float:
+    from pruneofa.metrics import compute_metrics, primary
+
+    predictions = [p for item in items for p in _predictions(task, runner(item))]
+    return primary(task, compute_metrics(task, predictions, labels))
+
+
+def _validation_fn(task: TaskSpec, items: list[dict], labels: list):
+    """NNCF's validation function: compiled model and items → the primary metric as a fraction.
+
+    NNCF may pass a subset of the items (when ranking layers), so labels are found by item identity
+    (NNCF hands the same objects back when the dataset has no transform function)."""
+    from pruneofa.metrics import compute_metrics, primary
+
+    label_of = {id(item): label for item, label in zip(items, labels, strict=True)}
+
+    def validate(compiled_model: Any, subset) -> float:
+        predictions, references = [], []
+        for item in subset:
+            result = compiled_model(item)
+            predictions += _predictions(task, [np.asarray(result[0])])
+            references.append(label_of[id(item)])
+        return primary(task, compute_metrics(task, predictions, references)) / 100.0
+
+    return validate

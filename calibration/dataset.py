@@ -1,0 +1,104 @@
+"""Calibration and evaluation inputs: examples of a task, tokenized by the exported folder's tokenizer.
+
+Each item is one example as a batch of one (NNCF and ONNX Runtime collect statistics per inference),
+restricted to the model's inputs, int64, with zero ``token_type_ids`` where the tokenizer has none.
+Question answering goes through the standard stride-based feature preparation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pruneofa.data import load_examples
+from pruneofa.tasks import TaskSpec
+
+TEXT_MAX_LENGTH = 128
+QA_MAX_LENGTH = 384
+QA_STRIDE = 128
+
+
+def _feed(encoded: Any, input_names: list[str]) -> dict[str, np.ndarray]:
+    feed = {}
+    for name in input_names:
+        if name in encoded:
+            feed[name] = np.asarray(encoded[name], dtype=np.int64).reshape(1, -1)
+        elif name == "token_type_ids":
+            feed[name] = np.zeros((1, len(encoded["input_ids"])), dtype=np.int64)
+    return feed
+
+
+def qa_window(model_max_length: int) -> tuple[int, int]:
+    """SQuAD's usual 384-token window with stride 128, shrunk to what the model's positions allow."""
+    length = min(QA_MAX_LENGTH, model_max_length)
+    return length, min(QA_STRIDE, length // 3)
+
+
+def tokenize_examples(
+    task: TaskSpec, examples: list, tokenizer: Any, input_names: list[str], model_max_length: int
+) -> list[dict[str, np.ndarray]]:
+    """One feed per example (per feature for question answering)."""
+    if task.kind == "question-answering":
+        from pruneofa.qa import batches, prepare_qa_features
+
+        length, stride = qa_window(model_max_length)
+        features = prepare_qa_features(examples, tokenizer, max_length=length, stride=stride)
+        return [{k: v for k, v in feed.items() if k in input_names} for feed in batches(features, 1)]
+    feeds = []
+    for example in examples:
+        encoded = tokenizer(
+            *example.texts, truncation=True, max_length=min(TEXT_MAX_LENGTH, model_max_length)
+        )
+        feeds.append(_feed(encoded, input_names))
+    return feeds
+
+
+def calibration_feeds(
+    task: TaskSpec,
+    data: str,
+    tokenizer: Any,
+    input_names: list[str],
+    *,
+    samples: int,
+    seed: int,
+    split: str,
+    model_max_length: int,
+) -> list[dict[str, np.ndarray]]:
+    """``samples`` examples drawn from ``data`` with ``seed`` (recorded by the caller), tokenized."""
+    examples = load_examples(task, data, split=split, limit=samples, seed=seed)
+    return tokenize_examples(task, examples, tokenizer, input_names, model_max_length)[:samples]
+
+
+def evaluation_items(
+    task: TaskSpec,
+    data: str,
+    tokenizer: Any,
+    input_names: list[str],
+    *,
+    limit: int | None,
+    model_max_length: int,
+) -> tuple[list[dict[str, np.ndarray]], list]:
+    """Labelled dev examples for accuracy-controlled quantization (classification and regression)."""
+    examples = load_examples(task, data, split="dev", limit=limit)
+    return tokenize_examples(task, examples, tokenizer, input_names, model_max_length), [
+        e.label for e in examples
+    ]
+
+
+def pad_to_common_length(feeds: list[dict[str, np.ndarray]], pad_id: int) -> list[dict[str, np.ndarray]]:
+    """ONNX Runtime's histogram calibrators (entropy, percentile) stack the outputs of all samples, so
+    every sample must have the same length: pad to the longest, masked out."""
+    width = max(feed["input_ids"].shape[1] for feed in feeds)
+    padded = []
+    for feed in feeds:
+        extra = width - feed["input_ids"].shape[1]
+        padded.append(
+            {
+                name: np.pad(
+                    values, ((0, 0), (0, extra)), constant_values=pad_id if name == "input_ids" else 0
+                )
+                for name, values in feed.items()
+            }
+        )
+    return padded

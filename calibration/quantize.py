@@ -1,0 +1,200 @@
+"""The INT8 back-ends: NNCF post-training quantization for OpenVINO IR, ONNX Runtime for ONNX.
+
+Both are configured so that pruned weights stay exactly zero: weights are quantized symmetrically
+(zero point 0), so a zero weight is the integer 0. Both are saturation-safe by default: on CPUs
+without VNNI/AMX, weights get 7 bits (NNCF overflow fix / ONNX Runtime ``reduce_range``) so that the
+int16 accumulation of ``vpmaddubsw`` cannot overflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from pruneofa.errors import PruneofaError
+
+QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]
+OverflowChoice = Literal["auto", "enable", "disable", "first-layer"]
+
+
+@dataclass(frozen=True)
+class SaturationFix:
+    """What was chosen against INT8 overflow, and why (recorded in the manifest)."""
+
+    enabled: bool
+    description: str
+
+
+def choose_saturation_fix(
+    target: str, choice: OverflowChoice, saturation_risk: bool
+) -> tuple[Any, SaturationFix]:
+    """Map the user's choice (``auto`` follows the CPU) to the back-end's setting."""
+    if target == "openvino":
+        from nncf.quantization.advanced_parameters import OverflowFix
+
+        mode = {
+            "enable": OverflowFix.ENABLE,
+            "disable": OverflowFix.DISABLE,
+            "first-layer": OverflowFix.FIRST_LAYER,
+            "auto": OverflowFix.ENABLE if saturation_risk else OverflowFix.DISABLE,
+        }[choice]
+        why = (
+            "CPU without VNNI/AMX"
+            if choice == "auto" and saturation_risk
+            else "CPU has VNNI/AMX"
+            if choice == "auto"
+            else "requested"
+        )
+        return mode, SaturationFix(mode != OverflowFix.DISABLE, f"nncf overflow_fix={mode.value} ({why})")
+    reduce_range = saturation_risk if choice == "auto" else choice in ("enable", "first-layer")
+    why = (
+        ("CPU without VNNI/AMX" if saturation_risk else "CPU has VNNI/AMX")
+        if choice == "auto"
+        else "requested"
+    )
+    return reduce_range, SaturationFix(reduce_range, f"onnxruntime reduce_range={reduce_range} ({why})")
+
+
+@contextlib.contextmanager
+def _nncf_quiet():
+    """NNCF logs INFO lines and rich progress bars of its own; keep its bars, drop the INFO chatter."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def quantize_openvino(
+    fp32_xml: Path,
+    int8_xml: Path,
+    feeds: list[dict[str, np.ndarray]],
+    *,
+    preset: str,
+    overflow_fix: Any,
+    validation: tuple[list[Any], Callable[[Any, Iterable[Any]], float], float] | None = None,
+) -> None:
+    """NNCF PTQ (transformer model type, symmetric weights); with ``validation`` accuracy-controlled."""
+    import nncf
+    import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    model = ov.Core().read_model(str(fp32_xml))
+    common = dict(
+        preset=nncf.QuantizationPreset.PERFORMANCE
+        if preset == "performance"
+        else nncf.QuantizationPreset.MIXED,
+        subset_size=len(feeds),
+        model_type=nncf.ModelType.TRANSFORMER,
+    )
+    advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix)
+    with _nncf_quiet(), _reported("NNCF quantization"):
+        if validation is None:
+            quantized = nncf.quantize(model, nncf.Dataset(feeds), advanced_parameters=advanced, **common)
+        else:
+            items, validate_fn, max_drop = validation
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                nncf.Dataset(feeds),
+                nncf.Dataset(items),
+                validate_fn,
+                max_drop=max_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                advanced_quantization_parameters=advanced,
+                **common,
+            )
+    ov.save_model(quantized, str(int8_xml), compress_to_fp16=False)
+
+
+class _FeedReader:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._iter = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:  # not used by quantize_static, kept for the protocol
+        pass
+
+
+def quantize_onnx(
+    fp32_onnx: Path,
+    int8_onnx: Path,
+    feeds: list[dict[str, np.ndarray]],
+    *,
+    method: str,
+    per_channel: bool,
+    reduce_range: bool,
+    work_dir: Path,
+) -> None:
+    """ONNX Runtime static (QDQ, MinMax/Entropy/Percentile) or dynamic quantization, symmetric weights."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = work_dir / "preprocessed.onnx"
+    try:  # symbolic shape inference fails on these exports ("Incomplete symbolic shape inference"): skip it
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(str(fp32_onnx), str(source), skip_symbolic_shape=True)
+    except Exception:  # pre-processing only helps; quantization works on the plain export as well
+        source = fp32_onnx
+    with _reported(f"onnxruntime quantization ({method})"):
+        if method == "dynamic":
+            quantize_dynamic(
+                str(source),
+                str(int8_onnx),
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                extra_options={"WeightSymmetric": True},
+            )
+            return
+        calibrate_method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[method]
+        quantize_static(
+            str(source),
+            str(int8_onnx),
+            _FeedReader(feeds),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate_method,
+            # The weight-carrying ops. Leaving the mask arithmetic (Add/Where on near-constant tensors) in
+            # float is what BERT wants anyway, and it keeps the histogram calibrators from failing on it.
+            op_types_to_quantize=QUANTIZED_OPS,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+
+
+@contextlib.contextmanager
+def _reported(what: str):
+    """The back-ends raise many exception types; turn them into one line (exit code 1)."""
+    try:
+        yield
+    except PruneofaError:
+        raise
+    except Exception as err:
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        detail = lines[-1] if lines else type(err).__name__
+        raise PruneofaError(f"{what} failed: {type(err).__name__}: {detail}", exit_code=1) from err

@@ -1,0 +1,108 @@
+"""Open a model for inference, whatever it is: an exported folder (OpenVINO IR or ONNX) or a PyTorch
+Hugging Face folder / hub id. Every runner takes a numpy feed and returns the task's outputs, so
+validation and benchmarking compare any two of them the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporter import graph, parity
+from pruneofa import modelio
+from pruneofa.errors import InputError
+from pruneofa.manifest import read_manifest
+from pruneofa.support import TASKS, ExportTask
+
+
+@dataclass
+class Runner:
+    """A callable model: ``runner(feed) -> [output arrays]`` in ``task.outputs`` order."""
+
+    label: str
+    kind: str  # "openvino", "onnx" or "pytorch"
+    location: str
+    input_names: list[str]
+    task: ExportTask
+    call: Any
+    tokenizer_source: str
+    max_length: int  # longest input its position embeddings allow
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.call({name: feed[name] for name in self.input_names if name in feed})
+
+
+def _exported_file(folder: Path) -> tuple[str, Path] | None:
+    if (folder / "openvino_model.xml").is_file():
+        return "openvino", folder / "openvino_model.xml"
+    if (folder / "model.onnx").is_file():
+        return "onnx", folder / "model.onnx"
+    return None
+
+
+def _runtime_inputs(kind: str, path: Path) -> list[str]:
+    if kind == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return [i.name for i in session.get_inputs()]
+    import openvino as ov
+
+    return [next(iter(port.get_names())) for port in ov.Core().read_model(str(path)).inputs]
+
+
+def open_model(location: str, export_task: str | None = None) -> Runner:
+    """An exported folder runs in its runtime; anything else is loaded with transformers (FP32)."""
+    path = Path(location).expanduser()
+    found = _exported_file(path) if path.is_dir() else None
+    if found is not None:
+        kind, model_file = found
+        manifest = read_manifest(path)
+        recorded = manifest.export.task if manifest and manifest.export else None
+        if export_task and recorded and export_task != recorded:
+            raise InputError(
+                f"{path} holds a {recorded} model, not {export_task}; check --task and the folder"
+            )
+        task_name = export_task or recorded
+        if task_name is None:
+            task_name = modelio.resolve_task(
+                modelio.load_config(modelio.ModelSource(str(path), True, path.name)), None
+            ).name
+        task = TASKS[task_name]
+        config = modelio.load_config(modelio.ModelSource(str(path), True, path.name))
+        weights = manifest.export.weight_format.upper() if manifest and manifest.export else "exported"
+        return Runner(
+            label=f"{kind} {weights} ({path.name})",
+            kind=kind,
+            location=str(path.resolve()),
+            input_names=_runtime_inputs(kind, model_file),
+            task=task,
+            call=parity.ExportedRunner(model_file, task.outputs),
+            tokenizer_source=str(path),
+            max_length=graph.max_sequence_length(config),
+        )
+    source = modelio.resolve_model_source(location)
+    config = modelio.load_config(source)
+    spec = modelio.architecture_spec(config)
+    task = modelio.resolve_task(config, export_task)
+    model = modelio.load_model(source, task)
+    return Runner(
+        label=f"PyTorch FP32 ({source.display_name})",
+        kind="pytorch",
+        location=source.location,
+        input_names=graph.input_names(spec),
+        task=task,
+        call=parity.TorchRunner(model, task.outputs),
+        tokenizer_source=source.location,
+        max_length=graph.max_sequence_length(config),
+    )
+
+
+def check_same_task(candidate: Runner, reference: Runner) -> None:
+    if candidate.task.name != reference.task.name:
+        raise InputError(
+            f"candidate is a {candidate.task.name} model but the reference is {reference.task.name}; "
+            "compare models of the same task"
+        )

@@ -1,0 +1,59 @@
+"""What this CPU can do for INT8 and sparse inference, read from the operating system.
+
+INT8 matrix multiplication without VNNI (or AMX) uses ``vpmaddubsw``, which adds pairs of u8×s8 products
+into a saturating int16: with full 8-bit weights the sum can overflow and accuracy collapses
+(the "INT8 BERT is broken on my CPU" reports). The fixes are 7-bit weights — NNCF's overflow fix,
+ONNX Runtime's ``reduce_range`` — so calibration asks this module which CPU it is on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    cores: int
+    flags: frozenset[str]
+    known: bool  # False where the flags could not be read: treated as "no VNNI" (the safe side)
+
+    @property
+    def has_vnni(self) -> bool:
+        return bool({"avx512_vnni", "avx_vnni"} & self.flags)
+
+    @property
+    def has_amx(self) -> bool:
+        return "amx_int8" in self.flags
+
+    @property
+    def int8_saturation_risk(self) -> bool:
+        """True where INT8 GEMM goes through saturating int16 sums (no VNNI, no AMX)."""
+        return not (self.has_vnni or self.has_amx)
+
+    def summary(self) -> str:
+        shown = ", ".join(f for f in _FLAGS if f in self.flags) or "none of " + "/".join(_FLAGS)
+        return f"{self.model} ({self.cores} cores; {shown}{'' if self.known else '; flags unknown'})"
+
+
+def detect_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
+    """Read model name and instruction-set flags (Linux ``/proc/cpuinfo``; elsewhere flags are unknown)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return CpuInfo(platform.processor() or platform.machine(), cores, frozenset(), known=False)
+    model, flags = platform.machine(), set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model == platform.machine():
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    return CpuInfo(model, cores, frozenset(f for f in _FLAGS if f in flags), known=bool(flags))

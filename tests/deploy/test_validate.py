@@ -1,0 +1,161 @@
+"""The accuracy-parity gate: passes faithful candidates, fails a broken one, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+
+from pruneofa.cli import main
+
+
+def _validate(capsys, candidate, *extra: str) -> tuple[int, str, str]:
+    code = main(["validate", str(candidate), "--quiet", *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()[-1] if captured.err.strip() else ""
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx"])
+def test_fp32_export_passes_against_pytorch(export_once, make_model, sst2_dir, tmp_path, capsys, target):
+    candidate = export_once("bert", "text-classification")[target].output
+    report_file, junit_file = tmp_path / "gate.json", tmp_path / "gate.xml"
+    code, out, _ = _validate(
+        capsys,
+        candidate,
+        "--reference",
+        str(make_model("bert", "text-classification")),
+        "--data",
+        str(sst2_dir),
+        "--task",
+        "sst2",
+        "--report",
+        str(report_file),
+        "--junit",
+        str(junit_file),
+    )
+    assert code == 0 and "PASS" in out
+    report = json.loads(report_file.read_text())
+    assert (
+        report["passed"] and report["examples"] == 30 and report["agreement"] == 1.0 and report["drop"] == 0
+    )
+    assert report["max_abs_error"] < 1e-4 and report["primary_metric"] == "accuracy"
+    suite = ET.parse(junit_file).getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    assert [c.get("name") for c in suite.iter("testcase")] == ["metric_drop", "prediction_agreement"]
+
+
+def test_int8_against_another_exported_folder(calibrate_once, export_once, sst2_dir, capsys):
+    int8 = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
+    fp32 = export_once("bert", "text-classification", "unstructured90")["onnx"].output
+    code, out, _ = _validate(
+        capsys,
+        int8,
+        "--reference",
+        str(fp32),
+        "--data",
+        str(sst2_dir),
+        "--min-agreement",
+        "0.8",
+        "--max-drop",
+        "10",
+    )
+    assert code == 0, out  # task comes from the INT8 folder's manifest
+    assert "openvino INT8" in out and "onnx FP32" in out
+
+
+def test_a_broken_candidate_fails_the_gate(make_model, sst2_dir, tmp_path, capsys):
+    import transformers
+
+    from exporter import export_model, make_config
+
+    reference = make_model("bert", "text-classification")
+    broken = tmp_path / "broken"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(reference)
+    with torch.no_grad():
+        model.classifier.weight.mul_(-1.0)  # every decision flips
+        model.classifier.bias.mul_(-1.0)
+    model.save_pretrained(broken)
+    transformers.AutoTokenizer.from_pretrained(reference).save_pretrained(broken)
+    exported = export_model(
+        str(broken),
+        make_config(targets=["onnx"], output=tmp_path / "broken-onnx", parity_samples=4),
+        quiet=True,
+    )
+    junit_file = tmp_path / "gate.xml"
+    code, out, _ = _validate(
+        capsys,
+        exported[0].output,
+        "--reference",
+        str(reference),
+        "--data",
+        str(sst2_dir),
+        "--task",
+        "sst2",
+        "--junit",
+        str(junit_file),
+    )
+    assert code == 1 and "FAIL" in out and "agree on" in out
+    failures = [c for c in ET.parse(junit_file).getroot().iter("failure")]
+    assert failures and "agree" in failures[-1].get("message")
+
+
+def test_question_answering_gate(export_once, make_model, squad_file, tmp_path, capsys):
+    candidate = export_once("bert", "question-answering")["onnx"].output
+    report_file = tmp_path / "qa.json"
+    code, out, _ = _validate(
+        capsys,
+        candidate,
+        "--reference",
+        str(make_model("bert", "question-answering")),
+        "--data",
+        str(squad_file),
+        "--task",
+        "squad",
+        "--report",
+        str(report_file),
+        "--batch-size",
+        "5",
+    )
+    assert code == 0, out
+    report = json.loads(report_file.read_text())
+    assert report["primary_metric"] == "f1" and set(report["candidate"]["metrics"]) == {"exact_match", "f1"}
+    assert report["agreement"] == 1.0 and report["examples"] == 12
+
+
+def test_limit_and_bad_input(export_once, make_model, sst2_dir, squad_file, tmp_path, capsys):
+    candidate = export_once("bert", "text-classification")["onnx"].output
+    reference = str(make_model("bert", "text-classification"))
+    report_file = tmp_path / "r.json"
+    code, _, _ = _validate(
+        capsys,
+        candidate,
+        "--reference",
+        reference,
+        "--data",
+        str(sst2_dir),
+        "--task",
+        "sst2",
+        "--limit",
+        "5",
+        "--report",
+        str(report_file),
+    )
+    assert code == 0 and json.loads(report_file.read_text())["examples"] == 5
+    cases = [
+        (["--reference", reference, "--data", str(sst2_dir)], "pass --task"),
+        (["--reference", reference, "--data", str(squad_file), "--task", "squad"], "not question-answering"),
+        (
+            ["--reference", str(tmp_path / "nope"), "--data", str(sst2_dir), "--task", "sst2"],
+            "does not exist",
+        ),
+        (["--reference", reference, "--data", str(tmp_path / "none.tsv"), "--task", "sst2"], "none.tsv"),
+        (
+            ["--reference", reference, "--data", str(sst2_dir), "--task", "sst2", "--batch-size", "0"],
+            "--batch-size",
+        ),
+    ]
+    for extra, message in cases:
+        code, _, err = _validate(capsys, candidate, *extra)
+        assert code == 2 and message in err, (extra, err)
