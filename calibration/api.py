@@ -53,7 +53,7 @@ class CalibrateConfig(BaseModel):
     samples: int = Field(300, ge=1, le=100_000)
     seed: int = 0
     method: Literal["minmax", "entropy", "percentile", "dynamic"] = "minmax"
-    per_channel: bool = False
+    per_channel: bool = True  # ONNX; NNCF quantizes weights per output channel anyway
     preset: Literal["mixed", "performance"] = "mixed"
     overflow_fix: quantize.OverflowChoice = "auto"
     output: Path | None = None
@@ -62,7 +62,7 @@ class CalibrateConfig(BaseModel):
     eval_data: str | None = None
     eval_limit: int | None = Field(None, ge=1)
     parity_samples: int = Field(48, ge=1, le=10_000)
-    min_agreement: float = Field(0.95, ge=0, le=1)
+    min_agreement: float = Field(0.90, ge=0, le=1)
     atol: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
@@ -114,10 +114,6 @@ def _check_task(task: TaskSpec, export_task: str, config: CalibrateConfig, targe
     if target == "openvino" and config.method != "minmax":
         raise InputError(
             f"--method {config.method} applies to ONNX targets; OpenVINO uses NNCF's calibration (choose --preset)"
-        )
-    if target == "openvino" and config.per_channel:
-        raise InputError(
-            "--per-channel applies to ONNX targets; NNCF always quantizes weights per output channel"
         )
     if config.max_drop is not None and target != "openvino":
         raise InputError(
@@ -210,6 +206,7 @@ def calibrate_model(
                 per_channel=config.per_channel,
                 reduce_range=fix_setting,
                 work_dir=Path(work),
+                progress=not quiet,
             )
         quant_time = time.perf_counter() - quant_started
         say(f"quantized in {quant_time:.1f} s; checking sparsity and parity against the FP32 export")

@@ -116,10 +116,12 @@ def quantize_openvino(
 
 
 class _FeedReader:
-    """ONNX Runtime's CalibrationDataReader protocol over a list of feeds."""
+    """ONNX Runtime's CalibrationDataReader protocol over a list of feeds, with a progress bar."""
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
-        self._iter = iter(feeds)
+    def __init__(self, feeds: list[dict[str, np.ndarray]], progress: bool) -> None:
+        from tqdm import tqdm
+
+        self._iter = iter(tqdm(feeds, desc="calibration", unit="sample", disable=not progress, leave=False))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iter, None)
@@ -137,6 +139,7 @@ def quantize_onnx(
     per_channel: bool,
     reduce_range: bool,
     work_dir: Path,
+    progress: bool = True,
 ) -> None:
     """ONNX Runtime static (QDQ, MinMax/Entropy/Percentile) or dynamic quantization, symmetric weights."""
     from onnxruntime.quantization import (
@@ -173,7 +176,7 @@ def quantize_onnx(
         quantize_static(
             str(source),
             str(int8_onnx),
-            _FeedReader(feeds),
+            _FeedReader(feeds, progress),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             reduce_range=reduce_range,

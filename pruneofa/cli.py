@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="minmax",
         help="ONNX: static QDQ calibration method, or dynamic quantization (default minmax)",
     )
-    calibrate.add_argument("--per-channel", action="store_true", help="ONNX: per-channel weight scales")
+    calibrate.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ONNX: one weight scale per output channel (default on; NNCF always does this for OpenVINO)",
+    )
     calibrate.add_argument(
         "--preset",
         choices=("mixed", "performance"),
