@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration import quantize
 from calibration.dataset import calibration_feeds, evaluation_items, pad_to_common_length
@@ -23,7 +23,7 @@ from calibration.sparsity import account_int8_sparsity
 from exporter import graph, parity
 from pruneofa import report
 from pruneofa.cpu import detect_cpu
-from pruneofa.errors import CheckFailed, InputError
+from pruneofa.errors import CheckFailed, InputError, validated
 from pruneofa.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.manifest import (
     AccuracyControl,
@@ -73,14 +73,8 @@ class CalibrateConfig(BaseModel):
 
 
 def make_config(**options: Any) -> CalibrateConfig:
-    """Build a :class:`CalibrateConfig`, turning validation errors into one-line :class:`InputError`."""
-    try:
-        return CalibrateConfig(**options)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"invalid --{field.replace('_', '-')}: {message}" if field else message) from err
+    """Build a :class:`CalibrateConfig` from keyword options; bad values are a one-line :class:`InputError`."""
+    return validated(CalibrateConfig, **options)
 
 
 @dataclass

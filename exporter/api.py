@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from exporter import graph, parity, sparsity
 from exporter.shrink import shrink_model
 from pruneofa import modelio, report
-from pruneofa.errors import CheckFailed, InputError
+from pruneofa.errors import CheckFailed, validated
 from pruneofa.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.manifest import (
     ExportInfo,
@@ -74,20 +74,10 @@ class ExportConfig(BaseModel):
     def _unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
 
-    @property
-    def effective_atol(self) -> float:
-        return self.atol if self.atol is not None else DEFAULT_ATOL[self.weight_format]
-
 
 def make_config(**options: Any) -> ExportConfig:
-    """Build an :class:`ExportConfig`, turning validation errors into one-line :class:`InputError`."""
-    try:
-        return ExportConfig(**options)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "options"
-        message = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"invalid --{field.replace('_', '-')}: {message}") from err
+    """Build a :class:`ExportConfig` from keyword options; bad values are a one-line :class:`InputError`."""
+    return validated(ExportConfig, **options)
 
 
 @dataclass

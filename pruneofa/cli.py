@@ -285,24 +285,21 @@ def _run_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from deploy.validate import ValidateConfig, format_report, validate_model
-    from pruneofa.errors import InputError
+    from pruneofa.errors import validated
 
-    try:
-        config = ValidateConfig(
-            reference=args.reference,
-            data=args.data,
-            task=args.task,
-            split=args.split,
-            max_drop=args.max_drop,
-            min_agreement=args.min_agreement,
-            limit=args.limit,
-            batch_size=args.batch_size,
-            report=Path(args.report) if args.report else None,
-            junit=Path(args.junit) if args.junit else None,
-        )
-    except ValueError as err:  # pydantic's ValidationError is a ValueError
-        first = err.errors()[0] if hasattr(err, "errors") else {"loc": ("options",), "msg": str(err)}
-        raise InputError(f"invalid --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    config = validated(
+        ValidateConfig,
+        reference=args.reference,
+        data=args.data,
+        task=args.task,
+        split=args.split,
+        max_drop=args.max_drop,
+        min_agreement=args.min_agreement,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        report=Path(args.report) if args.report else None,
+        junit=Path(args.junit) if args.junit else None,
+    )
     report = validate_model(args.candidate, config, quiet=args.quiet)
     print(format_report(report))
     return 0 if report.passed else 1

@@ -29,3 +29,17 @@ class CheckFailed(PruneofaError):
     """The work ran, but a check (output parity, sparsity preservation) did not pass."""
 
     exit_code = 1
+
+
+def validated(config_class, /, **options):
+    """Build a pydantic config, turning its first validation error into a one-line :class:`InputError`
+    that names the command-line option (``--field-name``) and what is wrong with it."""
+    from pydantic import ValidationError
+
+    try:
+        return config_class(**options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(f"invalid --{field.replace('_', '-')}: {message}" if field else message) from err
