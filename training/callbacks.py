@@ -1,0 +1,55 @@
+"""``transformers.Trainer`` callbacks that drive pruning, so the training loop stays the library's own
+(and runs unchanged under ``accelerate launch`` / ``torchrun``)."""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+
+from training.masks import PruningConfig, sparsity_by_module, update_masks
+from training.schedule import CubicSchedule
+
+
+class PruningCallback(TrainerCallback):
+    """Recompute masks on the schedule's steps; log the current sparsity.
+
+    The schedule is a function of ``state.global_step`` and the masks are buffers in the model's state
+    dict, so a run resumed from a Trainer checkpoint continues with exactly the masks it had.
+    """
+
+    def __init__(self, config: PruningConfig, schedule: CubicSchedule) -> None:
+        self.config = config
+        self.schedule = schedule
+        self.current = schedule.initial_sparsity
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if model is not None and self.schedule.updates_at(step):
+            target = self.schedule.sparsity(step)
+            if target > 0:
+                update_masks(_unwrap(model), target, self.config)
+            self.current = target
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        # The last optimizer step may come after the end step: make the final sparsity exact.
+        if (
+            model is not None
+            and state.global_step >= self.schedule.end_step
+            and self.schedule.final_sparsity > 0
+        ):
+            if self.schedule.freeze_step is None or state.global_step < self.schedule.freeze_step:
+                update_masks(_unwrap(model), self.schedule.final_sparsity, self.config)
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        if logs is not None and model is not None:
+            values = sparsity_by_module(_unwrap(model))
+            entry = {
+                "sparsity": round(sum(values.values()) / max(len(values), 1), 4),
+                "target_sparsity": round(self.current, 4),
+            }
+            logs.update(entry)  # for the report_to loggers that run after this callback
+            if state.log_history:  # the Trainer stored its copy before calling the callbacks
+                state.log_history[-1].update(entry)
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)

@@ -1,0 +1,103 @@
+"""Recipes: the pruning schedule, distillation and optimizer settings of a run, as a YAML file.
+
+A recipe is validated into typed config before any work starts (so a bad one costs nothing), and it
+is copied into the output folder, so a run can be repeated from its output alone (SparseML's idea).
+Schedule points are *fractions of the run's total steps*, so the same recipe works for a 300-step run
+on a laptop CPU and a 100k-step run on GPUs.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pruneofa.errors import InputError
+from training.distill import DistillationConfig
+from training.masks import PruningConfig
+from training.schedule import CubicSchedule
+
+
+class ScheduleFractions(BaseModel):
+    """The cubic schedule with its steps given as fractions of the total."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
+    final_sparsity: float = Field(ge=0.0, lt=1.0)
+    begin: float = Field(0.0, ge=0.0, le=1.0)
+    end: float = Field(0.5, ge=0.0, le=1.0)
+    frequency: float = Field(0.01, gt=0.0, le=1.0)
+    freeze: float | None = Field(0.8, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScheduleFractions:
+        self.at(10_000)  # the same checks as the step-based schedule
+        return self
+
+    def at(self, total_steps: int) -> CubicSchedule:
+        return CubicSchedule(
+            initial_sparsity=self.initial_sparsity,
+            final_sparsity=self.final_sparsity,
+            begin_step=round(self.begin * total_steps),
+            end_step=round(self.end * total_steps),
+            frequency=max(1, round(self.frequency * total_steps)),
+            freeze_step=None if self.freeze is None else round(self.freeze * total_steps),
+        )
+
+
+class OptimizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.01, ge=0, lt=1)
+    lr_rewinding: bool = False  # rewind the learning rate at every mask update (coupled to the frequency)
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    schedule: ScheduleFractions | None = None
+    distillation: DistillationConfig = Field(default_factory=DistillationConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+
+
+def builtin_recipes() -> dict[str, Path]:
+    folder = resources.files("training").joinpath("recipes")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def load_recipe(source: str | Path) -> Recipe:
+    """A recipe from a YAML file or by built-in name (``pruneofa-90``); errors are one line."""
+    path = Path(source)
+    if not path.is_file():
+        known = builtin_recipes()
+        if str(source) not in known:
+            raise InputError(
+                f"recipe {source} is neither a file nor a built-in recipe ({', '.join(sorted(known))})"
+            )
+        path = known[str(source)]
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"recipe {path}{where} is not valid YAML: {getattr(err, 'problem', err)}") from err
+    if not isinstance(raw, dict):
+        raise InputError(f"recipe {path} must be a mapping of settings (name, pruning, schedule, …)")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise InputError(f"recipe {path}: {where}: {first['msg'].removeprefix('Value error, ')}") from err
+
+
+def dump_recipe(recipe: Recipe, path: Path) -> None:
+    path.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
