@@ -237,6 +237,71 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--quiet", action="store_true", help="no progress bar")
     validate.set_defaults(handler=_run_validate)
 
+    teacher = commands.add_parser(
+        "teacher",
+        help="teacher preparation: continue masked-LM training on a corpus, or fine-tune a dense task teacher",
+        description="Continue masked-LM training of a dense model on a text corpus (an MLM head tied to the word "
+        "embeddings is added where the checkpoint has none), or fine-tune a dense task teacher (--task, --data).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  pruneofa teacher --corpus ../shared/data/corpus/wikitext-2-raw --steps 300 --output runs/teacher-mlm\n"
+        "  pruneofa teacher --task sst2 --data ../shared/data/glue/SST-2 --steps 500 --output runs/teacher-sst2",
+    )
+    teacher.add_argument(
+        "model", nargs="?", default=None, metavar="MODEL", help="model folder or hub id (default: MiniLM)"
+    )
+    teacher.add_argument(
+        "--corpus", help="text corpus: a .txt/.raw file, a folder of them, or a hub dataset id"
+    )
+    teacher.add_argument("--task", help="task for a task teacher (sst2, mrpc, rte, squad, …)")
+    teacher.add_argument("--data", help="task data for --task")
+    _training_options(teacher)
+    teacher.set_defaults(handler=_run_teacher)
+
+    prune_cmd = commands.add_parser(
+        "prune",
+        help="prune once, at pre-training: masked-LM + distillation with the recipe's cubic schedule",
+        description="Gradual magnitude pruning of the student during masked-LM training with distillation from the "
+        "teacher (loss = a_task*MLM + a_kd*T^2*KL over all non-padding tokens). Masks are baked in at the end.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  pruneofa prune runs/teacher-mlm --teacher runs/teacher-mlm --corpus ../shared/data/corpus "
+        "--recipe pruneofa-90 --steps 600 --output runs/minilm-90",
+    )
+    prune_cmd.add_argument(
+        "model", metavar="MODEL", help="the dense model to prune (usually the MLM teacher)"
+    )
+    prune_cmd.add_argument("--teacher", required=True, help="the dense MLM teacher folder")
+    prune_cmd.add_argument("--corpus", required=True, help="text corpus (file, folder or hub dataset id)")
+    prune_cmd.add_argument(
+        "--recipe",
+        required=True,
+        help="recipe YAML or built-in name: pruneofa-85, pruneofa-90, structured-50",
+    )
+    _training_options(prune_cmd)
+    prune_cmd.set_defaults(handler=_run_prune)
+
+    finetune_cmd = commands.add_parser(
+        "finetune",
+        help="sparse transfer: fine-tune a sparse model on a task with the pattern locked, distilling a teacher",
+        description="Fine-tune a sparse pre-trained model on a GLUE task or SQuAD with its sparsity pattern locked "
+        "(mask = weight != 0; pruned weights never regrow), distilling the dense task teacher; evaluates on dev.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  pruneofa finetune runs/minilm-90 --task sst2 --data ../shared/data/glue/SST-2 "
+        "--teacher runs/teacher-sst2 --steps 500 --output runs/minilm-90-sst2",
+    )
+    finetune_cmd.add_argument("model", metavar="SPARSE_MODEL", help="the sparse pre-trained model folder")
+    finetune_cmd.add_argument(
+        "--task", required=True, help="cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, squad"
+    )
+    finetune_cmd.add_argument("--data", required=True, help="hub dataset id, GLUE folder or file, SQuAD JSON")
+    finetune_cmd.add_argument(
+        "--teacher", help="dense task teacher folder (distillation); omit to train without"
+    )
+    finetune_cmd.add_argument(
+        "--recipe", help="recipe for distillation/optimizer settings (default: T=2, 0.5/0.5)"
+    )
+    _training_options(finetune_cmd)
+    finetune_cmd.set_defaults(handler=_run_finetune)
+
     info = commands.add_parser(
         "info",
         help="print the report stored in a folder's pruneofa.json (sparsity, parity, shrink, files)",
@@ -303,6 +368,99 @@ def _run_validate(args: argparse.Namespace) -> int:
     report = validate_model(args.candidate, config, quiet=args.quiet)
     print(format_report(report))
     return 0 if report.passed else 1
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training budget")
+    group.add_argument("--output", help="output folder (default runs/NAME-STAGE)")
+    group.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    group.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    group.add_argument("--batch-size", type=int, default=32, help="per-device batch size (default 32)")
+    group.add_argument("--seq-len", type=int, default=64, help="tokens per example (default 64)")
+    group.add_argument("--learning-rate", type=float, help="overrides the recipe's learning rate")
+    group.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    group.add_argument("--train-limit", type=int, help="use only N training examples/blocks")
+    group.add_argument("--eval-limit", type=int, help="evaluate on only N dev examples")
+    group.add_argument(
+        "--save-steps", type=int, default=200, help="checkpoint every N steps (resume by re-running)"
+    )
+    group.add_argument(
+        "--logging-steps", type=int, default=20, help="log loss, KD loss, sparsity, LR every N steps"
+    )
+    group.add_argument(
+        "--report-to", default="none", help="Trainer loggers, comma-separated (tensorboard, wandb, …)"
+    )
+
+
+def _train_config(args: argparse.Namespace):
+    from pathlib import Path
+
+    from training.api import make_config
+
+    return make_config(
+        output=Path(args.output) if args.output else None,
+        overwrite=args.overwrite,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        train_limit=args.train_limit,
+        eval_limit=args.eval_limit,
+        save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
+        report_to=[] if args.report_to in ("none", "") else args.report_to.split(","),
+    )
+
+
+def _run_teacher(args: argparse.Namespace) -> int:
+    from training.api import prepare_teacher
+
+    result = prepare_teacher(
+        args.model,
+        _train_config(args),
+        corpus=args.corpus,
+        task=args.task,
+        data=args.data,
+        command=["pruneofa", *sys.argv[1:]],
+    )
+    print(f"teacher written to {result.output}")
+    return 0
+
+
+def _run_prune(args: argparse.Namespace) -> int:
+    from training.api import prune
+
+    result = prune(
+        args.model,
+        _train_config(args),
+        teacher=args.teacher,
+        corpus=args.corpus,
+        recipe=args.recipe,
+        command=["pruneofa", *sys.argv[1:]],
+    )
+    values = result.manifest.training.layer_sparsity.values()
+    print(
+        f"sparse model written to {result.output} (mean Linear sparsity {sum(values) / max(len(values), 1):.2%})"
+    )
+    return 0
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from training.api import finetune
+
+    result = finetune(
+        args.model,
+        _train_config(args),
+        task=args.task,
+        data=args.data,
+        teacher=args.teacher,
+        recipe=args.recipe,
+        command=["pruneofa", *sys.argv[1:]],
+    )
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.manifest.metrics.items())
+    print(f"fine-tuned model written to {result.output}; dev {metrics}")
+    return 0
 
 
 def _run_info(args: argparse.Namespace) -> int:

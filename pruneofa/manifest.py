@@ -187,6 +187,25 @@ class CalibrationInfo(_Strict):
     accuracy_control: AccuracyControl | None = None
 
 
+class TrainingInfo(_Strict):
+    """How a training stage ran: its inputs, budget, per-layer sparsity at the end and the loss curve."""
+
+    kind: Literal["mlm-teacher", "task-teacher", "prune", "finetune"]
+    task: str
+    data: str
+    teacher: str | None = None
+    recipe: str | None = None
+    steps: int
+    batch_size: int
+    seq_len: int
+    learning_rate: float
+    seed: int
+    wall_time_s: float
+    step_time_s: float
+    layer_sparsity: dict[str, float] = Field(default_factory=dict)
+    loss_curve: list[dict[str, float]] = Field(default_factory=list)
+
+
 class Manifest(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     tool: Literal["pruneofa"] = "pruneofa"
@@ -201,6 +220,7 @@ class Manifest(_Strict):
     sparsity: SparsityReport | None = None
     parity: ParityReport | None = None
     calibration: CalibrationInfo | None = None
+    training: TrainingInfo | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
 
     def as_lineage(self) -> LineageEntry:

@@ -55,7 +55,13 @@ def _wordpiece_tokenizer(folder: Path):
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(token for token, _ in vocab) + "\n", encoding="utf-8")
-    return BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores vocab_file here: pass the vocabulary itself.
+    tokenizer = BertTokenizer(vocab={token: index for token, index in vocab}, do_lower_case=True)
+    assert (
+        len(tokenizer) > 100
+        and tokenizer.unk_token_id not in tokenizer("the movie was a delight")["input_ids"]
+    )
+    return tokenizer
 
 
 def _bpe_tokenizer(folder: Path):

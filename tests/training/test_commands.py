@@ -1,0 +1,166 @@
+"""teacher → prune → finetune end to end on a tiny BERT (a few steps each), through the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from pruneofa.cli import main
+from pruneofa.manifest import read_manifest
+
+BUDGET = ["--steps", "8", "--batch-size", "4", "--seq-len", "32", "--logging-steps", "2", "--save-steps", "4"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from exporter.parity import load_parity_samples
+
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(load_parity_samples()["sentences"] * 4) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, make_model, corpus, sst2_dir):
+    """Run the three commands once; return their output folders."""
+    root = tmp_path_factory.mktemp("runs")
+    base = make_model("bert", "feature-extraction")  # a BertModel without an MLM head, like MiniLM
+    assert main(["teacher", str(base), "--corpus", str(corpus), "--output", str(root / "mlm"), *BUDGET]) == 0
+    assert (
+        main(
+            [
+                "teacher",
+                str(base),
+                "--task",
+                "sst2",
+                "--data",
+                str(sst2_dir),
+                "--output",
+                str(root / "sst2-teacher"),
+                *BUDGET,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "prune",
+                str(root / "mlm"),
+                "--teacher",
+                str(root / "mlm"),
+                "--corpus",
+                str(corpus),
+                "--recipe",
+                "pruneofa-90",
+                "--output",
+                str(root / "sparse"),
+                *BUDGET,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                str(root / "sparse"),
+                "--task",
+                "sst2",
+                "--data",
+                str(sst2_dir),
+                "--teacher",
+                str(root / "sst2-teacher"),
+                "--output",
+                str(root / "sparse-sst2"),
+                *BUDGET,
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def test_mlm_teacher_adds_a_head_and_records_its_curve(pipeline):
+    manifest = read_manifest(pipeline / "mlm")
+    assert manifest.stage == "teacher" and manifest.training.kind == "mlm-teacher"
+    assert manifest.metrics["mlm_head_added"] == 1.0 and manifest.training.steps == 8
+    assert manifest.training.loss_curve and all(e["loss"] > 0 for e in manifest.training.loss_curve)
+    assert not any(p.name.startswith(".mlm.checkpoints") for p in pipeline.iterdir())  # cleaned after success
+
+
+def test_prune_reaches_the_recipe_sparsity_in_every_layer(pipeline):
+    import transformers
+
+    manifest = read_manifest(pipeline / "sparse")
+    assert manifest.stage == "prune" and manifest.training.recipe == "pruneofa-90"
+    assert [e.stage for e in manifest.lineage] == ["teacher"]
+    layers = manifest.training.layer_sparsity
+    assert len(layers) == 12  # 2 layers × 6 encoder Linear (an MLM model has no pooler)
+    assert all(abs(v - 0.9) < 1 / 512 for v in layers.values()), layers
+    assert any("kd_loss" in e for e in manifest.training.loss_curve)
+    assert (pipeline / "sparse" / "recipe.yaml").is_file()
+    model = transformers.AutoModelForMaskedLM.from_pretrained(
+        pipeline / "sparse"
+    )  # plain weights, masks baked in
+    weight = model.bert.encoder.layer[0].intermediate.dense.weight
+    assert float((weight == 0).float().mean()) == pytest.approx(0.9, abs=1 / 512)
+
+
+def test_finetune_keeps_the_pattern_and_records_the_dev_metric(pipeline):
+    import transformers
+
+    manifest = read_manifest(pipeline / "sparse-sst2")
+    assert manifest.stage == "finetune" and manifest.training.teacher.endswith("sst2-teacher")
+    assert "accuracy" in manifest.metrics and 0 <= manifest.metrics["accuracy"] <= 100
+    sparse = transformers.AutoModelForMaskedLM.from_pretrained(pipeline / "sparse")
+    tuned = transformers.AutoModelForSequenceClassification.from_pretrained(pipeline / "sparse-sst2")
+    before = sparse.bert.encoder.layer[1].attention.self.query.weight == 0
+    after = tuned.bert.encoder.layer[1].attention.self.query.weight == 0
+    assert bool((before & ~after).sum() == 0)  # every pruned weight is still zero
+    assert all(abs(v - 0.9) < 1 / 512 for k, v in manifest.training.layer_sparsity.items() if ".layer." in k)
+
+
+def test_bad_training_input(tmp_path, make_model, corpus, capsys):
+    base = str(make_model("bert", "feature-extraction"))
+    cases = [
+        (["teacher", base, "--output", str(tmp_path / "a")], "either --corpus"),
+        (["teacher", base, "--task", "sst2", "--output", str(tmp_path / "a")], "--task needs --data"),
+        (
+            [
+                "prune",
+                base,
+                "--teacher",
+                base,
+                "--corpus",
+                str(corpus),
+                "--recipe",
+                "nope",
+                "--output",
+                str(tmp_path / "a"),
+            ],
+            "built-in recipe",
+        ),
+        (
+            [
+                "prune",
+                base,
+                "--teacher",
+                base,
+                "--corpus",
+                str(corpus),
+                "--recipe",
+                "pruneofa-90",
+                "--output",
+                str(tmp_path / "a"),
+            ],
+            "lacks",
+        ),
+        (
+            ["teacher", base, "--corpus", str(corpus), "--steps", "0", "--output", str(tmp_path / "a")],
+            "--steps",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1], argv
+        assert not (tmp_path / "a").exists()

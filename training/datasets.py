@@ -1,0 +1,86 @@
+"""Training inputs as ``torch`` datasets: masked-LM blocks from a text corpus, and tokenized task data.
+
+Kept small and explicit (a list of tokenized examples and the collator transformers provides) rather
+than a ``datasets`` pipeline, because the corpora and GLUE subsets used here fit in memory and this
+keeps every step visible; hub corpora still arrive through ``pruneofa.data`` (which uses ``datasets``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pruneofa.data import load_examples
+from pruneofa.tasks import TaskSpec, get_task
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def mlm_blocks(
+    corpus: str, tokenizer: Any, *, seq_len: int, limit: int | None = None, split: str = "train"
+) -> ListDataset:
+    """Concatenate the corpus' lines and cut them into ``seq_len``-token blocks ([CLS] … [SEP] each)."""
+    lines = [e.texts[0] for e in load_examples(get_task("mlm"), corpus, split=split) if e.texts[0].strip()]
+    body = seq_len - 2
+    # [CLS] … [SEP] for BERT-style, <s> … </s> for RoBERTa-style tokenizers (both define cls/sep tokens)
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    ids: list[int] = []
+    blocks = []
+    for line in lines:
+        ids.extend(tokenizer(line, add_special_tokens=False)["input_ids"])
+        while len(ids) >= body:
+            chunk, ids = ids[:body], ids[body:]
+            blocks.append({"input_ids": [first, *chunk, last]})
+            if limit is not None and len(blocks) >= limit:
+                return ListDataset(blocks)
+    return ListDataset(blocks)
+
+
+def task_dataset(
+    task: TaskSpec,
+    data: str,
+    tokenizer: Any,
+    *,
+    split: str,
+    seq_len: int,
+    limit: int | None = None,
+    seed: int = 0,
+) -> tuple[ListDataset, list]:
+    """Tokenized examples with labels (classification, regression); returns the examples too."""
+    examples = load_examples(task, data, split=split, limit=limit, seed=seed if split == "train" else None)
+    items = []
+    for example in examples:
+        encoded = tokenizer(*example.texts, truncation=True, max_length=seq_len)
+        item = {k: list(v) for k, v in encoded.items()}
+        item["labels"] = float(example.label) if task.kind == "regression" else int(example.label)
+        items.append(item)
+    return ListDataset(items), examples
+
+
+def qa_dataset(
+    task: TaskSpec, data: str, tokenizer: Any, *, split: str, seq_len: int, stride: int, limit=None, seed=0
+):
+    """SQuAD features with start/end labels for training, or without for evaluation."""
+    from pruneofa.qa import prepare_qa_features, qa_training_labels
+
+    examples = load_examples(task, data, split=split, limit=limit, seed=seed if split == "train" else None)
+    features = prepare_qa_features(examples, tokenizer, max_length=seq_len, stride=stride)
+    starts, ends = qa_training_labels(examples, features)
+    items = []
+    for i in range(len(features)):
+        feed = features.inputs(i, i + 1)
+        item = {k: v[0][: int(features.lengths[i])].tolist() for k, v in feed.items()}
+        item["start_positions"], item["end_positions"] = int(starts[i]), int(ends[i])
+        items.append(item)
+    return ListDataset(items), examples, features

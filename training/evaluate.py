@@ -1,0 +1,45 @@
+"""Dev-set evaluation of a PyTorch model with the task's official metric (end of teacher/finetune)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from pruneofa.metrics import compute_metrics
+from pruneofa.tasks import TaskSpec
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    task: TaskSpec,
+    examples: list,
+    *,
+    seq_len: int,
+    batch_size: int = 32,
+    stride: int = 128,
+) -> dict[str, float]:
+    model.eval()
+    if task.kind == "question-answering":
+        from pruneofa.qa import batches, postprocess_qa, prepare_qa_features
+
+        features = prepare_qa_features(examples, tokenizer, max_length=seq_len, stride=stride)
+        starts, ends = [], []
+        for feed in batches(features, batch_size):
+            out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+            starts.append(out.start_logits.numpy())
+            ends.append(out.end_logits.numpy())
+        return compute_metrics(task, postprocess_qa(examples, features, starts, ends), examples)
+    predictions: list = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        columns = list(zip(*(e.texts for e in chunk), strict=True))
+        encoded = tokenizer(*columns, padding=True, truncation=True, max_length=seq_len, return_tensors="pt")
+        logits = model(**encoded).logits.numpy()
+        predictions += (
+            logits.reshape(-1).tolist() if task.kind == "regression" else np.argmax(logits, -1).tolist()
+        )
+    return compute_metrics(task, predictions, [e.label for e in examples])

@@ -1,0 +1,57 @@
+"""``DistillationTrainer``: ``transformers.Trainer`` plus a frozen teacher whose outputs the student learns.
+
+Only ``compute_loss`` and ``log`` are overridden; the loop, checkpoints, mixed precision, gradient
+accumulation and multi-device launch stay the library's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from training.distill import DistillationConfig, combined_loss, kd_loss
+
+_LABEL_KEYS = ("labels", "start_positions", "end_positions")
+
+
+class DistillationTrainer(Trainer):
+    def __init__(
+        self,
+        *args: Any,
+        teacher: torch.nn.Module | None,
+        distillation: DistillationConfig,
+        kind: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+        self.distillation = distillation
+        self.kind = kind
+        self._kd_sum, self._kd_count = 0.0, 0
+        if teacher is not None:
+            teacher.eval()
+            for parameter in teacher.parameters():
+                parameter.requires_grad_(False)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if self.teacher is not None:
+            self.teacher.to(next(model.parameters()).device)
+            with torch.no_grad():
+                teacher_out = self.teacher(**{k: v for k, v in inputs.items() if k not in _LABEL_KEYS})
+            kd = kd_loss(
+                self.kind, outputs, teacher_out, self.distillation.temperature, inputs.get("attention_mask")
+            )
+            loss = combined_loss(loss, kd, self.distillation)
+            self._kd_sum += float(kd.detach())
+            self._kd_count += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self._kd_count and "loss" in logs:
+            logs["kd_loss"] = round(self._kd_sum / self._kd_count, 4)
+            self._kd_sum, self._kd_count = 0.0, 0
+        super().log(logs, *args, **kwargs)
