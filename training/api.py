@@ -52,6 +52,7 @@ from training.masks import (
     update_masks,
 )
 from training.recipe import Recipe, dump_recipe, load_recipe
+from training.schedule import rewinding_lr_factor
 from training.trainer import DistillationTrainer
 
 # Weights a task or MLM head may add (new, trained from scratch); anything else missing is an error.
@@ -146,6 +147,7 @@ def _run(
     output: Path,
     recipe: Recipe | None,
     default_lr: float,
+    lr_factor: Any = None,
 ):
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -162,6 +164,7 @@ def _run(
         teacher=teacher,
         distillation=distillation,
         kind=distill_kind,
+        lr_factor=lr_factor,
     )
     last = get_last_checkpoint(str(checkpoints))
     if last:
@@ -467,6 +470,9 @@ def prune(
         output=output,
         recipe=plan,
         default_lr=1e-4,
+        lr_factor=rewinding_lr_factor(schedule, config.steps, int(plan.optimizer.warmup_ratio * config.steps))
+        if plan.optimizer.lr_rewinding
+        else None,
     )
     pruned = trainer.model
     if schedule.final_sparsity > 0 and (

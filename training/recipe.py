@@ -54,6 +54,7 @@ class OptimizerConfig(BaseModel):
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.01, ge=0, lt=1)
+    lr_rewinding: bool = False  # rewind the learning rate at every mask update (coupled to the frequency)
 
 
 class Recipe(BaseModel):

@@ -50,3 +50,24 @@ class CubicSchedule(BaseModel):
             return (step - self.begin_step) % self.frequency == 0 or step == self.end_step
         # between end and freeze the sparsity is final, but the pattern may still move (paper)
         return (step - self.begin_step) % self.frequency == 0
+
+
+def rewinding_lr_factor(schedule: CubicSchedule, total_steps: int, warmup_steps: int):
+    """Learning-rate rewinding coupled to the pruning frequency (the paper's option).
+
+    Linear warm-up; then, while masks are being updated (up to ``end_step``), the learning rate decays
+    linearly from its peak to zero over every pruning interval and rewinds to the peak at each mask
+    update, so the network recovers from every pruning step with a fresh schedule; after ``end_step``
+    it decays linearly to zero at the end of training. Returns the factor for ``LambdaLR``.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        if schedule.begin_step <= step < schedule.end_step:
+            position = (step - schedule.begin_step) % schedule.frequency
+            return 1.0 - position / schedule.frequency
+        start = max(schedule.end_step, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - start))
+
+    return factor

@@ -6,6 +6,7 @@ accumulation and multi-device launch stay the library's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,9 +24,11 @@ class DistillationTrainer(Trainer):
         teacher: torch.nn.Module | None,
         distillation: DistillationConfig,
         kind: str,
+        lr_factor: Callable[[int], float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.lr_factor = lr_factor
         self.teacher = teacher
         self.distillation = distillation
         self.kind = kind
@@ -34,6 +37,14 @@ class DistillationTrainer(Trainer):
             teacher.eval()
             for parameter in teacher.parameters():
                 parameter.requires_grad_(False)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """A custom learning-rate curve (e.g. rewinding at mask updates) when one is given."""
+        if self.lr_factor is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_factor)
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)

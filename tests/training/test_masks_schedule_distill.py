@@ -263,3 +263,53 @@ def test_bad_recipes_are_refused_with_one_line(tmp_path, text, message):
     assert "\n" not in str(info.value)
     with pytest.raises(InputError, match="neither a file nor a built-in"):
         load_recipe("no-such-recipe")
+
+
+def test_learning_rate_rewinds_at_every_mask_update():
+    from training.schedule import rewinding_lr_factor
+
+    schedule = CubicSchedule(final_sparsity=0.9, begin_step=0, end_step=40, frequency=10)
+    factor = rewinding_lr_factor(schedule, total_steps=100, warmup_steps=5)
+    assert [factor(s) for s in (0, 4)] == [0.0, 0.8]  # warm-up
+    assert [factor(s) for s in (10, 15, 19, 20, 30)] == [1.0, 0.5, pytest.approx(0.1), 1.0, 1.0]  # rewinds
+    assert factor(40) == 1.0 and factor(70) == 0.5 and factor(100) == 0.0  # then linear decay to 0
+
+
+def test_recipe_with_rewinding_runs_in_the_trainer(tmp_path, make_model):
+    from pruneofa.cli import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the movie was a delight from start to finish\n" * 200)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: rewind\nschedule: {final_sparsity: 0.5, end: 0.5, frequency: 0.25, freeze: null}\n"
+        "optimizer: {learning_rate: 0.001, lr_rewinding: true}\n"
+    )
+    model = str(make_model("bert", "fill-mask"))
+    argv = [
+        "prune",
+        model,
+        "--teacher",
+        model,
+        "--corpus",
+        str(corpus),
+        "--recipe",
+        str(recipe),
+        "--steps",
+        "8",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--logging-steps",
+        "1",
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 0
+    from pruneofa.manifest import read_manifest
+
+    curve = read_manifest(tmp_path / "o").training.loss_curve
+    rates = [entry["learning_rate"] for entry in curve]
+    assert max(rates) == pytest.approx(1e-3) and rates.index(max(rates)) != len(rates) - 1
+    assert sum(1 for a, b in zip(rates, rates[1:], strict=False) if b > a) >= 1  # it went up again: a rewind
