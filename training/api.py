@@ -331,6 +331,8 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
     )
     if spec.kind == "regression":
         labels = {"num_labels": 1, "problem_type": "regression"}
+    if spec.kind == "question-answering":
+        labels = {"num_labels": 2}  # start and end logits, whatever the base config says
     source, student, _ = _load(model, auto_class, allow_new_head=True, what="model", **labels)
     tokenizer = AutoTokenizer.from_pretrained(source.location)
     teacher = None

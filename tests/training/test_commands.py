@@ -164,3 +164,37 @@ def test_bad_training_input(tmp_path, make_model, corpus, capsys):
         assert main(argv) == 2
         assert message in capsys.readouterr().err.strip().splitlines()[-1], argv
         assert not (tmp_path / "a").exists()
+
+
+def test_squad_teacher_and_sparse_transfer(pipeline, make_model, squad_file):
+    base = str(make_model("bert", "feature-extraction"))
+    qa = [
+        "--task",
+        "squad",
+        "--data",
+        str(squad_file),
+        "--seq-len",
+        "64",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+    ]
+    assert main(["teacher", base, *qa, "--output", str(pipeline / "squad-teacher")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(pipeline / "sparse"),
+                *qa,
+                "--teacher",
+                str(pipeline / "squad-teacher"),
+                "--output",
+                str(pipeline / "sparse-squad"),
+            ]
+        )
+        == 0
+    )
+    manifest = read_manifest(pipeline / "sparse-squad")
+    assert set(manifest.metrics) == {"exact_match", "f1"} and manifest.training.task == "squad"
+    assert all(abs(v - 0.9) < 1 / 512 for k, v in manifest.training.layer_sparsity.items() if ".layer." in k)
