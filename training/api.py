@@ -85,6 +85,31 @@ def make_config(**options: Any) -> TrainConfig:
 
 
 @dataclass
+class RunOutcome:
+    """What a Trainer run left: the trainer (model, state), timings, the loss curve and where checkpoints are."""
+
+    trainer: Any
+    wall_time_s: float
+    step_time_s: float
+    loss_curve: list[dict[str, float]]
+    checkpoints: Path
+
+    def info(self, config: TrainConfig, **fields: Any) -> dict[str, Any]:
+        """The fields of :class:`~pruneofa.manifest.TrainingInfo` every stage shares, plus ``fields``."""
+        return dict(
+            steps=self.trainer.state.global_step,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
+            learning_rate=self.trainer.args.learning_rate,
+            seed=config.seed,
+            wall_time_s=round(self.wall_time_s, 1),
+            step_time_s=round(self.step_time_s, 3),
+            loss_curve=self.loss_curve,
+            **fields,
+        )
+
+
+@dataclass
 class TrainResult:
     output: Path
     manifest: Manifest
@@ -178,7 +203,7 @@ def _run(
         for entry in trainer.state.log_history
         if "loss" in entry
     ]
-    return trainer, wall, wall / steps_run, curve, checkpoints
+    return RunOutcome(trainer, wall, wall / steps_run, curve, checkpoints)
 
 
 def _finish(
@@ -258,7 +283,7 @@ def prepare_teacher(
         source, student, added = _load(model, "AutoModelForMaskedLM", allow_new_head=True, what="model")
         tokenizer = AutoTokenizer.from_pretrained(source.location)
         dataset = mlm_blocks(corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit)
-        trainer, wall, step_time, curve, checkpoints = _run(
+        run = _run(
             kind="teacher",
             model=student,
             tokenizer=tokenizer,
@@ -273,23 +298,12 @@ def prepare_teacher(
             recipe=None,
             default_lr=5e-5,
         )
-        info = dict(
-            task="mlm",
-            data=corpus,
-            steps=trainer.state.global_step,
-            batch_size=config.batch_size,
-            seq_len=config.seq_len,
-            learning_rate=trainer.args.learning_rate,
-            seed=config.seed,
-            wall_time_s=round(wall, 1),
-            step_time_s=round(step_time, 3),
-            loss_curve=curve,
-        )
+        info = run.info(config, task="mlm", data=corpus)
         metrics = {"mlm_head_added": float(bool(added))}
         return _finish(
             stage="teacher",
             kind="mlm-teacher",
-            model=trainer.model,
+            model=run.trainer.model,
             tokenizer=tokenizer,
             source=source,
             output=output,
@@ -298,7 +312,7 @@ def prepare_teacher(
             metrics=metrics,
             recipe=None,
             command=command,
-            checkpoints=checkpoints,
+            checkpoints=run.checkpoints,
         )
     spec = get_task(task)
     return _task_training(
@@ -363,7 +377,7 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
     if stage == "finetune":
         locked = lock_sparsity(student, recipe.pruning if recipe else None)
         initial_zeros = {m.name: m.mask == 0 for m in locked}
-    trainer, wall, step_time, curve, checkpoints = _run(
+    run = _run(
         kind=stage,
         model=student,
         tokenizer=tokenizer,
@@ -378,7 +392,7 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
         recipe=recipe,
         default_lr=5e-5,
     )
-    trained = trainer.model
+    trained = run.trainer.model
     layer_sparsity = {}
     if stage == "finetune":
         remove_pruning(trained)
@@ -396,20 +410,13 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
         f"pruneofa {stage}: {spec.name} dev " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()),
         file=sys.stderr,
     )
-    info = dict(
+    info = run.info(
+        config,
         task=spec.name,
         data=str(data),
         teacher=str(teacher_dir) if teacher_dir else None,
         recipe=recipe.name if recipe else None,
-        steps=trainer.state.global_step,
-        batch_size=config.batch_size,
-        seq_len=config.seq_len,
-        learning_rate=trainer.args.learning_rate,
-        seed=config.seed,
-        wall_time_s=round(wall, 1),
-        step_time_s=round(step_time, 3),
         layer_sparsity=layer_sparsity,
-        loss_curve=curve,
     )
     return _finish(
         stage=stage,
@@ -423,7 +430,7 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
         metrics=metrics,
         recipe=recipe,
         command=command,
-        checkpoints=checkpoints,
+        checkpoints=run.checkpoints,
     )
 
 
@@ -458,7 +465,7 @@ def prune(
     tokenizer = AutoTokenizer.from_pretrained(source.location)
     apply_pruning(student, plan.pruning)
     dataset = mlm_blocks(corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit)
-    trainer, wall, step_time, curve, checkpoints = _run(
+    run = _run(
         kind="prune",
         model=student,
         tokenizer=tokenizer,
@@ -476,9 +483,9 @@ def prune(
         if plan.optimizer.lr_rewinding
         else None,
     )
-    pruned = trainer.model
+    pruned = run.trainer.model
     if schedule.final_sparsity > 0 and (
-        schedule.freeze_step is None or trainer.state.global_step <= schedule.freeze_step
+        schedule.freeze_step is None or run.trainer.state.global_step <= schedule.freeze_step
     ):
         update_masks(pruned, schedule.final_sparsity, plan.pruning)
     achieved = {m.name: float((m.weight == 0).float().mean()) for m in pruned_modules(pruned)}
@@ -490,20 +497,13 @@ def prune(
                 raise CheckFailed(
                     f"{name} ended at {value:.4f} sparsity, not the recipe's {schedule.final_sparsity}"
                 )
-    info = dict(
+    info = run.info(
+        config,
         task="mlm",
         data=corpus,
         teacher=str(teacher),
         recipe=plan.name,
-        steps=trainer.state.global_step,
-        batch_size=config.batch_size,
-        seq_len=config.seq_len,
-        learning_rate=trainer.args.learning_rate,
-        seed=config.seed,
-        wall_time_s=round(wall, 1),
-        step_time_s=round(step_time, 3),
         layer_sparsity={k: round(v, 6) for k, v in sparsity_by_module(pruned).items()},
-        loss_curve=curve,
     )
     return _finish(
         stage="prune",
@@ -517,7 +517,7 @@ def prune(
         metrics={},
         recipe=plan,
         command=command,
-        checkpoints=checkpoints,
+        checkpoints=run.checkpoints,
     )
 
 
