@@ -66,9 +66,10 @@ def kd_loss(
 
 def hidden_state_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Mean squared error between matching hidden states (same depth and width only)."""
-    if len(student) != len(teacher):
+    if len(student) != len(teacher) or student[-1].shape != teacher[-1].shape:
         raise ValueError(
-            f"hidden-state distillation needs equal depths ({len(student)} vs {len(teacher)} states)"
+            "hidden-state distillation needs a teacher of the same depth and width "
+            f"({len(student)} states of {tuple(student[-1].shape)} vs {len(teacher)} of {tuple(teacher[-1].shape)})"
         )
     return sum(F.mse_loss(s.float(), t.float()) for s, t in zip(student, teacher, strict=True)) / len(student)
 

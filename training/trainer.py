@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from training.distill import DistillationConfig, combined_loss, kd_loss
+from training.distill import DistillationConfig, combined_loss, hidden_state_loss, kd_loss
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
 
@@ -47,16 +47,26 @@ class DistillationTrainer(Trainer):
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        hidden = self.teacher is not None and self.distillation.hidden_states > 0
+        outputs = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
         loss = outputs.loss
         if self.teacher is not None:
             self.teacher.to(next(model.parameters()).device)
+            teacher_inputs = {k: v for k, v in inputs.items() if k not in _LABEL_KEYS}
             with torch.no_grad():
-                teacher_out = self.teacher(**{k: v for k, v in inputs.items() if k not in _LABEL_KEYS})
+                teacher_out = (
+                    self.teacher(**teacher_inputs, output_hidden_states=True)
+                    if hidden
+                    else self.teacher(**teacher_inputs)
+                )
             kd = kd_loss(
                 self.kind, outputs, teacher_out, self.distillation.temperature, inputs.get("attention_mask")
             )
             loss = combined_loss(loss, kd, self.distillation)
+            if hidden:
+                loss = loss + self.distillation.hidden_states * hidden_state_loss(
+                    outputs.hidden_states, teacher_out.hidden_states
+                )
             self._kd_sum += float(kd.detach())
             self._kd_count += 1
         return (loss, outputs) if return_outputs else loss

@@ -313,3 +313,25 @@ def test_recipe_with_rewinding_runs_in_the_trainer(tmp_path, make_model):
     rates = [entry["learning_rate"] for entry in curve]
     assert max(rates) == pytest.approx(1e-3) and rates.index(max(rates)) != len(rates) - 1
     assert sum(1 for a, b in zip(rates, rates[1:], strict=False) if b > a) >= 1  # it went up again: a rewind
+
+
+def test_hidden_state_distillation_adds_its_term():
+    from training.trainer import DistillationTrainer
+
+    student, teacher = _model(seed=0).eval(), _model(seed=1).eval()  # eval: no dropout noise
+    batch = _batch()
+
+    def loss_with(weight: float) -> float:
+        trainer = DistillationTrainer.__new__(DistillationTrainer)  # compute_loss only: no Trainer set-up
+        trainer.teacher, trainer.kind, trainer._kd_sum, trainer._kd_count = teacher, "classification", 0.0, 0
+        trainer.distillation = DistillationConfig(hidden_states=weight)
+        return float(trainer.compute_loss(student, batch))
+
+    plain, with_hidden = loss_with(0.0), loss_with(1.0)
+    with torch.no_grad():
+        s = student(**batch, output_hidden_states=True).hidden_states
+        t = teacher(
+            **{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True
+        ).hidden_states
+    expected = sum(float(F.mse_loss(a, b)) for a, b in zip(s, t, strict=True)) / len(s)
+    assert with_hidden - plain == pytest.approx(expected, rel=1e-4)
