@@ -11,22 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from exporter.parity import model_inputs
 from pruneofa.data import load_examples
 from pruneofa.tasks import TaskSpec
 
 TEXT_MAX_LENGTH = 128
 QA_MAX_LENGTH = 384
 QA_STRIDE = 128
-
-
-def _feed(encoded: Any, input_names: list[str]) -> dict[str, np.ndarray]:
-    feed = {}
-    for name in input_names:
-        if name in encoded:
-            feed[name] = np.asarray(encoded[name], dtype=np.int64).reshape(1, -1)
-        elif name == "token_type_ids":
-            feed[name] = np.zeros((1, len(encoded["input_ids"])), dtype=np.int64)
-    return feed
 
 
 def qa_window(model_max_length: int) -> tuple[int, int]:
@@ -48,9 +39,12 @@ def tokenize_examples(
     feeds = []
     for example in examples:
         encoded = tokenizer(
-            *example.texts, truncation=True, max_length=min(TEXT_MAX_LENGTH, model_max_length)
+            *example.texts,
+            truncation=True,
+            max_length=min(TEXT_MAX_LENGTH, model_max_length),
+            return_tensors="np",
         )
-        feeds.append(_feed(encoded, input_names))
+        feeds.append(model_inputs(dict(encoded), input_names))
     return feeds
 
 

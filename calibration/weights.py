@@ -47,15 +47,11 @@ def _dequantize(
 def onnx_weights(path: Path) -> dict[str, StoredWeight]:
     """Float and quantized initializers of an ONNX file, keyed by FP32 initializer name."""
     import onnx
-    from onnx import numpy_helper
+
+    from exporter.sparsity import onnx_arrays
 
     graph = onnx.load(str(path)).graph
-    arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    arrays[node.output[0]] = numpy_helper.to_array(attr.t)
+    arrays = onnx_arrays(graph)
     axes = {}
     for node in graph.node:
         if node.op_type == "DequantizeLinear":

@@ -31,7 +31,7 @@ class Runner:
     max_length: int  # longest input its position embeddings allow
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.call({name: feed[name] for name in self.input_names if name in feed})
+        return self.call(parity.model_inputs(feed, self.input_names))
 
 
 def _exported_file(folder: Path) -> tuple[str, Path] | None:

@@ -114,12 +114,7 @@ def _evaluate_text(task, examples, tokenizer, reference, candidate, batch_size, 
                 max_length=min(TEXT_MAX_LENGTH, reference.max_length, candidate.max_length),
                 return_tensors="np",
             )
-            feed = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
-            if (
-                "token_type_ids" in reference.input_names + candidate.input_names
-                and "token_type_ids" not in feed
-            ):
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+            feed = dict(encoded)  # each runner takes its own inputs (zero token_type_ids where needed)
             ref, got = reference(feed)[0], candidate(feed)[0]
             max_error = max(max_error, float(np.abs(ref - got).max()))
             if task.kind == "regression":

@@ -64,7 +64,7 @@ def build_parity_batches(
             )
         else:
             encoded = tokenizer(chunk, padding=True, truncation=True, max_length=length, return_tensors="np")
-        batches.append(_model_inputs(dict(encoded), input_names))
+        batches.append(model_inputs(dict(encoded), input_names))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, n_random, PARITY_BATCH_SIZE):
         size = min(PARITY_BATCH_SIZE, n_random - start)
@@ -75,11 +75,12 @@ def build_parity_batches(
         for row, n in enumerate(lengths):
             ids[row, :n] = rng.integers(0, vocab_size, size=n)
             mask[row, :n] = 1
-        batches.append(_model_inputs({"input_ids": ids, "attention_mask": mask}, input_names))
+        batches.append(model_inputs({"input_ids": ids, "attention_mask": mask}, input_names))
     return batches
 
 
-def _model_inputs(encoded: dict[str, np.ndarray], input_names: list[str]) -> dict[str, np.ndarray]:
+def model_inputs(encoded: dict[str, np.ndarray], input_names: list[str]) -> dict[str, np.ndarray]:
+    """The model's inputs from a tokenizer output, int64; zero ``token_type_ids`` where it has none."""
     out = {}
     for name in input_names:
         if name in encoded:

@@ -54,18 +54,24 @@ def torch_weights(
     return weights
 
 
-def onnx_constants(path: Path) -> list[tuple[str, np.ndarray]]:
-    import onnx
+def onnx_arrays(graph) -> dict[str, np.ndarray]:
+    """Every constant of an ONNX graph by name: initializers and ``Constant`` nodes, any dtype."""
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
-    found = [(init.name, numpy_helper.to_array(init)) for init in graph.initializer]
+    arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value":
-                    found.append((node.output[0], numpy_helper.to_array(attr.t)))
-    return [(name, arr) for name, arr in found if arr.dtype.kind == "f" and arr.size > 1]
+                    arrays[node.output[0]] = numpy_helper.to_array(attr.t)
+    return arrays
+
+
+def onnx_constants(path: Path) -> list[tuple[str, np.ndarray]]:
+    import onnx
+
+    arrays = onnx_arrays(onnx.load(str(path)).graph)
+    return [(name, arr) for name, arr in arrays.items() if arr.dtype.kind == "f" and arr.size > 1]
 
 
 def openvino_constants(xml_path: Path) -> list[tuple[str, np.ndarray]]:
