@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.weights import StoredWeight, onnx_weights, openvino_weights
+from exporter.int8_weights import StoredWeight, onnx_weights, openvino_weights
 from pruneofa.manifest import SparsityReport, TensorSparsity
 
 

@@ -20,9 +20,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from exporter import graph, parity, sparsity
+from exporter import qat as qat_export
 from exporter.shrink import shrink_model
 from pruneofa import modelio, report
-from pruneofa.errors import CheckFailed, validated
+from pruneofa.errors import CheckFailed, InputError, validated
 from pruneofa.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.manifest import (
     ExportInfo,
@@ -34,6 +35,7 @@ from pruneofa.manifest import (
     read_manifest,
     write_manifest,
 )
+from pruneofa.qatfolder import is_qat_folder, load_qat_model
 from pruneofa.support import DEFAULT_OPSET, MIN_OPSET
 
 # FP32 exports change nothing but the order of floating-point operations; FP16 weights round.
@@ -128,7 +130,13 @@ def export_model(
     spec = modelio.architecture_spec(hf_config)
     task = modelio.resolve_task(hf_config, config.task)
     tokenizer = modelio.load_tokenizer(source)
-    reference = modelio.load_model(source, task)
+    is_qat = source.local and is_qat_folder(source.path)
+    if is_qat:
+        _check_qat_options(config)
+        step("QAT model: exporting through TorchScript tracing with INT8 weights")
+        reference = load_qat_model(source.path)
+    else:
+        reference = modelio.load_model(source, task)
     names = graph.input_names(spec)
 
     exported_model = reference
@@ -148,6 +156,8 @@ def export_model(
     )
     sample_inputs = {k: torch.from_numpy(v) for k, v in batches[0].items()}
     weights = sparsity.torch_weights(exported_model, sample_inputs, task.outputs)
+    if is_qat:
+        weights = qat_export.qat_weights(weights)
     source_info = SourceInfo(
         model=source.location,
         model_type=spec.model_type,
@@ -161,33 +171,45 @@ def export_model(
     # Every target is staged first; the folders move into place together, only when all passed.
     with tempfile.TemporaryDirectory(prefix="pruneofa-export-") as work, contextlib.ExitStack() as commit_all:
         onnx_path = Path(work) / "model.onnx"
-        step(f"exporting {task.name} graph to ONNX (opset {config.opset}, dynamic batch and sequence)")
-        graph.export_onnx(exported_model, spec, task, onnx_path, opset=config.opset)
+        if not is_qat:
+            step(f"exporting {task.name} graph to ONNX (opset {config.opset}, dynamic batch and sequence)")
+            graph.export_onnx(exported_model, spec, task, onnx_path, opset=config.opset)
         shared_time = time.perf_counter() - started
         for target in config.targets:
             target_started = time.perf_counter()
             staging = commit_all.enter_context(atomic_output_dir(outputs[target], overwrite=config.overwrite))
-            model_file, weight_format, converted, note = _write_target(
-                target, onnx_path, staging, config, tokenizer, task, step
-            )
+            if is_qat:
+                model_file, weight_format, converted, note = _write_qat_target(
+                    target, reference, spec, staging, config, tokenizer, task, step
+                )
+            else:
+                model_file, weight_format, converted, note = _write_target(
+                    target, onnx_path, staging, config, tokenizer, task, step
+                )
             hf_config.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             step(f"{target}: accounting sparsity of {len(weights)} weight matrices")
-            exported = (
-                sparsity.onnx_constants(model_file)
-                if target == "onnx"
-                else sparsity.openvino_constants(model_file)
-            )
-            sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
+            if is_qat:
+                stored = qat_export.stored_int8_weights(target, model_file)
+                sparsity_report, problems = qat_export.account_int8_by_name(weights, stored)
+            else:
+                exported = (
+                    sparsity.onnx_constants(model_file)
+                    if target == "onnx"
+                    else sparsity.openvino_constants(model_file)
+                )
+                sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
             step(f"{target}: checking output parity on {config.parity_samples} inputs")
             parity_report = parity.compare(
                 parity.TorchRunner(reference, task.outputs),
                 parity.ExportedRunner(model_file, task.outputs),
                 batches,
                 task,
-                atol=config.atol if config.atol is not None else DEFAULT_ATOL[weight_format],
+                atol=config.atol if config.atol is not None else DEFAULT_ATOL.get(weight_format),
                 min_agreement=config.min_agreement,
-                reference_label="PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),
+                reference_label="PyTorch QAT (fake-quantized)"
+                if is_qat
+                else "PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),
             )
             manifest = Manifest(
                 stage="export",
@@ -249,3 +271,37 @@ def _write_target(
         tokenizer, staging, pair_input=task.name == "question-answering"
     )
     return model_file, config.weight_format, converted, note
+
+
+def _check_qat_options(config: ExportConfig) -> None:
+    if config.shrink:
+        raise InputError("--shrink does not apply to a QAT model (shrink the sparse model before QAT)")
+    if config.weight_format != "fp32":
+        raise InputError("a QAT model exports with INT8 weights; drop --weight-format")
+
+
+def _write_qat_target(
+    target: str,
+    model: Any,
+    spec: Any,
+    staging: Path,
+    config: ExportConfig,
+    tokenizer: Any,
+    task: Any,
+    step: _Steps,
+) -> tuple[Path, str, bool, str | None]:
+    """Trace the QAT model into ``staging`` (INT8 weights); returns file, weight format, tokenizer status."""
+    if target == "onnx":
+        model_file = staging / "model.onnx"
+        step("onnx: stripping to PyTorch fake quantizers and tracing to QDQ ONNX, INT8 weight initializers")
+        qat_export.export_onnx(model, spec, task, model_file, opset=config.opset)
+        return model_file, "int8", False, "ONNX folders use the Hugging Face tokenizer files"
+    model_file = staging / "openvino_model.xml"
+    step("openvino: tracing the QAT model to IR (FakeQuantize, INT8 weight constants)")
+    qat_export.export_openvino(model, spec, task, model_file)
+    if not config.convert_tokenizer:
+        return model_file, "int8", False, "disabled with --no-tokenizer"
+    converted, note = graph.convert_tokenizer(
+        tokenizer, staging, pair_input=task.name == "question-answering"
+    )
+    return model_file, "int8", converted, note

@@ -190,7 +190,7 @@ class CalibrationInfo(_Strict):
 class TrainingInfo(_Strict):
     """How a training stage ran: its inputs, budget, per-layer sparsity at the end and the loss curve."""
 
-    kind: Literal["mlm-teacher", "task-teacher", "prune", "finetune"]
+    kind: Literal["mlm-teacher", "task-teacher", "prune", "finetune", "qat"]
     task: str
     data: str
     teacher: str | None = None
@@ -204,6 +204,21 @@ class TrainingInfo(_Strict):
     step_time_s: float
     layer_sparsity: dict[str, float] = Field(default_factory=dict)
     loss_curve: list[dict[str, float]] = Field(default_factory=list)
+
+
+class QATInfo(_Strict):
+    """How NNCF quantization-aware training was set up, and the metric it started from."""
+
+    method: str  # "nncf.quantize (torch, transformer) + fine-tuning"
+    preset: str
+    saturation_fix: str  # the overflow fix applied and why (this CPU's INT8 instructions)
+    cpu: str
+    calibration_samples: int
+    weight_quantizers: int
+    activation_quantizers: int
+    transfer_steps: int  # stage 1 (FP32 sparse transfer) steps run by this command; 0 when skipped
+    metric_before_qat: dict[str, float] = Field(default_factory=dict)  # FP32 input model
+    metric_ptq_only: dict[str, float] = Field(default_factory=dict)  # right after nncf.quantize
 
 
 class Manifest(_Strict):
@@ -221,6 +236,7 @@ class Manifest(_Strict):
     parity: ParityReport | None = None
     calibration: CalibrationInfo | None = None
     training: TrainingInfo | None = None
+    qat: QATInfo | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
 
     def as_lineage(self) -> LineageEntry:

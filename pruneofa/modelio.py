@@ -74,6 +74,8 @@ def _check_local_folder(path: Path) -> None:
         )
     if any((path / name).is_file() for name in _SAFE_WEIGHTS):
         return
+    if (path / "qat_model.safetensors").is_file():
+        return  # a QAT folder (pruneofa.qatfolder): read by the exporter, refused by load_model
     if any((path / name).is_file() for name in _PICKLE_WEIGHTS):
         return  # loaded with weights_only=True below; anything but tensors is refused there
     raise InputError(
@@ -127,11 +129,21 @@ def resolve_task(config: Any, requested: str | None) -> ExportTask:
     return TASKS[trained_for]
 
 
+def refuse_qat_folder(source: ModelSource) -> None:
+    """A QAT folder's weights only make sense with NNCF's quantizers; plain loading would be wrong."""
+    if source.local and (Path(source.path) / "nncf_config.json").is_file():
+        raise InputError(
+            f"{source.location} is a QAT model folder (NNCF quantizers); export it with "
+            "'pruneofa export' or start training from the model it was made from"
+        )
+
+
 def load_model(source: ModelSource, task: ExportTask) -> Any:
     """Load the task's transformers class in FP32 eval mode; refuse pickles and missing head weights."""
     import torch
     import transformers
 
+    refuse_qat_folder(source)
     auto_class = getattr(transformers, task.auto_class)
     try:
         model, info = auto_class.from_pretrained(

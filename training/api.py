@@ -119,6 +119,7 @@ def _load(location: str, auto_class: str, *, allow_new_head: bool, what: str, **
     import transformers
 
     source = modelio.resolve_model_source(location)
+    modelio.refuse_qat_folder(source)
     config = modelio.load_config(source)
     modelio.architecture_spec(config)
     model, info = getattr(transformers, auto_class).from_pretrained(
@@ -220,10 +221,17 @@ def _finish(
     recipe: Recipe | None,
     command: list[str] | None,
     checkpoints: Path,
+    save: Any = None,
+    qat: Any = None,
 ) -> TrainResult:
+    """Write the output folder atomically: model (``save(model, folder)`` or ``save_pretrained``),
+    tokenizer, recipe and ``pruneofa.json``; then drop the checkpoints."""
     parent = read_manifest(source.path) if source.local else None
     with atomic_output_dir(output, overwrite=config.overwrite) as staging:
-        model.save_pretrained(staging)
+        if save is None:
+            model.save_pretrained(staging)
+        else:
+            save(model, staging)
         tokenizer.save_pretrained(staging)
         if recipe is not None:
             dump_recipe(recipe, staging / "recipe.yaml")
@@ -240,6 +248,7 @@ def _finish(
             ),
             lineage=(parent.lineage + [parent.as_lineage()]) if parent else [],
             training=TrainingInfo(kind=kind, **info),
+            qat=qat,
             metrics=metrics,
         )
         write_manifest(staging, manifest)
@@ -328,30 +337,26 @@ def prepare_teacher(
     )
 
 
-def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, recipe, command, stage):
-    from transformers import AutoTokenizer, DataCollatorWithPadding
-
+def task_head_options(spec: TaskSpec) -> tuple[str, dict[str, Any]]:
+    """The transformers auto class of ``spec``'s head and the config options it needs."""
     from pruneofa.support import TASKS as EXPORT_TASKS
 
     auto_class = EXPORT_TASKS[spec.export_task].auto_class
-    labels = (
-        {}
-        if spec.kind != "classification"
-        else {
-            "num_labels": spec.num_labels,
-            "id2label": dict(enumerate(spec.labels)),
-            "label2id": {n: i for i, n in enumerate(spec.labels)},
-        }
-    )
     if spec.kind == "regression":
-        labels = {"num_labels": 1, "problem_type": "regression"}
+        return auto_class, {"num_labels": 1, "problem_type": "regression"}
     if spec.kind == "question-answering":
-        labels = {"num_labels": 2}  # start and end logits, whatever the base config says
-    source, student, _ = _load(model, auto_class, allow_new_head=True, what="model", **labels)
-    tokenizer = AutoTokenizer.from_pretrained(source.location)
-    teacher = None
-    if teacher_dir is not None:
-        _, teacher, _ = _load(teacher_dir, auto_class, allow_new_head=False, what="teacher")
+        return auto_class, {"num_labels": 2}  # start and end logits, whatever the base config says
+    if spec.kind != "classification":
+        return auto_class, {}
+    return auto_class, {
+        "num_labels": spec.num_labels,
+        "id2label": dict(enumerate(spec.labels)),
+        "label2id": {n: i for i, n in enumerate(spec.labels)},
+    }
+
+
+def train_dataset(spec: TaskSpec, data: str, tokenizer: Any, config: TrainConfig):
+    """The tokenized training split of a task (SQuAD as stride-based features)."""
     if spec.kind == "question-answering":
         dataset, _, _ = qa_dataset(
             spec,
@@ -363,16 +368,29 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
             limit=config.train_limit,
             seed=config.seed,
         )
-    else:
-        dataset, _ = task_dataset(
-            spec,
-            data,
-            tokenizer,
-            split="train",
-            seq_len=config.seq_len,
-            limit=config.train_limit,
-            seed=config.seed,
-        )
+        return dataset
+    dataset, _ = task_dataset(
+        spec,
+        data,
+        tokenizer,
+        split="train",
+        seq_len=config.seq_len,
+        limit=config.train_limit,
+        seed=config.seed,
+    )
+    return dataset
+
+
+def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, recipe, command, stage):
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    auto_class, labels = task_head_options(spec)
+    source, student, _ = _load(model, auto_class, allow_new_head=True, what="model", **labels)
+    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    teacher = None
+    if teacher_dir is not None:
+        _, teacher, _ = _load(teacher_dir, auto_class, allow_new_head=False, what="teacher")
+    dataset = train_dataset(spec, data, tokenizer, config)
     callbacks, initial_zeros = [], {}
     if stage == "finetune":
         locked = lock_sparsity(student, recipe.pruning if recipe else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -57,6 +58,28 @@ class OptimizerConfig(BaseModel):
     lr_rewinding: bool = False  # rewind the learning rate at every mask update (coupled to the frequency)
 
 
+class TransferStage(BaseModel):
+    """Stage 1 of the two-stage QAT recipe: sparse transfer in FP32 with distillation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(5e-5, gt=0)
+    share: float = Field(0.5, gt=0, lt=1)  # of the run's steps; skipped when the input is a task model
+
+
+class QATStage(BaseModel):
+    """Stage 2: NNCF quantization-aware training with the sparsity pattern locked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(1e-5, gt=0)  # NNCF's advice: a few epochs at a small learning rate
+    calibration_samples: int = Field(300, ge=1)  # training examples for the initial scales
+    preset: Literal["performance", "mixed"] = "performance"  # symmetric / asymmetric activations
+    # Weights stay symmetric either way, so a pruned weight is the integer 0.
+    overflow_fix: Literal["auto", "enable", "disable", "first-layer"] = "auto"
+    smooth_quant: bool = True  # NNCF's transformer default; it rescales weights, zeros stay zeros
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,6 +89,8 @@ class Recipe(BaseModel):
     schedule: ScheduleFractions | None = None
     distillation: DistillationConfig = Field(default_factory=DistillationConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    transfer: TransferStage = Field(default_factory=TransferStage)
+    qat: QATStage = Field(default_factory=QATStage)
 
 
 def builtin_recipes() -> dict[str, Path]:

@@ -71,6 +71,21 @@ class DistillationTrainer(Trainer):
             self._kd_count += 1
         return (loss, outputs) if return_outputs else loss
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Checkpoints of a model with NNCF quantizers: NNCF shares one scale among the Q/K/V inputs, which
+        ``save_pretrained`` refuses as undeclared tied weights; safetensors' ``save_model`` keeps one copy
+        of each shared tensor, and the Trainer's non-strict reload fills the others through the sharing."""
+        if not any(name.startswith("__nncf_hooks") for name, _ in self.model.named_parameters()):
+            return super()._save(output_dir, state_dict)
+        import os
+
+        from safetensors.torch import save_model
+
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        save_model(self.model, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
+        self.model.config.save_pretrained(output_dir)
+
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if self._kd_count and "loss" in logs:
             logs["kd_loss"] = round(self._kd_sum / self._kd_count, 4)
