@@ -302,6 +302,39 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(finetune_cmd)
     finetune_cmd.set_defaults(handler=_run_finetune)
 
+    qat_cmd = commands.add_parser(
+        "qat",
+        help="quantization-aware training (NNCF) of a sparse task model, pattern locked, then INT8 export",
+        description="NNCF quantization-aware training with the sparsity pattern locked and distillation from the "
+        "dense task teacher (stage 2 of the two-stage recipe; stage 1, sparse transfer, runs first when the input "
+        "is a sparse pre-trained model rather than a task model). The QAT model is saved so that it can be "
+        "reloaded, then exported to OpenVINO IR with INT8 weights (and ONNX with QDQ) with sparsity accounting "
+        "and output parity against the PyTorch QAT model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  pruneofa qat runs/minilm-90-sst2 --task sst2 --data ../shared/data/glue/SST-2 "
+        "--teacher runs/teacher-sst2 --steps 300 --output runs/minilm-90-sst2-qat\n"
+        "  (writes runs/minilm-90-sst2-qat and runs/minilm-90-sst2-qat-openvino)",
+    )
+    qat_cmd.add_argument(
+        "model", metavar="SPARSE_TASK_MODEL", help="fine-tuned sparse task model (or sparse pre-trained model)"
+    )
+    qat_cmd.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, mnli, qnli, rte, wnli, squad")
+    qat_cmd.add_argument("--data", required=True, help="hub dataset id, GLUE folder or file, SQuAD JSON")
+    qat_cmd.add_argument("--teacher", help="dense task teacher folder (distillation); omit to train without")
+    qat_cmd.add_argument(
+        "--recipe", help="recipe with the transfer and qat stages (default: the built-in qat-two-stage)"
+    )
+    qat_cmd.add_argument(
+        "--export",
+        type=_targets,
+        default=["openvino"],
+        metavar="TARGETS",
+        help="export the QAT model to openvino,onnx after training (default openvino) into OUTPUT-TARGET",
+    )
+    qat_cmd.add_argument("--no-export", action="store_true", help="only train and save the QAT model")
+    _training_options(qat_cmd)
+    qat_cmd.set_defaults(handler=_run_qat)
+
     info = commands.add_parser(
         "info",
         help="print the report stored in a folder's pruneofa.json (sparsity, parity, shrink, files)",
@@ -460,6 +493,43 @@ def _run_finetune(args: argparse.Namespace) -> int:
     )
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.manifest.metrics.items())
     print(f"fine-tuned model written to {result.output}; dev {metrics}")
+    return 0
+
+
+def _run_qat(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from training.qat import qat
+
+    config = _train_config(args)
+    if not args.no_export:  # fail before training, not after, when an export folder is in the way
+        from pruneofa.fsutil import check_output_dir
+        from training.api import _default_output
+
+        planned = config.output or _default_output(config, Path(args.model).name, f"{args.task}-qat")
+        for target in args.export:
+            check_output_dir(Path(f"{planned}-{target}"), overwrite=args.overwrite)
+    result = qat(
+        args.model,
+        config,
+        task=args.task,
+        data=args.data,
+        teacher=args.teacher,
+        recipe=args.recipe,
+        command=["pruneofa", *sys.argv[1:]],
+    )
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.manifest.metrics.items())
+    print(f"QAT model written to {result.output}; dev {metrics} (PyTorch, fake-quantized)")
+    if args.no_export:
+        return 0
+    from exporter import export_model, make_config
+
+    for target in args.export:
+        export_model(
+            str(result.output),
+            make_config(targets=[target], output=Path(f"{result.output}-{target}"), overwrite=args.overwrite),
+            command=["pruneofa", *sys.argv[1:], f"(export {target})"],
+        )
     return 0
 
 
