@@ -335,6 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(qat_cmd)
     qat_cmd.set_defaults(handler=_run_qat)
 
+    run_cmd = commands.add_parser(
+        "run",
+        help="run the whole method from a pipeline recipe: teacher → prune → finetune → qat → export → calibrate → validate",
+        description="Run the stages a pipeline recipe lists, each one pruneofa command writing OUTPUT/STAGE. Stages "
+        "whose output is already complete are skipped, interrupted training resumes from its checkpoints, and every "
+        "stage's command line is checked before any work starts. Ends with a summary table (also OUTPUT/summary.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  pruneofa run --recipe pipeline-small --dry-run\n"
+        "  pruneofa run --recipe pipeline-small --output runs/small\n"
+        "built-in recipes: pipeline-small (MiniLM, ../shared/data, a few CPU-hours), "
+        "pipeline-bert-base (the paper's scale, for GPUs)",
+    )
+    run_cmd.add_argument("--recipe", required=True, help="pipeline recipe: a YAML file or a built-in name")
+    run_cmd.add_argument("--output", help="output root (default: the recipe's output)")
+    run_cmd.add_argument("--data-root", help="replaces {data} in the recipe (default: the recipe's data_root)")
+    run_cmd.add_argument("--dry-run", action="store_true", help="print the stage commands and stop")
+    run_cmd.set_defaults(handler=_run_pipeline)
+
     info = commands.add_parser(
         "info",
         help="print the report stored in a folder's pruneofa.json (sparsity, parity, shrink, files)",
@@ -375,7 +393,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         )
     }
     config = make_config(output=Path(args.output) if args.output else None, **options)
-    calibrate_model(args.exported, config, command=["pruneofa", *sys.argv[1:]], quiet=args.quiet)
+    calibrate_model(args.exported, config, command=_command(args), quiet=args.quiet)
     return 0
 
 
@@ -455,7 +473,7 @@ def _run_teacher(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         task=args.task,
         data=args.data,
-        command=["pruneofa", *sys.argv[1:]],
+        command=_command(args),
     )
     print(f"teacher written to {result.output}")
     return 0
@@ -470,7 +488,7 @@ def _run_prune(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         corpus=args.corpus,
         recipe=args.recipe,
-        command=["pruneofa", *sys.argv[1:]],
+        command=_command(args),
     )
     values = result.manifest.training.layer_sparsity.values()
     print(
@@ -489,7 +507,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         data=args.data,
         teacher=args.teacher,
         recipe=args.recipe,
-        command=["pruneofa", *sys.argv[1:]],
+        command=_command(args),
     )
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.manifest.metrics.items())
     print(f"fine-tuned model written to {result.output}; dev {metrics}")
@@ -516,7 +534,7 @@ def _run_qat(args: argparse.Namespace) -> int:
         data=args.data,
         teacher=args.teacher,
         recipe=args.recipe,
-        command=["pruneofa", *sys.argv[1:]],
+        command=_command(args),
     )
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.manifest.metrics.items())
     print(f"QAT model written to {result.output}; dev {metrics} (PyTorch, fake-quantized)")
@@ -528,9 +546,41 @@ def _run_qat(args: argparse.Namespace) -> int:
         export_model(
             str(result.output),
             make_config(targets=[target], output=Path(f"{result.output}-{target}"), overwrite=args.overwrite),
-            command=["pruneofa", *sys.argv[1:], f"(export {target})"],
+            command=[*_command(args), f"(export {target})"],
         )
     return 0
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from pruneofa.errors import InputError
+    from pruneofa.pipeline import load_pipeline, run_pipeline, summary_table
+
+    def check(argv: list[str]) -> None:
+        errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(errors):
+                build_parser().parse_args(argv)
+        except SystemExit as exc:
+            message = errors.getvalue().strip().splitlines()[-1:] or ["invalid command line"]
+            raise InputError(f"stage '{' '.join(argv[:2])}': {message[0]}") from exc
+
+    recipe = load_pipeline(args.recipe)
+    outcomes = run_pipeline(
+        recipe,
+        main,
+        check,
+        output=Path(args.output) if args.output else None,
+        data_root=args.data_root,
+        dry_run=args.dry_run,
+    )
+    if not args.dry_run:
+        print(summary_table(outcomes))
+    failed = [o for o in outcomes if o.status == "failed"]
+    return failed[0].exit_code if failed else 0
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -568,8 +618,13 @@ def _run_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         convert_tokenizer=not args.no_tokenizer,
     )
-    export_model(args.model, config, command=["pruneofa", *sys.argv[1:]], quiet=args.quiet)
+    export_model(args.model, config, command=_command(args), quiet=args.quiet)
     return 0
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command line being run, as recorded in pruneofa.json (a pipeline stage records its own)."""
+    return ["pruneofa", *args.argv]
 
 
 def _quiet_third_party() -> None:
@@ -582,7 +637,9 @@ def _quiet_third_party() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -27,7 +27,7 @@ from pruneofa.tasks import TaskSpec
 Split = Literal["train", "dev"]
 _TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 _TEXT_SUFFIXES = (".txt", ".raw", ".tokens")  # .raw and .tokens: WikiText
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$")  # optional ":config"
 
 
 @dataclass(frozen=True)
@@ -529,6 +529,8 @@ def _hub_examples(
 ) -> Iterator[Example]:
     hub_id, hub_config = task.hub_dataset
     config = hub_config if dataset_id in (hub_id, hub_id.rsplit("/", 1)[-1]) else None
+    if ":" in dataset_id:  # "wikimedia/wikipedia:20231101.en": a dataset with its configuration
+        dataset_id, config = dataset_id.split(":", 1)
     hub_split = task.dev_split if split == "dev" else "train"
     try:
         import datasets
