@@ -14,6 +14,7 @@ from exporter import graph, parity
 from pruneofa import modelio
 from pruneofa.errors import InputError
 from pruneofa.manifest import read_manifest
+from pruneofa.qatfolder import is_qat_folder, load_qat_model
 from pruneofa.support import TASKS, ExportTask
 
 
@@ -87,9 +88,10 @@ def open_model(location: str, export_task: str | None = None) -> Runner:
     config = modelio.load_config(source)
     spec = modelio.architecture_spec(config)
     task = modelio.resolve_task(config, export_task)
-    model = modelio.load_model(source, task)
+    qat = source.local and is_qat_folder(source.path)
+    model = load_qat_model(source.path) if qat else modelio.load_model(source, task)
     return Runner(
-        label=f"PyTorch FP32 ({source.display_name})",
+        label=f"PyTorch {'QAT, fake-quantized' if qat else 'FP32'} ({source.display_name})",
         kind="pytorch",
         location=source.location,
         input_names=graph.input_names(spec),

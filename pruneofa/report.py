@@ -104,6 +104,15 @@ def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> st
         lines.append(f"  earlier: {entry.stage} at {entry.created_at} from {entry.source}")
     for name, value in manifest.metrics.items():
         lines.append(f"  metric {name}: {value:g}")
+    if manifest.qat is not None:
+        q = manifest.qat
+        lines.append(
+            f"QAT: {q.method}, preset {q.preset}, {q.weight_quantizers} weight and "
+            f"{q.activation_quantizers} activation quantizers, {q.calibration_samples} calibration samples"
+        )
+        lines.append(f"  saturation: {q.saturation_fix} on {q.cpu}")
+        for label, values in (("FP32 input", q.metric_before_qat), ("PTQ only", q.metric_ptq_only)):
+            lines.append(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
     if manifest.calibration is not None:
         lines.append(calibration_summary(manifest))
     if manifest.export is not None:

@@ -133,6 +133,17 @@ def test_onnx_int8_file_holds_int8_initializers(qat_run):
     ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # loads
 
 
+def test_qat_checks_the_int8_model_on_the_dev_data_and_info_shows_the_setup(qat_run, capsys):
+    import json
+
+    for target in ("openvino", "onnx"):
+        report = json.loads((qat_run.parent / f"{qat_run.name}-{target}.validation.json").read_text())
+        assert report["passed"] and report["reference"]["label"].startswith("PyTorch QAT")
+    assert main(["info", str(qat_run)]) == 0
+    out = capsys.readouterr().out
+    assert "QAT: nncf.quantize" in out and "saturation: nncf overflow_fix" in out and "PTQ only" in out
+
+
 def test_qat_refuses_bad_input(pipeline, sst2_dir, tmp_path, capsys, qat_run):
     base = ["--task", "sst2", "--data", str(sst2_dir), *QAT_BUDGET]
     assert main(["qat", str(tmp_path / "missing"), *base]) == 2
