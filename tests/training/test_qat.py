@@ -159,3 +159,42 @@ def test_qat_refuses_bad_input(pipeline, sst2_dir, tmp_path, capsys, qat_run):
     err = capsys.readouterr().err
     assert "does not exist" in err and "regression" in err and "QAT model folder" in err and "--shrink" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_qat_from_a_sparse_pretrained_model_runs_stage_one_first(pipeline, sst2_dir, tmp_path):
+    out = tmp_path / "from-pretrained"
+    args = ["--task", "sst2", "--data", str(sst2_dir), "--output", str(out), "--no-export", *QAT_BUDGET]
+    assert main(["qat", str(pipeline / "sparse"), *args]) == 0
+    transfer = read_manifest(tmp_path / "from-pretrained-transfer")
+    assert transfer.stage == "finetune" and transfer.training.steps == 3  # share 0.5 of 6 steps
+    manifest = read_manifest(out)
+    assert manifest.qat.transfer_steps == 3 and manifest.training.steps == 3
+    assert [e.stage for e in manifest.lineage][-2:] == ["prune", "finetune"]
+
+
+def test_an_interrupted_qat_run_resumes_from_its_checkpoint(
+    pipeline, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    import transformers
+
+    out = tmp_path / "resumed"
+    args = ["qat", str(pipeline / "sparse-sst2"), "--task", "sst2", "--data", str(sst2_dir)]
+    args += ["--output", str(out), "--no-export", *QAT_BUDGET]
+    original = transformers.Trainer.training_step
+
+    def stop_after_the_first_checkpoint(self, *a, **k):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", stop_after_the_first_checkpoint)
+    assert main(args) == 130
+    assert not out.exists() and (tmp_path / ".resumed.checkpoints" / "checkpoint-3").is_dir()
+    monkeypatch.setattr(transformers.Trainer, "training_step", original)
+    assert main(args) == 0
+    assert "resuming from" in capsys.readouterr().err
+    manifest = read_manifest(out)
+    assert manifest.training.steps == 6
+    assert all(v >= 0.9 - 1 / 512 for k, v in manifest.training.layer_sparsity.items() if ".layer." in k)
+    assert not (tmp_path / ".resumed.checkpoints").exists()
+    load_qat_model(out)  # the resumed model saves and reloads like any other
