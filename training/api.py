@@ -14,6 +14,7 @@ resumes from the last one. The finished folder is written atomically with ``prun
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -138,7 +139,10 @@ def _trainer_args(config: TrainConfig, checkpoints: Path, recipe: Recipe | None,
     from transformers import TrainingArguments
 
     optimizer = recipe.optimizer if recipe is not None else None
+    # torchrun/accelerate on CPUs: the Trainer only joins the process group with a CPU backend named.
+    distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     return TrainingArguments(
+        ddp_backend="gloo" if distributed_cpu else None,
         output_dir=str(checkpoints),
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
@@ -198,6 +202,9 @@ def _run(
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        # Under torchrun/accelerate every rank trains; one evaluates and writes the output folder.
+        raise SystemExit(0)
     steps_run = max(1, result.global_step - (int(Path(last).name.split("-")[-1]) if last else 0))
     curve = [
         {k: float(v) for k, v in entry.items() if isinstance(v, int | float)}

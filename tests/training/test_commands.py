@@ -126,3 +126,43 @@ def test_squad_teacher_and_sparse_transfer(pipeline, make_model, squad_file):
     manifest = read_manifest(pipeline / "sparse-squad")
     assert set(manifest.metrics) == {"exact_match", "f1"} and manifest.training.task == "squad"
     assert all(abs(v - 0.9) < 1 / 512 for k, v in manifest.training.layer_sparsity.items() if ".layer." in k)
+
+
+def test_torchrun_with_two_cpu_processes_trains_one_model(pipeline, corpus, tmp_path):
+    """The same command under torchrun: both ranks train (data split between them), one writes."""
+    import math
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from training.datasets import mlm_blocks
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc_per_node", "2", "-m", "pruneofa.cli", "prune", str(pipeline / "mlm")]
+    command += ["--teacher", str(pipeline / "mlm"), "--corpus", str(corpus), "--recipe", "pruneofa-90"]
+    command += [
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--logging-steps",
+        "6",
+        "--output",
+        str(out),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("sparse model written") == 1  # one rank writes
+    manifest = read_manifest(out)
+    blocks = len(mlm_blocks(str(corpus), AutoTokenizer.from_pretrained(pipeline / "mlm"), seq_len=32))
+    epoch = manifest.training.loss_curve[-1]["epoch"]
+    assert epoch == pytest.approx(6 / math.ceil(blocks / 2 / 4))  # each rank sees half the blocks
+    assert all(abs(v - 0.9) < 1 / 512 for k, v in manifest.training.layer_sparsity.items() if ".layer." in k)
