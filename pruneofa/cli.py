@@ -522,9 +522,11 @@ def _run_qat(args: argparse.Namespace) -> int:
     config = _train_config(args)
     if not args.no_export:  # fail before training, not after, when an export folder is in the way
         from pruneofa.fsutil import check_output_dir
+        from pruneofa.modelio import resolve_model_source
         from training.api import _default_output
 
-        planned = config.output or _default_output(config, Path(args.model).name, f"{args.task}-qat")
+        name = resolve_model_source(args.model).display_name
+        planned = config.output or _default_output(config, name, f"{args.task}-qat")
         for target in args.export:
             check_output_dir(Path(f"{planned}-{target}"), overwrite=args.overwrite)
     result = qat(
