@@ -316,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  (writes runs/minilm-90-sst2-qat and runs/minilm-90-sst2-qat-openvino)",
     )
     qat_cmd.add_argument(
-        "model", metavar="SPARSE_TASK_MODEL", help="fine-tuned sparse task model (or sparse pre-trained model)"
+        "model",
+        metavar="SPARSE_TASK_MODEL",
+        help="fine-tuned sparse task model (or sparse pre-trained model)",
     )
     qat_cmd.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, mnli, qnli, rte, wnli, squad")
     qat_cmd.add_argument("--data", required=True, help="hub dataset id, GLUE folder or file, SQuAD JSON")
@@ -349,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--recipe", required=True, help="pipeline recipe: a YAML file or a built-in name")
     run_cmd.add_argument("--output", help="output root (default: the recipe's output)")
-    run_cmd.add_argument("--data-root", help="replaces {data} in the recipe (default: the recipe's data_root)")
+    run_cmd.add_argument(
+        "--data-root", help="replaces {data} in the recipe (default: the recipe's data_root)"
+    )
     run_cmd.add_argument("--dry-run", action="store_true", help="print the stage commands and stop")
     run_cmd.set_defaults(handler=_run_pipeline)
 
@@ -363,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-tensor", action="store_true", help="list every weight matrix, not only per layer"
     )
     info.set_defaults(handler=_run_info)
+    _add_deploy_commands(commands)
     return parser
 
 
@@ -640,6 +645,204 @@ def _run_export(args: argparse.Namespace) -> int:
         convert_tokenizer=not args.no_tokenizer,
     )
     export_model(args.model, config, command=_command(args), quiet=args.quiet)
+    return 0
+
+
+# --- deploy: benchmark, serve, package (parsers and handlers; the work is in deploy/) -------------------
+
+_BENCHMARK_EXAMPLES = """\
+examples:
+  pruneofa benchmark exports/sst2-ov-int8                        # vs PyTorch, ONNX Runtime, optimum-intel INT8
+  pruneofa benchmark exports/minilm-ov exports/minilm-ov-int8 --batch 1,16 --seq 128 --duration 30
+  pruneofa benchmark exports/sst2-onnx --vs torch --batch 1 --duration 5 --output bench-out/quick
+
+exit codes: 0 measured (peers that cannot be built are reported, not fatal); 2 bad input
+"""
+
+_SERVE_EXAMPLES = """\
+examples:
+  pruneofa serve exports/sst2-ov-int8
+  pruneofa serve exports/squad-onnx --host 0.0.0.0 --port 9000 --max-batch 8 --max-queue 128
+  curl -s localhost:8000/predict -d '{"inputs": ["a delight", "a bore"]}'
+  curl -s localhost:8000/v2/models/sst2-ov-int8/infer \\
+       -d '{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a delight"]}]}'
+"""
+
+_PACKAGE_EXAMPLES = """\
+examples:
+  pruneofa package exports/sst2-ov-int8 --format ovms --output repo/ovms      # docker: --config_path /models/config.json
+  pruneofa package exports/sst2-onnx --format triton --output repo/triton     # tritonserver --model-repository
+  pruneofa package exports/sst2-ov-int8 --format archive --output dist/sst2
+  pruneofa package dist/sst2/sst2-ov-int8.tar.xz --format folder --output exports/sst2-restored
+
+exit codes: 0 written; 2 bad input (nothing written)
+"""
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 1,16, got {value!r}"
+        ) from None
+    if not numbers or any(n < 1 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected positive integers such as 1,16, got {value!r}")
+    return numbers
+
+
+def _peers(value: str) -> list[str]:
+    allowed = ("torch", "onnxruntime", "optimum-intel")
+    peers = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [p for p in peers if p not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer {', '.join(unknown)}; choose from {','.join(allowed)} or none"
+        )
+    return peers
+
+
+def _add_deploy_commands(commands) -> None:
+    benchmark = commands.add_parser(
+        "benchmark",
+        help="latency (p50/p90/p99) and throughput of exported folders beside PyTorch, ONNX Runtime and optimum-intel",
+        description="Measure exported folders (candidates) and, in the same run on the same inputs, the peers a "
+        "user would otherwise run, built from the source model in the first folder's pruneofa.json: PyTorch FP32 "
+        "eager, ONNX Runtime FP32, optimum-intel's own INT8. Writes benchmark.json, benchmark.md and benchmark.png, "
+        "and says which variant is fastest on this CPU.",
+        epilog=_BENCHMARK_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    benchmark.add_argument("folders", nargs="+", metavar="FOLDER", help="exported or calibrated folder(s)")
+    benchmark.add_argument(
+        "--vs",
+        type=lambda v: [] if v == "none" else _peers(v),
+        default=["torch", "onnxruntime", "optimum-intel"],
+        help="peers: torch,onnxruntime,optimum-intel (default all three) or none",
+    )
+    benchmark.add_argument("--batch", type=_int_list, default=[1, 16], help="batch sizes (default 1,16)")
+    benchmark.add_argument("--seq", type=int, default=128, help="tokens per sequence (default 128)")
+    benchmark.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds per variant and batch size, over all rounds (default 10)",
+    )
+    benchmark.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    benchmark.add_argument("--warmup", type=int, default=3, help="warm-up runs per variant (default 3)")
+    benchmark.add_argument(
+        "--threads", type=int, help="threads for every variant (default: all cores available)"
+    )
+    benchmark.add_argument("--output", help="output folder (default bench-out/benchmark/NAME)")
+    benchmark.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    benchmark.add_argument("--quiet", action="store_true", help="print only the table")
+    benchmark.set_defaults(handler=_run_benchmark)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve an exported folder over HTTP: KServe v2 / Open Inference Protocol, JSON, Prometheus metrics",
+        description="Serve an exported folder with FastAPI + uvicorn: KServe v2 REST endpoints (the API OpenVINO Model "
+        "Server and Triton speak) with BYTES text inputs, POST /predict for plain JSON, GET /metrics. Concurrent "
+        "requests are batched dynamically from a bounded queue (full: 503); SIGTERM finishes in-flight requests.",
+        epilog=_SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("folder", metavar="FOLDER", help="an exported or calibrated folder")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--name", help="model name in the v2 URLs (default: the folder's name)")
+    serve.add_argument("--runtime", choices=("openvino", "onnxruntime"), help="force a runtime")
+    serve.add_argument("--hint", choices=("latency", "throughput"), default="latency", help="compile hint")
+    serve.add_argument("--max-batch", type=int, default=16, help="texts per dynamic batch (default 16)")
+    serve.add_argument(
+        "--max-delay-ms", type=float, default=5.0, help="wait for a batch to fill (default 5 ms)"
+    )
+    serve.add_argument("--max-queue", type=int, default=256, help="waiting requests before 503 (default 256)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1 << 20, help="request body limit (default 1 MiB)"
+    )
+    serve.add_argument("--max-items", type=int, default=64, help="texts per request (default 64)")
+    serve.add_argument(
+        "--max-text-chars", type=int, default=10_000, help="characters per text (default 10000)"
+    )
+    serve.add_argument("--quiet", action="store_true", help="no start-up lines")
+    serve.set_defaults(handler=_run_serve)
+
+    package = commands.add_parser(
+        "package",
+        help="an OVMS or Triton model repository, or a compressed archive where pruned weights cost ~nothing",
+        description="Write an exported folder as an OpenVINO Model Server repository (config.json + NAME/1/model.xml), "
+        "a Triton repository (NAME/config.pbtxt + NAME/1/model.onnx or model.xml), or NAME.tar.xz whose size "
+        "follows the non-zero weights (ratio to the dense FP32 export reported); --format folder restores one.",
+        epilog=_PACKAGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    package.add_argument(
+        "folder", metavar="FOLDER", help="an exported folder (or, with --format folder, an archive)"
+    )
+    package.add_argument("--format", required=True, choices=("ovms", "triton", "archive", "folder"))
+    package.add_argument("--output", help="output folder (default FOLDER-FORMAT beside FOLDER)")
+    package.add_argument("--name", help="model name in the repository (default: the folder's name)")
+    package.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size (default 64)")
+    package.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    package.add_argument("--quiet", action="store_true", help="print only errors")
+    package.set_defaults(handler=_run_package)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploy.benchmark import benchmark_model, make_config, markdown_table
+
+    config = make_config(
+        vs=args.vs,
+        batches=args.batch,
+        seq=args.seq,
+        duration=args.duration,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        output=Path(args.output) if args.output else None,
+        overwrite=args.overwrite,
+    )
+    report = benchmark_model(args.folders, config, command=_command(args), quiet=args.quiet)
+    print(markdown_table(report))
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from deploy.serve import make_config, serve
+
+    config = make_config(
+        host=args.host,
+        port=args.port,
+        name=args.name,
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        max_queue=args.max_queue,
+        max_body_bytes=args.max_body_bytes,
+        max_items=args.max_items,
+        max_text_chars=args.max_text_chars,
+    )
+    return serve(args.folder, config, runtime=args.runtime, hint=args.hint, quiet=args.quiet)
+
+
+def _run_package(args: argparse.Namespace) -> int:
+    import json
+
+    from deploy.package import package_model
+
+    result = package_model(
+        args.folder,
+        args.format,
+        output=args.output,
+        name=args.name,
+        overwrite=args.overwrite,
+        max_batch_size=args.max_batch_size,
+        command=_command(args),
+        quiet=args.quiet,
+    )
+    print(json.dumps({"output": str(result.output), "format": result.format, **result.summary}, indent=2))
     return 0
 
 

@@ -1,0 +1,300 @@
+"""``pruneofa package``: OVMS and Triton repositories checked against the servers' documented schemas
+(OVMS's config.json JSON schema, Triton's ModelConfig protobuf) and loaded back; archives that restore
+byte for byte and whose size follows the non-zero weights."""
+
+from __future__ import annotations
+
+import filecmp
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.package import package_model, unpack_archive
+from pruneofa.cli import main
+from pruneofa.errors import InputError
+
+# The model_config part of OpenVINO Model Server's MODELS_CONFIG_SCHEMA (src/schema.cpp), as documented.
+OVMS_SCHEMA = {
+    "definitions": {
+        "model_config": {
+            "type": "object",
+            "required": ["config"],
+            "properties": {
+                "config": {
+                    "type": "object",
+                    "required": ["name", "base_path"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "base_path": {"type": "string"},
+                        "batch_size": {"type": ["integer", "string"], "minimum": 0},
+                        "model_version_policy": {"type": "object"},
+                        "shape": {"type": ["object", "string"]},
+                        "nireq": {"type": "integer", "minimum": 0},
+                        "target_device": {"type": "string"},
+                        "plugin_config": {"type": "object"},
+                        "stateful": {"type": "boolean"},
+                        "idle_sequence_cleanup": {"type": "boolean"},
+                        "low_latency_transformation": {"type": "boolean"},
+                        "max_sequence_number": {"type": "integer", "minimum": 0},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "additionalProperties": False,
+        }
+    },
+    "type": "object",
+    "required": ["model_config_list"],
+    "properties": {
+        "model_config_list": {"type": "array", "items": {"$ref": "#/definitions/model_config"}},
+        "pipeline_config_list": {"type": "array"},
+        "custom_node_library_config_list": {"type": "array"},
+        "custom_loader_config_list": {"type": "array"},
+    },
+    "additionalProperties": False,
+}
+
+
+def _triton_model_config_class():
+    """Triton's ``inference.ModelConfig`` (common/protobuf/model_config.proto), the fields a CPU model
+    repository uses, with the documented names, types and numbers."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="model_config_subset.proto", package="inference", syntax="proto3"
+    )
+    data_type = proto.enum_type.add(name="DataType")
+    for number, value in enumerate(
+        "TYPE_INVALID TYPE_BOOL TYPE_UINT8 TYPE_UINT16 TYPE_UINT32 TYPE_UINT64 TYPE_INT8 TYPE_INT16 TYPE_INT32 "
+        "TYPE_INT64 TYPE_FP16 TYPE_FP32 TYPE_FP64 TYPE_STRING TYPE_BF16".split()
+    ):
+        data_type.value.add(name=value, number=number)
+
+    def message(name, fields, nested=()):
+        msg = proto.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            msg.field.add(name=field_name, number=number, type=kind, label=label, type_name=type_name or None)
+        for build in nested:
+            build(msg)
+        return msg
+
+    optional, repeated = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    message(
+        "ModelInput",
+        [
+            ("name", 1, F.TYPE_STRING, optional, ""),
+            ("data_type", 2, F.TYPE_ENUM, optional, ".inference.DataType"),
+            ("dims", 4, F.TYPE_INT64, repeated, ""),
+            ("allow_ragged_batch", 7, F.TYPE_BOOL, optional, ""),
+            ("optional", 8, F.TYPE_BOOL, optional, ""),
+        ],
+    )
+    message(
+        "ModelOutput",
+        [
+            ("name", 1, F.TYPE_STRING, optional, ""),
+            ("data_type", 2, F.TYPE_ENUM, optional, ".inference.DataType"),
+            ("dims", 3, F.TYPE_INT64, repeated, ""),
+            ("label_filename", 4, F.TYPE_STRING, optional, ""),
+        ],
+    )
+
+    def kind_enum(msg):
+        kind = msg.enum_type.add(name="Kind")
+        for number, value in enumerate(["KIND_AUTO", "KIND_GPU", "KIND_CPU", "KIND_MODEL"]):
+            kind.value.add(name=value, number=number)
+
+    message(
+        "ModelInstanceGroup",
+        [
+            ("name", 1, F.TYPE_STRING, optional, ""),
+            ("count", 2, F.TYPE_INT32, optional, ""),
+            ("gpus", 3, F.TYPE_INT32, repeated, ""),
+            ("kind", 4, F.TYPE_ENUM, optional, ".inference.ModelInstanceGroup.Kind"),
+        ],
+        [kind_enum],
+    )
+    message(
+        "ModelDynamicBatching",
+        [
+            ("preferred_batch_size", 1, F.TYPE_INT32, repeated, ""),
+            ("max_queue_delay_microseconds", 2, F.TYPE_UINT64, optional, ""),
+            ("preserve_ordering", 3, F.TYPE_BOOL, optional, ""),
+        ],
+    )
+    message("ModelParameter", [("string_value", 1, F.TYPE_STRING, optional, "")])
+
+    def parameters_entry(msg):
+        entry = msg.nested_type.add(name="ParametersEntry")
+        entry.options.map_entry = True
+        entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=optional)
+        entry.field.add(
+            name="value", number=2, type=F.TYPE_MESSAGE, label=optional, type_name=".inference.ModelParameter"
+        )
+
+    message(
+        "ModelConfig",
+        [
+            ("name", 1, F.TYPE_STRING, optional, ""),
+            ("platform", 2, F.TYPE_STRING, optional, ""),
+            ("max_batch_size", 4, F.TYPE_INT32, optional, ""),
+            ("input", 5, F.TYPE_MESSAGE, repeated, ".inference.ModelInput"),
+            ("output", 6, F.TYPE_MESSAGE, repeated, ".inference.ModelOutput"),
+            ("instance_group", 7, F.TYPE_MESSAGE, repeated, ".inference.ModelInstanceGroup"),
+            ("default_model_filename", 8, F.TYPE_STRING, optional, ""),
+            ("dynamic_batching", 11, F.TYPE_MESSAGE, optional, ".inference.ModelDynamicBatching"),
+            ("parameters", 14, F.TYPE_MESSAGE, repeated, ".inference.ModelConfig.ParametersEntry"),
+            ("backend", 17, F.TYPE_STRING, optional, ""),
+        ],
+        [parameters_entry],
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("inference.ModelConfig"))
+
+
+def _outputs(model_path: Path, feed: dict) -> list[np.ndarray]:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(model_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [next(iter(p.get_names())) for p in compiled.inputs]
+    result = compiled({n: feed[n] for n in names})
+    return [np.asarray(v) for v in result.values()]
+
+
+FEED = {
+    "input_ids": np.array([[2, 40, 41, 42, 3], [2, 50, 3, 0, 0]], dtype=np.int64),
+    "attention_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=np.int64),
+    "token_type_ids": np.zeros((2, 5), dtype=np.int64),
+}
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx"])
+def test_ovms_repository_follows_the_documented_schema(export_once, tmp_path, target):
+    import jsonschema
+
+    folder = export_once("bert", "text-classification")[target].output
+    result = package_model(folder, "ovms", output=tmp_path / "repo", name="sst2", quiet=True)
+    config = json.loads((result.output / "config.json").read_text())
+    jsonschema.validate(config, OVMS_SCHEMA)
+    entry = config["model_config_list"][0]["config"]
+    assert entry["name"] == "sst2" and entry["base_path"] == "sst2"
+    assert entry["shape"] == {
+        "input_ids": "(-1,-1)",
+        "attention_mask": "(-1,-1)",
+        "token_type_ids": "(-1,-1)",
+    }
+    version = result.output / "sst2" / "1"
+    model = version / ("model.xml" if target == "openvino" else "model.onnx")
+    assert model.is_file() and sorted(p.name for p in (result.output / "sst2").iterdir()) == ["1"]
+    original = folder / ("openvino_model.xml" if target == "openvino" else "model.onnx")
+    for a, b in zip(_outputs(model, FEED), _outputs(original, FEED), strict=True):
+        assert np.array_equal(a, b)  # the same model, dynamic batch and sequence
+    assert (result.output / "tokenizer" / "tokenizer.json").is_file()
+    assert (result.output / "pruneofa.json").is_file()
+    with pytest.raises(jsonschema.ValidationError):  # the schema is strict: it would catch a typo
+        jsonschema.validate({"model_config_list": [{"config": {**entry, "batchsize": 1}}]}, OVMS_SCHEMA)
+
+
+@pytest.mark.parametrize("target,backend", [("openvino", "openvino"), ("onnx", "onnxruntime")])
+def test_triton_repository_parses_as_a_model_config(export_once, tmp_path, target, backend):
+    from google.protobuf import text_format
+
+    folder = export_once("bert", "question-answering")[target].output
+    result = package_model(
+        folder, "triton", output=tmp_path / "repo", name="squad", max_batch_size=32, quiet=True
+    )
+    text = (result.output / "squad" / "config.pbtxt").read_text()
+    config = text_format.Parse(text, _triton_model_config_class()())
+    assert config.name == "squad" and config.backend == backend and config.max_batch_size == 32
+    assert [i.name for i in config.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(list(i.dims) == [-1] and i.data_type == 9 for i in config.input)  # TYPE_INT64, batch implied
+    assert {o.name: list(o.dims) for o in config.output} == {"start_logits": [-1], "end_logits": [-1]}
+    assert all(o.data_type == 11 for o in config.output)  # TYPE_FP32
+    assert config.HasField("dynamic_batching") and config.instance_group[0].kind == 2  # KIND_CPU
+    files = {p.name for p in (result.output / "squad" / "1").iterdir()}
+    assert files == ({"model.xml", "model.bin"} if target == "openvino" else {"model.onnx"})
+    with pytest.raises(text_format.ParseError):  # the parser is strict about field names
+        text_format.Parse(text.replace("max_batch_size", "max_batch"), _triton_model_config_class()())
+
+
+def test_archive_round_trip_is_byte_identical(export_once, tmp_path, capsys):
+    folder = export_once("bert", "text-classification", "unstructured90")["openvino"].output
+    code = main(
+        ["package", str(folder), "--format", "archive", "--output", str(tmp_path / "dist"), "--quiet"]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["format"] == "archive"
+    archive = next((tmp_path / "dist").glob("*.tar.xz"))
+    code = main(
+        ["package", str(archive), "--format", "folder", "--output", str(tmp_path / "back"), "--quiet"]
+    )
+    assert code == 0
+    comparison = filecmp.dircmp(folder, tmp_path / "back")
+    assert not comparison.left_only and not comparison.right_only
+    assert all(filecmp.cmp(folder / n, tmp_path / "back" / n, shallow=False) for n in comparison.common_files)
+
+
+def test_archive_size_follows_the_nonzero_weights(export_once, tmp_path):
+    dense = export_once("bert", "text-classification")["onnx"].output
+    sparse = export_once("bert", "text-classification", "unstructured90")["onnx"].output
+    dense_summary = package_model(dense, "archive", output=tmp_path / "dense", quiet=True).summary
+    sparse_summary = package_model(sparse, "archive", output=tmp_path / "sparse", quiet=True).summary
+    for summary in (dense_summary, sparse_summary):
+        assert summary["ratio_to_dense_fp32"] == pytest.approx(
+            summary["archive_bytes"] / summary["dense_fp32_bytes"], abs=1e-4
+        )
+    # the tiny model's embeddings are dense; its encoder Linear weights are 90 % zeros, each 4 zero bytes
+    from pruneofa.manifest import read_manifest
+
+    zero_bytes = 4 * read_manifest(sparse).sparsity.linear_zeros_after
+    size = (sparse / "model.onnx").stat().st_size
+    assert dense_summary["nonzero_byte_share"] > 0.98
+    assert sparse_summary["nonzero_byte_share"] <= 1 - zero_bytes / size + 0.005
+    # what is stored follows the non-zeros: the archive shrinks at least in proportion to them
+    expected = (
+        dense_summary["archive_bytes"]
+        * sparse_summary["nonzero_byte_share"]
+        / dense_summary["nonzero_byte_share"]
+    )
+    assert sparse_summary["archive_bytes"] < 1.05 * expected
+
+
+def test_damaged_or_foreign_archives_are_refused(export_once, tmp_path):
+    folder = export_once("bert", "text-classification")["onnx"].output
+    archive = package_model(folder, "archive", output=tmp_path / "a", quiet=True).output
+    packed = next(archive.glob("*.tar.xz"))
+    with tarfile.open(packed, "r:xz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    index = json.loads(members["pruneofa-archive.json"])
+    index["files"][0]["sha256"] = "0" * 64
+    members["pruneofa-archive.json"] = json.dumps(index).encode()
+    broken = tmp_path / "broken.tar.xz"
+    with tarfile.open(broken, "w:xz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(InputError, match="does not match its recorded SHA-256"):
+        unpack_archive(broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    (tmp_path / "plain.tar.xz").write_bytes(b"not an archive")
+    with pytest.raises(InputError, match="not a readable"):
+        unpack_archive(tmp_path / "plain.tar.xz", tmp_path / "out2")
+
+
+def test_bad_package_input_exits_2(export_once, tmp_path, capsys):
+    assert main(["package", str(tmp_path / "missing"), "--format", "ovms"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    folder = export_once("bert", "text-classification")["onnx"].output
+    assert main(["package", str(folder), "--format", "ovms", "--name", "bad name!"]) == 2
+    assert "--name" in capsys.readouterr().err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    assert main(["package", str(folder), "--format", "triton", "--output", str(tmp_path / "taken")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
