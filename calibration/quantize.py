@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pruneofa.cpu import overflow_fix_mode
 from pruneofa.errors import PruneofaError
 
 QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]
@@ -39,19 +40,8 @@ def choose_saturation_fix(
     if target == "openvino":
         from nncf.quantization.advanced_parameters import OverflowFix
 
-        mode = {
-            "enable": OverflowFix.ENABLE,
-            "disable": OverflowFix.DISABLE,
-            "first-layer": OverflowFix.FIRST_LAYER,
-            "auto": OverflowFix.ENABLE if saturation_risk else OverflowFix.DISABLE,
-        }[choice]
-        why = (
-            "CPU without VNNI/AMX"
-            if choice == "auto" and saturation_risk
-            else "CPU has VNNI/AMX"
-            if choice == "auto"
-            else "requested"
-        )
+        value, why = overflow_fix_mode(choice, saturation_risk)
+        mode = OverflowFix(value)
         return mode, SaturationFix(mode != OverflowFix.DISABLE, f"nncf overflow_fix={mode.value} ({why})")
     reduce_range = saturation_risk if choice == "auto" else choice in ("enable", "first-layer")
     why = (

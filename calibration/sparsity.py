@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.int8_weights import StoredWeight, onnx_weights, openvino_weights
+from exporter.sparsity import summarize
 from pruneofa.manifest import SparsityReport, TensorSparsity
 
 
@@ -81,26 +82,10 @@ def account_int8_sparsity(
                 precision=stored.precision,
             )
         )
-    matched = [r for r in rows if r.status == "matched" and r.zeros_after is not None]
-    linear = [r for r in matched if r.linear]
-    lost = sum(r.lost_zeros for r in matched)
-    extra = sum(r.extra_zeros for r in matched)
-    if lost:
-        problems.append(
-            f"{lost} weights that were zero in FP32 are non-zero in INT8 (asymmetric weight zero point?)"
-        )
-    report = SparsityReport(
-        weight_format="int8",
-        tensors=rows,
-        linear_numel=sum(r.numel for r in linear),
-        linear_zeros_before=sum(r.zeros_before for r in linear),
-        linear_zeros_after=sum(r.zeros_after for r in linear),
-        total_numel=sum(r.numel for r in matched),
-        total_zeros_before=sum(r.zeros_before for r in matched),
-        total_zeros_after=sum(r.zeros_after for r in matched),
-        extra_zeros=extra,
-        lost_zeros=lost,
-        position_exact=lost == 0 and extra == 0,
-        passed=not problems,
+    report = summarize(
+        rows,
+        "int8",
+        problems,
+        lost_message="{lost} weights that were zero in FP32 are non-zero in INT8 (asymmetric weight zero point?)",
     )
     return report, problems, kept

@@ -30,14 +30,22 @@ def input_names(spec: ArchitectureSpec) -> list[str]:
     return names
 
 
-class _NamedOutputs(nn.Module):
-    """Positional inputs in a fixed order in, the task's outputs as a tuple out (for tracing)."""
+class NamedOutputs(nn.Module):
+    """Positional inputs in a fixed order in, the task's outputs as a tuple out (for tracing).
 
-    def __init__(self, model: nn.Module, inputs: list[str], outputs: tuple[str, ...]) -> None:
+    ``additive_mask``: hand the model a ready 4-D additive attention mask made from the 2-D padding
+    mask, so that transformers 5 skips its own mask construction, which TorchScript tracing cannot
+    follow (the graph still takes the usual 2-D ``attention_mask``).
+    """
+
+    def __init__(
+        self, model: nn.Module, inputs: list[str], outputs: tuple[str, ...], *, additive_mask: bool = False
+    ) -> None:
         super().__init__()
         self.model = model
         self._inputs = inputs
         self._outputs = outputs
+        self._additive_mask = additive_mask
 
     def forward(
         self,
@@ -45,6 +53,10 @@ class _NamedOutputs(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
+        if self._additive_mask:
+            attention_mask = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * torch.finfo(
+                torch.float32
+            ).min
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         result = self.model(**{name: given[name] for name in self._inputs}, return_dict=True)
         return tuple(result[name] for name in self._outputs)
@@ -75,7 +87,7 @@ def export_onnx(
     example[1][1, example_len // 2 :] = 0
     if spec.uses_token_type_ids:
         example.append(torch.zeros(2, example_len, dtype=torch.long))
-    wrapper = _NamedOutputs(model, names, task.outputs).eval()
+    wrapper = NamedOutputs(model, names, task.outputs).eval()
     chatter = io.StringIO()
     try:
         with (

@@ -31,37 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporter.graph import _quiet_loggers, input_names, max_sequence_length
+from exporter.graph import NamedOutputs, _quiet_loggers, input_names, max_sequence_length
 from exporter.int8_weights import StoredWeight, onnx_weights, openvino_weights
-from exporter.sparsity import TorchWeight
+from exporter.sparsity import TorchWeight, summarize
 from pruneofa.errors import PruneofaError
 from pruneofa.manifest import SparsityReport, TensorSparsity
 from pruneofa.support import ArchitectureSpec, ExportTask
 
 _HOOKS = "__nncf_hooks"
-
-
-class _AdditiveMask(nn.Module):
-    """Positional inputs in; the 2-D padding mask made 4-D and additive, so tracing skips transformers'
-    own mask construction; the task's outputs out as a tuple."""
-
-    def __init__(self, model: nn.Module, inputs: list[str], outputs: tuple[str, ...]) -> None:
-        super().__init__()
-        self.model = model
-        self._inputs = inputs
-        self._outputs = outputs
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, ...]:
-        dtype = torch.float32
-        additive = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-        extra = {"token_type_ids": token_type_ids} if "token_type_ids" in self._inputs else {}
-        result = self.model(input_ids=input_ids, attention_mask=additive, return_dict=True, **extra)
-        return tuple(result[name] for name in self._outputs)
 
 
 def _example(model: nn.Module, names: list[str]) -> tuple[torch.Tensor, ...]:
@@ -100,7 +77,7 @@ def export_openvino(model: nn.Module, spec: ArchitectureSpec, task: ExportTask, 
     import openvino as ov
 
     names = input_names(spec)
-    wrapper = _AdditiveMask(model.eval(), names, task.outputs).eval()
+    wrapper = NamedOutputs(model.eval(), names, task.outputs, additive_mask=True).eval()
     with _quiet() as chatter:
         try:
             converted = ov.convert_model(
@@ -135,7 +112,7 @@ def export_onnx(
                 example_input=dict(zip(names, example, strict=True)),
             )
             torch.onnx.export(
-                _AdditiveMask(stripped, names, task.outputs).eval(),
+                NamedOutputs(stripped, names, task.outputs, additive_mask=True).eval(),
                 example,
                 str(path),
                 dynamo=False,
@@ -290,28 +267,14 @@ def account_int8_by_name(
                 **row,
             )
         )
-    matched = [r for r in rows if r.status == "matched"]
-    linear = [r for r in matched if r.linear]
-    lost = sum(r.lost_zeros for r in matched)
-    extra = sum(r.extra_zeros for r in matched)
-    if lost:
-        problems.append(f"{lost} weights that were zero in the QAT model are non-zero in the INT8 export")
-    in_float = [r.name for r in linear if r.precision != "int8"]
+    in_float = [r.name for r in rows if r.linear and r.status == "matched" and r.precision != "int8"]
     if in_float:
         problems.append(f"{len(in_float)} Linear weights were not stored as INT8 (e.g. {in_float[0]})")
-    report = SparsityReport(
-        weight_format="int8",
-        tensors=rows,
-        linear_numel=sum(r.numel for r in linear),
-        linear_zeros_before=sum(r.zeros_before for r in linear),
-        linear_zeros_after=sum(r.zeros_after for r in linear),
-        total_numel=sum(r.numel for r in matched),
-        total_zeros_before=sum(r.zeros_before for r in matched),
-        total_zeros_after=sum(r.zeros_after for r in matched),
-        extra_zeros=extra,
-        lost_zeros=lost,
-        position_exact=lost == 0 and extra == 0,
-        passed=not problems,
+    report = summarize(
+        rows,
+        "int8",
+        problems,
+        lost_message="{lost} weights that were zero in the QAT model are non-zero in the INT8 export",
     )
     return report, problems
 

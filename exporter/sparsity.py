@@ -158,27 +158,47 @@ def account_sparsity(
                 ),
             )
         )
-    matched = [(w, r) for w, r in rows if r.status == "matched"]
-    linear = [r for w, r in matched if w.is_linear]
-    lost = sum(r.lost_zeros for _, r in matched)
-    extra = sum(r.extra_zeros for _, r in matched)
+    report = summarize(
+        [r for _, r in rows],
+        weight_format,
+        problems,
+        lost_message="{lost} weights that were zero are non-zero after export",
+        extra_message="{extra} non-zero FP32 weights became zero (FP32 export must not change any weight)"
+        if weight_format == "fp32"
+        else None,
+    )
+    return report, problems
+
+
+def summarize(
+    rows: list[TensorSparsity],
+    weight_format: str,
+    problems: list[str],
+    *,
+    lost_message: str,
+    extra_message: str | None = None,
+) -> SparsityReport:
+    """Totals over the matched rows; a lost zero is always a problem (``lost_message``), an extra zero
+    only where ``extra_message`` is given (FP32). Appends to ``problems``; passed = no problems."""
+    matched = [r for r in rows if r.status == "matched" and r.zeros_after is not None]
+    linear = [r for r in matched if r.linear]
+    lost = sum(r.lost_zeros for r in matched)
+    extra = sum(r.extra_zeros for r in matched)
     if lost:
-        problems.append(f"{lost} weights that were zero are non-zero after export")
-    position_exact = lost == 0 and extra == 0
-    if weight_format == "fp32" and extra:
-        problems.append(f"{extra} non-zero FP32 weights became zero (FP32 export must not change any weight)")
-    report = SparsityReport(
+        problems.append(lost_message.format(lost=lost))
+    if extra and extra_message:
+        problems.append(extra_message.format(extra=extra))
+    return SparsityReport(
         weight_format=weight_format,
-        tensors=[r for _, r in rows],
+        tensors=rows,
         linear_numel=sum(r.numel for r in linear),
         linear_zeros_before=sum(r.zeros_before for r in linear),
         linear_zeros_after=sum(r.zeros_after for r in linear),
-        total_numel=sum(r.numel for _, r in matched),
-        total_zeros_before=sum(r.zeros_before for _, r in matched),
-        total_zeros_after=sum(r.zeros_after for _, r in matched),
+        total_numel=sum(r.numel for r in matched),
+        total_zeros_before=sum(r.zeros_before for r in matched),
+        total_zeros_after=sum(r.zeros_after for r in matched),
         extra_zeros=extra,
         lost_zeros=lost,
-        position_exact=position_exact,
+        position_exact=lost == 0 and extra == 0,
         passed=not problems,
     )
-    return report, problems

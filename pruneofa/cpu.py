@@ -104,3 +104,16 @@ def detect_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
         physical_cores=len(core_ids) or None,
         logical_cpus=processors or None,
     )
+
+
+# NNCF's OverflowFix values, by the names our options use.
+NNCF_OVERFLOW_FIX = {"enable": "enable", "disable": "disable", "first-layer": "first_layer_only"}
+
+
+def overflow_fix_mode(choice: str, saturation_risk: bool) -> tuple[str, str]:
+    """NNCF's overflow-fix value for ``choice`` (``auto`` follows the CPU) and why it was chosen."""
+    if choice != "auto":
+        return NNCF_OVERFLOW_FIX[choice], "requested"
+    if saturation_risk:
+        return "enable", "CPU without VNNI/AMX"
+    return "disable", "CPU has VNNI/AMX"

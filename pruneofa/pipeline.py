@@ -28,11 +28,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pruneofa.errors import InputError, PruneofaError
 from pruneofa.manifest import read_manifest
+from pruneofa.yamlfile import load_yaml_model
 
 Command = Literal["teacher", "prune", "finetune", "qat", "export", "calibrate", "validate"]
 # The positional argument of each command (its model), and the option that names its output.
@@ -111,32 +111,7 @@ def builtin_pipelines() -> dict[str, Path]:
 
 def load_pipeline(source: str | Path) -> PipelineRecipe:
     """A pipeline recipe from a YAML file or by built-in name; every error is one line."""
-    path = Path(source)
-    if not path.is_file():
-        known = builtin_pipelines()
-        if str(source) not in known:
-            raise InputError(
-                f"pipeline recipe {source} is neither a file nor a built-in one ({', '.join(sorted(known))})"
-            )
-        path = known[str(source)]
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(
-            f"pipeline recipe {path}{where} is not valid YAML: {getattr(err, 'problem', err)}"
-        ) from err
-    if not isinstance(raw, dict):
-        raise InputError(f"pipeline recipe {path} must be a mapping (name, output, stages, …)")
-    try:
-        return PipelineRecipe.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise InputError(
-            f"pipeline recipe {path}: {where}: {first['msg'].removeprefix('Value error, ')}"
-        ) from err
+    return load_yaml_model(source, PipelineRecipe, what="pipeline recipe", builtins=builtin_pipelines())
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pruneofa import modelio
-from pruneofa.cpu import detect_cpu
+from pruneofa.cpu import detect_cpu, overflow_fix_mode
 from pruneofa.errors import CheckFailed, InputError
 from pruneofa.manifest import QATInfo, read_manifest
 from pruneofa.qatfolder import save_qat_model
@@ -54,20 +54,8 @@ def overflow_fix(choice: str, saturation_risk: bool) -> tuple[Any, str]:
     """NNCF's overflow-fix mode for ``choice`` (``auto`` follows the CPU) and a description of why."""
     from nncf.quantization.advanced_parameters import OverflowFix
 
-    mode = {
-        "enable": OverflowFix.ENABLE,
-        "disable": OverflowFix.DISABLE,
-        "first-layer": OverflowFix.FIRST_LAYER,
-        "auto": OverflowFix.ENABLE if saturation_risk else OverflowFix.DISABLE,
-    }[choice]
-    if choice != "auto":
-        why = "requested"
-    else:
-        why = (
-            "CPU without VNNI/AMX: 7-bit weights avoid int16 saturation"
-            if saturation_risk
-            else "CPU has VNNI/AMX"
-        )
+    value, why = overflow_fix_mode(choice, saturation_risk)
+    mode = OverflowFix(value)
     return mode, f"nncf overflow_fix={mode.value} ({why})"
 
 
@@ -141,7 +129,7 @@ def quantize_for_training(
             nncf.Dataset(batches),
             preset=nncf.QuantizationPreset(stage.preset),
             model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=sum(int(b["input_ids"].shape[0]) for b in batches),
+            subset_size=len(batches),  # NNCF counts dataset items, and ours are batches
             advanced_parameters=advanced,
         )
     finally:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pruneofa.errors import InputError
+from pruneofa.yamlfile import load_yaml_model
 from training.distill import DistillationConfig
 from training.masks import PruningConfig
 from training.schedule import CubicSchedule
@@ -100,28 +100,7 @@ def builtin_recipes() -> dict[str, Path]:
 
 def load_recipe(source: str | Path) -> Recipe:
     """A recipe from a YAML file or by built-in name (``pruneofa-90``); errors are one line."""
-    path = Path(source)
-    if not path.is_file():
-        known = builtin_recipes()
-        if str(source) not in known:
-            raise InputError(
-                f"recipe {source} is neither a file nor a built-in recipe ({', '.join(sorted(known))})"
-            )
-        path = known[str(source)]
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"recipe {path}{where} is not valid YAML: {getattr(err, 'problem', err)}") from err
-    if not isinstance(raw, dict):
-        raise InputError(f"recipe {path} must be a mapping of settings (name, pruning, schedule, …)")
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise InputError(f"recipe {path}: {where}: {first['msg'].removeprefix('Value error, ')}") from err
+    return load_yaml_model(source, Recipe, what="recipe", builtins=builtin_recipes())
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:
