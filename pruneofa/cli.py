@@ -522,29 +522,36 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _run_qat(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pruneofa.fsutil import check_output_dir
+    from pruneofa.manifest import read_manifest
+    from pruneofa.modelio import resolve_model_source
+    from pruneofa.pipeline import same_work
     from training.qat import qat
 
     config = _train_config(args)
-    if not args.no_export:  # fail before training, not after, when an export folder is in the way
-        from pruneofa.fsutil import check_output_dir
-        from pruneofa.modelio import resolve_model_source
-        from training.api import _default_output
-
-        name = resolve_model_source(args.model).display_name
-        planned = config.output or _default_output(config, name, f"{args.task}-qat")
-        for target in args.export:
-            check_output_dir(Path(f"{planned}-{target}"), overwrite=args.overwrite)
-    result = qat(
-        args.model,
-        config,
-        task=args.task,
-        data=args.data,
-        teacher=args.teacher,
-        recipe=args.recipe,
-        command=_command(args),
-    )
-    metrics = ", ".join(f"{k} {v:.2f}" for k, v in result.manifest.metrics.items())
-    print(f"QAT model written to {result.output}; dev {metrics} (PyTorch, fake-quantized)")
+    name = resolve_model_source(args.model).display_name
+    planned = config.output or Path("runs") / f"{name}-{args.task}-qat"
+    done = read_manifest(planned) if (planned / "pruneofa.json").is_file() and not args.overwrite else None
+    if done is not None and done.stage == "qat" and same_work(done.command[1:], args.argv):
+        # The same QAT run finished before (e.g. the export after it was interrupted): export only.
+        print(f"pruneofa qat: {planned} already holds this QAT run; exporting it", file=sys.stderr)
+        output, manifest = planned, done
+    else:
+        if not args.no_export:  # fail before training, not after, when an export folder is in the way
+            for target in args.export:
+                check_output_dir(Path(f"{planned}-{target}"), overwrite=args.overwrite)
+        result = qat(
+            args.model,
+            config,
+            task=args.task,
+            data=args.data,
+            teacher=args.teacher,
+            recipe=args.recipe,
+            command=_command(args),
+        )
+        output, manifest = result.output, result.manifest
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in manifest.metrics.items())
+    print(f"QAT model written to {output}; dev {metrics} (PyTorch, fake-quantized)")
     if args.no_export:
         return 0
     from deploy.validate import ValidateConfig, format_report, validate_model
@@ -553,9 +560,9 @@ def _run_qat(args: argparse.Namespace) -> int:
 
     passed = True
     for target in args.export:
-        exported = Path(f"{result.output}-{target}")
+        exported = Path(f"{output}-{target}")
         export_model(
-            str(result.output),
+            str(output),
             make_config(targets=[target], output=exported, overwrite=args.overwrite),
             command=[*_command(args), f"(export {target})"],
         )
@@ -565,7 +572,7 @@ def _run_qat(args: argparse.Namespace) -> int:
             str(exported),
             validated(
                 ValidateConfig,
-                reference=str(result.output),
+                reference=str(output),
                 data=args.data,
                 task=args.task,
                 limit=args.eval_limit,

@@ -335,7 +335,15 @@ def run_pipeline(
             continue
         print(f"pruneofa run: {name}: {shown}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        code = dispatch(planned.argv)
+        try:
+            code = dispatch(planned.argv)
+        except BaseException as err:  # a crash (a bug) or Ctrl-C: still leave the summary of what ran
+            outcomes.append(
+                StageOutcome(name, command, "failed", time.perf_counter() - started, str(planned.output))
+            )
+            outcomes.append(StageOutcome("(stopped)", "", f"{type(err).__name__}: {err}"))
+            write_summary(root, recipe, outcomes)
+            raise
         seconds = time.perf_counter() - started
         result, details = _result(planned)
         status = "done" if code == 0 else "failed"

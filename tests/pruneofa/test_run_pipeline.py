@@ -143,3 +143,17 @@ def test_same_work_ignores_bookkeeping_and_number_spelling():
     b = ["teacher", "--learning-rate", "5e-05", "--task", "sst2", "--output", "b"]
     assert same_work(a, b)
     assert not same_work(a, [*b, "--steps", "3"])
+
+
+def test_a_crashing_stage_still_leaves_the_summary(tmp_path, base, sst2_dir):
+    from pruneofa.pipeline import run_pipeline
+
+    recipe = load_pipeline(_recipe(tmp_path, base, sst2_dir))
+
+    def crash(argv):
+        raise RuntimeError("a bug in a stage")
+
+    with pytest.raises(RuntimeError):
+        run_pipeline(recipe, crash, lambda argv: None)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["stages"][0]["status"] == "failed" and "a bug in a stage" in summary["stages"][1]["status"]

@@ -24,27 +24,28 @@ QAT_BUDGET = [
 ]
 
 
+def _qat_argv(pipeline, sst2_dir, out) -> list[str]:
+    return [
+        "qat",
+        str(pipeline / "sparse-sst2"),
+        "--task",
+        "sst2",
+        "--data",
+        str(sst2_dir),
+        "--teacher",
+        str(pipeline / "sst2-teacher"),
+        "--output",
+        str(out),
+        "--export",
+        "openvino,onnx",
+        *QAT_BUDGET,
+    ]
+
+
 @pytest.fixture(scope="module")
 def qat_run(pipeline, sst2_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("qat") / "sparse-sst2-qat"
-    code = main(
-        [
-            "qat",
-            str(pipeline / "sparse-sst2"),
-            "--task",
-            "sst2",
-            "--data",
-            str(sst2_dir),
-            "--teacher",
-            str(pipeline / "sst2-teacher"),
-            "--output",
-            str(out),
-            "--export",
-            "openvino,onnx",
-            *QAT_BUDGET,
-        ]
-    )
-    assert code == 0
+    assert main(_qat_argv(pipeline, sst2_dir, out)) == 0
     return out
 
 
@@ -198,3 +199,18 @@ def test_an_interrupted_qat_run_resumes_from_its_checkpoint(
     assert all(v >= 0.9 - 1 / 512 for k, v in manifest.training.layer_sparsity.items() if ".layer." in k)
     assert not (tmp_path / ".resumed.checkpoints").exists()
     load_qat_model(out)  # the resumed model saves and reloads like any other
+
+
+def test_rerun_after_a_lost_export_exports_without_training_again(
+    pipeline, sst2_dir, qat_run, tmp_path, capsys
+):
+    import shutil
+
+    copy = tmp_path / "sparse-sst2-qat"
+    shutil.copytree(qat_run, copy)  # a finished QAT run whose export never happened
+    before = (copy / QAT_WEIGHTS).stat().st_mtime_ns
+    assert main(_qat_argv(pipeline, sst2_dir, copy)) == 0
+    assert "already holds this QAT run" in capsys.readouterr().err
+    assert (copy / QAT_WEIGHTS).stat().st_mtime_ns == before  # not trained again
+    assert read_manifest(tmp_path / "sparse-sst2-qat-openvino").sparsity.passed
+    assert read_manifest(tmp_path / "sparse-sst2-qat-onnx").sparsity.passed
