@@ -21,6 +21,7 @@ import contextlib
 import gc
 import io
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -128,6 +129,27 @@ class BenchmarkReport(BaseModel):
     command: list[str]
     versions: dict[str, str]
     wall_time_s: float
+    machine_load: str | None = None  # a warning when other work was running
+
+
+def busy_machine(cores: int, load: float | None = None) -> str | None:
+    """A warning when other processes already keep the cores busy (1-minute load average).
+
+    Measured here: with one of two cores taken by a training run, PyTorch eager MiniLM at batch 1 took
+    916 ms with 2 OpenMP threads and 55 ms with 1 (OpenMP threads wait at every barrier for a core);
+    latencies, and ratios against PyTorch most of all, are then not what an idle machine gives.
+    """
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            return None
+    if load < 0.5 * cores:
+        return None
+    return (
+        f"warning: the machine is busy (load average {load:.1f} on {cores} cores); latencies will be inflated, "
+        "PyTorch's OpenMP threads most of all — measure on an idle machine for figures to publish"
+    )
 
 
 @dataclass
@@ -426,6 +448,9 @@ def benchmark_model(
     threads = config.threads or cpu.cores
     source = source_model_of(paths[0])
     step(f"CPU: {cpu.summary()}; {threads} threads for every variant; source model: {source or 'unknown'}")
+    busy = busy_machine(cpu.cores)
+    if busy:
+        step(busy)
 
     hf_config = AutoConfig.from_pretrained(paths[0])
     tokenizer = AutoTokenizer.from_pretrained(paths[0])
@@ -494,6 +519,7 @@ def benchmark_model(
         command=command or ["deploy.benchmark_model", *map(str, paths)],
         versions=library_versions(),
         wall_time_s=round(time.perf_counter() - started, 1),
+        machine_load=busy,
     )
     with atomic_output_dir(output, overwrite=config.overwrite) as staging:
         write_manifest(staging, _manifest(paths[0], report))

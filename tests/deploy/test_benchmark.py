@@ -98,3 +98,11 @@ def test_bad_benchmark_input(export_once, tmp_path, capsys):
     other = export_once("bert", "question-answering")["onnx"].output
     with pytest.raises(InputError, match="of one task together"):
         benchmark_model([folder, other], make_config(vs=[], output=tmp_path / "y"), quiet=True)
+
+
+def test_a_busy_machine_is_reported():
+    from deploy.benchmark import busy_machine
+
+    assert busy_machine(2, load=0.3) is None
+    warning = busy_machine(2, load=1.6)
+    assert "busy" in warning and "1.6 on 2 cores" in warning
