@@ -48,9 +48,11 @@ from training.masks import (
     apply_pruning,
     lock_sparsity,
     pruned_modules,
+    regrown,
     remove_pruning,
     sparsity_by_module,
     update_masks,
+    zero_patterns,
 )
 from training.recipe import Recipe, dump_recipe, load_recipe
 from training.schedule import rewinding_lr_factor
@@ -400,8 +402,8 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
     dataset = train_dataset(spec, data, tokenizer, config)
     callbacks, initial_zeros = [], {}
     if stage == "finetune":
-        locked = lock_sparsity(student, recipe.pruning if recipe else None)
-        initial_zeros = {m.name: m.mask == 0 for m in locked}
+        initial_zeros = zero_patterns(student, recipe.pruning if recipe else None)
+        lock_sparsity(student, recipe.pruning if recipe else None)
     run = _run(
         kind=stage,
         model=student,
@@ -421,13 +423,11 @@ def _task_training(model, spec: TaskSpec, data, config, *, output, teacher_dir, 
     layer_sparsity = {}
     if stage == "finetune":
         remove_pruning(trained)
-        modules = dict(trained.named_modules())
-        for name, was_zero in initial_zeros.items():
-            still_zero = modules[name].weight == 0
-            if bool((was_zero & ~still_zero).any()):
-                raise CheckFailed(
-                    f"{name}: pruned weights regrew during fine-tuning (a bug); nothing written"
-                )
+        lost = regrown(trained, initial_zeros)
+        if lost:
+            raise CheckFailed(
+                f"{next(iter(lost))}: pruned weights regrew during fine-tuning (a bug); nothing written"
+            )
         layer_sparsity = {k: round(v, 6) for k, v in sparsity_by_module(trained).items()}
     dev = load_dev(spec, data, config)
     metrics = evaluate(trained, tokenizer, spec, dev, seq_len=config.seq_len, stride=config.stride)

@@ -197,13 +197,32 @@ def remove_pruning(model: nn.Module) -> None:
         parametrize.remove_parametrizations(module.module, "weight", leave_parametrized=True)
 
 
-def sparsity_by_module(model: nn.Module) -> dict[str, float]:
-    """Share of zeros of every pruned (or, after ``remove_pruning``, every encoder) Linear weight."""
+def sparsity_by_module(model: nn.Module, config: PruningConfig | None = None) -> dict[str, float]:
+    """Share of zeros of every pruned (or, without masks, every selected) Linear weight."""
     modules = pruned_modules(model)
     if modules:
         return {m.name: float((m.weight == 0).float().mean()) for m in modules}
     return {
         name: float((module.weight == 0).float().mean())
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and _selected(name, PruningConfig())
+        if isinstance(module, nn.Linear) and _selected(name, config or PruningConfig())
     }
+
+
+def zero_patterns(model: torch.nn.Module, config: PruningConfig | None = None) -> dict[str, torch.Tensor]:
+    """Where the selected ``nn.Linear`` weights are zero now (the pattern QAT must keep)."""
+    config = config or PruningConfig()
+    return {
+        name: module.weight.detach() == 0
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and _selected(name, config)
+    }
+
+
+def regrown(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> dict[str, int]:
+    """How many weights that were zero are not zero any more, per module (empty: pattern intact)."""
+    modules = dict(model.named_modules())
+    counts = {
+        name: int((zeros & (modules[name].weight.detach() != 0)).sum()) for name, zeros in patterns.items()
+    }
+    return {name: count for name, count in counts.items() if count}

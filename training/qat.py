@@ -44,7 +44,7 @@ from training.api import (
     train_dataset,
 )
 from training.evaluate import evaluate
-from training.masks import PruningConfig, _selected, sparsity_by_module
+from training.masks import regrown, sparsity_by_module, zero_patterns
 from training.recipe import QATStage, Recipe, load_recipe
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
@@ -59,16 +59,6 @@ def overflow_fix(choice: str, saturation_risk: bool) -> tuple[Any, str]:
     return mode, f"nncf overflow_fix={mode.value} ({why})"
 
 
-def zero_patterns(model: torch.nn.Module, config: PruningConfig | None = None) -> dict[str, torch.Tensor]:
-    """Where the selected ``nn.Linear`` weights are zero now (the pattern QAT must keep)."""
-    config = config or PruningConfig()
-    return {
-        name: module.weight.detach() == 0
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and _selected(name, config)
-    }
-
-
 def freeze_zeros(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> list[Any]:
     """Zero the gradient of every weight in ``patterns`` (returns the hook handles)."""
     modules = dict(model.named_modules())
@@ -78,15 +68,6 @@ def freeze_zeros(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> l
             keep = (~zeros).to(modules[name].weight.dtype)
             handles.append(modules[name].weight.register_hook(lambda grad, keep=keep: grad * keep))
     return handles
-
-
-def regrown(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> dict[str, int]:
-    """How many weights that were zero are not zero any more, per module (empty: pattern intact)."""
-    modules = dict(model.named_modules())
-    counts = {
-        name: int((zeros & (modules[name].weight.detach() != 0)).sum()) for name, zeros in patterns.items()
-    }
-    return {name: count for name, count in counts.items() if count}
 
 
 def calibration_batches(
@@ -307,7 +288,7 @@ def qat(
         data=str(data),
         teacher=str(teacher) if teacher else None,
         recipe=plan.name,
-        layer_sparsity={k: round(v, 6) for k, v in _linear_sparsity(trained, patterns).items()},
+        layer_sparsity={k: round(v, 6) for k, v in sparsity_by_module(trained, plan.pruning).items()},
     )
     return _finish(
         stage="qat",
@@ -336,13 +317,6 @@ def qat(
             metric_ptq_only=metric_ptq,
         ),
     )
-
-
-def _linear_sparsity(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> dict[str, float]:
-    modules = dict(model.named_modules())
-    if not patterns:
-        return sparsity_by_module(model)
-    return {name: float((modules[name].weight == 0).float().mean()) for name in patterns}
 
 
 def _finished(folder: Path, stage: str) -> bool:
