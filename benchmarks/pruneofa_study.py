@@ -27,11 +27,14 @@ DATA = Path("../shared/data")
 def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     corpus = str(args.data / "corpus" / "wikitext-2-raw" / "wiki.test.raw")
     sst2, mrpc = str(args.data / "glue" / "SST-2"), str(args.data / "glue" / "MRPC")
-    common = ["--seq-len", "64", "--batch-size", "32", "--save-steps", "50", "--logging-steps", "10"]
-    task_budget = ["--steps", str(args.finetune_steps), "--train-limit", "8000", "--learning-rate", "5e-5"]
+    common = ["--seq-len", "64", "--batch-size", "32", "--save-steps", str(args.save_steps)]
+    common += ["--logging-steps", "10"]
+    limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
+    task_budget = ["--steps", str(args.finetune_steps), *limit, "--learning-rate", "5e-5"]
+    model = [str(args.model)] if args.model else []
     plan = [
-        ("teacher-mlm", ["teacher", "--corpus", corpus, "--steps", str(args.teacher_steps), *common]),
-        ("teacher-sst2", ["teacher", "--task", "sst2", "--data", sst2, *task_budget, *common]),
+        ("teacher-mlm", ["teacher", *model, "--corpus", corpus, "--steps", str(args.teacher_steps), *common]),
+        ("teacher-sst2", ["teacher", *model, "--task", "sst2", "--data", sst2, *task_budget, *common]),
     ]
     for name, recipe in (
         ("pruned-90", "pruneofa-90"),
@@ -73,7 +76,9 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                 ],
             )
         )
-    plan.append(("teacher-mrpc", ["teacher", "--task", "mrpc", "--data", mrpc, *task_budget, *common]))
+    plan.append(
+        ("teacher-mrpc", ["teacher", *model, "--task", "mrpc", "--data", mrpc, *task_budget, *common])
+    )
     for name in ("pruned-90", "pruned-85", "pruned-structured"):
         plan.append(
             (
@@ -92,7 +97,12 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                 ],
             )
         )
-    return [(name, [*argv, "--output", str(out / name)]) for name, argv in plan]
+    wanted = [(name, [*argv, "--output", str(out / name)]) for name, argv in plan]
+    if "mrpc" not in args.tasks:
+        wanted = [(name, argv) for name, argv in wanted if not name.endswith("-mrpc")]
+    if "sst2" not in args.tasks:
+        wanted = [(name, argv) for name, argv in wanted if not name.endswith("-sst2")]
+    return wanted
 
 
 def report(out: Path) -> str:
@@ -124,18 +134,43 @@ def main() -> int:
     parser.add_argument("--teacher-steps", type=int, default=300)
     parser.add_argument("--prune-steps", type=int, default=200)
     parser.add_argument("--finetune-steps", type=int, default=200)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="dense starting model for the teacher stages (default: the embedded MiniLM)",
+    )
+    parser.add_argument(
+        "--train-limit", type=int, default=8000, help="task training examples used (0: all of them)"
+    )
+    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (resume points)")
+    parser.add_argument("--tasks", default="sst2,mrpc", help="comma-separated downstream tasks (sst2, mrpc)")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        help="start no new stage after this many seconds (for a time-boxed machine); the report still prints",
+    )
     parser.add_argument("--report", action="store_true", help="only print the table of finished stages")
     args = parser.parse_args()
+    args.tasks = {t.strip() for t in args.tasks.split(",") if t.strip()}
+    if not args.tasks <= {"sst2", "mrpc"}:
+        parser.error(
+            f"--tasks: unknown task(s) {sorted(args.tasks - {'sst2', 'mrpc'})}; use sst2 and/or mrpc"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
-        pruneofa = str(Path(sys.executable).with_name("pruneofa"))
+        script = Path(sys.executable).with_name("pruneofa")
+        pruneofa = [str(script)] if script.is_file() else [sys.executable, "-m", "pruneofa"]
+        began = time.perf_counter()
         for name, argv in stages(args.out, args):
             if (args.out / name / "pruneofa.json").is_file():
                 print(f"[study] {name}: done, skipped", flush=True)
                 continue
+            if args.deadline_s is not None and time.perf_counter() - began > args.deadline_s:
+                print(f"[study] {name}: not started, past the {args.deadline_s:.0f} s deadline", flush=True)
+                break
             print(f"[study] {name}: pruneofa {' '.join(argv)}", flush=True)
             started = time.perf_counter()
-            code = subprocess.call([pruneofa, *argv])
+            code = subprocess.call([*pruneofa, *argv])
             print(f"[study] {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
             if code != 0:
                 return code

@@ -222,7 +222,10 @@ def zero_patterns(model: torch.nn.Module, config: PruningConfig | None = None) -
 def regrown(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> dict[str, int]:
     """How many weights that were zero are not zero any more, per module (empty: pattern intact)."""
     modules = dict(model.named_modules())
-    counts = {
-        name: int((zeros & (modules[name].weight.detach() != 0)).sum()) for name, zeros in patterns.items()
-    }
+    counts = {}
+    for name, zeros in patterns.items():
+        weight = modules[
+            name
+        ].weight.detach()  # on the GPU after training there; the pattern may be on the CPU
+        counts[name] = int((zeros.to(weight.device) & (weight != 0)).sum())
     return {name: count for name, count in counts.items() if count}

@@ -31,6 +31,14 @@ def test_export_help_prints_the_support_table():
     assert "OVModelForSequenceClassification" in result.stdout
 
 
+def test_python_dash_m_pruneofa_runs_the_tool():
+    # For environments without the console script (a bare GPU image with the repository on PYTHONPATH).
+    result = subprocess.run(
+        [sys.executable, "-m", "pruneofa", "prune", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "--recipe" in result.stdout
+
+
 def test_no_command_prints_help_and_exits_2():
     result = subprocess.run(
         [sys.executable, "-m", "pruneofa.cli"], capture_output=True, text=True, timeout=60
