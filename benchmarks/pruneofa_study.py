@@ -22,6 +22,7 @@ from pathlib import Path
 from pruneofa.manifest import read_manifest
 
 DATA = Path("../shared/data")
+TASKS = ("sst2", "mrpc")  # the downstream tasks of the study
 
 
 def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -97,12 +98,10 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                 ],
             )
         )
-    wanted = [(name, [*argv, "--output", str(out / name)]) for name, argv in plan]
-    if "mrpc" not in args.tasks:
-        wanted = [(name, argv) for name, argv in wanted if not name.endswith("-mrpc")]
-    if "sst2" not in args.tasks:
-        wanted = [(name, argv) for name, argv in wanted if not name.endswith("-sst2")]
-    return wanted
+    left_out = tuple(f"-{task}" for task in TASKS if task not in args.tasks)
+    return [
+        (name, [*argv, "--output", str(out / name)]) for name, argv in plan if not name.endswith(left_out)
+    ]
 
 
 def report(out: Path) -> str:
@@ -152,10 +151,8 @@ def main() -> int:
     parser.add_argument("--report", action="store_true", help="only print the table of finished stages")
     args = parser.parse_args()
     args.tasks = {t.strip() for t in args.tasks.split(",") if t.strip()}
-    if not args.tasks <= {"sst2", "mrpc"}:
-        parser.error(
-            f"--tasks: unknown task(s) {sorted(args.tasks - {'sst2', 'mrpc'})}; use sst2 and/or mrpc"
-        )
+    if not args.tasks <= set(TASKS):
+        parser.error(f"--tasks: unknown task(s) {sorted(args.tasks - set(TASKS))}; use sst2 and/or mrpc")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
         script = Path(sys.executable).with_name("pruneofa")
