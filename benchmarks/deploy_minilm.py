@@ -24,14 +24,14 @@ from pathlib import Path
 
 from export_minilm import prune_copy  # benchmarks/ is on sys.path when run as a script
 
-from calibration import calibrate_model
-from calibration import make_config as calibrate_config
-from deploy.benchmark import benchmark_model
-from deploy.benchmark import make_config as benchmark_config
-from deploy.package import package_model
-from exporter import export_model
-from exporter import make_config as export_config
-from pruneofa.modelio import default_model_path
+from pruneofa.calibration import calibrate_model
+from pruneofa.calibration import make_config as calibrate_config
+from pruneofa.core.modelio import default_model_path
+from pruneofa.deploy.benchmark import benchmark_model
+from pruneofa.deploy.config import benchmark_config, package_config
+from pruneofa.deploy.package import package_model
+from pruneofa.exporter import export_model
+from pruneofa.exporter import make_config as export_config
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue" / "SST-2"
 
@@ -40,7 +40,7 @@ def _sst2(out: Path) -> Path:
     """The real SST-2 folder where ../shared/data has it, else a small one made of the packaged sentences."""
     if (SST2 / "train.tsv").is_file():
         return SST2
-    from exporter.parity import load_parity_samples
+    from pruneofa.core.runtime import load_parity_samples
 
     folder = out / "sst2-sentences"
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,9 @@ def main() -> int:
             continue
         print(f"[{time.perf_counter() - started:6.0f}s] archiving {name}", file=sys.stderr, flush=True)
         result = package_model(
-            folders[name], "archive", output=out / f"archive-{name}", overwrite=True, quiet=True
+            folders[name],
+            package_config(format="archive", output=out / f"archive-{name}", overwrite=True),
+            quiet=True,
         )
         sizes[name] = result.summary
     sizes_file.write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")

@@ -24,15 +24,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from deploy.pipeline import load
-from deploy.serve import _uvicorn_server, create_app, make_config
-from exporter.parity import load_parity_samples
+from pruneofa.core.runtime import load_parity_samples
+from pruneofa.deploy.pipeline import load
+from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
 
 
 def _start(pipeline, **options):
-    config = make_config(port=0, **options)
+    config = serve_config(port=0, **options)
     app = create_app(pipeline, config)
-    server = _uvicorn_server(app, config)
+    server = uvicorn_server(app, config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

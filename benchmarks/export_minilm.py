@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from exporter import export_model, make_config
-from exporter.shrink import _get, _layers
-from pruneofa.modelio import default_model_path
-from pruneofa.support import ARCHITECTURES
+from pruneofa.core.modelio import default_model_path
+from pruneofa.core.support import ARCHITECTURES
+from pruneofa.exporter import export_model, make_config
+from pruneofa.exporter.shrink import encoder_layers, submodule
 
 
 def prune_copy(source: Path, target: Path, variant: str) -> Path:
@@ -32,21 +32,21 @@ def prune_copy(source: Path, target: Path, variant: str) -> Path:
     model = AutoModel.from_pretrained(source).eval()
     spec = ARCHITECTURES["bert"]
     with torch.no_grad():
-        for layer in _layers(model, spec):
+        for layer in encoder_layers(model, spec):
             if variant == "unstructured90":
                 for path in spec.linear_paths():
-                    weight = _get(layer, path).weight
+                    weight = submodule(layer, path).weight
                     threshold = weight.abs().flatten().kthvalue(int(0.9 * weight.numel())).values
                     weight[weight.abs() <= threshold] = 0.0
             else:
-                q, k, v = (_get(layer, p).weight for p in (spec.query, spec.key, spec.value))
+                q, k, v = (submodule(layer, p).weight for p in (spec.query, spec.key, spec.value))
                 head_norm = (
                     q.view(12, -1).norm(dim=1) + k.view(12, -1).norm(dim=1) + v.view(12, -1).norm(dim=1)
                 )
                 for h in head_norm.argsort()[:6].tolist():
                     for w in (q, k, v):
                         w[h * 32 : (h + 1) * 32] = 0.0
-                w_in, w_out = _get(layer, spec.ffn_in).weight, _get(layer, spec.ffn_out).weight
+                w_in, w_out = submodule(layer, spec.ffn_in).weight, submodule(layer, spec.ffn_out).weight
                 dead = (w_in.norm(dim=1) * w_out.norm(dim=0)).argsort()[:1152]
                 w_in[dead] = 0.0
                 w_out[:, dead] = 0.0

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from pruneofa.manifest import read_manifest
+from pruneofa.core.manifest import read_manifest
 
 DATA = Path("../shared/data")
 TASKS = ("sst2", "mrpc")  # the downstream tasks of the study

@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.int8_weights import openvino_weights  # noqa: E402
-from exporter.qat import _OV_CONSUMER  # noqa: E402
-from pruneofa.manifest import read_manifest  # noqa: E402
+from pruneofa.core.manifest import read_manifest  # noqa: E402
+from pruneofa.exporter.int8_weights import openvino_weights  # noqa: E402
+from pruneofa.exporter.qat_export import OV_CONSUMER  # noqa: E402
 
 REUSED = ("teacher-mlm", "teacher-sst2", "pruned-90", "pruned-90-sst2")
 
@@ -67,7 +67,7 @@ def encoder_linear_int8(folder: Path) -> tuple[int, int, int]:
         if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
             continue
         for consumer, _port in by_name.get(op.get_friendly_name(), []):
-            match = _OV_CONSUMER.match(consumer)
+            match = OV_CONSUMER.match(consumer)
             name = f"{match['module']}.weight" if match else None
             if name in wanted and name not in seen:
                 seen.add(name)

@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration import calibrate_model
-from calibration import make_config as calibrate_config
-from deploy.runners import open_model
-from deploy.validate import ValidateConfig, validate_model
-from exporter import export_model
-from exporter import make_config as export_config
-from pruneofa.data import load_examples
-from pruneofa.modelio import default_model_path
-from pruneofa.tasks import get_task
+from pruneofa.calibration import calibrate_model
+from pruneofa.calibration import make_config as calibrate_config
+from pruneofa.core.data import load_examples
+from pruneofa.core.modelio import default_model_path
+from pruneofa.core.tasks import get_task
+from pruneofa.deploy.runners import open_model
+from pruneofa.deploy.validate import ValidateConfig, validate_model
+from pruneofa.exporter import export_model
+from pruneofa.exporter import make_config as export_config
 
 
 def train_classifier(data: str, out: Path, examples: int, epochs: int, seed: int) -> Path:

@@ -20,9 +20,9 @@ import time
 import torch
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
-from pruneofa.modelio import default_model_path
-from training.distill import DistillationConfig, combined_loss, kd_loss
-from training.masks import PruningConfig, apply_pruning, update_masks
+from pruneofa.core.modelio import default_model_path
+from pruneofa.training.distill import DistillationConfig, combined_loss, kd_loss
+from pruneofa.training.masks import PruningConfig, apply_pruning, update_masks
 
 
 def measure(student, teacher, batch, kind: str, steps: int) -> float:

@@ -4,7 +4,10 @@
 # PyPI or a model hub, so its inputs were prepared here first:
 #   .whl/   wheels of the lock's transformers 5.5.4, tokenizers 0.22.2, datasets 5.0.1, dill, multiprocess,
 #           fsspec, pydantic(-core), annotated-types, typing-inspection, typing-extensions
-#           (pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 …)
+#           (pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 …),
+#           and pruneofa's own wheel (.venv/bin/pip wheel --no-deps --no-build-isolation -w .whl .): the
+#           components install under pruneofa.* only through the package mapping, so the bare source tree on
+#           PYTHONPATH is not enough
 #   .gpu/minilm16/   the embedded MiniLM folder with model.safetensors rounded to fp16 as model16.safetensors
 #   .gpu/data/       ../shared/data's SST-2, MRPC and WikiText-2 test files, xz-compressed
 # and the command there was:
@@ -15,7 +18,7 @@ set -u
 PY=${PY:-python3}
 if [ "$PY" = python3 ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
-  export PYTHONPATH=/tmp/site:$PWD
+  export PYTHONPATH=/tmp/site
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $OUT/gpu.txt
 fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1

@@ -12,20 +12,19 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from calibration import quantize
-from calibration.dataset import calibration_feeds, evaluation_items, pad_to_common_length
-from calibration.sparsity import account_int8_sparsity
-from exporter import graph, parity
-from pruneofa import report
-from pruneofa.cpu import detect_cpu
-from pruneofa.errors import CheckFailed, InputError, validated
-from pruneofa.fsutil import atomic_output_dir, check_output_dir
-from pruneofa.manifest import (
+from pruneofa.calibration import quantize
+from pruneofa.calibration.config import CalibrateConfig
+from pruneofa.calibration.dataset import calibration_feeds, evaluation_items, pad_to_common_length
+from pruneofa.calibration.sparsity import account_int8_sparsity
+from pruneofa.core import report
+from pruneofa.core.cpu import detect_cpu
+from pruneofa.core.errors import CheckFailed, InputError
+from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.manifest import (
     AccuracyControl,
     CalibrationInfo,
     Manifest,
@@ -36,45 +35,11 @@ from pruneofa.manifest import (
     read_manifest,
     write_manifest,
 )
-from pruneofa.support import TASKS as EXPORT_TASKS
-from pruneofa.tasks import TaskSpec, get_task
-
-MODEL_FILES = {"onnx": ("model.onnx",), "openvino": ("openvino_model.xml", "openvino_model.bin")}
-
-
-class CalibrateConfig(BaseModel):
-    """Validated options of one calibration (the CLI builds this from its flags)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: str
-    data: str
-    split: Literal["train", "dev"] = "train"
-    samples: int = Field(300, ge=1, le=100_000)
-    seed: int = 0
-    method: Literal["minmax", "entropy", "percentile", "dynamic"] = "minmax"
-    per_channel: bool = True  # ONNX; NNCF quantizes weights per output channel anyway
-    preset: Literal["mixed", "performance"] = "mixed"
-    overflow_fix: quantize.OverflowChoice = "auto"
-    output: Path | None = None
-    overwrite: bool = False
-    max_drop: float | None = Field(None, gt=0, le=100)
-    eval_data: str | None = None
-    eval_limit: int | None = Field(None, ge=1)
-    parity_samples: int = Field(48, ge=1, le=10_000)
-    min_agreement: float = Field(0.90, ge=0, le=1)
-    atol: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _max_drop_needs_eval_data(self) -> CalibrateConfig:
-        if self.max_drop is not None and self.eval_data is None:
-            raise ValueError("--max-drop needs --eval-data (the labelled examples the drop is measured on)")
-        return self
-
-
-def make_config(**options: Any) -> CalibrateConfig:
-    """Build a :class:`CalibrateConfig` from keyword options; bad values are a one-line :class:`InputError`."""
-    return validated(CalibrateConfig, **options)
+from pruneofa.core.progress import Progress
+from pruneofa.core.runtime import MODEL_FILES, exact_engine
+from pruneofa.core.support import EXPORT_TASKS
+from pruneofa.core.tasks import TaskSpec, get_task
+from pruneofa.exporter import graph, parity
 
 
 @dataclass
@@ -132,7 +97,7 @@ def calibrate_model(
     _check_task(task, fp32_manifest.export.task, config, target)
     output = config.output or folder.with_name(folder.name + "-int8")
     check_output_dir(output, overwrite=config.overwrite)
-    say = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    say = Progress(quiet).say
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     hf_config = AutoConfig.from_pretrained(folder)
@@ -210,12 +175,8 @@ def calibrate_model(
         )
         if evaluation is not None:
             items, labels = evaluation
-            fp32_metric = _evaluate(
-                parity.ExportedRunner(fp32_file, export_task.outputs), task, items, labels
-            )
-            int8_metric = _evaluate(
-                parity.ExportedRunner(int8_file, export_task.outputs), task, items, labels
-            )
+            fp32_metric = _evaluate(exact_engine(fp32_file, export_task.outputs), task, items, labels)
+            int8_metric = _evaluate(exact_engine(int8_file, export_task.outputs), task, items, labels)
             accuracy = AccuracyControl(
                 metric=task.primary_metric,
                 max_drop=config.max_drop,
@@ -232,8 +193,8 @@ def calibrate_model(
             vocab_size=int(hf_config.vocab_size),
         )
         parity_report = parity.compare(
-            parity.ExportedRunner(fp32_file, export_task.outputs),
-            parity.ExportedRunner(int8_file, export_task.outputs),
+            exact_engine(fp32_file, export_task.outputs),
+            exact_engine(int8_file, export_task.outputs),
             batches,
             export_task,
             atol=config.atol,
@@ -246,7 +207,11 @@ def calibrate_model(
         manifest = Manifest(
             stage="calibrate",
             command=command
-            or ["calibration.calibrate_model", str(folder), config.model_dump_json(exclude_defaults=True)],
+            or [
+                "pruneofa.calibration.calibrate_model",
+                str(folder),
+                config.model_dump_json(exclude_defaults=True),
+            ],
             created_at=now_utc(),
             versions=library_versions(),
             source=SourceInfo(
@@ -310,7 +275,7 @@ def _predictions(task: TaskSpec, outputs: list[np.ndarray]) -> list:
 
 
 def _evaluate(runner: parity.ExportedRunner, task: TaskSpec, items: list[dict], labels: list) -> float:
-    from pruneofa.metrics import compute_metrics, primary
+    from pruneofa.core.metrics import compute_metrics, primary
 
     predictions = [p for item in items for p in _predictions(task, runner(item))]
     return primary(task, compute_metrics(task, predictions, labels))
@@ -321,7 +286,7 @@ def _validation_fn(task: TaskSpec, items: list[dict], labels: list):
 
     NNCF may pass a subset of the items (when ranking layers), so labels are found by item identity
     (NNCF hands the same objects back when the dataset has no transform function)."""
-    from pruneofa.metrics import compute_metrics, primary
+    from pruneofa.core.metrics import compute_metrics, primary
 
     label_of = {id(item): label for item, label in zip(items, labels, strict=True)}
 

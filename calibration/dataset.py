@@ -11,19 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from exporter.parity import model_inputs
-from pruneofa.data import load_examples
-from pruneofa.tasks import TaskSpec
+from pruneofa.core.data import load_examples
+from pruneofa.core.qa import qa_window
+from pruneofa.core.runtime import model_inputs
+from pruneofa.core.tasks import TaskSpec
 
 TEXT_MAX_LENGTH = 128
-QA_MAX_LENGTH = 384
-QA_STRIDE = 128
-
-
-def qa_window(model_max_length: int) -> tuple[int, int]:
-    """SQuAD's usual 384-token window with stride 128, shrunk to what the model's positions allow."""
-    length = min(QA_MAX_LENGTH, model_max_length)
-    return length, min(QA_STRIDE, length // 3)
 
 
 def tokenize_examples(
@@ -31,7 +24,7 @@ def tokenize_examples(
 ) -> list[dict[str, np.ndarray]]:
     """One feed per example (per feature for question answering)."""
     if task.kind == "question-answering":
-        from pruneofa.qa import batches, prepare_qa_features
+        from pruneofa.core.qa import batches, prepare_qa_features
 
         length, stride = qa_window(model_max_length)
         features = prepare_qa_features(examples, tokenizer, max_length=length, stride=stride)

@@ -14,15 +14,16 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from pruneofa.cpu import overflow_fix_mode
-from pruneofa.errors import PruneofaError
+from pruneofa.calibration.config import OverflowChoice
+from pruneofa.core.cpu import overflow_fix_mode
+from pruneofa.core.errors import PruneofaError
+from pruneofa.core.progress import quiet_libraries
 
 QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]
-OverflowChoice = Literal["auto", "enable", "disable", "first-layer"]
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,6 @@ def choose_saturation_fix(
     return reduce_range, SaturationFix(reduce_range, f"onnxruntime reduce_range={reduce_range} ({why})")
 
 
-@contextlib.contextmanager
-def _nncf_quiet():
-    """NNCF logs INFO lines and rich progress bars of its own; keep its bars, drop the INFO chatter."""
-    logger = logging.getLogger("nncf")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def quantize_openvino(
     fp32_xml: Path,
     int8_xml: Path,
@@ -87,7 +76,7 @@ def quantize_openvino(
         model_type=nncf.ModelType.TRANSFORMER,
     )
     advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix)
-    with _nncf_quiet(), _reported("NNCF quantization"):
+    with quiet_libraries("nncf", level=logging.WARNING), _reported("NNCF quantization"):
         if validation is None:
             quantized = nncf.quantize(model, nncf.Dataset(feeds), advanced_parameters=advanced, **common)
         else:

@@ -1,7 +1,7 @@
 """Sparsity after INT8 quantization, position by position against the FP32 export it came from.
 
 The FP32 export's manifest already maps every PyTorch weight to its exported constant; this module
-finds the same weight in the INT8 model (see :mod:`calibration.weights`) and compares zeros: a weight
+finds the same weight in the INT8 model (:mod:`pruneofa.exporter.int8_weights` reads INT8 constants back) and compares zeros: a weight
 that was zero in FP32 must be zero in INT8 (symmetric weight quantization guarantees it; an asymmetric
 zero point would break it), and weights that rounding turned into zero are counted separately.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.int8_weights import StoredWeight, onnx_weights, openvino_weights
-from exporter.sparsity import summarize
-from pruneofa.manifest import SparsityReport, TensorSparsity
+from pruneofa.core.manifest import SparsityReport, TensorSparsity
+from pruneofa.exporter.int8_weights import StoredWeight, onnx_weights, openvino_weights
+from pruneofa.exporter.sparsity import summarize
 
 
 def _pairs(

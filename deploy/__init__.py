@@ -1,35 +1,36 @@
-"""Loading exported folders into runtimes; validation, benchmarking, serving and model repositories.
+"""Deployment: pipelines over exported folders, validation, benchmarking, serving, model repositories.
 
 Public API:
-* :func:`load` (``deploy.load(folder)``): a Hugging Face-shaped pipeline on OpenVINO or ONNX Runtime;
+* :func:`load` (``pruneofa.deploy.load(folder)``): a Hugging Face-shaped pipeline on OpenVINO or ONNX Runtime;
 * :func:`choose_settings`: compile settings (hint, streams, threads, sparse kernels) for this CPU;
 * :func:`validate_model` (``pruneofa validate``) with :class:`ValidateConfig`;
-* :func:`benchmark_model` (``pruneofa benchmark``), :func:`package_model` / :func:`unpack_archive`
-  (``pruneofa package``); ``deploy.serve.serve`` (``pruneofa serve``, imported on demand: it needs the
-  web stack).
+* :func:`benchmark_model` (``pruneofa benchmark``) with :class:`BenchmarkConfig`;
+* :func:`package_model` (``pruneofa package``) with :class:`PackageConfig`, :func:`unpack_archive`;
+* ``pruneofa.deploy.serve.serve`` (``pruneofa serve``) with :class:`ServeConfig` (it needs the web stack).
 
-Imports ``pruneofa``, ``exporter`` and ``calibration``.
+The configs live in :mod:`.config`. Imports :mod:`pruneofa.core`, :mod:`pruneofa.exporter`,
+:mod:`pruneofa.calibration` and :mod:`pruneofa.kernels`.
 """
 
-from deploy.benchmark import BenchmarkConfig, BenchmarkReport, benchmark_model
-from deploy.package import PackageResult, package_model, unpack_archive
-from deploy.pipeline import Pipeline, load
-from deploy.settings import CompileSettings, SparseDecision, choose_settings
-from deploy.validate import ValidateConfig, ValidationReport, validate_model
+from pruneofa.core.lazy import lazy_exports
 
-__all__ = [
-    "BenchmarkConfig",
-    "BenchmarkReport",
-    "CompileSettings",
-    "PackageResult",
-    "Pipeline",
-    "SparseDecision",
-    "ValidateConfig",
-    "ValidationReport",
-    "benchmark_model",
-    "choose_settings",
-    "load",
-    "package_model",
-    "unpack_archive",
-    "validate_model",
-]
+_EXPORTS = {
+    "BenchmarkConfig": "config",
+    "PackageConfig": "config",
+    "ServeConfig": "config",
+    "ValidateConfig": "config",
+    "BenchmarkReport": "benchmark",
+    "benchmark_model": "benchmark",
+    "PackageResult": "package",
+    "package_model": "package",
+    "unpack_archive": "package",
+    "Pipeline": "pipeline",
+    "load": "pipeline",
+    "CompileSettings": "settings",
+    "SparseDecision": "settings",
+    "choose_settings": "settings",
+    "ValidationReport": "validate",
+    "validate_model": "validate",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -17,29 +17,23 @@ reported with the reason instead of failing the run.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
-import logging
 import os
-import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-from exporter import graph
-from pruneofa.cpu import detect_cpu
-from pruneofa.errors import InputError, validated
-from pruneofa.fsutil import atomic_output_dir, check_output_dir
-from pruneofa.manifest import (
+from pruneofa.core.cpu import detect_cpu
+from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.manifest import (
     Manifest,
     SourceInfo,
     hash_model_files,
@@ -48,43 +42,22 @@ from pruneofa.manifest import (
     read_manifest,
     write_manifest,
 )
+from pruneofa.core.progress import Progress, quiet_libraries
+from pruneofa.core.runtime import (
+    ONNX_FILE,
+    OPENVINO_XML,
+    is_exported_folder,
+    load_parity_samples,
+    ort_session,
+)
+from pruneofa.deploy.config import BenchmarkConfig
+from pruneofa.exporter import graph
 
-PEERS = ("torch", "onnxruntime", "optimum-intel")
 PEER_LABELS = {
     "torch": "PyTorch FP32 eager",
     "onnxruntime": "ONNX Runtime FP32",
     "optimum-intel": "optimum-intel OpenVINO INT8",
 }
-
-
-class BenchmarkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    vs: list[Literal["torch", "onnxruntime", "optimum-intel"]] = Field(default_factory=lambda: list(PEERS))
-    batches: list[int] = Field(default_factory=lambda: [1, 16], min_length=1)
-    seq: int = Field(128, ge=2, le=4096)
-    duration: float = Field(10.0, gt=0, le=3600)
-    repeats: int = Field(3, ge=1, le=100)
-    warmup: int = Field(3, ge=0, le=1000)
-    threads: int | None = Field(None, ge=1, le=1024)
-    output: Path | None = None
-    overwrite: bool = False
-
-    @field_validator("batches")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(b < 1 or b > 4096 for b in value):
-            raise ValueError("batch sizes must be between 1 and 4096")
-        return list(dict.fromkeys(value))
-
-    @field_validator("vs")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
-
-
-def make_config(**options: Any) -> BenchmarkConfig:
-    return validated(BenchmarkConfig, **options)
 
 
 class Measurement(BaseModel):
@@ -159,16 +132,6 @@ class _Variant:
     keep: Any = None  # objects that must stay alive while the variant runs
 
 
-class _Steps:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.started = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
 class _PeakRss:
     """Peak resident memory of this process while the block runs (sampled every 5 ms), minus the start."""
 
@@ -230,7 +193,7 @@ def make_feed(tokenizer: Any, input_names: list[str], batch: int, seq: int, voca
 
 
 def _candidate(folder: Path, threads: int, first_feed: dict[str, np.ndarray]) -> _Variant:
-    from deploy.pipeline import load
+    from pruneofa.deploy.pipeline import load
 
     manifest = read_manifest(folder)
     weights = (manifest.export.weight_format.upper() if manifest and manifest.export else "?") + (
@@ -251,24 +214,8 @@ def _candidate(folder: Path, threads: int, first_feed: dict[str, np.ndarray]) ->
     return _Variant(report, pipeline.engine, pipeline)
 
 
-@contextlib.contextmanager
-def _quiet():
-    chatter = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("nncf", "optimum", "transformers", "torch.onnx", "openvino")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def _peer(
-    kind: str, source: str | None, task: Any, threads: int, work: Path, step: _Steps, first_feed: dict
+    kind: str, source: str | None, task: Any, threads: int, work: Path, step: Progress, first_feed: dict
 ) -> _Variant:
     label = PEER_LABELS[kind]
     runtime = {"torch": "pytorch", "onnxruntime": "onnxruntime", "optimum-intel": "openvino"}[kind]
@@ -297,7 +244,7 @@ def _torch_peer(
 ) -> _Variant:
     import torch
 
-    from pruneofa import modelio
+    from pruneofa.core import modelio
 
     torch.set_num_threads(threads)
 
@@ -319,15 +266,15 @@ def _ort_peer(
 ) -> _Variant:
     import onnxruntime as ort
 
-    from exporter import graph
-    from pruneofa import modelio
+    from pruneofa.core import modelio
+    from pruneofa.exporter import graph
 
     model_source = modelio.resolve_model_source(source)
     config = modelio.load_config(model_source)
     model = modelio.load_model(model_source, task)
-    path = work / "peer-onnx" / "model.onnx"
+    path = work / "peer-onnx" / ONNX_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet():
+    with quiet_libraries("nncf", "optimum", "transformers", "torch.onnx", "openvino", capture=True):
         graph.export_onnx(model, modelio.architecture_spec(config), task, path, opset=18)
     del model
     options = ort.SessionOptions()
@@ -337,7 +284,7 @@ def _ort_peer(
     options.log_severity_level = 3
     names = list(task.outputs)
     with _PeakRss() as memory:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, options)
         inputs = [i.name for i in session.get_inputs()]
         session.run(names, {k: first_feed[k] for k in inputs})
     report.settings = (
@@ -354,14 +301,12 @@ def _optimum_peer(
     import optimum.intel as oi
     from transformers import AutoTokenizer
 
-    from exporter.parity import load_parity_samples
-
     model_class = getattr(oi, task.optimum_ov_class)
     tokenizer = AutoTokenizer.from_pretrained(source)
     sentences = load_parity_samples()["sentences"][:32]
     samples = [dict(tokenizer(s, return_tensors="np")) for s in sentences]
     exported, quantized = work / "optimum-fp32", work / "optimum-int8"
-    with _quiet():
+    with quiet_libraries("nncf", "optimum", "transformers", "torch.onnx", "openvino", capture=True):
         model = model_class.from_pretrained(source, export=True, compile=False)
         inputs = {next(iter(p.get_names())) for p in model.model.inputs}
         dataset = nncf.Dataset(
@@ -431,16 +376,14 @@ def benchmark_model(
     from transformers import AutoConfig, AutoTokenizer
 
     started = time.perf_counter()
-    step = _Steps(quiet)
+    step = Progress(quiet)
     paths = [Path(f).expanduser().resolve() for f in (folders if isinstance(folders, list) else [folders])]
     if not paths:
         raise InputError("give at least one FOLDER to benchmark")
     for path in paths:
-        if not path.is_dir() or not (
-            (path / "openvino_model.xml").is_file() or (path / "model.onnx").is_file()
-        ):
+        if not is_exported_folder(path):
             raise InputError(
-                f"{path} is not an exported folder (no openvino_model.xml or model.onnx); run 'pruneofa export' first"
+                f"{path} is not an exported folder (no {OPENVINO_XML} or {ONNX_FILE}); run 'pruneofa export' first"
             )
     output = config.output or Path("bench-out") / "benchmark" / paths[0].name
     check_output_dir(output, overwrite=config.overwrite)
@@ -516,7 +459,7 @@ def benchmark_model(
         variants=reports,
         fastest=fastest,
         statement=statement,
-        command=command or ["deploy.benchmark_model", *map(str, paths)],
+        command=command or ["pruneofa.deploy.benchmark_model", *map(str, paths)],
         versions=library_versions(),
         wall_time_s=round(time.perf_counter() - started, 1),
         machine_load=busy,

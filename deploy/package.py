@@ -26,7 +26,6 @@ import io
 import json
 import re
 import shutil
-import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -35,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from pruneofa.errors import InputError
-from pruneofa.fsutil import atomic_output_dir, check_output_dir
-from pruneofa.manifest import (
+from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.manifest import (
     Manifest,
     SourceInfo,
     hash_model_files,
@@ -46,8 +45,11 @@ from pruneofa.manifest import (
     read_manifest,
     write_manifest,
 )
+from pruneofa.core.progress import Progress
+from pruneofa.core.runtime import MODEL_FILES, OPENVINO_TOKENIZER_XML
+from pruneofa.core.runtime import model_files as model_files_of
+from pruneofa.deploy.config import PackageConfig
 
-FORMATS = ("ovms", "triton", "archive", "folder")
 ARCHIVE_INDEX = "pruneofa-archive.json"
 ARCHIVE_FORMAT = "pruneofa-sparse-archive"
 _SPARSE_SUFFIXES = (".bin", ".onnx", ".safetensors")
@@ -60,12 +62,11 @@ _TOKENIZER_FILES = (
     "vocab.txt",
     "vocab.json",
     "merges.txt",
-    "openvino_tokenizer.xml",
+    OPENVINO_TOKENIZER_XML,
     "openvino_tokenizer.bin",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _TRITON_TYPES = {"i64": "TYPE_INT64", "i32": "TYPE_INT32", "f32": "TYPE_FP32", "f16": "TYPE_FP16"}
-DEFAULT_MAX_BATCH = 64
 
 
 @dataclass
@@ -74,22 +75,6 @@ class PackageResult:
     format: str
     files: list[str]
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
-
-
-def _model_file(folder: Path) -> tuple[str, list[Path]]:
-    if (folder / "openvino_model.xml").is_file() and (folder / "openvino_model.bin").is_file():
-        return "openvino", [folder / "openvino_model.xml", folder / "openvino_model.bin"]
-    if (folder / "model.onnx").is_file():
-        return "onnx", [folder / "model.onnx"]
-    raise InputError(
-        f"{folder} has no openvino_model.xml/.bin or model.onnx; package a folder written by 'pruneofa export' "
-        "or 'pruneofa calibrate'"
-    )
 
 
 def _signature(model_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -124,7 +109,7 @@ def _package_manifest(folder: Path, stage_note: dict[str, float], command: list[
     source = read_manifest(folder)
     return Manifest(
         stage="package",
-        command=command or ["deploy.package_model", str(folder)],
+        command=command or ["pruneofa.deploy.package_model", str(folder)],
         created_at=now_utc(),
         versions=library_versions(),
         source=SourceInfo(
@@ -188,20 +173,16 @@ def _relative_files(root: Path) -> list[str]:
 
 def package_model(
     folder: str | Path,
-    format: str,
+    config: PackageConfig,
     *,
-    output: str | Path | None = None,
-    name: str | None = None,
-    overwrite: bool = False,
-    max_batch_size: int = DEFAULT_MAX_BATCH,
     command: list[str] | None = None,
     quiet: bool = False,
 ) -> PackageResult:
-    """Write ``folder`` as an ``ovms`` or ``triton`` repository or an ``archive``; ``folder`` restores an
-    archive (then ``folder`` is the ``.tar.xz`` file). Output is written atomically."""
+    """Write ``folder`` as an ``ovms`` or ``triton`` repository or an ``archive``; format ``folder``
+    restores an archive (then ``folder`` is the ``.tar.xz`` file). Output is written atomically."""
     path = Path(folder).expanduser().resolve()
-    if format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; use {', '.join(FORMATS)}")
+    format, output, name, overwrite = config.format, config.output, config.name, config.overwrite
+    max_batch_size = config.max_batch_size
     if format == "folder":
         target = Path(output) if output else path.parent / path.name.removesuffix(".tar.xz")
         return unpack_archive(path, target, overwrite=overwrite, quiet=quiet)
@@ -216,7 +197,7 @@ def package_model(
         )
     if not 1 <= max_batch_size <= 4096:
         raise InputError("--max-batch-size must be between 1 and 4096")
-    kind, model_files = _model_file(path)
+    kind, model_files = model_files_of(path)
     target = Path(output) if output else path.parent / f"{path.name}-{format}"
     check_output_dir(target, overwrite=overwrite)
     started = time.perf_counter()
@@ -229,7 +210,7 @@ def package_model(
         metrics = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
         write_manifest(staging, _package_manifest(path, metrics, command))
         files = _relative_files(staging)
-    _say(quiet, f"package ({format}) written to {target}: " + ", ".join(files))
+    Progress(quiet).say(f"package ({format}) written to {target}: " + ", ".join(files))
     return PackageResult(target, format, files, summary)
 
 
@@ -302,7 +283,7 @@ def _write_archive(folder: Path, archive: Path, quiet: bool) -> dict[str, Any]:
             total += len(data)
             entry = {"name": path.name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             if path.suffix in _SPARSE_SUFFIXES and len(data) >= _SPARSE_MIN_BYTES:
-                _say(quiet, f"archiving {path.name} ({len(data) / 1e6:.1f} MB, non-zero bytes only)")
+                Progress(quiet).say(f"archiving {path.name} ({len(data) / 1e6:.1f} MB, non-zero bytes only)")
                 mask, values = _sparse_encode(data)
                 _add(tar, f"sparse/{path.name}.mask", mask)
                 _add(tar, f"sparse/{path.name}.values", values)
@@ -315,7 +296,9 @@ def _write_archive(folder: Path, archive: Path, quiet: bool) -> dict[str, Any]:
             entries.append(entry)
         index = {"format": ARCHIVE_FORMAT, "version": 1, "files": entries}
         _add(tar, ARCHIVE_INDEX, json.dumps(index, indent=2).encode("utf-8"))
-    model_bytes = sum(p.stat().st_size for p in files if p.name.startswith(("openvino_model.", "model.onnx")))
+    model_bytes = sum(
+        p.stat().st_size for p in files if p.name in MODEL_FILES["openvino"] + MODEL_FILES["onnx"]
+    )
     dense, dense_what = _dense_fp32_bytes(folder, model_bytes)
     size = archive.stat().st_size
     return {
@@ -377,5 +360,5 @@ def unpack_archive(
             (staging / name).write_bytes(data)
             restored.append(name)
     target = Path(output).expanduser().resolve()
-    _say(quiet, f"restored {len(restored)} files to {target} (SHA-256 checked)")
+    Progress(quiet).say(f"restored {len(restored)} files to {target} (SHA-256 checked)")
     return PackageResult(target, "folder", sorted(restored), {"files": len(restored)})

@@ -17,7 +17,6 @@ answering and token classification need offsets, which only the Hugging Face fas
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,23 +24,20 @@ from typing import Any
 
 import numpy as np
 
-from deploy.settings import CompileSettings, Hint, choose_settings, count_sparse_kernels
-from exporter import graph, parity
-from pruneofa.cpu import CpuInfo, detect_cpu
-from pruneofa.errors import InputError, PruneofaError
-from pruneofa.manifest import Manifest, read_manifest
-from pruneofa.support import TASKS, ExportTask
+from pruneofa.core.cpu import CpuInfo, detect_cpu
+from pruneofa.core.errors import InputError
+from pruneofa.core.manifest import Manifest, read_manifest
+from pruneofa.core.runtime import (
+    OPENVINO_TOKENIZER_XML,
+    Engine,
+    model_file_for,
+    resolve_runtime,
+)
+from pruneofa.core.support import EXPORT_TASKS, ExportTask
+from pruneofa.deploy.settings import CompileSettings, Hint, choose_settings, count_sparse_kernels
+from pruneofa.exporter import graph
 
 logger = logging.getLogger("pruneofa.deploy")
-
-RUNTIMES = ("openvino", "onnxruntime")
-_RUNTIME_ALIASES = {
-    "openvino": "openvino",
-    "ov": "openvino",
-    "onnxruntime": "onnxruntime",
-    "onnx": "onnxruntime",
-}
-OV_TOKENIZER = "openvino_tokenizer.xml"
 
 
 @dataclass
@@ -51,67 +47,6 @@ class Stats:
     batches: int = 0
     sequences: int = 0
     truncated: int = 0
-
-
-def _runtime_error(path: Path, err: Exception) -> PruneofaError:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return PruneofaError(
-        f"the runtime cannot load {path}: {lines[-1] if lines else type(err).__name__}", exit_code=1
-    )
-
-
-class Engine:
-    """The compiled model: ``engine(feed) -> outputs`` in ``names`` order; safe to call from many threads."""
-
-    def __init__(self, model_file: Path, runtime: str, settings: CompileSettings, names: tuple[str, ...]):
-        self.runtime = runtime
-        self.names = names
-        self.model_file = model_file
-        try:
-            if runtime == "onnxruntime":
-                import onnxruntime as ort
-
-                self._session = ort.InferenceSession(
-                    str(model_file), settings.onnxruntime_options(), providers=["CPUExecutionProvider"]
-                )
-                self.input_names = [i.name for i in self._session.get_inputs()]
-            else:
-                import openvino as ov
-
-                core = ov.Core()
-                self._compiled = core.compile_model(
-                    str(model_file), "CPU", settings.openvino_config(profile=settings.sparse.enabled)
-                )
-                self.input_names = [next(iter(port.get_names())) for port in self._compiled.inputs]
-                size = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-                self._requests: queue.Queue = queue.Queue()
-                for _ in range(max(1, size)):
-                    self._requests.put(self._compiled.create_infer_request())
-        except PruneofaError:
-            raise
-        except Exception as err:  # the runtimes raise their own exception types
-            raise _runtime_error(model_file, err) from err
-
-    def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feed = parity.model_inputs(feed, self.input_names)
-        if self.runtime == "onnxruntime":
-            return [np.asarray(out, dtype=np.float32) for out in self._session.run(list(self.names), feed)]
-        request = self._requests.get()
-        try:
-            result = request.infer(feed)
-            # copies: the request's output memory is reused by its next inference
-            return [np.array(result[self._compiled.output(name)], dtype=np.float32) for name in self.names]
-        finally:
-            self._requests.put(request)
-
-    def profile(self, feed: dict[str, np.ndarray]) -> list[Any]:
-        """OpenVINO performance counters of one inference (compiled with PERF_COUNT)."""
-        request = self._requests.get()
-        try:
-            request.infer(parity.model_inputs(feed, self.input_names))
-            return list(request.get_profiling_info())
-        finally:
-            self._requests.put(request)
 
 
 class Encoder:
@@ -606,40 +541,10 @@ PIPELINES: dict[str, type[Pipeline]] = {
 _OV_TOKENIZER_TASKS = ("text-classification", "feature-extraction", "fill-mask")
 
 
-def model_file_for(folder: Path, runtime: str) -> Path:
-    """The model file a runtime runs: OpenVINO reads the IR or ``model.onnx``; ONNX Runtime only the latter."""
-    ir, onnx_file = folder / "openvino_model.xml", folder / "model.onnx"
-    if runtime == "openvino":
-        if ir.is_file():
-            return ir
-        if onnx_file.is_file():
-            return onnx_file
-    elif onnx_file.is_file():
-        return onnx_file
-    elif ir.is_file():
-        raise InputError(
-            f"{folder} holds an OpenVINO IR, which ONNX Runtime cannot run; use runtime openvino, or export "
-            "with --target onnx"
-        )
-    raise InputError(
-        f"{folder} has no openvino_model.xml or model.onnx; give a folder written by 'pruneofa export' or "
-        "'pruneofa calibrate'"
-    )
-
-
-def resolve_runtime(folder: Path, runtime: str | None) -> str:
-    if runtime is None:
-        return "openvino" if (folder / "openvino_model.xml").is_file() else "onnxruntime"
-    resolved = _RUNTIME_ALIASES.get(runtime.lower())
-    if resolved is None:
-        raise InputError(f"unknown runtime {runtime!r}; use openvino or onnxruntime")
-    return resolved
-
-
 def _task_of(folder: Path, manifest: Manifest | None, config: Any) -> ExportTask:
     if manifest is not None and manifest.export is not None:
-        return TASKS[manifest.export.task]
-    from pruneofa import modelio
+        return EXPORT_TASKS[manifest.export.task]
+    from pruneofa.core import modelio
 
     return modelio.resolve_task(config, None)
 
@@ -698,10 +603,20 @@ def load(
         threads=threads,
         streams=streams,
     )
-    engine = Engine(model_file, chosen, settings, task.outputs)
+    engine = Engine(
+        model_file,
+        chosen,
+        task.outputs,
+        ov_config=settings.openvino_config(profile=settings.sparse.enabled) if chosen == "openvino" else None,
+        ort_options=settings.onnxruntime_options() if chosen == "onnxruntime" else None,
+    )
     ov_tokenizer = None
-    if use_openvino_tokenizer and task.name in _OV_TOKENIZER_TASKS and (path / OV_TOKENIZER).is_file():
-        ov_tokenizer = _compile_ov_tokenizer(path / OV_TOKENIZER)
+    if (
+        use_openvino_tokenizer
+        and task.name in _OV_TOKENIZER_TASKS
+        and (path / OPENVINO_TOKENIZER_XML).is_file()
+    ):
+        ov_tokenizer = _compile_ov_tokenizer(path / OPENVINO_TOKENIZER_XML)
     stats = Stats()
     encoder = Encoder(tokenizer, limit, ov_tokenizer, stats)
     pipeline = PIPELINES[task.name](

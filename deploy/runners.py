@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from exporter import graph, parity
-from pruneofa import modelio
-from pruneofa.errors import InputError
-from pruneofa.manifest import read_manifest
-from pruneofa.qatfolder import is_qat_folder, load_qat_model
-from pruneofa.support import TASKS, ExportTask
+from pruneofa.core import modelio
+from pruneofa.core.errors import InputError
+from pruneofa.core.manifest import read_manifest
+from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
+from pruneofa.core.runtime import TorchRunner, exact_engine, exported_file, model_input_names, model_inputs
+from pruneofa.core.support import EXPORT_TASKS, ExportTask
+from pruneofa.exporter import graph
 
 
 @dataclass
@@ -32,32 +33,13 @@ class Runner:
     max_length: int  # longest input its position embeddings allow
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.call(parity.model_inputs(feed, self.input_names))
-
-
-def _exported_file(folder: Path) -> tuple[str, Path] | None:
-    if (folder / "openvino_model.xml").is_file():
-        return "openvino", folder / "openvino_model.xml"
-    if (folder / "model.onnx").is_file():
-        return "onnx", folder / "model.onnx"
-    return None
-
-
-def _runtime_inputs(kind: str, path: Path) -> list[str]:
-    if kind == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return [i.name for i in session.get_inputs()]
-    import openvino as ov
-
-    return [next(iter(port.get_names())) for port in ov.Core().read_model(str(path)).inputs]
+        return self.call(model_inputs(feed, self.input_names))
 
 
 def open_model(location: str, export_task: str | None = None) -> Runner:
     """An exported folder runs in its runtime; anything else is loaded with transformers (FP32)."""
     path = Path(location).expanduser()
-    found = _exported_file(path) if path.is_dir() else None
+    found = exported_file(path) if path.is_dir() else None
     if found is not None:
         kind, model_file = found
         manifest = read_manifest(path)
@@ -71,16 +53,16 @@ def open_model(location: str, export_task: str | None = None) -> Runner:
             task_name = modelio.resolve_task(
                 modelio.load_config(modelio.ModelSource(str(path), True, path.name)), None
             ).name
-        task = TASKS[task_name]
+        task = EXPORT_TASKS[task_name]
         config = modelio.load_config(modelio.ModelSource(str(path), True, path.name))
         weights = manifest.export.weight_format.upper() if manifest and manifest.export else "exported"
         return Runner(
             label=f"{kind} {weights} ({path.name})",
             kind=kind,
             location=str(path.resolve()),
-            input_names=_runtime_inputs(kind, model_file),
+            input_names=model_input_names(model_file),
             task=task,
-            call=parity.ExportedRunner(model_file, task.outputs),
+            call=exact_engine(model_file, task.outputs),
             tokenizer_source=str(path),
             max_length=graph.max_sequence_length(config),
         )
@@ -96,7 +78,7 @@ def open_model(location: str, export_task: str | None = None) -> Runner:
         location=source.location,
         input_names=graph.input_names(spec),
         task=task,
-        call=parity.TorchRunner(model, task.outputs),
+        call=TorchRunner(model, task.outputs),
         tokenizer_source=source.location,
         max_length=graph.max_sequence_length(config),
     )

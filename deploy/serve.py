@@ -37,32 +37,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.pipeline import Pipeline
 from pruneofa import __version__
-from pruneofa.errors import InputError, validated
+from pruneofa.core.errors import InputError
+from pruneofa.deploy.config import ServeConfig, serve_config
+from pruneofa.deploy.pipeline import Pipeline
 
 logger = logging.getLogger("pruneofa.serve")
-
-
-class ServeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    name: str | None = None
-    max_batch: int = Field(16, ge=1, le=4096)
-    max_delay_ms: float = Field(5.0, ge=0, le=10_000)
-    max_queue: int = Field(256, ge=1, le=1_000_000)
-    max_body_bytes: int = Field(1 << 20, ge=64)
-    max_items: int = Field(64, ge=1)
-    max_text_chars: int = Field(10_000, ge=1)
-    graceful_timeout_s: float = Field(30.0, ge=0)
-
-
-def make_config(**options: Any) -> ServeConfig:
-    return validated(ServeConfig, **options)
 
 
 class HttpError(Exception):
@@ -606,7 +587,7 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     return app
 
 
-def _uvicorn_server(app: Any, config: ServeConfig) -> Any:
+def uvicorn_server(app: Any, config: ServeConfig) -> Any:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -645,18 +626,16 @@ def serve(
     folder: str,
     config: ServeConfig,
     *,
-    runtime: str | None = None,
-    hint: str = "latency",
     quiet: bool = False,
 ) -> int:
     """Load ``folder`` and serve it until SIGTERM/SIGINT; returns 0 after a graceful shutdown."""
-    from deploy.pipeline import load
+    from pruneofa.deploy.pipeline import load
 
     _check_port(config.host, config.port)
-    pipeline = load(folder, runtime, hint=hint, batch_size=config.max_batch)
+    pipeline = load(folder, config.runtime, hint=config.hint, batch_size=config.max_batch)
     pipeline(_warmup_input(pipeline))
     app = create_app(pipeline, config)
-    server = _uvicorn_server(app, config)
+    server = uvicorn_server(app, config)
     if not quiet:
         print(pipeline.describe(), file=sys.stderr)
         print(
@@ -698,4 +677,4 @@ def _warmup_input(pipeline: Pipeline) -> Any:
     return "The server is warming up."
 
 
-__all__ = ["ServeConfig", "create_app", "make_config", "serve"]
+__all__ = ["ServeConfig", "create_app", "serve", "serve_config"]

@@ -22,8 +22,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pruneofa.cpu import CpuInfo
-from pruneofa.manifest import SparsityReport
+from pruneofa.core.cpu import CpuInfo
+from pruneofa.core.manifest import SparsityReport
 
 # Below about half zeros, unpacking costs more than the saved memory traffic; OpenVINO's own examples use
 # rates of 0.5 and above. This is where pruneofa starts asking for sparse kernels.

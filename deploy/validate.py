@@ -16,34 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from tqdm import tqdm
 
-from calibration.dataset import qa_window
-from deploy.runners import Runner, check_same_task, open_model
-from pruneofa.data import load_examples
-from pruneofa.errors import InputError
-from pruneofa.manifest import library_versions, now_utc, read_manifest
-from pruneofa.metrics import compute_metrics
-from pruneofa.tasks import TaskSpec, get_task
+from pruneofa.core.data import load_examples
+from pruneofa.core.errors import InputError
+from pruneofa.core.manifest import library_versions, now_utc, read_manifest
+from pruneofa.core.metrics import compute_metrics
+from pruneofa.core.qa import qa_window
+from pruneofa.core.tasks import TaskSpec, get_task
+from pruneofa.deploy.config import ValidateConfig
+from pruneofa.deploy.runners import Runner, check_same_task, open_model
 
 REGRESSION_AGREEMENT = 0.1  # STS-B scores (0–5) count as agreeing when within 0.1 of each other
 TEXT_MAX_LENGTH = 128
-
-
-class ValidateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reference: str
-    data: str
-    task: str | None = None
-    split: str = "dev"
-    max_drop: float = Field(1.0, ge=0)
-    min_agreement: float = Field(0.99, ge=0, le=1)
-    limit: int | None = Field(None, ge=1)
-    batch_size: int = Field(16, ge=1, le=4096)
-    report: Path | None = None
-    junit: Path | None = None
 
 
 class ModelScore(BaseModel):
@@ -134,7 +120,7 @@ def _evaluate_text(task, examples, tokenizer, reference, candidate, batch_size, 
 
 
 def _evaluate_qa(task, examples, tokenizer, reference, candidate, batch_size, quiet):
-    from pruneofa.qa import batches, postprocess_qa, prepare_qa_features
+    from pruneofa.core.qa import batches, postprocess_qa, prepare_qa_features
 
     length, stride = qa_window(min(reference.max_length, candidate.max_length))
     features = prepare_qa_features(examples, tokenizer, max_length=length, stride=stride)

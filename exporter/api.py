@@ -14,18 +14,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from exporter import graph, parity, sparsity
-from exporter import qat as qat_export
-from exporter.shrink import shrink_model
-from pruneofa import modelio, report
-from pruneofa.errors import CheckFailed, InputError, validated
-from pruneofa.fsutil import atomic_output_dir, check_output_dir
-from pruneofa.manifest import (
+from pruneofa.core import modelio, report
+from pruneofa.core.errors import CheckFailed, InputError
+from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.manifest import (
     ExportInfo,
     Manifest,
     SourceInfo,
@@ -35,51 +31,12 @@ from pruneofa.manifest import (
     read_manifest,
     write_manifest,
 )
-from pruneofa.qatfolder import is_qat_folder, load_qat_model
-from pruneofa.support import DEFAULT_OPSET, MIN_OPSET
-
-# FP32 exports change nothing but the order of floating-point operations; FP16 weights round.
-DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 5e-2}
-
-
-class ExportConfig(BaseModel):
-    """Validated options of one export (the CLI builds this from its flags)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    targets: list[Literal["openvino", "onnx"]] = Field(min_length=1)
-    task: str | None = None
-    output: Path | None = None
-    opset: int = DEFAULT_OPSET
-    weight_format: Literal["fp32", "fp16"] = "fp32"
-    shrink: bool = False
-    parity_samples: int = Field(48, ge=1, le=10_000)
-    atol: float | None = Field(None, gt=0)
-    min_agreement: float = Field(0.99, ge=0, le=1)
-    overwrite: bool = False
-    convert_tokenizer: bool = True
-
-    @field_validator("opset")
-    @classmethod
-    def _opset_in_range(cls, value: int) -> int:
-        import onnx
-
-        newest = onnx.defs.onnx_opset_version()
-        if value < MIN_OPSET:
-            raise ValueError(f"opset {value} is too low: the exporter needs at least {MIN_OPSET}")
-        if value > newest:
-            raise ValueError(f"opset {value} is newer than this onnx ({newest}) supports")
-        return value
-
-    @field_validator("targets")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
-
-
-def make_config(**options: Any) -> ExportConfig:
-    """Build a :class:`ExportConfig` from keyword options; bad values are a one-line :class:`InputError`."""
-    return validated(ExportConfig, **options)
+from pruneofa.core.progress import Progress
+from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
+from pruneofa.core.runtime import ONNX_FILE, OPENVINO_XML, TorchRunner, exact_engine
+from pruneofa.exporter import graph, parity, qat_export, sparsity
+from pruneofa.exporter.config import DEFAULT_ATOL, ExportConfig
+from pruneofa.exporter.shrink import shrink_model
 
 
 @dataclass
@@ -97,18 +54,6 @@ def _output_dirs(config: ExportConfig, display_name: str) -> dict[str, Path]:
     return {t: config.output / t for t in config.targets}
 
 
-class _Steps:
-    """One line per step on stderr with its duration, so a user sees where the time goes."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.started = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
 def export_model(
     model: str | None, config: ExportConfig, *, command: list[str] | None = None, quiet: bool = False
 ) -> list[ExportResult]:
@@ -118,7 +63,7 @@ def export_model(
     :class:`CheckFailed` (nothing moved into place) when sparsity accounting or parity fails.
     """
     started = time.perf_counter()
-    step = _Steps(quiet)
+    step = Progress(quiet)
     source = modelio.resolve_model_source(model)
     outputs = _output_dirs(config, source.display_name)
     for out in outputs.values():
@@ -170,7 +115,7 @@ def export_model(
     results, reports = [], []
     # Every target is staged first; the folders move into place together, only when all passed.
     with tempfile.TemporaryDirectory(prefix="pruneofa-export-") as work, contextlib.ExitStack() as commit_all:
-        onnx_path = Path(work) / "model.onnx"
+        onnx_path = Path(work) / ONNX_FILE
         if not is_qat:
             step(f"exporting {task.name} graph to ONNX (opset {config.opset}, dynamic batch and sequence)")
             graph.export_onnx(exported_model, spec, task, onnx_path, opset=config.opset)
@@ -201,8 +146,8 @@ def export_model(
                 sparsity_report, problems = sparsity.account_sparsity(weights, exported, weight_format)
             step(f"{target}: checking output parity on {config.parity_samples} inputs")
             parity_report = parity.compare(
-                parity.TorchRunner(reference, task.outputs),
-                parity.ExportedRunner(model_file, task.outputs),
+                TorchRunner(reference, task.outputs),
+                exact_engine(model_file, task.outputs),
                 batches,
                 task,
                 atol=config.atol if config.atol is not None else DEFAULT_ATOL.get(weight_format),
@@ -214,7 +159,11 @@ def export_model(
             manifest = Manifest(
                 stage="export",
                 command=command
-                or ["exporter.export_model", str(model), config.model_dump_json(exclude_defaults=True)],
+                or [
+                    "pruneofa.exporter.export_model",
+                    str(model),
+                    config.model_dump_json(exclude_defaults=True),
+                ],
                 created_at=now_utc(),
                 versions=library_versions(),
                 source=source_info,
@@ -255,14 +204,20 @@ def export_model(
 
 
 def _write_target(
-    target: str, onnx_path: Path, staging: Path, config: ExportConfig, tokenizer: Any, task: Any, step: _Steps
+    target: str,
+    onnx_path: Path,
+    staging: Path,
+    config: ExportConfig,
+    tokenizer: Any,
+    task: Any,
+    step: Progress,
 ) -> tuple[Path, str, bool, str | None]:
     """Write the target's model file(s) into ``staging``; returns file, weight format, tokenizer status."""
     if target == "onnx":
-        model_file = staging / "model.onnx"
+        model_file = staging / ONNX_FILE
         shutil.copyfile(onnx_path, model_file)
         return model_file, "fp32", False, "ONNX folders use the Hugging Face tokenizer files"
-    model_file = staging / "openvino_model.xml"
+    model_file = staging / OPENVINO_XML
     step(f"converting to OpenVINO IR ({config.weight_format} weights)")
     graph.convert_to_openvino(onnx_path, model_file, weight_format=config.weight_format)
     if not config.convert_tokenizer:
@@ -288,15 +243,15 @@ def _write_qat_target(
     config: ExportConfig,
     tokenizer: Any,
     task: Any,
-    step: _Steps,
+    step: Progress,
 ) -> tuple[Path, str, bool, str | None]:
     """Trace the QAT model into ``staging`` (INT8 weights); returns file, weight format, tokenizer status."""
     if target == "onnx":
-        model_file = staging / "model.onnx"
+        model_file = staging / ONNX_FILE
         step("onnx: stripping to PyTorch fake quantizers and tracing to QDQ ONNX, INT8 weight initializers")
         qat_export.export_onnx(model, spec, task, model_file, opset=config.opset)
         return model_file, "int8", False, "ONNX folders use the Hugging Face tokenizer files"
-    model_file = staging / "openvino_model.xml"
+    model_file = staging / OPENVINO_XML
     step("openvino: tracing the QAT model to IR (FakeQuantize, INT8 weight constants)")
     qat_export.export_openvino(model, spec, task, model_file)
     if not config.convert_tokenizer:

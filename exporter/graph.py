@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pruneofa.errors import PruneofaError
-from pruneofa.support import ArchitectureSpec, ExportTask
+from pruneofa.core.errors import PruneofaError, first_line
+from pruneofa.core.progress import quiet_libraries
+from pruneofa.core.runtime import OPENVINO_TOKENIZER_XML
+from pruneofa.core.support import ArchitectureSpec, ExportTask
 
 
 def input_names(spec: ArchitectureSpec) -> list[str]:
@@ -94,7 +95,7 @@ def export_onnx(
             torch.no_grad(),
             contextlib.redirect_stdout(chatter),
             warnings.catch_warnings(),
-            _quiet_loggers("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"),
+            quiet_libraries("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"),
         ):
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -112,22 +113,9 @@ def export_onnx(
         log = chatter.getvalue().strip().splitlines()[-5:]
         raise PruneofaError(
             f"torch.onnx.export failed for {type(model).__name__} at opset {opset}: {type(err).__name__}: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''} {' | '.join(log)}",
+            f"{first_line(err)} {' | '.join(log)}",
             exit_code=1,
         ) from err
-
-
-@contextlib.contextmanager
-def _quiet_loggers(*names: str):
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def convert_to_openvino(onnx_path: Path, xml_path: Path, *, weight_format: str) -> None:
@@ -145,8 +133,8 @@ def convert_tokenizer(tokenizer: Any, folder: Path, *, pair_input: bool) -> tupl
         from openvino_tokenizers import convert_tokenizer as ov_convert_tokenizer
 
         ov_tokenizer = ov_convert_tokenizer(tokenizer, number_of_inputs=2 if pair_input else 1)
-        ov.save_model(ov_tokenizer, str(folder / "openvino_tokenizer.xml"))
+        ov.save_model(ov_tokenizer, str(folder / OPENVINO_TOKENIZER_XML))
     except Exception as err:  # openvino-tokenizers raises a variety of errors for unsupported tokenizers
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = first_line(err)
         return False, f"openvino-tokenizers could not convert {type(tokenizer).__name__}: {message}"
     return True, None

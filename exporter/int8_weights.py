@@ -48,7 +48,7 @@ def onnx_weights(path: Path) -> dict[str, StoredWeight]:
     """Float and quantized initializers of an ONNX file, keyed by FP32 initializer name."""
     import onnx
 
-    from exporter.sparsity import onnx_arrays
+    from pruneofa.exporter.sparsity import onnx_arrays
 
     graph = onnx.load(str(path)).graph
     arrays = onnx_arrays(graph)
@@ -72,9 +72,6 @@ def onnx_weights(path: Path) -> dict[str, StoredWeight]:
                 base, values = base.removesuffix("_Transposed"), values.T
             found[base] = StoredWeight(name, values, "int8")
     return found
-
-
-_CHAIN = {"Convert", "Subtract", "Multiply"}
 
 
 def openvino_weights(

@@ -1,7 +1,7 @@
 """Output parity: the exported model against the PyTorch model, on real-looking and random inputs.
 
 Inputs are the sentences, sentence pairs and question/context pairs kept in
-``pruneofa/resources/parity_samples.json`` plus random token sequences of random length, batched with
+``core/resources/parity_samples.json`` plus random token sequences of random length, batched with
 padding so that the dynamic batch and sequence axes and the attention mask are exercised. Errors are
 measured on real (non-padding) positions only; agreement is the share of identical argmax decisions
 (per example for classification, per token for token-level outputs, per example over positions for
@@ -10,27 +10,18 @@ question-answering start/end logits).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from pruneofa.errors import PruneofaError
-from pruneofa.manifest import OutputParity, ParityReport
-from pruneofa.support import ExportTask
+from pruneofa.core.manifest import OutputParity, ParityReport
+from pruneofa.core.runtime import load_parity_samples, model_inputs
+from pruneofa.core.support import ExportTask
 
 PARITY_MAX_LENGTH = 128
 PARITY_BATCH_SIZE = 4
-
-
-def load_parity_samples() -> dict[str, Any]:
-    text = resources.files("pruneofa").joinpath("resources/parity_samples.json").read_text(encoding="utf-8")
-    return json.loads(text)
 
 
 def build_parity_batches(
@@ -77,59 +68,6 @@ def build_parity_batches(
             mask[row, :n] = 1
         batches.append(model_inputs({"input_ids": ids, "attention_mask": mask}, input_names))
     return batches
-
-
-def model_inputs(encoded: dict[str, np.ndarray], input_names: list[str]) -> dict[str, np.ndarray]:
-    """The model's inputs from a tokenizer output, int64; zero ``token_type_ids`` where it has none."""
-    out = {}
-    for name in input_names:
-        if name in encoded:
-            out[name] = np.asarray(encoded[name], dtype=np.int64)
-        elif name == "token_type_ids":
-            out[name] = np.zeros_like(np.asarray(encoded["input_ids"], dtype=np.int64))
-        else:
-            raise KeyError(f"the tokenizer did not produce {name}")
-    return out
-
-
-class TorchRunner:
-    """Runs a transformers model on a numpy feed and returns the named outputs as float32 arrays."""
-
-    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]) -> None:
-        self.model = model
-        self.outputs = outputs
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            result = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}, return_dict=True)
-        return [result[name].float().numpy() for name in self.outputs]
-
-
-class ExportedRunner:
-    """Runs an exported file with its runtime: ONNX Runtime for ``model.onnx``, OpenVINO for the IR."""
-
-    def __init__(self, path: Path, outputs: tuple[str, ...]) -> None:
-        self.outputs = outputs
-        try:
-            if path.suffix == ".onnx":
-                import onnxruntime as ort
-
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-                self._run = lambda batch: session.run(list(outputs), batch)
-            else:
-                import openvino as ov
-
-                # f32 so that parity measures the exported weights, not a bf16 execution mode on AMX CPUs.
-                compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-                self._run = lambda batch: [compiled(batch)[name] for name in outputs]
-        except Exception as err:  # the runtimes raise their own exception types
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            raise PruneofaError(
-                f"the runtime cannot load {path}: {lines[-1] if lines else type(err).__name__}", exit_code=1
-            ) from err
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(out, dtype=np.float32) for out in self._run(batch)]
 
 
 @dataclass

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pruneofa.manifest import ShrinkLayer, ShrinkReport
-from pruneofa.support import ArchitectureSpec
+from pruneofa.core.manifest import ShrinkLayer, ShrinkReport
+from pruneofa.core.support import ArchitectureSpec
 
 
 @dataclass
@@ -34,7 +34,7 @@ class LayerPlan:
     num_neurons: int
 
 
-def _get(module: nn.Module, path: str) -> nn.Module:
+def submodule(module: nn.Module, path: str) -> nn.Module:
     for part in path.split("."):
         module = getattr(module, part)
     return module
@@ -42,17 +42,17 @@ def _get(module: nn.Module, path: str) -> nn.Module:
 
 def _set(module: nn.Module, path: str, value: nn.Module) -> None:
     parent_path, _, name = path.rpartition(".")
-    parent = _get(module, parent_path) if parent_path else module
+    parent = submodule(module, parent_path) if parent_path else module
     setattr(parent, name, value)
 
 
-def _layers(model: nn.Module, spec: ArchitectureSpec) -> nn.ModuleList:
-    return _get(model.base_model, spec.layers)
+def encoder_layers(model: nn.Module, spec: ArchitectureSpec) -> nn.ModuleList:
+    return submodule(model.base_model, spec.layers)
 
 
 def _ffn_activation(layer: nn.Module, spec: ArchitectureSpec):
     # BERT/RoBERTa keep the activation on the intermediate block, DistilBERT on the FFN block.
-    owner = _get(layer, spec.ffn_in.rpartition(".")[0])
+    owner = submodule(layer, spec.ffn_in.rpartition(".")[0])
     for name in ("intermediate_act_fn", "activation"):
         if hasattr(owner, name):
             return getattr(owner, name)
@@ -60,8 +60,8 @@ def _ffn_activation(layer: nn.Module, spec: ArchitectureSpec):
 
 
 def plan_layer(layer: nn.Module, spec: ArchitectureSpec, num_heads: int) -> LayerPlan:
-    q, k, v = (_get(layer, p).weight for p in (spec.query, spec.key, spec.value))
-    out = _get(layer, spec.attention_output).weight
+    q, k, v = (submodule(layer, p).weight for p in (spec.query, spec.key, spec.value))
+    out = submodule(layer, spec.attention_output).weight
     head_dim = q.shape[0] // num_heads
     folded_heads, zero_out_heads = [], []
     for h in range(num_heads):
@@ -74,8 +74,8 @@ def plan_layer(layer: nn.Module, spec: ArchitectureSpec, num_heads: int) -> Laye
     keep_heads = [h for h in range(num_heads) if h not in dead_heads] or [0]
     folded_heads = [h for h in folded_heads if h not in keep_heads]
 
-    w_in = _get(layer, spec.ffn_in).weight
-    w_out = _get(layer, spec.ffn_out).weight
+    w_in = submodule(layer, spec.ffn_in).weight
+    w_out = submodule(layer, spec.ffn_out).weight
     zero_in = ~w_in.any(dim=1)
     zero_out = ~w_out.any(dim=0)
     dead = zero_in | zero_out
@@ -105,20 +105,20 @@ def _sliced_linear(
 
 @torch.no_grad()
 def _apply_layer_plan(layer: nn.Module, spec: ArchitectureSpec, plan: LayerPlan) -> None:
-    q_lin = _get(layer, spec.query)
+    q_lin = submodule(layer, spec.query)
     head_dim = q_lin.weight.shape[0] // plan.num_heads
-    out_lin = _get(layer, spec.attention_output)
+    out_lin = submodule(layer, spec.attention_output)
     if plan.folded_heads:
-        v_bias = _get(layer, spec.value).bias
+        v_bias = submodule(layer, spec.value).bias
         if v_bias is not None and out_lin.bias is not None:
             cols = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in plan.folded_heads])
             out_lin.bias += out_lin.weight[:, cols] @ v_bias[cols]
     if len(plan.keep_heads) < plan.num_heads:
         keep = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in plan.keep_heads])
         for path in (spec.query, spec.key, spec.value):
-            _set(layer, path, _sliced_linear(_get(layer, path), rows=keep))
+            _set(layer, path, _sliced_linear(submodule(layer, path), rows=keep))
         _set(layer, spec.attention_output, _sliced_linear(out_lin, cols=keep))
-        attention = _get(layer, spec.query.rpartition(".")[0])
+        attention = submodule(layer, spec.query.rpartition(".")[0])
         kept = len(plan.keep_heads)
         for name in ("num_attention_heads", "n_heads"):
             if hasattr(attention, name):
@@ -126,7 +126,7 @@ def _apply_layer_plan(layer: nn.Module, spec: ArchitectureSpec, plan: LayerPlan)
         if hasattr(attention, "all_head_size"):
             attention.all_head_size = kept * head_dim
 
-    ffn_in, ffn_out = _get(layer, spec.ffn_in), _get(layer, spec.ffn_out)
+    ffn_in, ffn_out = submodule(layer, spec.ffn_in), submodule(layer, spec.ffn_out)
     if plan.folded_neurons and ffn_in.bias is not None and ffn_out.bias is not None:
         idx = torch.tensor(plan.folded_neurons)
         constant = _ffn_activation(layer, spec)(ffn_in.bias[idx])
@@ -134,7 +134,7 @@ def _apply_layer_plan(layer: nn.Module, spec: ArchitectureSpec, plan: LayerPlan)
     if len(plan.keep_neurons) < plan.num_neurons:
         keep = torch.tensor(plan.keep_neurons)
         _set(layer, spec.ffn_in, _sliced_linear(ffn_in, rows=keep))
-        _set(layer, spec.ffn_out, _sliced_linear(_get(layer, spec.ffn_out), cols=keep))
+        _set(layer, spec.ffn_out, _sliced_linear(submodule(layer, spec.ffn_out), cols=keep))
 
 
 def shrink_model(model: nn.Module, spec: ArchitectureSpec) -> ShrinkReport:
@@ -142,7 +142,7 @@ def shrink_model(model: nn.Module, spec: ArchitectureSpec) -> ShrinkReport:
     params_before = sum(p.numel() for p in model.parameters())
     num_heads = getattr(model.config, spec.num_heads_attr)
     rows = []
-    for index, layer in enumerate(_layers(model, spec)):
+    for index, layer in enumerate(encoder_layers(model, spec)):
         plan = plan_layer(layer, spec, num_heads)
         _apply_layer_plan(layer, spec, plan)
         rows.append(

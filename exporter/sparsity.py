@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneofa.manifest import SparsityReport, TensorSparsity
+from pruneofa.core.manifest import SparsityReport, TensorSparsity
 
 
 @dataclass

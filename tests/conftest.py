@@ -35,7 +35,7 @@ _CLASS_PREFIX = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta
 
 
 def _corpus() -> list[str]:
-    from exporter.parity import load_parity_samples
+    from pruneofa.core.runtime import load_parity_samples
 
     data = load_parity_samples()
     texts = list(data["sentences"]) + [s for pair in data["pairs"] for s in pair]
@@ -111,29 +111,29 @@ def tokenizers_dir(tmp_path_factory) -> dict[str, object]:
 
 def sparsify(model, pattern: str) -> None:
     """Zero encoder Linear weights at a fixed pattern (in place)."""
-    from exporter.shrink import _get, _layers
-    from pruneofa.support import ARCHITECTURES
+    from pruneofa.core.support import ARCHITECTURES
+    from pruneofa.exporter.shrink import encoder_layers, submodule
 
     spec = ARCHITECTURES[model.config.model_type]
     generator = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        for index, layer in enumerate(_layers(model, spec)):
+        for index, layer in enumerate(encoder_layers(model, spec)):
             if pattern == "unstructured90":
                 for path in spec.linear_paths():
-                    weight = _get(layer, path).weight
+                    weight = submodule(layer, path).weight
                     order = torch.randperm(weight.numel(), generator=generator)
                     weight.view(-1)[order[: int(round(0.9 * weight.numel()))]] = 0.0
             elif pattern == "heads":
-                head_dim = _get(layer, spec.query).weight.shape[0] // 4
+                head_dim = submodule(layer, spec.query).weight.shape[0] // 4
                 dead = [1, 3] if index == 0 else [0]
                 for h in dead:  # Q/K/V weights zero, biases kept: their value bias must be folded
                     rows = slice(h * head_dim, (h + 1) * head_dim)
                     for path in (spec.query, spec.key, spec.value):
-                        _get(layer, path).weight[rows] = 0.0
+                        submodule(layer, path).weight[rows] = 0.0
                 if index == 1:  # a head dead through its output columns only
-                    _get(layer, spec.attention_output).weight[:, 3 * head_dim : 4 * head_dim] = 0.0
+                    submodule(layer, spec.attention_output).weight[:, 3 * head_dim : 4 * head_dim] = 0.0
             elif pattern == "neurons":
-                w_in, w_out = _get(layer, spec.ffn_in).weight, _get(layer, spec.ffn_out).weight
+                w_in, w_out = submodule(layer, spec.ffn_in).weight, submodule(layer, spec.ffn_out).weight
                 w_in[0:24] = 0.0  # input rows zero: act(bias) is folded into the output bias
                 w_out[:, 16:40] = 0.0  # output columns zero (16..23 are both)
             else:
@@ -170,7 +170,7 @@ def make_model(tmp_path_factory, tokenizers_dir):
 @pytest.fixture(scope="session")
 def export_once(tmp_path_factory, make_model):
     """``export_once(arch, task, pattern=None, **options)`` → {target: ExportResult}, cached per session."""
-    from exporter import export_model, make_config
+    from pruneofa.exporter import export_model, make_config
 
     cache: dict[tuple, dict] = {}
 
@@ -197,7 +197,7 @@ def have_package(name: str) -> bool:
 @pytest.fixture(scope="session")
 def sst2_dir(tmp_path_factory) -> Path:
     """A small SST-2-format task folder (train.tsv, dev.tsv) made from the packaged sentences."""
-    from exporter.parity import load_parity_samples
+    from pruneofa.core.runtime import load_parity_samples
 
     sentences = load_parity_samples()["sentences"]
     folder = tmp_path_factory.mktemp("SST-2")
@@ -210,7 +210,7 @@ def sst2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def squad_file(tmp_path_factory) -> Path:
     """A small file in the official SQuAD v1.1 format made from the packaged question/context pairs."""
-    from exporter.parity import load_parity_samples
+    from pruneofa.core.runtime import load_parity_samples
 
     paragraphs = []
     for index, qa in enumerate(load_parity_samples()["qa"]):
@@ -236,7 +236,7 @@ def squad_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def calibrate_once(tmp_path_factory, export_once, sst2_dir, squad_file):
     """``calibrate_once(arch, task, pattern, target, **options)`` → CalibrationResult, cached per session."""
-    from calibration import calibrate_model, make_config
+    from pruneofa.calibration import calibrate_model, make_config
 
     cache: dict[tuple, object] = {}
 
@@ -279,7 +279,7 @@ TRAINING_BUDGET = [
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
-    from exporter.parity import load_parity_samples
+    from pruneofa.core.runtime import load_parity_samples
 
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text("\n".join(load_parity_samples()["sentences"] * 4) + "\n", encoding="utf-8")

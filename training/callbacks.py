@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
-from training.masks import PruningConfig, sparsity_by_module, update_masks
-from training.schedule import CubicSchedule
+from pruneofa.training.masks import PruningConfig, sparsity_by_module, update_masks
+from pruneofa.training.schedule import CubicSchedule
 
 
 class PruningCallback(TrainerCallback):

@@ -2,7 +2,7 @@
 
 Kept small and explicit (a list of tokenized examples and the collator transformers provides) rather
 than a ``datasets`` pipeline, because the corpora and GLUE subsets used here fit in memory and this
-keeps every step visible; hub corpora still arrive through ``pruneofa.data`` (which uses ``datasets``).
+keeps every step visible; hub corpora still arrive through ``pruneofa.core.data`` (which uses ``datasets``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from pruneofa.data import load_examples
-from pruneofa.tasks import TaskSpec, get_task
+from pruneofa.core.data import load_examples
+from pruneofa.core.tasks import TaskSpec, get_task
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -72,7 +72,7 @@ def qa_dataset(
     task: TaskSpec, data: str, tokenizer: Any, *, split: str, seq_len: int, stride: int, limit=None, seed=0
 ):
     """SQuAD features with start/end labels for training, or without for evaluation."""
-    from pruneofa.qa import prepare_qa_features, qa_training_labels
+    from pruneofa.core.qa import prepare_qa_features, qa_training_labels
 
     examples = load_examples(task, data, split=split, limit=limit, seed=seed if split == "train" else None)
     features = prepare_qa_features(examples, tokenizer, max_length=seq_len, stride=stride)

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pruneofa.metrics import compute_metrics
-from pruneofa.tasks import TaskSpec
+from pruneofa.core.metrics import compute_metrics
+from pruneofa.core.tasks import TaskSpec
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def evaluate(
     # After training on a GPU the model is still there: inputs follow it, outputs come back to the CPU.
     device = next(model.parameters()).device
     if task.kind == "question-answering":
-        from pruneofa.qa import batches, postprocess_qa, prepare_qa_features
+        from pruneofa.core.qa import batches, postprocess_qa, prepare_qa_features
 
         features = prepare_qa_features(examples, tokenizer, max_length=seq_len, stride=stride)
         starts, ends = [], []

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pruneofa.support import ARCHITECTURES, ArchitectureSpec
+from pruneofa.core.support import ARCHITECTURES, ArchitectureSpec
 
 Pattern = Literal["unstructured", "block", "structured"]
 

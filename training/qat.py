@@ -25,27 +25,27 @@ from typing import Any
 
 import torch
 
-from pruneofa import modelio
-from pruneofa.cpu import detect_cpu, overflow_fix_mode
-from pruneofa.errors import CheckFailed, InputError
-from pruneofa.manifest import QATInfo, read_manifest
-from pruneofa.qatfolder import save_qat_model
-from pruneofa.tasks import TaskSpec, get_task
-from training.api import (
-    TrainConfig,
+from pruneofa.core import modelio
+from pruneofa.core.cpu import detect_cpu, overflow_fix_mode
+from pruneofa.core.errors import CheckFailed, InputError
+from pruneofa.core.manifest import QATInfo, read_manifest
+from pruneofa.core.qatfolder import save_qat_model
+from pruneofa.core.tasks import TaskSpec, get_task
+from pruneofa.training.config import TrainConfig
+from pruneofa.training.engine import (
     TrainResult,
-    _default_output,
-    _finish,
-    _load,
-    _run,
-    _task_training,
+    default_output,
+    finish,
     load_dev,
+    load_model,
+    run_training,
     task_head_options,
     train_dataset,
 )
-from training.evaluate import evaluate
-from training.masks import regrown, sparsity_by_module, zero_patterns
-from training.recipe import QATStage, Recipe, load_recipe
+from pruneofa.training.evaluate import evaluate
+from pruneofa.training.masks import regrown, sparsity_by_module, zero_patterns
+from pruneofa.training.recipe import QATStage, Recipe, load_recipe
+from pruneofa.training.stages import train_task
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
 
@@ -176,7 +176,7 @@ def qat(
     """Quantization-aware training of ``model`` on ``task`` with its sparsity pattern locked.
 
     ``model`` is a fine-tuned sparse task model (stage 2 only) or a sparse pre-trained model (stage 1
-    sparse transfer first). The output folder is a QAT model folder (:mod:`pruneofa.qatfolder`).
+    sparse transfer first). The output folder is a QAT model folder (:mod:`pruneofa.core.qatfolder`).
     """
     from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
@@ -186,7 +186,7 @@ def qat(
         raise InputError(f"{spec.name} is a regression task; pruneofa qat supports classification and squad")
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
-    output = _default_output(config, name, f"{spec.name}-qat")
+    output = default_output(config, name, f"{spec.name}-qat")
     transfer_steps = 0
     if not _is_task_model(model, spec):
         transfer_steps = max(1, round(plan.transfer.share * config.steps))
@@ -195,7 +195,7 @@ def qat(
         stage1 = output.parent / f"{output.name}-transfer"
         if not _finished(stage1, "finetune"):
             print(f"pruneofa qat: stage 1, sparse transfer → {stage1}", file=sys.stderr)
-            _task_training(
+            train_task(
                 model,
                 spec,
                 data,
@@ -209,7 +209,7 @@ def qat(
                 output=stage1,
                 teacher_dir=teacher,
                 recipe=plan,
-                command=[*(command or ["training.qat"]), "(stage 1)"],
+                command=[*(command or ["pruneofa.training.qat"]), "(stage 1)"],
                 stage="finetune",
             )
         model = str(stage1)
@@ -220,11 +220,11 @@ def qat(
         }
     )
     auto_class, _ = task_head_options(spec)
-    source, student, _ = _load(model, auto_class, allow_new_head=False, what="model")
+    source, student, _ = load_model(model, auto_class, allow_new_head=False, what="model")
     tokenizer = AutoTokenizer.from_pretrained(source.location)
     teacher_model = None
     if teacher is not None:
-        _, teacher_model, _ = _load(teacher, auto_class, allow_new_head=False, what="teacher")
+        _, teacher_model, _ = load_model(teacher, auto_class, allow_new_head=False, what="teacher")
     dataset = train_dataset(spec, data, tokenizer, qat_config)
     if len(dataset) == 0:
         raise InputError("the training data produced no examples; check --data and --seq-len")
@@ -250,7 +250,7 @@ def qat(
             f"nncf.quantize changed pruned weights ({sum(lost.values())} non-zero); nothing written"
         )
     handles = freeze_zeros(quantized, patterns)
-    run = _run(
+    run = run_training(
         kind="qat",
         model=quantized,
         tokenizer=tokenizer,
@@ -290,7 +290,7 @@ def qat(
         recipe=plan.name,
         layer_sparsity={k: round(v, 6) for k, v in sparsity_by_module(trained, plan.pruning).items()},
     )
-    return _finish(
+    return finish(
         stage="qat",
         kind="qat",
         model=trained,

@@ -15,10 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pruneofa.yamlfile import load_yaml_model
-from training.distill import DistillationConfig
-from training.masks import PruningConfig
-from training.schedule import CubicSchedule
+from pruneofa.core.yamlfile import load_yaml_model
+from pruneofa.training.distill import DistillationConfig
+from pruneofa.training.masks import PruningConfig
+from pruneofa.training.schedule import CubicSchedule
 
 
 class ScheduleFractions(BaseModel):
@@ -94,7 +94,7 @@ class Recipe(BaseModel):
 
 
 def builtin_recipes() -> dict[str, Path]:
-    folder = resources.files("training").joinpath("recipes")
+    folder = resources.files("pruneofa.training").joinpath("recipes")
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
 
 

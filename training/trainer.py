@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from training.distill import DistillationConfig, combined_loss, hidden_state_loss, kd_loss
+from pruneofa.training.distill import DistillationConfig, combined_loss, hidden_state_loss, kd_loss
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
 

@@ -11,11 +11,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration.quantize import choose_saturation_fix
-from calibration.sparsity import account_int8_sparsity
+from pruneofa.calibration.quantize import choose_saturation_fix
+from pruneofa.calibration.sparsity import account_int8_sparsity
 from pruneofa.cli import main
-from pruneofa.cpu import detect_cpu
-from pruneofa.manifest import read_manifest
+from pruneofa.core.cpu import detect_cpu
+from pruneofa.core.manifest import read_manifest
 
 
 def _check_int8(result, target: str, samples: int = 16) -> None:

@@ -9,9 +9,10 @@ import shutil
 import pytest
 from PIL import Image
 
-from deploy.benchmark import benchmark_model, make_config, source_model_of
 from pruneofa.cli import main
-from pruneofa.errors import InputError
+from pruneofa.core.errors import InputError
+from pruneofa.deploy.benchmark import benchmark_model, source_model_of
+from pruneofa.deploy.config import benchmark_config
 
 
 def test_candidates_and_peers_in_one_run(export_once, calibrate_once, make_model, tmp_path, capsys):
@@ -74,7 +75,7 @@ def test_a_peer_that_cannot_be_built_is_reported(export_once, tmp_path):
     (folder / "pruneofa.json").write_text(json.dumps(manifest))
     report = benchmark_model(
         folder,
-        make_config(
+        benchmark_config(
             vs=["torch"], batches=[2], seq=16, duration=0.2, repeats=1, warmup=1, output=tmp_path / "o"
         ),
         quiet=True,
@@ -88,20 +89,20 @@ def test_a_peer_that_cannot_be_built_is_reported(export_once, tmp_path):
 def test_bad_benchmark_input(export_once, tmp_path, capsys):
     assert main(["benchmark", str(tmp_path), "--output", str(tmp_path / "x")]) == 2
     assert "not an exported folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["benchmark", str(tmp_path), "--batch", "0"])
+    assert main(["benchmark", str(tmp_path), "--batch", "0"]) == 2
+    assert "invalid --batch: batch sizes must be between 1 and 4096" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["benchmark", str(tmp_path), "--vs", "tensorrt"])
     with pytest.raises(InputError, match="--duration"):
-        make_config(duration=-1)
+        benchmark_config(duration=-1)
     folder = export_once("bert", "text-classification")["onnx"].output
     other = export_once("bert", "question-answering")["onnx"].output
     with pytest.raises(InputError, match="of one task together"):
-        benchmark_model([folder, other], make_config(vs=[], output=tmp_path / "y"), quiet=True)
+        benchmark_model([folder, other], benchmark_config(vs=[], output=tmp_path / "y"), quiet=True)
 
 
 def test_a_busy_machine_is_reported():
-    from deploy.benchmark import busy_machine
+    from pruneofa.deploy.benchmark import busy_machine
 
     assert busy_machine(2, load=0.3) is None
     warning = busy_machine(2, load=1.6)

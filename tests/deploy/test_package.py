@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.package import package_model, unpack_archive
 from pruneofa.cli import main
-from pruneofa.errors import InputError
+from pruneofa.core.errors import InputError
+from pruneofa.deploy.config import package_config
+from pruneofa.deploy.package import package_model, unpack_archive
 
 # The model_config part of OpenVINO Model Server's MODELS_CONFIG_SCHEMA (src/schema.cpp), as documented.
 OVMS_SCHEMA = {
@@ -179,7 +180,9 @@ def test_ovms_repository_follows_the_documented_schema(export_once, tmp_path, ta
     import jsonschema
 
     folder = export_once("bert", "text-classification")[target].output
-    result = package_model(folder, "ovms", output=tmp_path / "repo", name="sst2", quiet=True)
+    result = package_model(
+        folder, package_config(format="ovms", output=tmp_path / "repo", name="sst2"), quiet=True
+    )
     config = json.loads((result.output / "config.json").read_text())
     jsonschema.validate(config, OVMS_SCHEMA)
     entry = config["model_config_list"][0]["config"]
@@ -207,7 +210,9 @@ def test_triton_repository_parses_as_a_model_config(export_once, tmp_path, targe
 
     folder = export_once("bert", "question-answering")[target].output
     result = package_model(
-        folder, "triton", output=tmp_path / "repo", name="squad", max_batch_size=32, quiet=True
+        folder,
+        package_config(format="triton", output=tmp_path / "repo", name="squad", max_batch_size=32),
+        quiet=True,
     )
     text = (result.output / "squad" / "config.pbtxt").read_text()
     config = text_format.Parse(text, _triton_model_config_class()())
@@ -243,14 +248,18 @@ def test_archive_round_trip_is_byte_identical(export_once, tmp_path, capsys):
 def test_archive_size_follows_the_nonzero_weights(export_once, tmp_path):
     dense = export_once("bert", "text-classification")["onnx"].output
     sparse = export_once("bert", "text-classification", "unstructured90")["onnx"].output
-    dense_summary = package_model(dense, "archive", output=tmp_path / "dense", quiet=True).summary
-    sparse_summary = package_model(sparse, "archive", output=tmp_path / "sparse", quiet=True).summary
+    dense_summary = package_model(
+        dense, package_config(format="archive", output=tmp_path / "dense"), quiet=True
+    ).summary
+    sparse_summary = package_model(
+        sparse, package_config(format="archive", output=tmp_path / "sparse"), quiet=True
+    ).summary
     for summary in (dense_summary, sparse_summary):
         assert summary["ratio_to_dense_fp32"] == pytest.approx(
             summary["archive_bytes"] / summary["dense_fp32_bytes"], abs=1e-4
         )
     # the tiny model's embeddings are dense; its encoder Linear weights are 90 % zeros, each 4 zero bytes
-    from pruneofa.manifest import read_manifest
+    from pruneofa.core.manifest import read_manifest
 
     zero_bytes = 4 * read_manifest(sparse).sparsity.linear_zeros_after
     size = (sparse / "model.onnx").stat().st_size
@@ -267,7 +276,9 @@ def test_archive_size_follows_the_nonzero_weights(export_once, tmp_path):
 
 def test_damaged_or_foreign_archives_are_refused(export_once, tmp_path):
     folder = export_once("bert", "text-classification")["onnx"].output
-    archive = package_model(folder, "archive", output=tmp_path / "a", quiet=True).output
+    archive = package_model(
+        folder, package_config(format="archive", output=tmp_path / "a"), quiet=True
+    ).output
     packed = next(archive.glob("*.tar.xz"))
     with tarfile.open(packed, "r:xz") as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}

@@ -10,9 +10,9 @@ import logging
 import numpy as np
 import pytest
 
-from deploy.pipeline import load
-from exporter.parity import load_parity_samples
-from pruneofa.errors import InputError
+from pruneofa.core.errors import InputError
+from pruneofa.core.runtime import load_parity_samples
+from pruneofa.deploy.pipeline import load
 
 TEXTS = load_parity_samples()["sentences"][:6]
 RUNTIMES = [

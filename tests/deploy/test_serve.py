@@ -20,16 +20,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.pipeline import load
-from deploy.serve import _uvicorn_server, create_app, make_config
+from pruneofa.deploy.pipeline import load
+from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
 
 
 @contextmanager
 def running(pipeline, **options):
     """A real uvicorn server on 127.0.0.1 (free port) in a thread; stopped like SIGTERM would."""
-    config = make_config(port=0, **options)
+    config = serve_config(port=0, **options)
     app = create_app(pipeline, config)
-    server = _uvicorn_server(app, config)
+    server = uvicorn_server(app, config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deploy.settings import (
+from pruneofa.core.cpu import detect_cpu
+from pruneofa.core.manifest import SparsityReport, TensorSparsity
+from pruneofa.deploy.settings import (
     MIN_SPARSE_RATE,
     CompileSettings,
     SparseDecision,
@@ -19,8 +21,6 @@ from deploy.settings import (
     count_sparse_kernels,
     sparse_decision,
 )
-from pruneofa.cpu import detect_cpu
-from pruneofa.manifest import SparsityReport, TensorSparsity
 
 SAMPLES = Path(__file__).parent / "cpuinfo"
 
@@ -177,7 +177,7 @@ def test_sparse_kernels_are_counted_from_performance_counters():
 
 def test_requesting_sparse_kernels_here_is_checked_not_assumed(calibrate_once):
     """The rate is set for real and the counters read back; without AMX none of the layers runs sparse."""
-    from deploy.pipeline import Engine, model_file_for
+    from pruneofa.core.runtime import Engine, model_file_for
 
     folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
     cpu = detect_cpu()
@@ -190,7 +190,12 @@ def test_requesting_sparse_kernels_here_is_checked_not_assumed(calibrate_once):
         cpu=cpu.model,
         isa=cpu.isa,
     )
-    engine = Engine(model_file_for(folder, "openvino"), "openvino", settings, ("logits",))
+    engine = Engine(
+        model_file_for(folder, "openvino"),
+        "openvino",
+        ("logits",),
+        ov_config=settings.openvino_config(profile=True),
+    )
     assert engine._compiled.get_property("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE") == pytest.approx(0.5)
     feed = {"input_ids": np.array([[2, 40, 41, 42, 3]]), "attention_mask": np.ones((1, 5), dtype=np.int64)}
     sparse_layers, fc_layers = count_sparse_kernels(engine.profile(feed))

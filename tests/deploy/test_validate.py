@@ -68,7 +68,7 @@ def test_int8_against_another_exported_folder(calibrate_once, export_once, sst2_
 def test_a_broken_candidate_fails_the_gate(make_model, sst2_dir, tmp_path, capsys):
     import transformers
 
-    from exporter import export_model, make_config
+    from pruneofa.exporter import export_model, make_config
 
     reference = make_model("bert", "text-classification")
     broken = tmp_path / "broken"

@@ -168,7 +168,7 @@ def test_bad_target_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--target", "tensorrt"])
     assert exit_info.value.code == 2
-    assert "unknown target 'tensorrt'" in capsys.readouterr().err
+    assert "unknown value 'tensorrt'" in capsys.readouterr().err
 
 
 def test_unreachable_hub_id_is_a_clear_error(tmp_path, capsys, monkeypatch):

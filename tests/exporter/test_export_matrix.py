@@ -9,8 +9,8 @@ import onnx
 import pytest
 from conftest import ARCHS, TASK_CLASSES
 
-from pruneofa.manifest import read_manifest
-from pruneofa.support import TASKS
+from pruneofa.core.manifest import read_manifest
+from pruneofa.core.support import EXPORT_TASKS
 
 
 @pytest.mark.parametrize("task", list(TASK_CLASSES))
@@ -34,7 +34,7 @@ def test_export_both_targets(export_once, arch, task):
         assert manifest.sparsity.linear_numel > 0 and len(linear) >= 12  # 2 layers × 6 matrices
         assert (result.output / "config.json").is_file()
         assert any((result.output / name).is_file() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
-        assert manifest.export.outputs == list(TASKS[task].outputs)
+        assert manifest.export.outputs == list(EXPORT_TASKS[task].outputs)
     assert (results["openvino"].output / "openvino_model.xml").is_file()
     assert (results["openvino"].output / "openvino_model.bin").is_file()
     assert (results["onnx"].output / "model.onnx").is_file()

@@ -26,7 +26,7 @@ def test_default_minilm_exports_with_parity(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "last_hidden_state" in out and "PASS" in out
-    from pruneofa.manifest import read_manifest
+    from pruneofa.core.manifest import read_manifest
 
     for target in ("openvino", "onnx"):
         manifest = read_manifest(tmp_path / "minilm" / target)

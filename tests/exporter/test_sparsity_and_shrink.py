@@ -10,9 +10,9 @@ import torch
 import transformers
 from conftest import ARCHS, sparsify, tiny_config
 
-from exporter.shrink import _get, _layers, shrink_model
-from exporter.sparsity import openvino_constants
-from pruneofa.support import ARCHITECTURES
+from pruneofa.core.support import ARCHITECTURES
+from pruneofa.exporter.shrink import encoder_layers, shrink_model, submodule
+from pruneofa.exporter.sparsity import openvino_constants
 
 
 def _tiny(arch: str):
@@ -96,7 +96,7 @@ def test_shrink_keeps_one_head_when_all_are_dead():
     spec = ARCHITECTURES["bert"]
     with torch.no_grad():
         for path in (spec.query, spec.key, spec.value):
-            _get(_layers(model, spec)[0], path).weight.zero_()
+            submodule(encoder_layers(model, spec)[0], path).weight.zero_()
     shrunk = copy.deepcopy(model)
     report = shrink_model(shrunk, spec)
     assert report.layers[0].heads_after == 1

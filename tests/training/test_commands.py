@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pruneofa.cli import main
-from pruneofa.manifest import read_manifest
+from pruneofa.core.manifest import read_manifest
 
 
 def test_mlm_teacher_adds_a_head_and_records_its_curve(pipeline):
@@ -138,7 +138,7 @@ def test_torchrun_with_two_cpu_processes_trains_one_model(pipeline, corpus, tmp_
 
     from transformers import AutoTokenizer
 
-    from training.datasets import mlm_blocks
+    from pruneofa.training.datasets import mlm_blocks
 
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")

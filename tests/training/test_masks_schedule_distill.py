@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import transformers
 from conftest import tiny_config
 
-from pruneofa.errors import InputError
-from training.distill import DistillationConfig, combined_loss, kd_divergence, kd_loss
-from training.masks import (
+from pruneofa.core.errors import InputError
+from pruneofa.training.distill import DistillationConfig, combined_loss, kd_divergence, kd_loss
+from pruneofa.training.masks import (
     PruningConfig,
     apply_pruning,
     lock_sparsity,
@@ -21,8 +21,8 @@ from training.masks import (
     sparsity_by_module,
     update_masks,
 )
-from training.recipe import load_recipe
-from training.schedule import CubicSchedule
+from pruneofa.training.recipe import load_recipe
+from pruneofa.training.schedule import CubicSchedule
 
 
 def _model(arch: str = "bert", seed: int = 0):
@@ -151,8 +151,8 @@ def test_block_pattern_zeroes_whole_blocks():
 
 
 def test_structured_pattern_zeroes_whole_heads_and_neurons_and_shrinks_exactly():
-    from exporter.shrink import shrink_model
-    from pruneofa.support import ARCHITECTURES
+    from pruneofa.core.support import ARCHITECTURES
+    from pruneofa.exporter.shrink import shrink_model
 
     model = _model().eval()
     config = PruningConfig(pattern="structured")
@@ -266,7 +266,7 @@ def test_bad_recipes_are_refused_with_one_line(tmp_path, text, message):
 
 
 def test_learning_rate_rewinds_at_every_mask_update():
-    from training.schedule import rewinding_lr_factor
+    from pruneofa.training.schedule import rewinding_lr_factor
 
     schedule = CubicSchedule(final_sparsity=0.9, begin_step=0, end_step=40, frequency=10)
     factor = rewinding_lr_factor(schedule, total_steps=100, warmup_steps=5)
@@ -307,7 +307,7 @@ def test_recipe_with_rewinding_runs_in_the_trainer(tmp_path, make_model):
         str(tmp_path / "o"),
     ]
     assert main(argv) == 0
-    from pruneofa.manifest import read_manifest
+    from pruneofa.core.manifest import read_manifest
 
     curve = read_manifest(tmp_path / "o").training.loss_curve
     rates = [entry["learning_rate"] for entry in curve]
@@ -316,7 +316,7 @@ def test_recipe_with_rewinding_runs_in_the_trainer(tmp_path, make_model):
 
 
 def test_hidden_state_distillation_adds_its_term():
-    from training.trainer import DistillationTrainer
+    from pruneofa.training.trainer import DistillationTrainer
 
     student, teacher = _model(seed=0).eval(), _model(seed=1).eval()  # eval: no dropout noise
     batch = _batch()

@@ -9,9 +9,9 @@ import transformers
 from conftest import tiny_config
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from training.callbacks import PruningCallback
-from training.masks import PruningConfig, apply_pruning, pruned_modules, sparsity_by_module
-from training.schedule import CubicSchedule
+from pruneofa.training.callbacks import PruningCallback
+from pruneofa.training.masks import PruningConfig, apply_pruning, pruned_modules, sparsity_by_module
+from pruneofa.training.schedule import CubicSchedule
 
 STEPS = 24
 

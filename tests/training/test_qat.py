@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pruneofa.cli import main
-from pruneofa.manifest import read_manifest
-from pruneofa.qatfolder import NNCF_CONFIG, QAT_WEIGHTS, load_qat_model
+from pruneofa.core.manifest import read_manifest
+from pruneofa.core.qatfolder import NNCF_CONFIG, QAT_WEIGHTS, load_qat_model
 
 QAT_BUDGET = [
     "--steps",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pruneofa.cli import main
-from pruneofa.manifest import read_manifest
+from pruneofa.core.manifest import read_manifest
 
 pytestmark = pytest.mark.real_weights
 

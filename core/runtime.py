@@ -1,0 +1,230 @@
+"""The runtime layer: opening an exported folder in OpenVINO or ONNX Runtime, once for every caller.
+
+Export parity, calibration, validation, benchmarking, ``pruneofa.deploy.load`` and serving all run
+exported models through :class:`Engine`; the file names of an exported folder, the input feed a model
+takes and the one-line form of a runtime's error message are defined here and nowhere else.
+
+The folder layout is the one optimum-intel and optimum-onnx expect (``openvino_model.xml/.bin``,
+``model.onnx``), so their ``from_pretrained`` opens a pruneofa folder unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pruneofa.core.errors import InputError, PruneofaError, last_line
+
+OPENVINO_XML = "openvino_model.xml"
+OPENVINO_BIN = "openvino_model.bin"
+ONNX_FILE = "model.onnx"
+OPENVINO_TOKENIZER_XML = "openvino_tokenizer.xml"
+MODEL_FILES: dict[str, tuple[str, ...]] = {"openvino": (OPENVINO_XML, OPENVINO_BIN), "onnx": (ONNX_FILE,)}
+RUNTIMES = ("openvino", "onnxruntime")
+_RUNTIME_ALIASES = {
+    "openvino": "openvino",
+    "ov": "openvino",
+    "onnxruntime": "onnxruntime",
+    "onnx": "onnxruntime",
+}
+NOT_EXPORTED = "give a folder written by 'pruneofa export' or 'pruneofa calibrate'"
+
+
+def runtime_error(path: Path, err: BaseException) -> PruneofaError:
+    """A runtime that cannot load a file, as one line (exit code 1: the file exists but does not run)."""
+    return PruneofaError(f"the runtime cannot load {path}: {last_line(err)}", exit_code=1)
+
+
+def exported_file(folder: Path) -> tuple[str, Path] | None:
+    """``("openvino", IR)`` or ``("onnx", model.onnx)`` for an exported folder (the IR first), else None."""
+    if (folder / OPENVINO_XML).is_file():
+        return "openvino", folder / OPENVINO_XML
+    if (folder / ONNX_FILE).is_file():
+        return "onnx", folder / ONNX_FILE
+    return None
+
+
+def is_exported_folder(folder: Path) -> bool:
+    return folder.is_dir() and exported_file(folder) is not None
+
+
+def model_files(folder: Path) -> tuple[str, list[Path]]:
+    """The target and the model files of an exported folder (IR: ``.xml`` and ``.bin``)."""
+    if (folder / OPENVINO_XML).is_file() and (folder / OPENVINO_BIN).is_file():
+        return "openvino", [folder / name for name in MODEL_FILES["openvino"]]
+    if (folder / ONNX_FILE).is_file():
+        return "onnx", [folder / ONNX_FILE]
+    raise InputError(f"{folder} has no {OPENVINO_XML}/.bin or {ONNX_FILE}; {NOT_EXPORTED}")
+
+
+def resolve_runtime(folder: Path, runtime: str | None) -> str:
+    """``openvino`` or ``onnxruntime``: the user's choice (aliases ``ov``, ``onnx``), else the folder's own."""
+    if runtime is None:
+        return "openvino" if (folder / OPENVINO_XML).is_file() else "onnxruntime"
+    resolved = _RUNTIME_ALIASES.get(runtime.lower())
+    if resolved is None:
+        raise InputError(f"unknown runtime {runtime!r}; use openvino or onnxruntime")
+    return resolved
+
+
+def runtime_of(kind: str) -> str:
+    """The runtime that runs a target's file: ONNX files run in ONNX Runtime, IRs in OpenVINO."""
+    return "onnxruntime" if kind == "onnx" else "openvino"
+
+
+def model_file_for(folder: Path, runtime: str) -> Path:
+    """The model file a runtime runs: OpenVINO reads the IR or ``model.onnx``; ONNX Runtime only the latter."""
+    ir, onnx_file = folder / OPENVINO_XML, folder / ONNX_FILE
+    if runtime == "openvino":
+        if ir.is_file():
+            return ir
+        if onnx_file.is_file():
+            return onnx_file
+    elif onnx_file.is_file():
+        return onnx_file
+    elif ir.is_file():
+        raise InputError(
+            f"{folder} holds an OpenVINO IR, which ONNX Runtime cannot run; use runtime openvino, or export "
+            "with --target onnx"
+        )
+    raise InputError(f"{folder} has no {OPENVINO_XML} or {ONNX_FILE}; {NOT_EXPORTED}")
+
+
+def model_inputs(encoded: Mapping[str, Any], input_names: list[str]) -> dict[str, np.ndarray]:
+    """The model's inputs from a tokenizer output, int64; zero ``token_type_ids`` where it has none."""
+    out = {}
+    for name in input_names:
+        if name in encoded:
+            out[name] = np.asarray(encoded[name], dtype=np.int64)
+        elif name == "token_type_ids":
+            out[name] = np.zeros_like(np.asarray(encoded["input_ids"], dtype=np.int64))
+        else:
+            raise KeyError(f"the tokenizer did not produce {name}")
+    return out
+
+
+def load_parity_samples() -> dict[str, Any]:
+    """The packaged sentences, sentence pairs and question/context pairs (parity, calibration, demos)."""
+    text = (
+        resources.files("pruneofa.core").joinpath("resources/parity_samples.json").read_text(encoding="utf-8")
+    )
+    return json.loads(text)
+
+
+def ort_session(path: Path, options: Any = None) -> Any:
+    """An ONNX Runtime CPU session (load errors as one line)."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ONNX Runtime raises its own exception types
+        raise runtime_error(path, err) from err
+
+
+def model_input_names(path: Path) -> list[str]:
+    """The input names of a model file, without compiling it."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        initializers = {i.name for i in graph.initializer}
+        return [i.name for i in graph.input if i.name not in initializers]
+    import openvino as ov
+
+    return [next(iter(port.get_names())) for port in ov.Core().read_model(str(path)).inputs]
+
+
+# OpenVINO prepares a model before compiling it, e.g. pruneofa.kernels' sparse rewrite: (core, model) → report
+Prepare = Callable[[Any, Any], Any]
+
+
+class Engine:
+    """An exported model compiled for the CPU: ``engine(feed) -> outputs`` in ``names`` order; safe to call
+    from many threads (OpenVINO: a pool of infer requests; ONNX Runtime sessions are thread-safe).
+
+    ``ov_config`` and ``ort_options`` are the runtime's settings; ``prepare`` (OpenVINO only) may change the
+    model between reading and compiling, and what it returns is kept as ``prepared``."""
+
+    def __init__(
+        self,
+        model_file: Path,
+        runtime: str,
+        names: tuple[str, ...],
+        *,
+        ov_config: dict[str, Any] | None = None,
+        ort_options: Any = None,
+        prepare: Prepare | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.names = names
+        self.model_file = model_file
+        self.prepared: Any = None
+        if runtime == "onnxruntime":
+            self._session = ort_session(model_file, ort_options)
+            self.input_names = [i.name for i in self._session.get_inputs()]
+            return
+        try:
+            import openvino as ov
+
+            core = ov.Core()
+            model = core.read_model(str(model_file))
+            if prepare is not None:
+                self.prepared = prepare(core, model)
+            self._compiled = core.compile_model(model, "CPU", ov_config or {})
+            self.input_names = [next(iter(port.get_names())) for port in self._compiled.inputs]
+            size = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except PruneofaError:
+            raise
+        except Exception as err:  # OpenVINO raises its own exception types
+            raise runtime_error(model_file, err) from err
+        self._requests: queue.Queue = queue.Queue()
+        for _ in range(max(1, size)):
+            self._requests.put(self._compiled.create_infer_request())
+
+    def __call__(self, feed: Mapping[str, Any]) -> list[np.ndarray]:
+        feed = model_inputs(feed, self.input_names)
+        if self.runtime == "onnxruntime":
+            return [np.asarray(out, dtype=np.float32) for out in self._session.run(list(self.names), feed)]
+        request = self._requests.get()
+        try:
+            result = request.infer(feed)
+            # copies: the request's output memory is reused by its next inference
+            return [np.array(result[self._compiled.output(name)], dtype=np.float32) for name in self.names]
+        finally:
+            self._requests.put(request)
+
+    def profile(self, feed: Mapping[str, Any]) -> list[Any]:
+        """OpenVINO performance counters of one inference (compiled with ``PERF_COUNT``)."""
+        request = self._requests.get()
+        try:
+            request.infer(model_inputs(feed, self.input_names))
+            return list(request.get_profiling_info())
+        finally:
+            self._requests.put(request)
+
+
+def exact_engine(model_file: Path, names: tuple[str, ...]) -> Engine:
+    """An engine for checks: FP32 execution (no bf16 on AMX CPUs), so parity measures the file's weights."""
+    runtime = "onnxruntime" if model_file.suffix == ".onnx" else "openvino"
+    return Engine(model_file, runtime, names, ov_config={"INFERENCE_PRECISION_HINT": "f32"})
+
+
+class TorchRunner:
+    """Runs a transformers model on a numpy feed and returns the named outputs as float32 arrays."""
+
+    def __init__(self, model: Any, outputs: tuple[str, ...]) -> None:
+        self.model = model
+        self.outputs = outputs
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            result = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}, return_dict=True)
+        return [result[name].float().numpy() for name in self.outputs]

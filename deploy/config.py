@@ -1,0 +1,157 @@
+"""The options of ``pruneofa validate | benchmark | serve | package``: the public API of deployment and the
+one source of those commands' flags. Light to import (pydantic only), so ``pruneofa --help`` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pruneofa.core.cliargs import cli
+from pruneofa.core.errors import validated
+
+PEERS = ("torch", "onnxruntime", "optimum-intel")
+PACKAGE_FORMATS = ("ovms", "triton", "archive", "folder")
+Runtime = Literal["openvino", "onnxruntime"]
+Hint = Literal["latency", "throughput"]
+
+
+class ValidateConfig(BaseModel):
+    """Validated options of ``pruneofa validate`` (the accuracy-parity gate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str = Field(description="PyTorch model folder or hub id, or another exported folder")
+    data: str = Field(description="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD file")
+    task: str | None = Field(
+        None,
+        description="cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad",
+        json_schema_extra=cli(default_text="from a calibrated folder's manifest"),
+    )
+    split: Literal["dev", "train"] = Field("dev", description="split to evaluate")
+    max_drop: float = Field(1.0, ge=0, description="max drop of the primary metric, in points")
+    min_agreement: float = Field(0.99, ge=0, le=1, description="min share of identical predictions")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N examples (quick runs)")
+    batch_size: int = Field(
+        16, ge=1, le=4096, description="examples per batch, padded to the batch's longest"
+    )
+    report: Path | None = Field(None, description="write the JSON report to this file")
+    junit: Path | None = Field(
+        None, description="write JUnit XML (test cases metric_drop, prediction_agreement) to this file"
+    )
+
+
+class BenchmarkConfig(BaseModel):
+    """Validated options of ``pruneofa benchmark``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vs: list[Literal["torch", "onnxruntime", "optimum-intel"]] = Field(
+        default_factory=lambda: list(PEERS),
+        description="peers run in the same process: torch,onnxruntime,optimum-intel or none",
+        json_schema_extra=cli(metavar="PEERS"),
+    )
+    batches: list[int] = Field(
+        default_factory=lambda: [1, 16],
+        min_length=1,
+        description="batch sizes",
+        json_schema_extra=cli(flag="--batch", metavar="N,M"),
+    )
+    seq: int = Field(128, ge=2, le=4096, description="tokens per sequence")
+    duration: float = Field(
+        10.0, gt=0, le=3600, description="seconds per variant and batch size, over all rounds"
+    )
+    repeats: int = Field(3, ge=1, le=100, description="interleaved rounds")
+    warmup: int = Field(3, ge=0, le=1000, description="warm-up runs per variant")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="threads for every variant",
+        json_schema_extra=cli(default_text="all cores available"),
+    )
+    output: Path | None = Field(
+        None, description="output folder", json_schema_extra=cli(default_text="bench-out/benchmark/NAME")
+    )
+    overwrite: bool = Field(False, description="replace a non-empty output folder")
+
+    @field_validator("vs", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        if value == ["none"] or value == "none":
+            return []
+        return value
+
+    @field_validator("batches")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(b < 1 or b > 4096 for b in value):
+            raise ValueError("batch sizes must be between 1 and 4096")
+        return list(dict.fromkeys(value))
+
+    @field_validator("vs")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class ServeConfig(BaseModel):
+    """Validated options of ``pruneofa serve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port (0 picks a free one)")
+    name: str | None = Field(
+        None, description="model name in the v2 URLs", json_schema_extra=cli(default_text="the folder's name")
+    )
+    runtime: Runtime | None = Field(
+        None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
+    )
+    hint: Hint = Field("latency", description="OpenVINO performance hint")
+    max_batch: int = Field(16, ge=1, le=4096, description="texts per dynamic batch")
+    max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="wait for a batch to fill, in ms")
+    max_queue: int = Field(256, ge=1, le=1_000_000, description="waiting requests before 503")
+    max_body_bytes: int = Field(1 << 20, ge=64, description="request body limit in bytes")
+    max_items: int = Field(64, ge=1, description="texts per request")
+    max_text_chars: int = Field(10_000, ge=1, description="characters per text")
+    graceful_timeout_s: float = Field(
+        30.0, ge=0, description="seconds to finish accepted requests after SIGTERM"
+    )
+
+
+class PackageConfig(BaseModel):
+    """Validated options of ``pruneofa package``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["ovms", "triton", "archive", "folder"] = Field(
+        description="ovms or triton repository, a compressed archive, or folder (restore an archive)"
+    )
+    output: Path | None = Field(
+        None, description="output folder", json_schema_extra=cli(default_text="FOLDER-FORMAT beside FOLDER")
+    )
+    name: str | None = Field(
+        None,
+        description="model name in the repository",
+        json_schema_extra=cli(default_text="the folder's name"),
+    )
+    max_batch_size: int = Field(64, ge=1, le=1_000_000, description="Triton max_batch_size")
+    overwrite: bool = Field(False, description="replace a non-empty output folder")
+
+
+def validate_config(**options: Any) -> ValidateConfig:
+    return validated(ValidateConfig, **options)
+
+
+def benchmark_config(**options: Any) -> BenchmarkConfig:
+    return validated(BenchmarkConfig, **options)
+
+
+def serve_config(**options: Any) -> ServeConfig:
+    return validated(ServeConfig, **options)
+
+
+def package_config(**options: Any) -> PackageConfig:
+    return validated(PackageConfig, **options)

@@ -1,0 +1,1 @@
+"""Sparse-aware CPU execution: an OpenVINO extension with a sparse Linear operation (in progress)."""

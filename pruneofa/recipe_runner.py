@@ -1,0 +1,374 @@
+"""``pruneofa run --recipe FILE``: the whole method as a list of ``pruneofa`` commands, resumable.
+
+A pipeline recipe names its stages; each stage is one subcommand (teacher, prune, finetune, qat,
+export, calibrate, validate) with that command's own options, so anything a stage can do is what the
+command can do, documented in one place. Every stage writes ``<output>/<stage name>`` (validate:
+``<output>/<stage name>.json``). Values may refer to
+
+- ``@NAME`` — the output of an earlier stage (``@qat-sst2-openvino`` for the folder ``qat`` exports to);
+- ``{data}`` — the data root (``data_root`` in the recipe, or ``--data-root``);
+- ``{model}`` — the recipe's model (``default``: the embedded MiniLM).
+
+Before any work, every stage's command line is parsed by the real command parser, so a typo in a
+late stage costs nothing. A stage whose output already exists and is complete (a readable
+``pruneofa.json`` of the right stage; a validate report) is skipped; an interrupted training stage
+resumes from its checkpoints. The run ends with a summary table, also written to ``summary.md`` and
+``summary.json`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pruneofa.core.errors import InputError, PruneofaError
+from pruneofa.core.manifest import read_manifest
+from pruneofa.core.yamlfile import load_yaml_model
+
+Command = Literal["teacher", "prune", "finetune", "qat", "export", "calibrate", "validate"]
+# The positional argument of each command (its model), and the option that names its output.
+_OUTPUT_OPTION = {"validate": "report"}
+_MANIFEST_STAGE = {"teacher": "teacher", "prune": "prune", "finetune": "finetune", "qat": "qat"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REFERENCE = re.compile(r"@([A-Za-z0-9][A-Za-z0-9_.-]*)")
+Scalar = str | int | float | bool
+
+
+class Stage(BaseModel):
+    """One stage: a name, a command, its model (positional) and the command's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    command: Command
+    model: str | None = None
+    options: dict[str, Scalar | list[Scalar] | None] = Field(default_factory=dict)
+    continue_on_failure: bool = False  # e.g. a validate gate whose result is the point, not a blocker
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"stage name {value!r} must be letters, digits, '-', '_' or '.' (it names a folder)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _no_output_option(self) -> Stage:
+        taken = {"output", _OUTPUT_OPTION.get(self.command, "output")}
+        if taken & set(self.options):
+            raise ValueError(f"stage {self.name}: the pipeline sets --{'/--'.join(sorted(taken))} itself")
+        return self
+
+
+class PipelineRecipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    model: str = "default"
+    data_root: str = "../shared/data"
+    output: str = "runs/pipeline"
+    stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> PipelineRecipe:
+        seen: list[str] = []
+        for stage in self.stages:
+            if stage.name in seen:
+                raise ValueError(f"stage name {stage.name} is used twice")
+            for value in [stage.model, *_flat(stage.options.values())]:
+                for ref in _REFERENCE.findall(str(value or "")):
+                    if not any(ref == s or ref.startswith(f"{s}-") or ref.startswith(f"{s}/") for s in seen):
+                        raise ValueError(
+                            f"stage {stage.name} refers to @{ref}, which no earlier stage writes"
+                        )
+            seen.append(stage.name)
+        return self
+
+
+def _flat(values: Any) -> list[Any]:
+    out = []
+    for value in values:
+        out += value if isinstance(value, list) else [value]
+    return out
+
+
+def builtin_pipelines() -> dict[str, Path]:
+    folder = resources.files("pruneofa").joinpath("pipelines")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def load_pipeline(source: str | Path) -> PipelineRecipe:
+    """A pipeline recipe from a YAML file or by built-in name; every error is one line."""
+    return load_yaml_model(source, PipelineRecipe, what="pipeline recipe", builtins=builtin_pipelines())
+
+
+@dataclass
+class PlannedStage:
+    stage: Stage
+    argv: list[str]
+    output: Path
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    command: str
+    status: str  # "done", "skipped", "failed", "not run"
+    seconds: float = 0.0
+    output: str = ""
+    result: str = ""
+    exit_code: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(
+    recipe: PipelineRecipe, *, output: Path | None = None, data_root: str | None = None
+) -> list[PlannedStage]:
+    """Every stage's command line, with references and placeholders resolved."""
+    root = Path(output or recipe.output)
+    data = data_root or recipe.data_root
+
+    def resolve(value: Any) -> str:
+        text = str(value).replace("{data}", data).replace("{model}", recipe.model)
+        return _REFERENCE.sub(lambda m: str(root / m.group(1)), text)
+
+    planned = []
+    for stage in recipe.stages:
+        out = root / (f"{stage.name}.json" if stage.command == "validate" else stage.name)
+        argv = [stage.command]
+        model = stage.model
+        if model is None and stage.command == "teacher" and recipe.model != "default":
+            model = "{model}"  # the teacher's MODEL defaults to the embedded MiniLM by itself
+        if model is not None:
+            argv.append(resolve(model))
+        for key, value in stage.options.items():
+            flag = f"--{key.replace('_', '-')}"
+            if value is None or value is False:
+                continue
+            if value is True:
+                argv.append(flag)
+            elif isinstance(value, list):
+                argv += [flag, ",".join(resolve(v) for v in value)]
+            else:
+                argv += [flag, resolve(value)]
+        argv += [f"--{_OUTPUT_OPTION.get(stage.command, 'output')}", str(out)]
+        planned.append(PlannedStage(stage, argv, out))
+    return planned
+
+
+def is_complete(planned: PlannedStage) -> bool:
+    """True when the stage's output exists and is what a finished run of that command leaves."""
+    out = planned.output
+    if planned.stage.command == "validate":
+        try:
+            return "passed" in json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+    try:
+        manifest = read_manifest(out) if out.is_dir() else None
+    except PruneofaError:
+        return False
+    if manifest is None:
+        # export with several targets writes one folder per target below the output
+        subfolders = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
+        return (
+            planned.stage.command == "export" and bool(subfolders) and all(_readable(p) for p in subfolders)
+        )
+    expected = _MANIFEST_STAGE.get(planned.stage.command, planned.stage.command)
+    if manifest.stage != expected:
+        return False
+    recorded = manifest.command[1:] if manifest.command[:1] == ["pruneofa"] else None
+    if recorded is not None and not same_work(recorded, planned.argv):
+        raise InputError(
+            f"stage {planned.stage.name}: {out} was made by a different command "
+            f"('pruneofa {' '.join(recorded)}'); move it away or choose another --output"
+        )
+    if planned.stage.command == "qat" and "--no-export" not in planned.argv:
+        targets = _option(planned.argv, "--export") or "openvino"
+        return all(_readable(Path(f"{out}-{t}")) for t in targets.split(","))
+    return True
+
+
+# Options that change where and how a run reports, not what it computes.
+_BOOKKEEPING = {
+    "--output",
+    "--overwrite",
+    "--logging-steps",
+    "--save-steps",
+    "--report-to",
+    "--quiet",
+    "--report",
+}
+
+
+def _work(argv: list[str]) -> tuple[tuple[str, ...], frozenset[tuple[str, str]]]:
+    """(command and positional arguments, {(option, value)}) with paths resolved; bookkeeping left out."""
+
+    def norm(value: str) -> str:
+        try:
+            return repr(float(value))  # 5e-5 and 5e-05 are the same learning rate
+        except ValueError:
+            pass
+        path = Path(value)
+        return str(path.resolve()) if path.exists() else value
+
+    positional, options, index = [], set(), 0
+    while index < len(argv):
+        token = argv[index]
+        if token.startswith("--"):
+            value = argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else ""
+            index += 2 if value else 1
+            if token not in _BOOKKEEPING:
+                options.add((token, norm(value)))
+        else:
+            positional.append(norm(token))
+            index += 1
+    return tuple(positional), frozenset(options)
+
+
+def same_work(recorded: list[str], planned: list[str]) -> bool:
+    """Whether two command lines compute the same thing (same inputs and options, any order)."""
+    return _work(recorded) == _work(planned)
+
+
+def _readable(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and read_manifest(folder) is not None
+    except PruneofaError:
+        return False
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv and argv.index(flag) + 1 < len(argv) else None
+
+
+def _result(planned: PlannedStage) -> tuple[str, dict[str, Any]]:
+    """A short result for the summary: the metric, parity or sparsity the stage recorded."""
+    out = planned.output
+    if planned.stage.command == "validate":
+        try:
+            report = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return "", {}
+        metric = report.get("primary_metric", "")
+        candidate = report.get("candidate", {}).get("metrics", {}).get(metric)
+        reference = report.get("reference", {}).get("metrics", {}).get(metric)
+        verdict = "passed" if report.get("passed") else "gate failed"
+        text = f"{metric} {_fmt(candidate)} (reference {_fmt(reference)}), agreement {float(report.get('agreement', 0)):.1%}; {verdict}"
+        return text, {"validate": report}
+    folders = [out] if _readable(out) else sorted(p for p in out.glob("*") if _readable(p))
+    if planned.stage.command == "qat":
+        folders += [Path(f"{out}-{t}") for t in ("openvino", "onnx") if _readable(Path(f"{out}-{t}"))]
+    parts, details = [], {}
+    for folder in folders:
+        manifest = read_manifest(folder)
+        bits = [f"{k} {v:.2f}" for k, v in manifest.metrics.items() if k != "mlm_head_added"]
+        if manifest.training and manifest.training.layer_sparsity:
+            values = list(manifest.training.layer_sparsity.values())
+            bits.append(f"sparsity {sum(values) / len(values):.1%}")
+        if manifest.sparsity is not None and manifest.sparsity.linear_numel:
+            s = manifest.sparsity
+            bits.append(
+                f"{s.weight_format} zeros {s.linear_zeros_after / s.linear_numel:.1%}, lost {s.lost_zeros}"
+            )
+        if manifest.parity is not None:
+            agreement = min(o.argmax_agreement for o in manifest.parity.outputs)
+            bits.append(f"agreement {agreement:.1%}")
+        size = sum(
+            p.stat().st_size for p in folder.glob("*") if p.suffix in (".bin", ".onnx", ".safetensors")
+        )
+        bits.append(f"{size / 1e6:.1f} MB")
+        parts.append(("" if folder == out else f"{folder.name}: ") + ", ".join(bits))
+        details[folder.name] = {"metrics": manifest.metrics, "bytes": size}
+    return "; ".join(parts), details
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "n/a"
+
+
+def run_pipeline(
+    recipe: PipelineRecipe,
+    dispatch: Callable[[list[str]], int],
+    check: Callable[[list[str]], None],
+    *,
+    output: Path | None = None,
+    data_root: str | None = None,
+    dry_run: bool = False,
+) -> list[StageOutcome]:
+    """Run the stages in order; ``dispatch(argv)`` runs one command, ``check(argv)`` parses it (raises
+    :class:`InputError` on a bad command line). Stops at the first failure unless the stage allows it."""
+    stages = plan(recipe, output=output, data_root=data_root)
+    for planned in stages:
+        check(planned.argv)
+    root = Path(output or recipe.output)
+    outcomes: list[StageOutcome] = []
+    failed = False
+    for planned in stages:
+        name, command = planned.stage.name, planned.stage.command
+        shown = "pruneofa " + " ".join(planned.argv)
+        if failed:
+            outcomes.append(StageOutcome(name, command, "not run", output=str(planned.output)))
+            continue
+        if dry_run:
+            print(shown)
+            outcomes.append(StageOutcome(name, command, "planned", output=str(planned.output)))
+            continue
+        if is_complete(planned):
+            print(f"pruneofa run: {name}: output complete, skipped ({planned.output})", file=sys.stderr)
+            result, details = _result(planned)
+            outcomes.append(
+                StageOutcome(name, command, "skipped", 0.0, str(planned.output), result, 0, details)
+            )
+            continue
+        print(f"pruneofa run: {name}: {shown}", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            code = dispatch(planned.argv)
+        except BaseException as err:  # a crash (a bug) or Ctrl-C: still leave the summary of what ran
+            outcomes.append(
+                StageOutcome(name, command, "failed", time.perf_counter() - started, str(planned.output))
+            )
+            outcomes.append(StageOutcome("(stopped)", "", f"{type(err).__name__}: {err}"))
+            write_summary(root, recipe, outcomes)
+            raise
+        seconds = time.perf_counter() - started
+        result, details = _result(planned)
+        status = "done" if code == 0 else "failed"
+        outcomes.append(
+            StageOutcome(name, command, status, seconds, str(planned.output), result, code, details)
+        )
+        if code != 0 and not planned.stage.continue_on_failure:
+            failed = True
+    if not dry_run:
+        write_summary(root, recipe, outcomes)
+    return outcomes
+
+
+def summary_table(outcomes: list[StageOutcome]) -> str:
+    rows = ["| stage | command | status | time | result |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        took = f"{o.seconds:.0f} s" if o.seconds else ""
+        rows.append(f"| {o.name} | {o.command} | {o.status} | {took} | {o.result} |")
+    return "\n".join(rows)
+
+
+def write_summary(root: Path, recipe: PipelineRecipe, outcomes: list[StageOutcome]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "summary.md").write_text(f"# {recipe.name}\n\n{summary_table(outcomes)}\n", encoding="utf-8")
+    payload = {"recipe": recipe.model_dump(mode="json"), "stages": [o.__dict__ for o in outcomes]}
+    temporary = root / ".summary.json.tmp"
+    temporary.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    temporary.replace(root / "summary.json")

@@ -1,0 +1,159 @@
+"""pruneofa run: a tiny pipeline runs, skips finished stages, resumes after a deleted or failed stage,
+and refuses bad recipes before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from pruneofa.cli import main
+from pruneofa.core.manifest import read_manifest
+from pruneofa.recipe_runner import load_pipeline, same_work
+
+BUDGET = {"steps": 4, "batch_size": 4, "seq_len": 32, "save_steps": 2, "logging_steps": 2}
+
+
+def _recipe(tmp_path, base, sst2_dir, *, teacher_steps=4, validate_data=None):
+    recipe = {
+        "name": "tiny",
+        "model": str(base),
+        "data_root": str(sst2_dir.parent),
+        "output": str(tmp_path / "out"),
+        "stages": [
+            {
+                "name": "teacher-sst2",
+                "command": "teacher",
+                "options": {
+                    **BUDGET,
+                    "steps": teacher_steps,
+                    "task": "sst2",
+                    "data": f"{{data}}/{sst2_dir.name}",
+                },
+            },
+            {
+                "name": "export",
+                "command": "export",
+                "model": "@teacher-sst2",
+                "options": {"target": "openvino"},
+            },
+            {
+                "name": "validate",
+                "command": "validate",
+                "model": "@export",
+                "options": {
+                    "reference": "@teacher-sst2",
+                    "data": validate_data or f"{{data}}/{sst2_dir.name}",
+                    "task": "sst2",
+                },
+            },
+        ],
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(make_model):
+    return make_model("bert", "feature-extraction")
+
+
+def test_run_skips_finished_stages_and_resumes_a_deleted_one(tmp_path, base, sst2_dir, capsys):
+    import shutil
+
+    recipe = _recipe(tmp_path, base, sst2_dir)
+    out = tmp_path / "out"
+    assert main(["run", "--recipe", str(recipe)]) == 0
+    assert read_manifest(out / "teacher-sst2").stage == "teacher"
+    assert read_manifest(out / "export").stage == "export"
+    report = json.loads((out / "validate.json").read_text())
+    assert "passed" in report and report["task"] == "sst2"
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["done", "done", "done"]
+    assert "| teacher-sst2 | teacher | done |" in (out / "summary.md").read_text()
+    # The stage records its own command line, not the 'pruneofa run' that started it.
+    assert read_manifest(out / "teacher-sst2").command[:2] == ["pruneofa", "teacher"]
+    capsys.readouterr()
+
+    assert main(["run", "--recipe", str(recipe)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["skipped", "skipped", "skipped"]
+    assert "accuracy" in summary["stages"][0]["result"]
+
+    shutil.rmtree(out / "export")
+    (out / "validate.json").unlink()
+    assert main(["run", "--recipe", str(recipe)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["skipped", "done", "done"]
+
+    # A changed recipe does not silently reuse outputs computed differently.
+    changed = _recipe(tmp_path, base, sst2_dir, teacher_steps=5)
+    assert main(["run", "--recipe", str(changed)]) == 2
+    assert "different command" in capsys.readouterr().err
+
+
+def test_a_failed_stage_stops_the_run_and_a_rerun_continues_there(tmp_path, base, sst2_dir, capsys):
+    broken = _recipe(tmp_path, base, sst2_dir, validate_data=str(tmp_path / "missing.tsv"))
+    out = tmp_path / "out"
+    assert main(["run", "--recipe", str(broken)]) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["done", "done", "failed"]
+    assert "does not exist" in capsys.readouterr().err
+    fixed = _recipe(tmp_path, base, sst2_dir)
+    assert main(["run", "--recipe", str(fixed)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["skipped", "skipped", "done"]
+
+
+def test_bad_recipes_fail_before_any_work(tmp_path, base, sst2_dir, capsys):
+    recipe = yaml.safe_load(_recipe(tmp_path, base, sst2_dir).read_text())
+    cases = {
+        "unknown reference": lambda r: r["stages"][1].update(model="@nowhere"),
+        "unknown option": lambda r: r["stages"][2]["options"].update(no_such_flag=1),
+        "output set by hand": lambda r: r["stages"][0]["options"].update(output="x"),
+        "duplicate name": lambda r: r["stages"][1].update(name="teacher-sst2"),
+        "unknown command": lambda r: r["stages"][1].update(command="deploy"),
+    }
+    for label, change in cases.items():
+        broken = json.loads(json.dumps(recipe))
+        change(broken)
+        path = tmp_path / f"{label.replace(' ', '-')}.yaml"
+        path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+        assert main(["run", "--recipe", str(path)]) == 2, label
+        assert not (tmp_path / "out").exists(), label
+    err = capsys.readouterr().err
+    assert "no earlier stage writes" in err and "unrecognized arguments: --no-such-flag" in err
+    assert "sets --output" in err and "used twice" in err
+    assert main(["run", "--recipe", "no-such-recipe"]) == 2
+
+
+def test_builtin_pipelines_parse_and_plan(capsys):
+    for name in ("pipeline-small", "pipeline-bert-base"):
+        recipe = load_pipeline(name)
+        assert recipe.stages and main(["run", "--recipe", name, "--dry-run"]) == 0
+    planned = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("pruneofa qat ") for line in planned)
+    assert any("wikimedia/wikipedia:20231101.en" in line for line in planned)
+
+
+def test_same_work_ignores_bookkeeping_and_number_spelling():
+    a = ["teacher", "--task", "sst2", "--learning-rate", "5e-5", "--output", "a", "--logging-steps", "10"]
+    b = ["teacher", "--learning-rate", "5e-05", "--task", "sst2", "--output", "b"]
+    assert same_work(a, b)
+    assert not same_work(a, [*b, "--steps", "3"])
+
+
+def test_a_crashing_stage_still_leaves_the_summary(tmp_path, base, sst2_dir):
+    from pruneofa.recipe_runner import run_pipeline
+
+    recipe = load_pipeline(_recipe(tmp_path, base, sst2_dir))
+
+    def crash(argv):
+        raise RuntimeError("a bug in a stage")
+
+    with pytest.raises(RuntimeError):
+        run_pipeline(recipe, crash, lambda argv: None)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["stages"][0]["status"] == "failed" and "a bug in a stage" in summary["stages"][1]["status"]

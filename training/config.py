@@ -1,0 +1,54 @@
+"""The training budget every training command shares (``pruneofa teacher | prune | finetune | qat``):
+the public API of training and the one source of those commands' budget flags. The method itself
+(schedule, sparsity, distillation, optimizer, QAT) lives in the recipe (:mod:`pruneofa.training.recipe`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pruneofa.core.cliargs import cli
+from pruneofa.core.errors import validated
+
+
+class TrainConfig(BaseModel):
+    """Budget and bookkeeping shared by the training commands (the recipe holds the method)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: Path | None = Field(
+        None, description="output folder", json_schema_extra=cli(default_text="runs/NAME-STAGE")
+    )
+    overwrite: bool = Field(False, description="replace a non-empty output folder")
+    steps: int = Field(1000, ge=1, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="per-device batch size")
+    seq_len: int = Field(64, ge=16, le=4096, description="tokens per example")
+    learning_rate: float | None = Field(
+        None, gt=0, description="learning rate", json_schema_extra=cli(default_text="the recipe's")
+    )
+    seed: int = Field(0, description="seed")
+    train_limit: int | None = Field(None, ge=1, description="use only N training examples/blocks")
+    eval_limit: int | None = Field(None, ge=1, description="evaluate on only N dev examples")
+    save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume by re-running)")
+    logging_steps: int = Field(20, ge=1, description="log loss, KD loss, sparsity, LR every N steps")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Trainer loggers, comma-separated (tensorboard, wandb, …) or none",
+        json_schema_extra=cli(metavar="LOGGERS"),
+    )
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens masked for masked-LM")
+    stride: int = Field(32, ge=8, description="SQuAD: overlap of the windows a long context is split into")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return [] if value in (["none"], [""]) else value
+
+
+def make_config(**options: Any) -> TrainConfig:
+    """Build a :class:`TrainConfig` from keyword options; bad values are a one-line :class:`InputError`."""
+    return validated(TrainConfig, **options)

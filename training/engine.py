@@ -1,0 +1,288 @@
+"""The public training engine every training command runs on: load → run → finish.
+
+- :func:`load_model` opens a checkpoint with a transformers auto class, refusing missing weights except
+  a new task/MLM head where one may be added;
+- :func:`run_training` runs ``transformers.Trainer`` (with distillation and the callbacks a command
+  gives), resuming from the last checkpoint in ``.<output>.checkpoints`` beside the output;
+- :func:`finish` writes the output folder atomically with the model, tokenizer, recipe and
+  ``pruneofa.json``, then drops the checkpoints.
+
+The commands (:mod:`pruneofa.training.stages`, :mod:`pruneofa.training.qat`) are compositions of these.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pruneofa.core import modelio
+from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.manifest import (
+    Manifest,
+    SourceInfo,
+    TrainingInfo,
+    hash_model_files,
+    library_versions,
+    now_utc,
+    read_manifest,
+    write_manifest,
+)
+from pruneofa.core.tasks import TaskSpec
+from pruneofa.training.config import TrainConfig
+from pruneofa.training.datasets import qa_dataset, task_dataset
+from pruneofa.training.distill import DistillationConfig
+from pruneofa.training.recipe import Recipe, dump_recipe
+from pruneofa.training.trainer import DistillationTrainer
+
+# Weights a task or MLM head may add (new, trained from scratch); anything else missing is an error.
+NEW_HEAD = re.compile(r"(^|\.)(classifier|qa_outputs|pre_classifier|pooler|cls|vocab_\w+|lm_head)\.")
+
+
+@dataclass
+class RunOutcome:
+    """What a Trainer run left: the trainer (model, state), timings, the loss curve and where checkpoints are."""
+
+    trainer: Any
+    wall_time_s: float
+    step_time_s: float
+    loss_curve: list[dict[str, float]]
+    checkpoints: Path
+
+    def info(self, config: TrainConfig, **fields: Any) -> dict[str, Any]:
+        """The fields of :class:`~pruneofa.core.manifest.TrainingInfo` every stage shares, plus ``fields``."""
+        return dict(
+            steps=self.trainer.state.global_step,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
+            learning_rate=self.trainer.args.learning_rate,
+            seed=config.seed,
+            wall_time_s=round(self.wall_time_s, 1),
+            step_time_s=round(self.step_time_s, 3),
+            loss_curve=self.loss_curve,
+            **fields,
+        )
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    manifest: Manifest
+
+
+def load_model(location: str, auto_class: str, *, allow_new_head: bool, what: str, **kwargs: Any):
+    import transformers
+
+    source = modelio.resolve_model_source(location)
+    modelio.refuse_qat_folder(source)
+    config = modelio.load_config(source)
+    modelio.architecture_spec(config)
+    model, info = getattr(transformers, auto_class).from_pretrained(
+        source.location, output_loading_info=True, weights_only=True, **kwargs
+    )
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    unexpected_missing = [k for k in missing if not NEW_HEAD.search(k)] if allow_new_head else missing
+    if unexpected_missing:
+        raise InputError(
+            f"{what} {source.location} lacks {len(unexpected_missing)} weights (e.g. {unexpected_missing[0]})"
+        )
+    return source, model, missing
+
+
+def trainer_arguments(config: TrainConfig, checkpoints: Path, recipe: Recipe | None, default_lr: float):
+    from transformers import TrainingArguments
+
+    optimizer = recipe.optimizer if recipe is not None else None
+    # torchrun/accelerate on CPUs: the Trainer only joins the process group with a CPU backend named.
+    distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return TrainingArguments(
+        ddp_backend="gloo" if distributed_cpu else None,
+        output_dir=str(checkpoints),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate or (optimizer.learning_rate if optimizer else default_lr),
+        weight_decay=optimizer.weight_decay if optimizer else 0.01,
+        warmup_steps=int((optimizer.warmup_ratio if optimizer else 0.06) * config.steps),
+        lr_scheduler_type="linear",
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        report_to=config.report_to,
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+def run_training(
+    *,
+    kind: str,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    dataset: Any,
+    collator: Any,
+    teacher: torch.nn.Module | None,
+    distill_kind: str,
+    distillation: DistillationConfig,
+    callbacks: list,
+    config: TrainConfig,
+    output: Path,
+    recipe: Recipe | None,
+    default_lr: float,
+    lr_factor: Any = None,
+):
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if len(dataset) == 0:
+        raise InputError("the training data produced no examples; check --corpus/--data and --seq-len")
+    checkpoints = output.parent / f".{output.name}.checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    trainer = DistillationTrainer(
+        model=model,
+        args=trainer_arguments(config, checkpoints, recipe, default_lr),
+        train_dataset=dataset,
+        data_collator=collator,
+        callbacks=callbacks,
+        teacher=teacher,
+        distillation=distillation,
+        kind=distill_kind,
+        lr_factor=lr_factor,
+    )
+    last = get_last_checkpoint(str(checkpoints))
+    if last:
+        print(f"pruneofa {kind}: resuming from {last}", file=sys.stderr)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    wall = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        # Under torchrun/accelerate every rank trains; one evaluates and writes the output folder.
+        raise SystemExit(0)
+    steps_run = max(1, result.global_step - (int(Path(last).name.split("-")[-1]) if last else 0))
+    curve = [
+        {k: float(v) for k, v in entry.items() if isinstance(v, int | float)}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    return RunOutcome(trainer, wall, wall / steps_run, curve, checkpoints)
+
+
+def finish(
+    *,
+    stage: str,
+    kind: str,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    source: Any,
+    output: Path,
+    config: TrainConfig,
+    info: dict[str, Any],
+    metrics: dict[str, float],
+    recipe: Recipe | None,
+    command: list[str] | None,
+    checkpoints: Path,
+    save: Any = None,
+    qat: Any = None,
+) -> TrainResult:
+    """Write the output folder atomically: model (``save(model, folder)`` or ``save_pretrained``),
+    tokenizer, recipe and ``pruneofa.json``; then drop the checkpoints."""
+    parent = read_manifest(source.path) if source.local else None
+    with atomic_output_dir(output, overwrite=config.overwrite) as staging:
+        if save is None:
+            model.save_pretrained(staging)
+        else:
+            save(model, staging)
+        tokenizer.save_pretrained(staging)
+        if recipe is not None:
+            dump_recipe(recipe, staging / "recipe.yaml")
+        manifest = Manifest(
+            stage=stage,
+            command=command or [f"training.{stage}", source.location],
+            created_at=now_utc(),
+            versions=library_versions(),
+            source=SourceInfo(
+                model=source.location,
+                model_type=model.config.model_type,
+                architecture=type(model).__name__,
+                file_sha256=hash_model_files(source.path) if source.local else {},
+            ),
+            lineage=(parent.lineage + [parent.as_lineage()]) if parent else [],
+            training=TrainingInfo(kind=kind, **info),
+            qat=qat,
+            metrics=metrics,
+        )
+        write_manifest(staging, manifest)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return TrainResult(output, manifest)
+
+
+def default_output(config: TrainConfig, name: str, stage: str) -> Path:
+    output = config.output or Path("runs") / f"{name}-{stage}"
+    return check_output_dir(output, overwrite=config.overwrite)
+
+
+def mlm_collator(tokenizer: Any, config: TrainConfig):
+    from transformers import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
+    )
+
+
+def task_head_options(spec: TaskSpec) -> tuple[str, dict[str, Any]]:
+    """The transformers auto class of ``spec``'s head and the config options it needs."""
+    from pruneofa.core.support import EXPORT_TASKS
+
+    auto_class = EXPORT_TASKS[spec.export_task].auto_class
+    if spec.kind == "regression":
+        return auto_class, {"num_labels": 1, "problem_type": "regression"}
+    if spec.kind == "question-answering":
+        return auto_class, {"num_labels": 2}  # start and end logits, whatever the base config says
+    if spec.kind != "classification":
+        return auto_class, {}
+    return auto_class, {
+        "num_labels": spec.num_labels,
+        "id2label": dict(enumerate(spec.labels)),
+        "label2id": {n: i for i, n in enumerate(spec.labels)},
+    }
+
+
+def train_dataset(spec: TaskSpec, data: str, tokenizer: Any, config: TrainConfig):
+    """The tokenized training split of a task (SQuAD as stride-based features)."""
+    if spec.kind == "question-answering":
+        dataset, _, _ = qa_dataset(
+            spec,
+            data,
+            tokenizer,
+            split="train",
+            seq_len=config.seq_len,
+            stride=config.stride,
+            limit=config.train_limit,
+            seed=config.seed,
+        )
+        return dataset
+    dataset, _ = task_dataset(
+        spec,
+        data,
+        tokenizer,
+        split="train",
+        seq_len=config.seq_len,
+        limit=config.train_limit,
+        seed=config.seed,
+    )
+    return dataset
+
+
+def load_dev(spec: TaskSpec, data: str, config: TrainConfig) -> list:
+    from pruneofa.core.data import load_examples
+
+    return load_examples(spec, data, split="dev", limit=config.eval_limit)

@@ -1,0 +1,301 @@
+"""``pruneofa teacher | prune | finetune`` as Python functions, each a composition of the engine
+(:mod:`pruneofa.training.engine`: load → run → finish) on ``transformers.Trainer``.
+
+- teacher (corpus): continue masked-LM training of the dense model (an MLM head tied to the word
+  embeddings is added where the checkpoint has none, e.g. the MiniLM default);
+- teacher (task): fine-tune a dense task teacher, evaluated on the dev data;
+- prune: masked-LM + distillation from the teacher while the recipe's cubic schedule prunes the
+  student; masks baked in at the end, exactly the recipe's sparsity per layer;
+- finetune: sparse transfer — the pattern is locked (mask = weight != 0) and the task is learned with
+  distillation from a dense task teacher; evaluated on the dev data.
+
+Checkpoints go to ``.<output>.checkpoints`` beside the output; running the same command again
+resumes from the last one. The finished folder is written atomically with ``pruneofa.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pruneofa.core import modelio
+from pruneofa.core.errors import CheckFailed, InputError
+from pruneofa.core.tasks import TaskSpec, get_task
+from pruneofa.training.callbacks import PruningCallback
+from pruneofa.training.config import TrainConfig
+from pruneofa.training.datasets import mlm_blocks
+from pruneofa.training.distill import DistillationConfig
+from pruneofa.training.engine import (
+    TrainResult,
+    default_output,
+    finish,
+    load_dev,
+    load_model,
+    mlm_collator,
+    run_training,
+    task_head_options,
+    train_dataset,
+)
+from pruneofa.training.evaluate import evaluate
+from pruneofa.training.masks import (
+    apply_pruning,
+    lock_sparsity,
+    pruned_modules,
+    regrown,
+    remove_pruning,
+    sparsity_by_module,
+    update_masks,
+    zero_patterns,
+)
+from pruneofa.training.recipe import load_recipe
+from pruneofa.training.schedule import rewinding_lr_factor
+
+
+def prepare_teacher(
+    model: str | None,
+    config: TrainConfig,
+    *,
+    corpus: str | None = None,
+    task: str | None = None,
+    data: str | None = None,
+    command: list[str] | None = None,
+) -> TrainResult:
+    """Continue masked-LM training on ``corpus``, or fine-tune a dense task teacher on ``task``/``data``."""
+    from transformers import AutoTokenizer, set_seed
+
+    if (corpus is None) == (task is None):
+        raise InputError("give either --corpus (masked-LM teacher) or --task with --data (task teacher)")
+    if task is not None and data is None:
+        raise InputError("--task needs --data")
+    set_seed(config.seed)
+    name = modelio.resolve_model_source(model).display_name
+    output = default_output(config, name, "teacher")
+    if corpus is not None:
+        source, student, added = load_model(model, "AutoModelForMaskedLM", allow_new_head=True, what="model")
+        tokenizer = AutoTokenizer.from_pretrained(source.location)
+        dataset = mlm_blocks(corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit)
+        run = run_training(
+            kind="teacher",
+            model=student,
+            tokenizer=tokenizer,
+            dataset=dataset,
+            collator=mlm_collator(tokenizer, config),
+            teacher=None,
+            distill_kind="masked-lm",
+            distillation=DistillationConfig(),
+            callbacks=[],
+            config=config,
+            output=output,
+            recipe=None,
+            default_lr=5e-5,
+        )
+        info = run.info(config, task="mlm", data=corpus)
+        metrics = {"mlm_head_added": float(bool(added))}
+        return finish(
+            stage="teacher",
+            kind="mlm-teacher",
+            model=run.trainer.model,
+            tokenizer=tokenizer,
+            source=source,
+            output=output,
+            config=config,
+            info=info,
+            metrics=metrics,
+            recipe=None,
+            command=command,
+            checkpoints=run.checkpoints,
+        )
+    spec = get_task(task)
+    return train_task(
+        model,
+        spec,
+        data,
+        config,
+        output=output,
+        teacher_dir=None,
+        recipe=None,
+        command=command,
+        stage="teacher",
+    )
+
+
+def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, recipe, command, stage):
+    """Fine-tune ``model`` on ``spec`` (a dense task teacher, or sparse transfer with the pattern locked
+    when ``stage`` is ``finetune``), evaluate on dev and write the folder."""
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    auto_class, labels = task_head_options(spec)
+    source, student, _ = load_model(model, auto_class, allow_new_head=True, what="model", **labels)
+    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    teacher = None
+    if teacher_dir is not None:
+        _, teacher, _ = load_model(teacher_dir, auto_class, allow_new_head=False, what="teacher")
+    dataset = train_dataset(spec, data, tokenizer, config)
+    callbacks, initial_zeros = [], {}
+    if stage == "finetune":
+        initial_zeros = zero_patterns(student, recipe.pruning if recipe else None)
+        lock_sparsity(student, recipe.pruning if recipe else None)
+    run = run_training(
+        kind=stage,
+        model=student,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        collator=DataCollatorWithPadding(tokenizer),
+        teacher=teacher,
+        distill_kind=spec.kind,
+        distillation=recipe.distillation if recipe else DistillationConfig(),
+        callbacks=callbacks,
+        config=config,
+        output=output,
+        recipe=recipe,
+        default_lr=5e-5,
+    )
+    trained = run.trainer.model
+    layer_sparsity = {}
+    if stage == "finetune":
+        remove_pruning(trained)
+        lost = regrown(trained, initial_zeros)
+        if lost:
+            raise CheckFailed(
+                f"{next(iter(lost))}: pruned weights regrew during fine-tuning (a bug); nothing written"
+            )
+        layer_sparsity = {k: round(v, 6) for k, v in sparsity_by_module(trained).items()}
+    dev = load_dev(spec, data, config)
+    metrics = evaluate(trained, tokenizer, spec, dev, seq_len=config.seq_len, stride=config.stride)
+    print(
+        f"pruneofa {stage}: {spec.name} dev " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()),
+        file=sys.stderr,
+    )
+    info = run.info(
+        config,
+        task=spec.name,
+        data=str(data),
+        teacher=str(teacher_dir) if teacher_dir else None,
+        recipe=recipe.name if recipe else None,
+        layer_sparsity=layer_sparsity,
+    )
+    return finish(
+        stage=stage,
+        kind="task-teacher" if stage == "teacher" else "finetune",
+        model=trained,
+        tokenizer=tokenizer,
+        source=source,
+        output=output,
+        config=config,
+        info=info,
+        metrics=metrics,
+        recipe=recipe,
+        command=command,
+        checkpoints=run.checkpoints,
+    )
+
+
+def prune(
+    model: str,
+    config: TrainConfig,
+    *,
+    teacher: str,
+    corpus: str,
+    recipe: str | Path,
+    command: list[str] | None = None,
+) -> TrainResult:
+    """Prune a pre-trained model during masked-LM training with distillation from ``teacher``."""
+    from transformers import AutoTokenizer, set_seed
+
+    plan = load_recipe(recipe)
+    if plan.schedule is None:
+        raise InputError(
+            f"recipe {plan.name} has no schedule; 'pruneofa prune' needs one (see training/recipes)"
+        )
+    schedule = plan.schedule.at(config.steps)
+    set_seed(config.seed)
+    source, student, _ = load_model(model, "AutoModelForMaskedLM", allow_new_head=False, what="model")
+    output = default_output(config, source.display_name, "pruned")
+    _, teacher_model, _ = load_model(teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher")
+    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    apply_pruning(student, plan.pruning)
+    dataset = mlm_blocks(corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit)
+    run = run_training(
+        kind="prune",
+        model=student,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        collator=mlm_collator(tokenizer, config),
+        teacher=teacher_model,
+        distill_kind="masked-lm",
+        distillation=plan.distillation,
+        callbacks=[PruningCallback(plan.pruning, schedule)],
+        config=config,
+        output=output,
+        recipe=plan,
+        default_lr=1e-4,
+        lr_factor=rewinding_lr_factor(schedule, config.steps, int(plan.optimizer.warmup_ratio * config.steps))
+        if plan.optimizer.lr_rewinding
+        else None,
+    )
+    pruned = run.trainer.model
+    if schedule.final_sparsity > 0 and (
+        schedule.freeze_step is None or run.trainer.state.global_step <= schedule.freeze_step
+    ):
+        update_masks(pruned, schedule.final_sparsity, plan.pruning)
+    achieved = {m.name: float((m.weight == 0).float().mean()) for m in pruned_modules(pruned)}
+    remove_pruning(pruned)
+    if plan.pruning.pattern != "structured":
+        for name, value in achieved.items():
+            numel = dict(pruned.named_modules())[name].weight.numel()
+            if abs(value - schedule.final_sparsity) > 1.5 / numel and plan.pruning.scope == "uniform":
+                raise CheckFailed(
+                    f"{name} ended at {value:.4f} sparsity, not the recipe's {schedule.final_sparsity}"
+                )
+    info = run.info(
+        config,
+        task="mlm",
+        data=corpus,
+        teacher=str(teacher),
+        recipe=plan.name,
+        layer_sparsity={k: round(v, 6) for k, v in sparsity_by_module(pruned).items()},
+    )
+    return finish(
+        stage="prune",
+        kind="prune",
+        model=pruned,
+        tokenizer=tokenizer,
+        source=source,
+        output=output,
+        config=config,
+        info=info,
+        metrics={},
+        recipe=plan,
+        command=command,
+        checkpoints=run.checkpoints,
+    )
+
+
+def finetune(
+    model: str,
+    config: TrainConfig,
+    *,
+    task: str,
+    data: str,
+    teacher: str | None = None,
+    recipe: str | Path | None = None,
+    command: list[str] | None = None,
+) -> TrainResult:
+    """Sparse transfer: lock the sparsity pattern of ``model`` and learn ``task`` (with distillation)."""
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    spec = get_task(task)
+    plan = load_recipe(recipe) if recipe is not None else None
+    output = default_output(config, modelio.resolve_model_source(model).display_name, f"{spec.name}")
+    return train_task(
+        model,
+        spec,
+        data,
+        config,
+        output=output,
+        teacher_dir=teacher,
+        recipe=plan,
+        command=command,
+        stage="finetune",
+    )
