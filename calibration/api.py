@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,8 @@ def calibrate_model(
     check_output_dir(output, overwrite=config.overwrite)
     say = Progress(quiet).say
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    hf_config = AutoConfig.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     input_names = fp32_manifest.export.inputs
     max_length = graph.max_sequence_length(hf_config)
     feeds = calibration_feeds(
@@ -258,7 +259,7 @@ def calibrate_model(
         if not parity_report.passed:
             failures.append(parity.failure_reason(parity_report))
         if failures:
-            print(text, file=sys.stderr)
+            print(report.rejected_checks(f"INT8 {target} model", manifest), file=sys.stderr)
             raise CheckFailed(f"INT8 {target} model rejected, nothing written: " + "; ".join(failures))
     if not quiet:
         print(text, flush=True)
@@ -274,7 +275,9 @@ def _predictions(task: TaskSpec, outputs: list[np.ndarray]) -> list:
     )
 
 
-def _evaluate(runner: parity.ExportedRunner, task: TaskSpec, items: list[dict], labels: list) -> float:
+def _evaluate(
+    runner: Callable[[dict], list[np.ndarray]], task: TaskSpec, items: list[dict], labels: list
+) -> float:
     from pruneofa.core.metrics import compute_metrics, primary
 
     predictions = [p for item in items for p in _predictions(task, runner(item))]

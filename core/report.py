@@ -104,6 +104,8 @@ def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> st
         lines.append(f"  earlier: {entry.stage} at {entry.created_at} from {entry.source}")
     for name, value in manifest.metrics.items():
         lines.append(f"  metric {name}: {value:g}")
+    if manifest.training is not None:
+        lines.append(training_summary(manifest, per_tensor=per_tensor))
     if manifest.qat is not None:
         q = manifest.qat
         lines.append(
@@ -117,6 +119,37 @@ def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> st
         lines.append(calibration_summary(manifest))
     if manifest.export is not None:
         lines.append(export_summary(folder, manifest, per_tensor=per_tensor))
+    return "\n".join(lines)
+
+
+def training_summary(manifest: Manifest, *, per_tensor: bool = False) -> str:
+    """What a training stage did: inputs, budget, final loss and the sparsity each layer ended at."""
+    info = manifest.training
+    assert info is not None
+    lines = [
+        f"Training ({info.kind}): {info.task} on {info.data}"
+        + (f", teacher {info.teacher}" if info.teacher else "")
+        + (f", recipe {info.recipe}" if info.recipe else ""),
+        f"  budget: {info.steps} steps × batch {info.batch_size} × {info.seq_len} tokens, learning rate "
+        f"{info.learning_rate:g}, seed {info.seed}; {info.wall_time_s:.0f} s ({info.step_time_s:.2f} s/step)",
+    ]
+    if info.loss_curve:
+        last = info.loss_curve[-1]
+        lines.append("  last logged: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()))
+    if info.layer_sparsity:
+        values = list(info.layer_sparsity.values())
+        lines.append(
+            f"  sparsity of {len(values)} pruned Linear layers: mean {sum(values) / len(values):.2%}, "
+            f"min {min(values):.2%}, max {max(values):.2%}"
+        )
+        groups: dict[str, list[float]] = OrderedDict()
+        for name, value in info.layer_sparsity.items():
+            groups.setdefault(name if per_tensor else _group(name), []).append(value)
+        for name, group in groups.items():
+            lines.append(
+                f"    {name:<40} {sum(group) / len(group):7.2%}"
+                + ("" if per_tensor else f"  ({len(group)} layers)")
+            )
     return "\n".join(lines)
 
 
@@ -139,6 +172,17 @@ def calibration_summary(manifest: Manifest) -> str:
             f"  accuracy control: {control.metric} {control.fp32_metric:.2f} (FP32) → {control.int8_metric:.2f} (INT8), "
             f"max drop {control.max_drop:g}; kept in floating point: {', '.join(control.kept_in_float) or 'none'}"
         )
+    return "\n".join(lines)
+
+
+def rejected_checks(what: str, manifest: Manifest) -> str:
+    """The checks of a result that was rejected: the tables that explain why, and no "written" line,
+    because nothing was written."""
+    lines = [f"{what}: checks that rejected it (nothing was written)"]
+    if manifest.sparsity is not None:
+        lines.append(sparsity_table(manifest.sparsity))
+    if manifest.parity is not None:
+        lines.append(parity_table(manifest.parity))
     return "\n".join(lines)
 
 

@@ -100,6 +100,9 @@ def add_package_arguments(parser: argparse.ArgumentParser) -> None:
         "folder", metavar="FOLDER", help="an exported folder (or, with --format folder, an archive)"
     )
     add_config_arguments(parser, PackageConfig)
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON on stdout (for scripts)"
+    )
     _quiet_flag(parser)
 
 
@@ -108,7 +111,11 @@ def run_package(args: argparse.Namespace) -> int:
 
     config = config_from_args(PackageConfig, args)
     result = package_model(args.folder, config, command=command_line(args), quiet=args.quiet)
-    print(json.dumps({"output": str(result.output), "format": result.format, **result.summary}, indent=2))
+    summary = {"output": str(result.output), "format": result.format, **result.summary}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join(f"{key}: {value}" for key, value in summary.items()))
     return 0
 
 

@@ -190,7 +190,10 @@ def export_model(
             if not parity_report.passed:
                 failures.append(parity.failure_reason(parity_report))
             if failures:
-                print(text, file=sys.stderr)
+                print(
+                    report.rejected_checks(f"{target} export of {source.display_name}", manifest),
+                    file=sys.stderr,
+                )
                 raise CheckFailed(
                     f"{target} export of {source.display_name} rejected, nothing written: "
                     + "; ".join(failures)

@@ -182,9 +182,20 @@ def run_info(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder; give a folder written by a pruneofa command")
     manifest = read_manifest(folder)
-    if manifest is None:
-        raise InputError(f"{folder} has no pruneofa.json; it was not written by pruneofa")
-    print(describe(str(folder), manifest, per_tensor=args.per_tensor))
+    if manifest is not None:
+        print(describe(str(folder), manifest, per_tensor=args.per_tensor))
+        return 0
+    # The parent of a several-target export (OUTPUT/openvino, OUTPUT/onnx): describe each target.
+    children = [(child, read_manifest(child)) for child in sorted(folder.iterdir()) if child.is_dir()]
+    children = [(child, found) for child, found in children if found is not None]
+    if not children:
+        raise InputError(
+            f"{folder} has no pruneofa.json, nor any sub-folder with one; it was not written by pruneofa"
+        )
+    print(f"{folder}: {len(children)} folders written by pruneofa: " + ", ".join(c.name for c, _ in children))
+    for child, found in children:
+        print()
+        print(describe(str(child), found, per_tensor=args.per_tensor))
     return 0
 
 

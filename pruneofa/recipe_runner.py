@@ -80,6 +80,9 @@ class PipelineRecipe(BaseModel):
     data_root: str = "../shared/data"
     output: str = "runs/pipeline"
     stages: list[Stage] = Field(min_length=1)
+    # Where the recipe file is: a relative data_root in a user's recipe is relative to it (not to the
+    # directory the command runs in); built-in recipes resolve theirs against the current directory.
+    base_dir: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _references(self) -> PipelineRecipe:
@@ -111,7 +114,46 @@ def builtin_pipelines() -> dict[str, Path]:
 
 def load_pipeline(source: str | Path) -> PipelineRecipe:
     """A pipeline recipe from a YAML file or by built-in name; every error is one line."""
-    return load_yaml_model(source, PipelineRecipe, what="pipeline recipe", builtins=builtin_pipelines())
+    recipe = load_yaml_model(source, PipelineRecipe, what="pipeline recipe", builtins=builtin_pipelines())
+    if Path(source).is_file():
+        recipe.base_dir = Path(source).resolve().parent
+    return recipe
+
+
+def data_root_of(recipe: PipelineRecipe, data_root: str | None) -> str:
+    """``--data-root`` as given (relative to the current directory), else the recipe's ``data_root``,
+    which is relative to the recipe file for a recipe read from a file."""
+    if data_root is not None:
+        return data_root
+    root = Path(recipe.data_root).expanduser()
+    if not root.is_absolute() and recipe.base_dir is not None:
+        return str(recipe.base_dir / root)
+    return str(root)
+
+
+_LOCAL = re.compile(r"^(/|\./|\.\./|~)")
+
+
+def check_inputs(recipe: PipelineRecipe, stages: list[PlannedStage], data_root: str | None) -> None:
+    """Every data path and local model a stage names exists, before any work starts (a missing data root
+    would otherwise fail only after the first stage has loaded its model). Outputs of earlier stages, hub
+    ids and hub datasets are not checked here: they are made by the run or fetched by the command."""
+    data = data_root_of(recipe, data_root)
+    for planned in stages:
+        raw = [planned.stage.model, *_flat(planned.stage.options.values())]
+        for value in raw:
+            text = str(value or "")
+            if not text or _REFERENCE.search(text):
+                continue
+            if "{data}" in text or _LOCAL.match(text):
+                path = Path(text.replace("{data}", data).replace("{model}", recipe.model)).expanduser()
+                if not path.exists():
+                    hint = (
+                        f"the data root is {data}; pass --data-root DIR or set data_root in the recipe"
+                        if "{data}" in text
+                        else "fix the path in the recipe"
+                    )
+                    raise InputError(f"stage {planned.stage.name}: {path} does not exist; {hint}")
 
 
 @dataclass
@@ -138,7 +180,7 @@ def plan(
 ) -> list[PlannedStage]:
     """Every stage's command line, with references and placeholders resolved."""
     root = Path(output or recipe.output)
-    data = data_root or recipe.data_root
+    data = data_root_of(recipe, data_root)
 
     def resolve(value: Any) -> str:
         text = str(value).replace("{data}", data).replace("{model}", recipe.model)
@@ -313,6 +355,7 @@ def run_pipeline(
     stages = plan(recipe, output=output, data_root=data_root)
     for planned in stages:
         check(planned.argv)
+    check_inputs(recipe, stages, data_root)
     root = Path(output or recipe.output)
     outcomes: list[StageOutcome] = []
     failed = False

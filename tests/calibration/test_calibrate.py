@@ -172,9 +172,14 @@ def test_bad_input_is_refused_and_nothing_written(
 def test_failed_parity_writes_nothing(export_once, sst2_dir, tmp_path, capsys):
     exported = export_once("bert", "text-classification", "unstructured90")["onnx"].output
     out = tmp_path / "out"
-    code, err = _calibrate(
-        capsys, exported, out, "--task", "sst2", "--data", str(sst2_dir), "--samples", "8", "--atol", "1e-9"
+    code = main(
+        ["calibrate", str(exported), "--output", str(out), "--task", "sst2", "--data", str(sst2_dir)]
+        + ["--samples", "8", "--atol", "1e-9"]
     )
+    err = capsys.readouterr().err
     assert code == 1 and "rejected, nothing written" in err
+    # the tables that explain the rejection, and no line claiming a folder was written
+    assert "checks that rejected it (nothing was written)" in err and "Output parity" in err
+    assert "written by" not in err and "Exported" not in err
     assert not out.exists()
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -95,12 +95,16 @@ def test_run_skips_finished_stages_and_resumes_a_deleted_one(tmp_path, base, sst
 
 
 def test_a_failed_stage_stops_the_run_and_a_rerun_continues_there(tmp_path, base, sst2_dir, capsys):
-    broken = _recipe(tmp_path, base, sst2_dir, validate_data=str(tmp_path / "missing.tsv"))
     out = tmp_path / "out"
-    assert main(["run", "--recipe", str(broken)]) == 2
+    missing = _recipe(tmp_path, base, sst2_dir, validate_data=str(tmp_path / "missing.tsv"))
+    assert main(["run", "--recipe", str(missing)]) == 2  # a missing file is caught before any work
+    assert "missing.tsv does not exist" in capsys.readouterr().err and not out.exists()
+    garbage = tmp_path / "garbage.tsv"
+    garbage.write_text("this is not\ta GLUE file\n", encoding="utf-8")
+    broken = _recipe(tmp_path, base, sst2_dir, validate_data=str(garbage))
+    assert main(["run", "--recipe", str(broken)]) == 2  # ... a bad one when the stage reads it
     summary = json.loads((out / "summary.json").read_text())
     assert [s["status"] for s in summary["stages"]] == ["done", "done", "failed"]
-    assert "does not exist" in capsys.readouterr().err
     fixed = _recipe(tmp_path, base, sst2_dir)
     assert main(["run", "--recipe", str(fixed)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -129,10 +133,19 @@ def test_bad_recipes_fail_before_any_work(tmp_path, base, sst2_dir, capsys):
     assert main(["run", "--recipe", "no-such-recipe"]) == 2
 
 
-def test_builtin_pipelines_parse_and_plan(capsys):
+def _fake_data_root(root):
+    """The files pipeline-small reads, empty: enough for planning, which checks that they exist."""
+    for path in ("corpus/wikitext-2-raw/wiki.test.raw", "glue/SST-2/train.tsv", "glue/SST-2/dev.tsv"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("")
+    return root
+
+
+def test_builtin_pipelines_parse_and_plan(capsys, tmp_path):
+    data = _fake_data_root(tmp_path / "data")
     for name in ("pipeline-small", "pipeline-bert-base"):
         recipe = load_pipeline(name)
-        assert recipe.stages and main(["run", "--recipe", name, "--dry-run"]) == 0
+        assert recipe.stages and main(["run", "--recipe", name, "--dry-run", "--data-root", str(data)]) == 0
     planned = capsys.readouterr().out.splitlines()
     assert any(line.startswith("pruneofa qat ") for line in planned)
     assert any("wikimedia/wikipedia:20231101.en" in line for line in planned)
@@ -157,3 +170,26 @@ def test_a_crashing_stage_still_leaves_the_summary(tmp_path, base, sst2_dir):
         run_pipeline(recipe, crash, lambda argv: None)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["stages"][0]["status"] == "failed" and "a bug in a stage" in summary["stages"][1]["status"]
+
+
+def test_missing_data_fails_before_any_work_even_in_a_dry_run(tmp_path, capsys):
+    assert (
+        main(["run", "--recipe", "pipeline-small", "--dry-run", "--data-root", str(tmp_path / "nowhere")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "does not exist; the data root is" in err and "--data-root" in err
+
+
+def test_a_relative_data_root_is_relative_to_the_recipe_file(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "project"
+    _fake_data_root(folder / "data")
+    recipe = yaml.safe_load(yaml.safe_dump(load_pipeline("pipeline-small").model_dump(exclude={"base_dir"})))
+    recipe["data_root"] = "data"
+    (folder / "recipes").mkdir()
+    path = folder / "recipes" / "small.yaml"
+    recipe["data_root"] = "../data"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder: ../data from here does not exist
+    assert main(["run", "--recipe", str(path), "--dry-run"]) == 0
+    assert str(folder / "data" / "glue" / "SST-2") in capsys.readouterr().out.replace("recipes/../", "")

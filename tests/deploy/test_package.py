@@ -231,7 +231,16 @@ def test_triton_repository_parses_as_a_model_config(export_once, tmp_path, targe
 def test_archive_round_trip_is_byte_identical(export_once, tmp_path, capsys):
     folder = export_once("bert", "text-classification", "unstructured90")["openvino"].output
     code = main(
-        ["package", str(folder), "--format", "archive", "--output", str(tmp_path / "dist"), "--quiet"]
+        [
+            "package",
+            str(folder),
+            "--format",
+            "archive",
+            "--output",
+            str(tmp_path / "dist"),
+            "--quiet",
+            "--json",
+        ]
     )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["format"] == "archive"
