@@ -1,117 +1,135 @@
 """The whole Prune-Once-for-All method at small scale on this CPU, resumable stage by stage.
 
-MiniLM default → masked-LM teacher on WikiText-2 → pruning to 85 % and 90 % (and a structured run)
-with distillation → sparse transfer on SST-2 and MRPC with dense MiniLM task teachers → dev metrics,
-next to the dense fine-tuned MiniLM trained with the same budget (the task teachers themselves).
+MiniLM default → masked-LM teacher on a mixed corpus (WikiText-2 + Gutenberg + tinyshakespeare; the new
+MLM head first trains alone, encoder frozen) → one pruning run per recipe with distillation:
+pruneofa-90, pruneofa-85, structured-50 and the control pruneofa-0 (the same pipeline at 0 % sparsity)
+→ sparse transfer on each task with the dense MiniLM task teacher of the same seed → dev metrics, next to
+the dense MiniLM fine-tuned with the same task budget (the task teachers themselves). Task stages run once
+per seed (3 by default); pruning runs once per recipe (prune once, transfer many times). Optional rows:
+the cheaper distillation variants of pruneofa-90 (top-k, hidden states), on SST-2 and the first seed.
 
 Every stage is one `pruneofa` command. A stage whose output folder already has a pruneofa.json is
 skipped; an interrupted stage resumes from its Trainer checkpoint when the script is run again. So:
 
-    .venv/bin/python benchmarks/pruneofa_study.py --out bench-out/study            # run / continue
-    .venv/bin/python benchmarks/pruneofa_study.py --out bench-out/study --report   # table of what is done
+    .venv/bin/python benchmarks/pruneofa_study.py --out bench-out/study2            # run / continue
+    .venv/bin/python benchmarks/pruneofa_study.py --out bench-out/study2 --report   # tables of what is done
+
+Order: MLM teacher, the four pruning runs, then for each task and each seed the dense teacher and the
+four transfers, then the variants; so a study cut short still has whole seeds of the headline rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from pruneofa.core.manifest import read_manifest
 
 DATA = Path("../shared/data")
-TASKS = ("sst2", "mrpc")  # the downstream tasks of the study
+TASKS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE"}  # downstream task → GLUE folder
+CORPUS = ("wikitext-2-raw/wiki.test.raw", "gutenberg", "tinyshakespeare")  # under DATA/corpus, mixed
+RECIPES = {  # row name → built-in recipe, in the order of the table
+    "pruned-90": "pruneofa-90",
+    "pruned-85": "pruneofa-85",
+    "pruned-structured": "structured-50",
+    "pruned-0": "pruneofa-0",
+}
+VARIANTS = {  # cheaper distillation for pruneofa-90: row name → distillation fields changed
+    "pruned-90-topk64": {"top_k": 64},
+    "pruned-90-hidden": {"alpha_kd": 0.0, "hidden_states": 1.0},
+    "pruned-90-topk64-hidden": {"top_k": 64, "hidden_states": 1.0},
+}
+STAGE_NAME = re.compile(rf"^(.+)-({'|'.join(TASKS)})-s(\d+)$")  # e.g. pruned-90-sst2-s1, teacher-rte-s0
+ROW_TITLES = {
+    "dense": "dense MiniLM fine-tuned (the task teachers; same task steps)",
+    "pruned-0": "control: pruneofa-0 (same pipeline, 0 % sparsity)",
+    "pruned-90": "90 % unstructured (pruneofa-90)",
+    "pruned-85": "85 % unstructured (pruneofa-85)",
+    "pruned-structured": "structured-50 (half the heads and FFN neurons)",
+    "pruned-90-topk64": "90 %, top-64 distillation",
+    "pruned-90-hidden": "90 %, hidden-state distillation alone",
+    "pruned-90-topk64-hidden": "90 %, top-64 + hidden-state distillation",
+}
+
+
+def variant_recipe(out: Path, name: str) -> Path:
+    """pruneofa-90 with the variant's distillation, written into the study folder (kept with the results)."""
+    from pruneofa.training.recipe import dump_recipe, load_recipe
+
+    recipe = load_recipe("pruneofa-90")
+    recipe = recipe.model_copy(
+        update={
+            "name": name.replace("pruned-", "pruneofa-"),
+            "distillation": recipe.distillation.model_copy(update=VARIANTS[name]),
+        }
+    )
+    path = out / "recipes" / f"{recipe.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, path)
+    return path
 
 
 def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    corpus = str(args.data / "corpus" / "wikitext-2-raw" / "wiki.test.raw")
-    sst2, mrpc = str(args.data / "glue" / "SST-2"), str(args.data / "glue" / "MRPC")
-    common = ["--seq-len", "64", "--batch-size", "32", "--save-steps", str(args.save_steps)]
+    corpus = ",".join(str(args.data / "corpus" / source) for source in args.corpus)
+    common = ["--seq-len", str(args.seq_len), "--batch-size", "32", "--save-steps", str(args.save_steps)]
     common += ["--logging-steps", "10"]
-    limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
-    task_budget = ["--steps", str(args.finetune_steps), *limit, "--learning-rate", "5e-5"]
+    mlm_limit = ["--train-limit", str(args.mlm_limit)] if args.mlm_limit else []
     model = [str(args.model)] if args.model else []
+    teacher = out / "teacher-mlm"
     plan = [
-        ("teacher-mlm", ["teacher", *model, "--corpus", corpus, "--steps", str(args.teacher_steps), *common]),
-        ("teacher-sst2", ["teacher", *model, "--task", "sst2", "--data", sst2, *task_budget, *common]),
+        (
+            "teacher-mlm",
+            ["teacher", *model, "--corpus", corpus, "--steps", str(args.teacher_steps), *mlm_limit],
+        )
     ]
-    for name, recipe in (
-        ("pruned-90", "pruneofa-90"),
-        ("pruned-85", "pruneofa-85"),
-        ("pruned-structured", "structured-50"),
-    ):
+    recipes = {name: recipe for name, recipe in RECIPES.items() if name in args.rows}
+    recipes |= {name: str(variant_recipe(out, name)) for name in args.variants}
+    for name, recipe in recipes.items():
+        argv = ["prune", str(teacher), "--teacher", str(teacher), "--corpus", corpus, "--recipe", recipe]
+        plan.append((name, [*argv, "--steps", str(args.prune_steps), *mlm_limit]))
+    for task in args.tasks:
+        data = str(args.data / "glue" / TASKS[task])
+        budget = ["--steps", str(args.finetune_steps[task]), "--learning-rate", str(args.task_learning_rate)]
+        budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
+        budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
+        for seed in args.seeds:
+            seeded = [*budget, "--seed", str(seed)]
+            dense = f"teacher-{task}-s{seed}"
+            plan.append((dense, ["teacher", *model, "--task", task, "--data", data, *seeded]))
+            for name in RECIPES:
+                if name in args.rows:
+                    argv = ["finetune", str(out / name), "--task", task, "--data", data]
+                    plan.append((f"{name}-{task}-s{seed}", [*argv, "--teacher", str(out / dense), *seeded]))
+    for name in args.variants:  # the cheaper distillation rows: first task, first seed
+        task, seed = args.tasks[0], args.seeds[0]
+        data = str(args.data / "glue" / TASKS[task])
+        budget = ["--steps", str(args.finetune_steps[task]), "--learning-rate", str(args.task_learning_rate)]
+        budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
+        budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
+        argv = ["finetune", str(out / name), "--task", task, "--data", data]
+        teacher_dir = str(out / f"teacher-{task}-s{seed}")
         plan.append(
-            (
-                name,
-                [
-                    "prune",
-                    str(out / "teacher-mlm"),
-                    "--teacher",
-                    str(out / "teacher-mlm"),
-                    "--corpus",
-                    corpus,
-                    "--recipe",
-                    recipe,
-                    "--steps",
-                    str(args.prune_steps),
-                    *common,
-                ],
-            )
+            (f"{name}-{task}-s{seed}", [*argv, "--teacher", teacher_dir, *budget, "--seed", str(seed)])
         )
-        plan.append(
-            (
-                f"{name}-sst2",
-                [
-                    "finetune",
-                    str(out / name),
-                    "--task",
-                    "sst2",
-                    "--data",
-                    sst2,
-                    "--teacher",
-                    str(out / "teacher-sst2"),
-                    *task_budget,
-                    *common,
-                ],
-            )
-        )
-    plan.append(
-        ("teacher-mrpc", ["teacher", *model, "--task", "mrpc", "--data", mrpc, *task_budget, *common])
-    )
-    for name in ("pruned-90", "pruned-85", "pruned-structured"):
-        plan.append(
-            (
-                f"{name}-mrpc",
-                [
-                    "finetune",
-                    str(out / name),
-                    "--task",
-                    "mrpc",
-                    "--data",
-                    mrpc,
-                    "--teacher",
-                    str(out / "teacher-mrpc"),
-                    *task_budget,
-                    *common,
-                ],
-            )
-        )
-    left_out = tuple(f"-{task}" for task in TASKS if task not in args.tasks)
-    return [
-        (name, [*argv, "--output", str(out / name)]) for name, argv in plan if not name.endswith(left_out)
-    ]
+    return [(name, [*argv, *common, "--output", str(out / name)]) for name, argv in plan]
 
 
-def report(out: Path) -> str:
+def stage_table(out: Path) -> str:
     rows = ["| stage | command | steps | s/step | result |", "|---|---|---|---|---|"]
     for folder in sorted(p for p in out.iterdir() if (p / "pruneofa.json").is_file()):
         m = read_manifest(folder)
         t = m.training
         sparsity = t.layer_sparsity
         mean = sum(sparsity.values()) / len(sparsity) if sparsity else 0.0
-        result = ", ".join(f"{k} {v:.2f}" for k, v in m.metrics.items() if k != "mlm_head_added")
+        result = ", ".join(
+            f"{k} {v:.2f}" for k, v in m.metrics.items() if k not in ("mlm_head_added", "head_warmup_steps")
+        )
         if sparsity:
             result = (result + "; " if result else "") + f"Linear sparsity {mean:.2%}"
         if t.loss_curve:
@@ -124,35 +142,117 @@ def report(out: Path) -> str:
     return "\n".join(rows)
 
 
+def dev_facts(data: Path, task: str) -> tuple[int, float]:
+    """Size of the task's dev set and the share of its most common label (what a constant answer scores)."""
+    from pruneofa.core.data import load_examples
+    from pruneofa.core.tasks import get_task
+
+    examples = load_examples(get_task(task), str(data / "glue" / TASKS[task]), split="dev")
+    counts = Counter(e.label for e in examples)
+    return len(examples), 100.0 * max(counts.values()) / len(examples)
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)} seeds)"
+
+
+def summary_table(out: Path, data: Path, tasks: list[str], eval_limit: int = 0) -> str:
+    """Mean ± sd over seeds of each row's dev metric per task, and its distance from the dense row."""
+    results: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for folder in out.iterdir():
+        match = STAGE_NAME.match(folder.name)
+        if not match or not (folder / "pruneofa.json").is_file():
+            continue
+        head, task = match.group(1), match.group(2)
+        row = "dense" if head == "teacher" else head
+        for metric, value in read_manifest(folder).metrics.items():
+            results.setdefault((row, task), {}).setdefault(metric, []).append(value)
+    header, rule = "| model |", "|---|"
+    for task in tasks:
+        size, majority = dev_facts(data, task)
+        shown = f"first {eval_limit} of {size}" if eval_limit and eval_limit < size else f"{size}"
+        header += f" {TASKS[task]} dev ({shown} examples; majority class {majority:.1f}) | Δ vs dense |"
+        rule += "---|---|"
+    lines = [header, rule]
+    for row, title in ROW_TITLES.items():
+        if not any((row, task) in results for task in tasks):
+            continue
+        line = f"| {title} |"
+        for task in tasks:
+            metrics = results.get((row, task), {})
+            accuracy = metrics.get("accuracy", [])
+            cell = _spread(accuracy)
+            if "f1" in metrics:
+                cell += f"; F1 {_spread(metrics['f1'])}"
+            dense = results.get(("dense", task), {}).get("accuracy", [])
+            delta = (
+                f"{statistics.mean(accuracy) - statistics.mean(dense):+.2f}"
+                if accuracy and dense and row != "dense"
+                else ""
+            )
+            line += f" {cell} | {delta} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _steps_per_task(text: str) -> dict[str, int]:
+    """``300`` (every task) or ``sst2=300,mrpc=500`` (the rest: the first number given)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    default = next((int(p) for p in parts if "=" not in p), None)
+    named = {k.strip(): int(v) for k, v in (p.split("=", 1) for p in parts if "=" in p)}
+    fallback = default if default is not None else max(named.values())
+    return {task: named.get(task, fallback) for task in TASKS}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("bench-out/study"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out/study2"))
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--teacher-steps", type=int, default=300)
-    parser.add_argument("--prune-steps", type=int, default=200)
-    parser.add_argument("--finetune-steps", type=int, default=200)
+    parser.add_argument("--model", type=Path, help="dense starting model (default: the embedded MiniLM)")
     parser.add_argument(
-        "--model",
-        type=Path,
-        help="dense starting model for the teacher stages (default: the embedded MiniLM)",
+        "--corpus", default=",".join(CORPUS), help="corpus sources under DATA/corpus, comma-separated"
+    )
+    parser.add_argument("--teacher-steps", type=int, default=400)
+    parser.add_argument("--prune-steps", type=int, default=300)
+    parser.add_argument("--finetune-steps", default="300", help="task steps: N, or per task as sst2=N,mrpc=M")
+    parser.add_argument(
+        "--task-learning-rate", type=float, default=5e-5, help="dense and sparse task stages alike"
+    )
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the task stages (teachers and transfers)")
+    parser.add_argument(
+        "--tasks", default="sst2,mrpc", help=f"comma-separated downstream tasks ({', '.join(TASKS)})"
     )
     parser.add_argument(
-        "--train-limit", type=int, default=8000, help="task training examples used (0: all of them)"
+        "--rows", default=",".join(RECIPES), help="pruned rows to run (pruned-90, pruned-0, …)"
     )
+    parser.add_argument("--variants", default="", help=f"cheaper-distillation rows ({', '.join(VARIANTS)})")
+    parser.add_argument("--train-limit", type=int, default=0, help="task training examples used (0: all)")
+    parser.add_argument("--eval-limit", type=int, default=0, help="dev examples evaluated (0: all; dry runs)")
+    parser.add_argument("--mlm-limit", type=int, default=0, help="corpus blocks used (0: all; dry runs)")
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (resume points)")
-    parser.add_argument("--tasks", default="sst2,mrpc", help="comma-separated downstream tasks (sst2, mrpc)")
-    parser.add_argument(
-        "--deadline-s",
-        type=float,
-        help="start no new stage after this many seconds (for a time-boxed machine); the report still prints",
-    )
-    parser.add_argument("--report", action="store_true", help="only print the table of finished stages")
+    parser.add_argument("--deadline-s", type=float, help="start no new stage after this many seconds")
+    parser.add_argument("--report", action="store_true", help="only print the tables of finished stages")
     args = parser.parse_args()
-    args.tasks = {t.strip() for t in args.tasks.split(",") if t.strip()}
-    if not args.tasks <= set(TASKS):
-        parser.error(f"--tasks: unknown task(s) {sorted(args.tasks - set(TASKS))}; use sst2 and/or mrpc")
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.rows = {r.strip() for r in args.rows.split(",") if r.strip()}
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    args.corpus = [c.strip() for c in args.corpus.split(",") if c.strip()]
+    args.finetune_steps = _steps_per_task(args.finetune_steps)
+    for given, known, flag in (
+        (set(args.tasks), TASKS, "--tasks"),
+        (args.rows, RECIPES, "--rows"),
+        (set(args.variants), VARIANTS, "--variants"),
+    ):
+        if not given <= set(known):
+            parser.error(f"{flag}: unknown {sorted(given - set(known))}; use {', '.join(known)}")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
         script = Path(sys.executable).with_name("pruneofa")
@@ -171,7 +271,9 @@ def main() -> int:
             print(f"[study] {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
             if code != 0:
                 return code
-    print(report(args.out))
+    print(summary_table(args.out, args.data, args.tasks, args.eval_limit))
+    print()
+    print(stage_table(args.out))
     return 0
 
 

@@ -1,60 +1,104 @@
 """Seconds per training step on this CPU: plain fine-tuning vs the method's steps, same model and batch.
 
-Steps measured on all-MiniLM-L6-v2 (batch 32 × 64 tokens, AdamW), medians of --steps after 2 warm-ups:
-  finetune          sequence classification, dense (the baseline)
-  finetune+kd       masks locked at 90 % + distillation from a dense teacher of the same size
-                    (what `pruneofa finetune` does)
-  mlm               masked-LM training of the dense model (what `pruneofa teacher --corpus` does)
-  prune+kd          masked-LM with masks at 90 % + distillation from the MLM teacher over all
-                    non-padding tokens (what `pruneofa prune` does between mask updates)
+Every step runs the training code's own loss (``DistillationTrainer.compute_loss``) on all-MiniLM-L6-v2
+(batch 32 × 64 tokens, AdamW), in one process, medians of --steps steps per row taken round-robin after
+2 warm-ups (one step of each row in turn, so other work on the cores slows every row alike):
+
+  finetune              sequence classification, dense (the baseline)
+  finetune+kd           masks locked at 90 % + distillation from a dense teacher of the same size
+                        (what `pruneofa finetune` does)
+  mlm                   masked-LM training of the dense model (`pruneofa teacher --corpus`, second phase)
+  mlm head warm-up      the same with only the new MLM head learning (its first phase, encoder frozen)
+  prune+kd …            masked-LM with masks at 90 % + distillation from the MLM teacher (what
+                        `pruneofa prune` does between mask updates), pooler distillation included:
+      full vocabulary       the KL over all 30,522 tokens at every non-padding token (the paper)
+      top-k K               the KL over the teacher's K most likely tokens (distillation.top_k: K)
+      hidden states         hidden-state MSE alone (alpha_kd: 0, hidden_states: 1)
+      top-k 64 + hidden     both
+      model's logits        the full-vocabulary step as the previous code ran it (the model forms
+                            logits at every token, MLM loss included), for comparison
+
+The load average before and after is printed: the figures mean little when other work shares the cores.
 Run:  .venv/bin/python benchmarks/step_times.py
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import torch
+import transformers
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from pruneofa.core.modelio import default_model_path
 from pruneofa.training.distill import DistillationConfig, combined_loss, kd_loss
+from pruneofa.training.engine import carry_pooler
 from pruneofa.training.masks import PruningConfig, apply_pruning, update_masks
+from pruneofa.training.trainer import DistillationTrainer
+
+PAPER = dict(alpha_task=0.5, alpha_kd=0.5, temperature=2.0, pooler=1.0)  # the pruneofa-90 recipe
 
 
-def measure(student, teacher, batch, kind: str, steps: int) -> float:
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-5)
-    config = DistillationConfig()
-    times = []
+def loss_of(teacher, kind: str, **distillation):
+    """The training code's loss for one batch (``DistillationTrainer.compute_loss``, no Trainer set-up)."""
+    trainer = DistillationTrainer.__new__(DistillationTrainer)
+    trainer.teacher, trainer.kind, trainer._kd_sum, trainer._kd_count = teacher, kind, 0.0, 0
+    trainer.distillation = DistillationConfig(**distillation)
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
+    return lambda model, batch: trainer.compute_loss(model, batch)
+
+
+def previous_loss(teacher):
+    """The previous code's prune+kd loss: the model's own logits at every token, then the KL."""
+    config = DistillationConfig(**PAPER)
+
+    def loss(model, batch):
+        out = model(**batch)
+        with torch.no_grad():
+            t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
+        return combined_loss(out.loss, kd_loss("masked-lm", out, t_out, 2.0, batch["attention_mask"]), config)
+
+    return loss
+
+
+def measure(runs: dict, steps: int) -> dict[str, float]:
+    """Median seconds per step of every run, taken round-robin (one step of each in turn, after 2 warm-up
+    steps each), so that other work sharing the cores slows every row alike rather than a few."""
+    optimizers = {
+        name: torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-5)
+        for name, (student, _, _) in runs.items()
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for step in range(steps + 2):
-        started = time.perf_counter()
-        out = student(**batch)
-        loss = out.loss
-        if teacher is not None:
-            with torch.no_grad():
-                t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
-            loss = combined_loss(loss, kd_loss(kind, out, t_out, 2.0, batch["attention_mask"]), config)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step >= 2:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, (student, loss, batch) in runs.items():
+            started = time.perf_counter()
+            loss(student, batch).backward()
+            optimizers[name].step()
+            optimizers[name].zero_grad()
+            if step >= 2:
+                times[name].append(time.perf_counter() - started)
+        print(f"round {step + 1}/{steps + 2} done", file=sys.stderr, flush=True)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--top-k", default="32,64,128", help="comma-separated k values to measure")
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    transformers.logging.set_verbosity_error()  # no load reports for the heads added on purpose
     torch.manual_seed(0)
-    path = default_model_path()
+    path = str(default_model_path())
     ids = torch.randint(1000, 29000, (args.batch_size, args.seq_len))
     mask = torch.ones_like(ids)
     cls_batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(0, 2, (args.batch_size,))}
@@ -65,7 +109,9 @@ def main() -> int:
         return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).train()
 
     def masked_lm():
-        return AutoModelForMaskedLM.from_pretrained(path).train()
+        model = AutoModelForMaskedLM.from_pretrained(path).train()
+        carry_pooler(model, path)  # as `pruneofa teacher/prune` load it
+        return model
 
     def sparse(model):
         config = PruningConfig()
@@ -73,21 +119,53 @@ def main() -> int:
         update_masks(model, 0.9, config)
         return model
 
-    results = {
-        "finetune": measure(classifier(), None, cls_batch, "classification", args.steps),
-        "finetune+kd": measure(
-            sparse(classifier()), classifier().eval(), cls_batch, "classification", args.steps
+    def head_only(model):
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith("cls."))
+        return model
+
+    teacher = masked_lm().eval()
+    ks = [int(k) for k in args.top_k.split(",") if k.strip()]
+    runs = {
+        "finetune": (classifier(), loss_of(None, "classification"), cls_batch),
+        "finetune+kd": (sparse(classifier()), loss_of(classifier(), "classification"), cls_batch),
+        "mlm": (masked_lm(), loss_of(None, "masked-lm"), mlm_batch),
+        "mlm head warm-up": (head_only(masked_lm()), loss_of(None, "masked-lm"), mlm_batch),
+        "prune+kd full vocabulary": (sparse(masked_lm()), loss_of(teacher, "masked-lm", **PAPER), mlm_batch),
+        **{
+            f"prune+kd top-k {k}": (
+                sparse(masked_lm()),
+                loss_of(teacher, "masked-lm", **PAPER, top_k=k),
+                mlm_batch,
+            )
+            for k in ks
+        },
+        "prune+kd hidden states": (
+            sparse(masked_lm()),
+            loss_of(teacher, "masked-lm", **{**PAPER, "alpha_kd": 0.0, "hidden_states": 1.0}),
+            mlm_batch,
         ),
-        "mlm": measure(masked_lm(), None, mlm_batch, "masked-lm", args.steps),
-        "prune+kd": measure(sparse(masked_lm()), masked_lm().eval(), mlm_batch, "masked-lm", args.steps),
+        "prune+kd top-k 64 + hidden": (
+            sparse(masked_lm()),
+            loss_of(teacher, "masked-lm", **PAPER, top_k=64, hidden_states=1.0),
+            mlm_batch,
+        ),
+        "prune+kd model's logits (previous code)": (sparse(masked_lm()), previous_loss(teacher), mlm_batch),
     }
+    results = measure(runs, args.steps)
+    load_after = os.getloadavg()
     base = results["finetune"]
     print(
-        f"| step (batch {args.batch_size} × {args.seq_len} tokens, {torch.get_num_threads()} threads) | s/step | vs fine-tuning |"
+        f"| step (batch {args.batch_size} × {args.seq_len} tokens, {torch.get_num_threads()} threads) "
+        "| s/step | vs fine-tuning |"
     )
     print("|---|---|---|")
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.2f} | {seconds / base:.2f}x |")
+    print(
+        f"\nload average (1/5/15 min) before: {' '.join(f'{v:.2f}' for v in load_before)}; "
+        f"after: {' '.join(f'{v:.2f}' for v in load_after)} on {os.cpu_count()} cores"
+    )
     return 0
 
 

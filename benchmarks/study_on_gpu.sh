@@ -12,6 +12,9 @@
 #   .gpu/data/       ../shared/data's SST-2, MRPC and WikiText-2 test files, xz-compressed
 # and the command there was:
 #   TS=1500 PS=1500 FS=1000 DEADLINE=420 STUDY_S=500 SAVE=1000 TASKS=sst2 bash benchmarks/study_on_gpu.sh
+# Since issue 13 the study mixes several corpus sources, runs the pruneofa-0 control and several seeds: a new
+# run needs .gpu/data/corpus/{gutenberg,tinyshakespeare} (and glue/RTE for TASKS=sst2,rte) prepared the same
+# way, or CORPUS=wikitext-2-raw/wiki.test.raw to keep the old corpus; SEEDS=0,1,2 for three seeds.
 # Local dry run of the plumbing (CPU, a few steps):
 #   PY=.venv/bin/python OUT=/tmp/gpuout TS=2 PS=4 FS=2 DEADLINE=600 SAVE=2 bash benchmarks/study_on_gpu.sh
 set -u
@@ -44,7 +47,8 @@ print("prepared", sorted(str(p) for p in Path("$W").rglob("*") if p.is_file()))
 PYEOF
 timeout -k 5 ${STUDY_S:-480} $PY benchmarks/pruneofa_study.py --out $W/study --model $W/minilm --data $W/data \
   --teacher-steps ${TS:-2000} --prune-steps ${PS:-2000} --finetune-steps ${FS:-1000} --train-limit 0 \
-  --save-steps ${SAVE:-1000} --tasks ${TASKS:-sst2} --deadline-s ${DEADLINE:-300} > $W/study.log 2>&1
+  --save-steps ${SAVE:-1000} --tasks ${TASKS:-sst2} --deadline-s ${DEADLINE:-300} \
+  --corpus ${CORPUS:-wikitext-2-raw/wiki.test.raw,gutenberg,tinyshakespeare} --seeds ${SEEDS:-0} > $W/study.log 2>&1
 echo "study exit $?"
 grep -E "^\[study\]|accuracy|Error|error" $W/study.log | tail -40
 (cd $W/study && tar czf $OUT/manifests.tgz */pruneofa.json */recipe.yaml 2>/dev/null)

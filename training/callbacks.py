@@ -53,3 +53,25 @@ class PruningCallback(TrainerCallback):
 
 def _unwrap(model):
     return getattr(model, "module", model)
+
+
+class HeadWarmupCallback(TrainerCallback):
+    """Teacher preparation for a checkpoint without an MLM head: for the first ``steps`` optimizer steps
+    only the new head's parameters (``head``, by name) learn; the encoder, embeddings included, is frozen.
+
+    Freezing is ``requires_grad = False``, set again at every step from ``state.global_step`` (so a
+    resumed run freezes exactly as an uninterrupted one): frozen weights get no gradient, so the encoder's
+    backward pass is skipped and AdamW leaves them untouched (no update, no weight decay). The decoder of a
+    tied head *is* the word-embedding matrix, so it stays frozen too; the head's transform and its output
+    bias are what the warm-up trains."""
+
+    def __init__(self, head: set[str], steps: int) -> None:
+        self.head = head
+        self.steps = steps
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if model is None:
+            return
+        frozen = state.global_step < self.steps
+        for name, parameter in _unwrap(model).named_parameters():
+            parameter.requires_grad_(name in self.head or not frozen)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 
 from pruneofa.core.cliargs import Command, add_config_arguments, command_line, config_from_args
-from pruneofa.training.config import TrainConfig
+from pruneofa.training.config import HEAD_LR, HEAD_WARMUP, TrainConfig
 
 GLUE_TASKS = "cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, squad"
+CORPUS_HELP = (
+    "text corpus: a .txt/.raw file, a folder of them, or a hub dataset id; several sources comma-separated "
+    "or by repeating --corpus are mixed in proportion to their size"
+)
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +28,24 @@ def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", nargs="?", default=None, metavar="MODEL", help="model folder or hub id (default: MiniLM)"
     )
-    parser.add_argument(
-        "--corpus",
-        help="text corpus: a .txt/.raw file, a folder of them, or a hub dataset id (masked-LM teacher)",
-    )
+    parser.add_argument("--corpus", action="append", help=CORPUS_HELP + " (masked-LM teacher)")
     parser.add_argument("--task", help=f"task of a task teacher ({GLUE_TASKS})")
     parser.add_argument("--data", help="task data for --task")
+    parser.add_argument(
+        "--head-warmup",
+        type=float,
+        default=HEAD_WARMUP,
+        metavar="SHARE",
+        help="masked-LM teacher from a checkpoint without an MLM head: share of the steps that train the new "
+        f"head alone, encoder frozen, before the whole model (0: all from step 0; default {HEAD_WARMUP})",
+    )
+    parser.add_argument(
+        "--head-learning-rate",
+        type=float,
+        default=HEAD_LR,
+        metavar="LR",
+        help=f"learning rate of that head-only phase (default {HEAD_LR})",
+    )
     add_budget_arguments(parser)
 
 
@@ -43,6 +59,8 @@ def run_teacher(args: argparse.Namespace) -> int:
         task=args.task,
         data=args.data,
         command=command_line(args),
+        head_warmup=args.head_warmup,
+        head_learning_rate=args.head_learning_rate,
     )
     print(f"teacher written to {result.output}")
     return 0
@@ -51,11 +69,11 @@ def run_teacher(args: argparse.Namespace) -> int:
 def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="the dense model to prune (usually the MLM teacher)")
     parser.add_argument("--teacher", required=True, help="the dense MLM teacher folder")
-    parser.add_argument("--corpus", required=True, help="text corpus (file, folder or hub dataset id)")
+    parser.add_argument("--corpus", required=True, action="append", help=CORPUS_HELP)
     parser.add_argument(
         "--recipe",
         required=True,
-        help="recipe YAML or built-in name: pruneofa-85, pruneofa-90, structured-50",
+        help="recipe YAML or built-in name: pruneofa-85, pruneofa-90, structured-50, pruneofa-0 (control)",
     )
     add_budget_arguments(parser)
 
@@ -108,7 +126,8 @@ COMMANDS = (
         name="teacher",
         help="teacher preparation: continue masked-LM training on a corpus, or fine-tune a dense task teacher",
         description="Continue masked-LM training of a dense model on a text corpus (an MLM head tied to the word "
-        "embeddings is added where the checkpoint has none), or fine-tune a dense task teacher (--task, --data).",
+        "embeddings is added where the checkpoint has none, and first trained alone with the encoder frozen), "
+        "or fine-tune a dense task teacher (--task, --data).",
         epilog="examples:\n  pruneofa teacher --corpus ../shared/data/corpus/wikitext-2-raw --steps 300 "
         "--output runs/teacher-mlm\n"
         "  pruneofa teacher --task sst2 --data ../shared/data/glue/SST-2 --steps 500 --output runs/teacher-sst2",

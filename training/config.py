@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pruneofa.core.cliargs import cli
 from pruneofa.core.errors import validated
 
+# Teacher preparation (masked-LM) of a checkpoint without an MLM head: the new head first learns alone,
+# encoder frozen, for this share of the steps, at this learning rate (a new layer on frozen features);
+# the teacher command's --head-warmup / --head-learning-rate.
+HEAD_WARMUP = 0.2
+HEAD_LR = 1e-3
+
 
 class TrainConfig(BaseModel):
     """Budget and bookkeeping shared by the training commands (the recipe holds the method)."""

@@ -1,12 +1,21 @@
 """Knowledge distillation losses: the student learns the task and the teacher's softened outputs.
 
     loss = alpha_task * task_loss + alpha_kd * T^2 * KL(p_teacher^T || p_student^T)
+           [+ hidden_states * MSE(hidden states)] [+ pooler * MSE(pooler outputs)]
 
 with p^T = softmax(logits / T). The T^2 factor keeps the gradient scale independent of T (Hinton et
 al. 2015); the direction of the KL (teacher as the target distribution) is the one every reference
 implementation uses, Intel's included. Masked-LM distillation runs over all non-padding tokens, not only
-the masked ones (the paper); question answering averages the start and end distributions; regression
-(STS-B) distils with the squared error between the predicted scores.
+the masked ones (the paper; ``HFTeacherWrapper._masked_outputs`` in Intel's package); question answering
+averages the start and end distributions; regression (STS-B) distils with the squared error.
+
+Cheaper masked-LM options (departures from the paper, measured in docs/training.md):
+
+- ``top_k``: the KL over the teacher's ``k`` most likely tokens at each position, both distributions
+  renormalised over those ``k``; the student then needs ``k`` logits per token instead of the whole
+  vocabulary (with ``k`` = vocabulary size it *is* the full KL);
+- ``alpha_kd: 0`` with ``hidden_states > 0``: hidden-state distillation alone, the teacher's MLM head
+  is never run.
 """
 
 from __future__ import annotations
@@ -21,8 +30,17 @@ class DistillationConfig(BaseModel):
 
     temperature: float = Field(2.0, gt=0)
     alpha_task: float = Field(0.5, ge=0)
-    alpha_kd: float = Field(0.5, ge=0)
+    alpha_kd: float = Field(0.5, ge=0, description="weight of the logit KL (0: no logit distillation)")
     hidden_states: float = Field(0.0, ge=0, description="weight of an MSE loss on hidden states (0: off)")
+    top_k: int | None = Field(
+        None, ge=1, description="masked-LM: KL over the teacher's top-k tokens per position (null: all)"
+    )
+    pooler: float = Field(
+        0.0,
+        ge=0,
+        description="masked-LM: weight of an MSE loss between pooler outputs, when both models have one "
+        "(the training signal the reference's NSP distillation gives the pooler; 0: off)",
+    )
 
 
 def kd_divergence(
@@ -41,6 +59,28 @@ def kd_divergence(
     else:
         per_position = per_position.mean()
     return per_position * temperature**2
+
+
+def top_k_kd_divergence(
+    student_features: torch.Tensor,
+    decoder_weight: torch.Tensor,
+    decoder_bias: torch.Tensor | None,
+    teacher_logits: torch.Tensor,
+    k: int,
+    temperature: float,
+) -> torch.Tensor:
+    """:func:`kd_divergence` restricted to the teacher's ``k`` most likely tokens of every row.
+
+    ``student_features`` (rows × hidden) are the inputs of the student's output layer; only the ``k``
+    logits that are compared are computed (``features · W[index] + b[index]``), which is the saving: the
+    student never forms its rows × vocabulary logits. Both distributions are renormalised over the ``k``
+    tokens, so with ``k`` ≥ the vocabulary size this equals the full KL.
+    """
+    top, index = teacher_logits.topk(min(k, teacher_logits.shape[-1]), dim=-1)
+    student = torch.einsum("nh,nkh->nk", student_features, decoder_weight[index])
+    if decoder_bias is not None:
+        student = student + decoder_bias[index]
+    return kd_divergence(student, top, temperature)
 
 
 def kd_loss(
@@ -64,14 +104,26 @@ def kd_loss(
     return kd_divergence(student["logits"], teacher["logits"], temperature)
 
 
-def hidden_state_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Mean squared error between matching hidden states (same depth and width only)."""
+def hidden_state_loss(
+    student: tuple[torch.Tensor, ...],
+    teacher: tuple[torch.Tensor, ...],
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error between matching hidden states (same depth and width only), averaged over the
+    non-padding positions where ``attention_mask`` is given (padding carries no signal; the reference
+    masks it too)."""
     if len(student) != len(teacher) or student[-1].shape != teacher[-1].shape:
         raise ValueError(
             "hidden-state distillation needs a teacher of the same depth and width "
             f"({len(student)} states of {tuple(student[-1].shape)} vs {len(teacher)} of {tuple(teacher[-1].shape)})"
         )
-    return sum(F.mse_loss(s.float(), t.float()) for s, t in zip(student, teacher, strict=True)) / len(student)
+    keep = attention_mask.bool() if attention_mask is not None else None
+    total = 0.0
+    for s, t in zip(student, teacher, strict=True):
+        if keep is not None:
+            s, t = s[keep], t[keep]
+        total = total + F.mse_loss(s.float(), t.float())
+    return total / len(student)
 
 
 def combined_loss(task_loss: torch.Tensor, kd: torch.Tensor, config: DistillationConfig) -> torch.Tensor:

@@ -78,7 +78,17 @@ class TrainResult:
     manifest: Manifest
 
 
-def load_model(location: str, auto_class: str, *, allow_new_head: bool, what: str, **kwargs: Any):
+def load_model(
+    location: str,
+    auto_class: str,
+    *,
+    allow_new_head: bool,
+    what: str,
+    keep_pooler: bool = False,
+    **kwargs: Any,
+):
+    """Open ``location`` with ``transformers.<auto_class>``; ``keep_pooler`` carries the checkpoint's
+    pre-trained pooler into a masked-LM model (see :func:`carry_pooler`)."""
     import transformers
 
     source = modelio.resolve_model_source(location)
@@ -86,7 +96,7 @@ def load_model(location: str, auto_class: str, *, allow_new_head: bool, what: st
     config = modelio.load_config(source)
     modelio.architecture_spec(config)
     model, info = getattr(transformers, auto_class).from_pretrained(
-        source.location, output_loading_info=True, weights_only=True, **kwargs
+        source.location, output_loading_info=True, weights_only=True, trust_remote_code=False, **kwargs
     )
     missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
     unexpected_missing = [k for k in missing if not NEW_HEAD.search(k)] if allow_new_head else missing
@@ -94,7 +104,34 @@ def load_model(location: str, auto_class: str, *, allow_new_head: bool, what: st
         raise InputError(
             f"{what} {source.location} lacks {len(unexpected_missing)} weights (e.g. {unexpected_missing[0]})"
         )
+    if keep_pooler:
+        carry_pooler(model, source.location)
     return source, model, missing
+
+
+def carry_pooler(model: torch.nn.Module, location: str) -> bool:
+    """Give a masked-LM model the pre-trained pooler its checkpoint holds.
+
+    transformers builds ``BertForMaskedLM`` / ``RobertaForMaskedLM`` without a pooler, so a pooler in the
+    checkpoint is dropped on loading: never pruned, and sparse transfer starts from a random dense one.
+    The paper prunes it with the encoder (the reference trains ``BertForPreTraining``, whose NSP head sits
+    on the pooler). Here the pooler is attached to the masked-LM model's base, where the pruning scope
+    selects it and ``save_pretrained`` writes it (``bert.pooler.*``), so every later stage loads it.
+    Returns whether a pooler was attached (not when the model has one already, none is defined for the
+    architecture, or the checkpoint has no pooler weights)."""
+    import transformers
+
+    base = model.base_model
+    if not hasattr(base, "pooler") or base.pooler is not None:
+        return False
+    plain, info = transformers.AutoModel.from_pretrained(
+        location, output_loading_info=True, weights_only=True, trust_remote_code=False
+    )
+    pooler = getattr(plain, "pooler", None)
+    if pooler is None or any(".pooler." in f".{key}" for key in info.get("missing_keys", [])):
+        return False
+    base.pooler = pooler.to(next(base.parameters()).dtype)
+    return True
 
 
 def trainer_arguments(config: TrainConfig, checkpoints: Path, recipe: Recipe | None, default_lr: float):
@@ -164,6 +201,9 @@ def run_training(
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - started
+    # Every rank writes its own part of the last checkpoint (its RNG state); wait for all of them before
+    # rank 0 writes the output and removes the checkpoints, or a slower rank writes into a deleted folder.
+    trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
         # Under torchrun/accelerate every rank trains; one evaluates and writes the output folder.
         raise SystemExit(0)

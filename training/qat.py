@@ -221,7 +221,7 @@ def qat(
     )
     auto_class, _ = task_head_options(spec)
     source, student, _ = load_model(model, auto_class, allow_new_head=False, what="model")
-    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
     teacher_model = None
     if teacher is not None:
         _, teacher_model, _ = load_model(teacher, auto_class, allow_new_head=False, what="teacher")

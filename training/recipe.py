@@ -52,10 +52,14 @@ class ScheduleFractions(BaseModel):
 class OptimizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = Field(1e-4, gt=0)
+    # 5e-5: the reference's pruning run passes no --learning_rate, so transformers' default applies
+    # (research/prune-once-for-all/student_pruning.sh in Intel's Model-Compression-Research-Package)
+    learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.01, ge=0, lt=1)
-    lr_rewinding: bool = False  # rewind the learning rate at every mask update (coupled to the frequency)
+    # rewind the learning rate at every mask update during the ramp, the reference's shape
+    # (pruneofa.training.schedule.rewinding_lr_factor)
+    lr_rewinding: bool = False
 
 
 class TransferStage(BaseModel):

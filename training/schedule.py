@@ -53,21 +53,56 @@ class CubicSchedule(BaseModel):
 
 
 def rewinding_lr_factor(schedule: CubicSchedule, total_steps: int, warmup_steps: int):
-    """Learning-rate rewinding coupled to the pruning frequency (the paper's option).
+    """Learning-rate rewinding shaped like the reference's (Intel's Model-Compression-Research-Package,
+    ``model_compression_research/api_utils.py::get_linear_rewinding_schedule_with_warmup``, enabled by
+    ``--lr_rewind`` in ``research/prune-once-for-all/student_pruning.sh``).
 
-    Linear warm-up; then, while masks are being updated (up to ``end_step``), the learning rate decays
-    linearly from its peak to zero over every pruning interval and rewinds to the peak at each mask
-    update, so the network recovers from every pruning step with a fresh schedule; after ``end_step``
-    it decays linearly to zero at the end of training. Returns the factor for ``LambdaLR``.
+    A linear warm-up, then one linear decay to zero at the end of training that runs on a clock which
+    stands still during the sparsity ramp (``begin_step`` … ``end_step``) except inside each pruning
+    interval: there the rate decays at the run's slope and rewinds at every mask update. So the rate
+    stays within one interval's worth of decay of its peak while masks are being updated, then decays
+    linearly over the remaining steps::
+
+        clock(t) = t                                     before the ramp
+                 = begin + (t - begin) mod frequency     during the ramp
+                 = t - (end - begin)                     after it
+        factor(t) = (total - (end - begin) - clock(t)) / (total - (end - begin) - warmup)
+
+    With a warm-up inside the ramp the reference's factor reaches slightly above 1 (1.02 for its 1 %
+    warm-up and 50 % ramp); here it is capped at 1, so the recipe's learning rate is the peak.
+    Returns the factor for ``LambdaLR``.
     """
+    ramp = schedule.end_step - schedule.begin_step
+    decay_steps = max(1, total_steps - ramp - warmup_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return step / max(1, warmup_steps)
         if schedule.begin_step <= step < schedule.end_step:
-            position = (step - schedule.begin_step) % schedule.frequency
-            return 1.0 - position / schedule.frequency
-        start = max(schedule.end_step, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - start))
+            clock = schedule.begin_step + (step - schedule.begin_step) % schedule.frequency
+        elif step >= schedule.end_step:
+            clock = step - ramp
+        else:
+            clock = step
+        return min(1.0, max(0.0, (total_steps - ramp - clock) / decay_steps))
+
+    return factor
+
+
+def two_phase_lr_factor(first_steps: int, total_steps: int, warmup_ratio: float, first_scale: float):
+    """Two linear warm-up/decay schedules back to back, the first peaking at ``first_scale`` times the
+    learning rate (teacher preparation: a new MLM head alone at a head learning rate, then the whole
+    model). Each phase warms up over ``warmup_ratio`` of its own steps. Returns the factor for ``LambdaLR``."""
+
+    def linear(step: int, length: int) -> float:
+        warmup = max(1, round(warmup_ratio * length)) if warmup_ratio > 0 else 0
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (length - step) / max(1, length - warmup))
+
+    def factor(step: int) -> float:
+        if step < first_steps:
+            return first_scale * linear(step, first_steps)
+        return linear(step - first_steps, total_steps - first_steps)
 
     return factor

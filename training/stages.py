@@ -1,11 +1,14 @@
 """``pruneofa teacher | prune | finetune`` as Python functions, each a composition of the engine
 (:mod:`pruneofa.training.engine`: load → run → finish) on ``transformers.Trainer``.
 
-- teacher (corpus): continue masked-LM training of the dense model (an MLM head tied to the word
-  embeddings is added where the checkpoint has none, e.g. the MiniLM default);
+- teacher (corpus): continue masked-LM training of the dense model. Where the checkpoint has no MLM
+  head (the MiniLM default), one tied to the word embeddings is added and first trained alone with the
+  encoder frozen (``head_warmup`` of the steps, at ``head_learning_rate``), then the whole model learns;
+  the checkpoint's pooler is carried along (masked-LM classes drop it);
 - teacher (task): fine-tune a dense task teacher, evaluated on the dev data;
 - prune: masked-LM + distillation from the teacher while the recipe's cubic schedule prunes the
-  student; masks baked in at the end, exactly the recipe's sparsity per layer;
+  student, its pooler included when the checkpoint has one; masks baked in at the end, exactly the
+  recipe's sparsity per layer;
 - finetune: sparse transfer — the pattern is locked (mask = weight != 0) and the task is learned with
   distillation from a dense task teacher; evaluated on the dev data.
 
@@ -16,14 +19,15 @@ resumes from the last one. The finished folder is written atomically with ``prun
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pruneofa.core import modelio
 from pruneofa.core.errors import CheckFailed, InputError
 from pruneofa.core.tasks import TaskSpec, get_task
-from pruneofa.training.callbacks import PruningCallback
-from pruneofa.training.config import TrainConfig
-from pruneofa.training.datasets import mlm_blocks
+from pruneofa.training.callbacks import HeadWarmupCallback, PruningCallback
+from pruneofa.training.config import HEAD_LR, HEAD_WARMUP, TrainConfig
+from pruneofa.training.datasets import corpus_label, mlm_blocks
 from pruneofa.training.distill import DistillationConfig
 from pruneofa.training.engine import (
     TrainResult,
@@ -48,32 +52,54 @@ from pruneofa.training.masks import (
     zero_patterns,
 )
 from pruneofa.training.recipe import load_recipe
-from pruneofa.training.schedule import rewinding_lr_factor
+from pruneofa.training.schedule import rewinding_lr_factor, two_phase_lr_factor
+
+TEACHER_LR = 5e-5  # the reference's teacher preparation and student pruning: transformers' default
 
 
 def prepare_teacher(
     model: str | None,
     config: TrainConfig,
     *,
-    corpus: str | None = None,
+    corpus: str | Sequence[str] | None = None,
     task: str | None = None,
     data: str | None = None,
     command: list[str] | None = None,
+    head_warmup: float = HEAD_WARMUP,
+    head_learning_rate: float = HEAD_LR,
 ) -> TrainResult:
-    """Continue masked-LM training on ``corpus``, or fine-tune a dense task teacher on ``task``/``data``."""
+    """Continue masked-LM training on ``corpus`` (one source or several, mixed: see
+    :func:`~pruneofa.training.datasets.mlm_blocks`), or fine-tune a dense task teacher on ``task``/``data``.
+
+    When the checkpoint has no MLM head, the new one first learns alone for ``head_warmup`` of the steps
+    (encoder and embeddings frozen) at ``head_learning_rate``, then the whole model at the learning rate;
+    each phase has its own linear warm-up and decay. Otherwise (or with ``head_warmup=0``) every weight
+    learns from step 0, as before: distilling through a head trained together with the encoder from a
+    random start passes the signal through a barely trained 30,522-way layer."""
     from transformers import AutoTokenizer, set_seed
 
     if (corpus is None) == (task is None):
         raise InputError("give either --corpus (masked-LM teacher) or --task with --data (task teacher)")
     if task is not None and data is None:
         raise InputError("--task needs --data")
+    if not 0 <= head_warmup <= 1:
+        raise InputError(f"--head-warmup must be a share of the steps in [0, 1], got {head_warmup}")
+    if head_learning_rate <= 0:
+        raise InputError(f"--head-learning-rate must be positive, got {head_learning_rate}")
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
     output = default_output(config, name, "teacher")
     if corpus is not None:
-        source, student, added = load_model(model, "AutoModelForMaskedLM", allow_new_head=True, what="model")
-        tokenizer = AutoTokenizer.from_pretrained(source.location)
-        dataset = mlm_blocks(corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit)
+        source, student, added = load_model(
+            model, "AutoModelForMaskedLM", allow_new_head=True, what="model", keep_pooler=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+        dataset = mlm_blocks(
+            corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
+        )
+        head = {name for name, _ in student.named_parameters() if name in set(added)}
+        head_steps = round(head_warmup * config.steps) if head else 0
+        learning_rate = config.learning_rate or TEACHER_LR
         run = run_training(
             kind="teacher",
             model=student,
@@ -83,14 +109,17 @@ def prepare_teacher(
             teacher=None,
             distill_kind="masked-lm",
             distillation=DistillationConfig(),
-            callbacks=[],
+            callbacks=[HeadWarmupCallback(head, head_steps)] if head_steps else [],
             config=config,
             output=output,
             recipe=None,
-            default_lr=5e-5,
+            default_lr=TEACHER_LR,
+            lr_factor=two_phase_lr_factor(head_steps, config.steps, 0.06, head_learning_rate / learning_rate)
+            if head_steps
+            else None,
         )
-        info = run.info(config, task="mlm", data=corpus)
-        metrics = {"mlm_head_added": float(bool(added))}
+        info = run.info(config, task="mlm", data=corpus_label(corpus))
+        metrics = {"mlm_head_added": float(bool(added)), "head_warmup_steps": float(head_steps)}
         return finish(
             stage="teacher",
             kind="mlm-teacher",
@@ -126,7 +155,7 @@ def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, reci
 
     auto_class, labels = task_head_options(spec)
     source, student, _ = load_model(model, auto_class, allow_new_head=True, what="model", **labels)
-    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
     teacher = None
     if teacher_dir is not None:
         _, teacher, _ = load_model(teacher_dir, auto_class, allow_new_head=False, what="teacher")
@@ -195,11 +224,12 @@ def prune(
     config: TrainConfig,
     *,
     teacher: str,
-    corpus: str,
+    corpus: str | Sequence[str],
     recipe: str | Path,
     command: list[str] | None = None,
 ) -> TrainResult:
-    """Prune a pre-trained model during masked-LM training with distillation from ``teacher``."""
+    """Prune a pre-trained model during masked-LM training with distillation from ``teacher``; the
+    checkpoint's pooler, where it has one, is kept and pruned with the encoder (as in the paper)."""
     from transformers import AutoTokenizer, set_seed
 
     plan = load_recipe(recipe)
@@ -209,12 +239,18 @@ def prune(
         )
     schedule = plan.schedule.at(config.steps)
     set_seed(config.seed)
-    source, student, _ = load_model(model, "AutoModelForMaskedLM", allow_new_head=False, what="model")
+    source, student, _ = load_model(
+        model, "AutoModelForMaskedLM", allow_new_head=False, what="model", keep_pooler=True
+    )
     output = default_output(config, source.display_name, "pruned")
-    _, teacher_model, _ = load_model(teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher")
-    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    _, teacher_model, _ = load_model(
+        teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher", keep_pooler=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
     apply_pruning(student, plan.pruning)
-    dataset = mlm_blocks(corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit)
+    dataset = mlm_blocks(
+        corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
+    )
     run = run_training(
         kind="prune",
         model=student,
@@ -228,7 +264,7 @@ def prune(
         config=config,
         output=output,
         recipe=plan,
-        default_lr=1e-4,
+        default_lr=plan.optimizer.learning_rate,
         lr_factor=rewinding_lr_factor(schedule, config.steps, int(plan.optimizer.warmup_ratio * config.steps))
         if plan.optimizer.lr_rewinding
         else None,
@@ -250,7 +286,7 @@ def prune(
     info = run.info(
         config,
         task="mlm",
-        data=corpus,
+        data=corpus_label(corpus),
         teacher=str(teacher),
         recipe=plan.name,
         layer_sparsity={k: round(v, 6) for k, v in sparsity_by_module(pruned).items()},

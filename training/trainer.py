@@ -1,20 +1,70 @@
 """``DistillationTrainer``: ``transformers.Trainer`` plus a frozen teacher whose outputs the student learns.
 
-Only ``compute_loss`` and ``log`` are overridden; the loop, checkpoints, mixed precision, gradient
-accumulation and multi-device launch stay the library's.
+Only ``compute_loss``, ``create_scheduler`` and ``log`` are overridden; the loop, checkpoints, mixed
+precision, gradient accumulation and multi-device launch stay the library's.
+
+Masked-LM steps (teacher preparation and pruning) form vocabulary logits only where a loss needs them:
+the output layer (decoder) is bypassed during the forward, and its weight is applied to the masked
+positions (the MLM loss), to every non-padding position for full-vocabulary distillation, to the
+teacher's top-k tokens with ``top_k``, and nowhere for hidden-state distillation alone. The losses are
+the same as with the model's own logits; the 30,522-way matrix product is what is saved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import Trainer
 
-from pruneofa.training.distill import DistillationConfig, combined_loss, hidden_state_loss, kd_loss
+from pruneofa.training.distill import (
+    DistillationConfig,
+    combined_loss,
+    hidden_state_loss,
+    kd_divergence,
+    kd_loss,
+    top_k_kd_divergence,
+)
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
+
+
+@contextmanager
+def decoder_bypassed(model: nn.Module) -> Iterator[nn.Linear]:
+    """Replace the output layer of a masked-LM model by the identity for the forwards inside, so the
+    model's ``logits`` are the decoder's *inputs*; yields the decoder (its tied weight and bias)."""
+    decoder = model.get_output_embeddings()
+    parent_name, _, child = next(n for n, m in model.named_modules() if m is decoder).rpartition(".")
+    parent = model.get_submodule(parent_name)
+    setattr(parent, child, nn.Identity())
+    try:
+        yield decoder
+    finally:
+        setattr(parent, child, decoder)
+
+
+@contextmanager
+def pooler_output(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Capture the output of the model's pooler (BERT/RoBERTa ``base_model.pooler``) during the forwards
+    inside, as ``store["pooled"]``; nothing when the model has none."""
+    store: dict[str, torch.Tensor] = {}
+    pooler = getattr(model.base_model, "pooler", None)
+    if pooler is None:
+        yield store
+        return
+    handle = pooler.register_forward_hook(lambda module, args, output: store.__setitem__("pooled", output))
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def _logits(features: torch.Tensor, decoder: nn.Linear) -> torch.Tensor:
+    return F.linear(features, decoder.weight, decoder.bias)
 
 
 class DistillationTrainer(Trainer):
@@ -47,6 +97,8 @@ class DistillationTrainer(Trainer):
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.kind == "masked-lm" and not return_outputs:
+            return self._masked_lm_loss(model, inputs)
         hidden = self.teacher is not None and self.distillation.hidden_states > 0
         outputs = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
         loss = outputs.loss
@@ -65,11 +117,69 @@ class DistillationTrainer(Trainer):
             loss = combined_loss(loss, kd, self.distillation)
             if hidden:
                 loss = loss + self.distillation.hidden_states * hidden_state_loss(
-                    outputs.hidden_states, teacher_out.hidden_states
+                    outputs.hidden_states, teacher_out.hidden_states, inputs.get("attention_mask")
                 )
-            self._kd_sum += float(kd.detach())
-            self._kd_count += 1
+            self._record_kd(kd)
         return (loss, outputs) if return_outputs else loss
+
+    def _masked_lm_loss(self, model, inputs) -> torch.Tensor:
+        """MLM cross-entropy on the masked tokens plus the configured distillation terms (see module doc)."""
+        config, teacher = self.distillation, self.teacher
+        student = getattr(model, "module", model)  # DDP / accelerate wrappers
+        labels = inputs["labels"]
+        features = {k: v for k, v in inputs.items() if k not in _LABEL_KEYS}
+        keep = (
+            features["attention_mask"].bool()
+            if "attention_mask" in features
+            else labels.new_ones(labels.shape, dtype=torch.bool)
+        )
+        logit_kd = teacher is not None and config.alpha_kd > 0
+        hidden = teacher is not None and config.hidden_states > 0
+        with decoder_bypassed(student) as decoder, pooler_output(student) as pooled:
+            out = model(**features, output_hidden_states=hidden)
+        head = out.logits[keep]  # non-padding positions × hidden: the decoder's inputs
+        targets = labels[keep]
+        full = logit_kd and config.top_k is None  # the full KL needs the student's logits everywhere
+        masked = targets != -100
+        logits = _logits(head, decoder) if full else None
+        masked_logits = logits[masked] if full else _logits(head[masked], decoder)
+        if bool(masked.any()):
+            mlm = F.cross_entropy(masked_logits.float(), targets[masked])
+        else:  # no token masked in this batch: no MLM signal, but a loss the graph can use
+            mlm = head.sum() * 0.0
+        if teacher is None:
+            return mlm
+        teacher.to(head.device)
+        with torch.no_grad(), pooler_output(teacher) as teacher_pooled:
+            if logit_kd:
+                with decoder_bypassed(teacher) as teacher_decoder:
+                    teacher_out = teacher(**features, output_hidden_states=hidden)
+                teacher_logits = _logits(teacher_out.logits[keep], teacher_decoder)
+            else:  # hidden states (and pooler) only: the teacher's MLM head is never run
+                teacher_out = teacher.base_model(**features, output_hidden_states=True)
+        loss = config.alpha_task * mlm
+        if logit_kd:
+            if full:
+                kd = kd_divergence(logits, teacher_logits, config.temperature)
+            else:
+                kd = top_k_kd_divergence(
+                    head, decoder.weight, decoder.bias, teacher_logits, config.top_k, config.temperature
+                )
+            loss = loss + config.alpha_kd * kd
+            self._record_kd(kd)
+        if hidden:
+            loss = loss + config.hidden_states * hidden_state_loss(
+                out.hidden_states, teacher_out.hidden_states, keep
+            )
+        if config.pooler > 0 and "pooled" in pooled and "pooled" in teacher_pooled:
+            loss = loss + config.pooler * F.mse_loss(
+                pooled["pooled"].float(), teacher_pooled["pooled"].float()
+            )
+        return loss
+
+    def _record_kd(self, kd: torch.Tensor) -> None:
+        self._kd_sum += float(kd.detach())
+        self._kd_count += 1
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Checkpoints of a model with NNCF quantizers: NNCF shares one scale among the Q/K/V inputs, which

@@ -12,6 +12,7 @@ def test_mlm_teacher_adds_a_head_and_records_its_curve(pipeline):
     manifest = read_manifest(pipeline / "mlm")
     assert manifest.stage == "teacher" and manifest.training.kind == "mlm-teacher"
     assert manifest.metrics["mlm_head_added"] == 1.0 and manifest.training.steps == 8
+    assert manifest.metrics["head_warmup_steps"] == 2.0  # 20 % of 8 steps: the new head alone first
     assert manifest.training.loss_curve and all(e["loss"] > 0 for e in manifest.training.loss_curve)
     assert not any(p.name.startswith(".mlm.checkpoints") for p in pipeline.iterdir())  # cleaned after success
 
@@ -23,7 +24,7 @@ def test_prune_reaches_the_recipe_sparsity_in_every_layer(pipeline):
     assert manifest.stage == "prune" and manifest.training.recipe == "pruneofa-90"
     assert [e.stage for e in manifest.lineage] == ["teacher"]
     layers = manifest.training.layer_sparsity
-    assert len(layers) == 12  # 2 layers × 6 encoder Linear (an MLM model has no pooler)
+    assert len(layers) == 13  # 2 layers × 6 encoder Linear + the pre-trained pooler, carried and pruned
     assert all(abs(v - 0.9) < 1 / 512 for v in layers.values()), layers
     assert any("kd_loss" in e for e in manifest.training.loss_curve)
     assert (pipeline / "sparse" / "recipe.yaml").is_file()

@@ -265,16 +265,6 @@ def test_bad_recipes_are_refused_with_one_line(tmp_path, text, message):
         load_recipe("no-such-recipe")
 
 
-def test_learning_rate_rewinds_at_every_mask_update():
-    from pruneofa.training.schedule import rewinding_lr_factor
-
-    schedule = CubicSchedule(final_sparsity=0.9, begin_step=0, end_step=40, frequency=10)
-    factor = rewinding_lr_factor(schedule, total_steps=100, warmup_steps=5)
-    assert [factor(s) for s in (0, 4)] == [0.0, 0.8]  # warm-up
-    assert [factor(s) for s in (10, 15, 19, 20, 30)] == [1.0, 0.5, pytest.approx(0.1), 1.0, 1.0]  # rewinds
-    assert factor(40) == 1.0 and factor(70) == 0.5 and factor(100) == 0.0  # then linear decay to 0
-
-
 def test_recipe_with_rewinding_runs_in_the_trainer(tmp_path, make_model):
     from pruneofa.cli import main
 
