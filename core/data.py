@@ -14,6 +14,7 @@ import csv
 import json
 import random
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -104,14 +105,80 @@ def _split_file_names(task: TaskSpec, split: Split) -> list[str]:
 # --- small helpers ---------------------------------------------------------------------------------
 
 
+_SHORT_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_MAX_JSON_DEPTH = 100  # the deepest legitimate layout (official SQuAD) nests 7 levels
+
+
 def _show(value: Any, width: int = 40) -> str:
-    """A value for a one-line message: repr (which escapes newlines), shortened."""
-    text = repr(value)
+    """A value for a one-line message: repr (which escapes newlines), shortened; containers only to two
+    levels (a deeply nested value must not exhaust the stack just to be named)."""
+    text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else _SHORT_REPR.repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _decode_error(path: Path, err: UnicodeDecodeError) -> InputError:
-    return InputError(f"{path}: not UTF-8 text (bad byte at offset {err.start}); convert the file to UTF-8")
+def _decode_error(path: Path, err: UnicodeDecodeError | None = None) -> InputError:
+    """The first byte that is not UTF-8, by line and offset in the file.
+
+    A text stream reports offsets within its internal chunk, not the file, so the file is read again as
+    bytes to find the exact place (only on this error path)."""
+    found = _first_bad_byte(path)
+    if found is None:
+        return InputError(f"{path}: not UTF-8 text; convert the file to UTF-8")
+    line, offset, byte = found
+    return InputError(
+        f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x} at offset {offset}); convert the file to UTF-8"
+    )
+
+
+def _first_bad_byte(path: Path, piece_size: int = 1 << 20) -> tuple[int, int, int] | None:
+    """(line, offset, byte) of the first invalid UTF-8 byte, read a piece at a time; a character split
+    between two pieces is carried over to the next one."""
+    line, offset, carry = 1, 0, b""
+    with path.open("rb") as handle:
+        while True:
+            piece = handle.read(piece_size)
+            data = carry + piece
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                consumed, carry = len(data), b""
+            except UnicodeDecodeError as err:
+                if piece and err.end == len(data) and err.reason == "unexpected end of data":
+                    consumed, carry = err.start, data[err.start :]
+                else:
+                    return line + data.count(b"\n", 0, err.start), offset + err.start, data[err.start]
+            line += data.count(b"\n", 0, consumed)
+            offset += consumed
+
+
+def _check_unicode(text: str, what: str) -> str:
+    """Text decoded from JSON can hold a lone surrogate (``"\\ud800"``): valid JSON, invalid Unicode, and
+    a crash in tokenizers and writers later; refused here, where the file and line are known."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(
+            f"{what} holds a lone surrogate (U+{ord(text[err.start]):04X}) at character {err.start}, which is "
+            "not valid Unicode; fix the text"
+        ) from None
+    return text
+
+
+def _too_deep(path: Path, text: str, line_offset: int = 0) -> InputError:
+    """A JSON document nested deeper than the parser (or any sane data file) goes: where it gets there."""
+    depth, tokens = 0, re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+    for match in tokens.finditer(text):
+        token = match.group()
+        depth += 1 if token in ("[", "{") else -1 if token in ("]", "}") else 0
+        if depth > _MAX_JSON_DEPTH:
+            line = line_offset + text.count("\n", 0, match.start()) + 1
+            return InputError(
+                f"{path}:{line}: JSON nested more than {_MAX_JSON_DEPTH} levels deep; examples are flat "
+                "records, fix the file"
+            )
+    return InputError(f"{path}: JSON nested too deeply to read; fix the file")
 
 
 def _read_text(path: Path) -> str:
@@ -159,7 +226,7 @@ def _parse_label(task: TaskSpec, raw: Any, where: str) -> int | float:
 def _text(value: Any, column: str, where: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"{where}: column {column!r} holds {type(value).__name__}, not text; fix the record")
-    return value
+    return _check_unicode(value, f"{where}: column {column!r}")
 
 
 def _check_columns(
@@ -300,6 +367,10 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any]]:
             raise InputError(
                 f"{path}:{number}: not valid JSON ({err.msg}); each line must be one JSON object"
             ) from err
+        except RecursionError:
+            raise _too_deep(path, raw, number - 1) from None
+        except ValueError as err:  # e.g. an integer with more digits than Python converts
+            raise InputError(f"{path}:{number}: not valid JSON ({first_line(err)}); fix the line") from None
 
 
 def _json_document(path: Path) -> tuple[Any, list[tuple[str, Any]] | None]:
@@ -315,6 +386,10 @@ def _json_document(path: Path) -> tuple[Any, list[tuple[str, Any]] | None]:
         if err.msg == "Extra data":  # JSON lines saved as .json (datasets' to_json does this)
             return None, list(_json_lines(path, text))
         raise InputError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); fix the file") from err
+    except RecursionError:
+        raise _too_deep(path, text) from None
+    except ValueError as err:  # e.g. an integer with more digits than Python converts
+        raise InputError(f"{path}: not valid JSON ({first_line(err)}); fix the file") from None
     if isinstance(document, list):
         return None, [
             (f"{path}:{line}", record) for line, record in zip(_json_array_lines(text), document, strict=True)
@@ -398,7 +473,21 @@ def _qa_example(
         raise InputError(
             f"{where}: {len(texts)} answer texts but {len(starts)} answer_start offsets; fix the record"
         )
-    return QAExample(qid, question, context, tuple(texts), tuple(int(s) for s in starts), title)
+    if not all(isinstance(s, str) for s in texts) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in starts
+    ):
+        raise InputError(
+            f"{where}: answers must be texts with whole-number answer_start offsets; fix the record"
+        )
+    for what, value in (
+        ("id", qid),
+        ("question", question),
+        ("context", context),
+        ("title", title),
+        *(("answer", s) for s in texts),
+    ):
+        _check_unicode(value, f"{where}: {what}")
+    return QAExample(qid, question, context, tuple(texts), tuple(starts), title)
 
 
 def _squad_records(
@@ -413,7 +502,11 @@ def _squad_records(
             )
         _check_columns(list(record), ["id", question_col, context_col, "answers"], where, task)
         answers = record["answers"]
-        if isinstance(answers, Mapping) and "text" in answers and "answer_start" in answers:
+        if (
+            isinstance(answers, Mapping)
+            and isinstance(answers.get("text"), list)
+            and isinstance(answers.get("answer_start"), list)
+        ):
             texts, starts = list(answers["text"]), list(answers["answer_start"])
         elif isinstance(answers, list) and all(isinstance(a, Mapping) and "text" in a for a in answers):
             texts, starts = [a["text"] for a in answers], [a.get("answer_start", -1) for a in answers]

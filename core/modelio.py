@@ -78,6 +78,7 @@ def _check_local_folder(path: Path) -> None:
             f"{path} is not a transformers model folder (no config.json); point MODEL at the folder "
             "that holds config.json and the weights"
         )
+    refuse_custom_code(path)
     if any((path / name).is_file() for name in _SAFE_WEIGHTS):
         return
     if (path / "qat_model.safetensors").is_file():
@@ -90,12 +91,68 @@ def _check_local_folder(path: Path) -> None:
     )
 
 
+def refuse_custom_code(folder: str | Path) -> None:
+    """Refuse at once a folder whose model or tokenizer is defined by Python code it ships (``auto_map``).
+
+    pruneofa never runs a model folder's code: every transformers load passes ``trust_remote_code=False``
+    (which also keeps transformers from asking on stdin, where a CI job would hang). This check comes
+    first so that such a folder gets one line saying why it is unsupported instead of a library message.
+    A supported ``model_type`` with an ``auto_map`` is fine: transformers then uses its own classes."""
+    folder = Path(folder)
+    config = _json_object(folder / "config.json")
+    model_type = config.get("model_type")
+    if "auto_map" in config and model_type not in ARCHITECTURES:
+        why = f"its config.json maps model_type {model_type!r} to Python code shipped in the folder"
+        raise InputError(_custom_code_message(str(folder), why))
+    tokenizer = _json_object(folder / "tokenizer_config.json")
+    tokenizer_class = tokenizer.get("tokenizer_class")
+    if "auto_map" in tokenizer and not _builtin_tokenizer(tokenizer_class):
+        why = f"its tokenizer_config.json maps tokenizer {tokenizer_class!r} to Python code shipped in the folder"
+        raise InputError(_custom_code_message(str(folder), why))
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON file's top-level object, ``{}`` when absent or unreadable (transformers reports those)."""
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _builtin_tokenizer(name: Any) -> bool:
+    import transformers
+
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    try:
+        return getattr(transformers, name, None) is not None
+    except Exception:  # transformers' lazy module raises for names it half knows (missing backends)
+        return False
+
+
+def _needs_custom_code(err: BaseException) -> bool:
+    text = str(err)
+    return "trust_remote_code" in text or "custom code" in text
+
+
+def _custom_code_message(location: str, why: str = "it needs Python code shipped with the model") -> str:
+    return (
+        f"unsupported model {location}: {why}; pruneofa never runs code from a model folder "
+        f"(trust_remote_code is always off); use a {', '.join(ARCHITECTURES)} checkpoint"
+    )
+
+
 def load_config(source: ModelSource) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(source.location)
+        return AutoConfig.from_pretrained(source.location, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as err:
+        if _needs_custom_code(err):
+            raise InputError(_custom_code_message(source.location)) from err
         where = "folder" if source.local else "hub id"
         reason = first_line(err)
         raise InputError(
@@ -153,7 +210,11 @@ def load_model(source: ModelSource, task: ExportTask) -> Any:
     auto_class = getattr(transformers, task.auto_class)
     try:
         model, info = auto_class.from_pretrained(
-            source.location, dtype=torch.float32, output_loading_info=True, weights_only=True
+            source.location,
+            dtype=torch.float32,
+            output_loading_info=True,
+            weights_only=True,
+            trust_remote_code=False,
         )
     except (pickle.UnpicklingError, OSError, ValueError) as err:
         # torch's weights_only unpickler raises UnpicklingError; transformers may re-raise it as OSError.
@@ -165,6 +226,14 @@ def load_model(source: ModelSource, task: ExportTask) -> Any:
         reason = first_line(err)
         raise InputError(f"cannot load {task.auto_class} from {source.location}: {reason}") from err
     missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
+    if task.name == "feature-extraction":
+        # The bare encoder's output (last_hidden_state) never passes through the pooler, so a checkpoint
+        # without one (an MLM model, a pruned one) exports exactly; the random pooler is not in the graph.
+        missing = [
+            key
+            for key in missing
+            if not key.split(".", 1)[-1].startswith("pooler.") and not key.startswith("pooler.")
+        ]
     if missing:
         raise InputError(
             f"{source.location} lacks {len(missing)} weights of {task.auto_class} (e.g. {missing[0]}), which "
@@ -178,8 +247,10 @@ def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source.location)
+        return AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as err:
+        if _needs_custom_code(err):
+            raise InputError(_custom_code_message(source.location)) from err
         raise InputError(
             f"no usable tokenizer in {source.location} ({type(err).__name__}); copy the tokenizer files of the "
             "base model (tokenizer.json or vocab files) into the folder"

@@ -54,7 +54,7 @@ def load_qat_model(folder: str | Path) -> Any:
         )
     if not (folder / QAT_WEIGHTS).is_file():
         raise InputError(f"{folder} has {NNCF_CONFIG} but no {QAT_WEIGHTS}; rerun 'pruneofa qat'")
-    config = transformers.AutoConfig.from_pretrained(folder)
+    config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
     architecture = (getattr(config, "architectures", None) or [None])[0]
     model_class = getattr(transformers, architecture or "", None)
     if model_class is None:

@@ -11,10 +11,18 @@ Endpoints
 Concurrent requests are batched: a single worker takes the first waiting request, collects more for up to
 ``max_delay_ms`` or until ``max_batch`` texts, and runs them as one padded batch (requests with different
 parameters run as separate batches). The queue is bounded: when ``max_queue`` requests wait, new ones get
-503 with ``Retry-After`` instead of piling up. Bodies over ``max_body_bytes``, more than ``max_items``
-texts or a text over ``max_text_chars`` get 413; malformed JSON and wrong types 400; an unknown model 404.
-On SIGTERM/SIGINT the server stops accepting connections, reports not-ready, finishes every request it
-has accepted (queued ones included), then exits.
+503 with ``Retry-After`` instead of piling up.
+
+The server faces untrusted clients, so every request is checked before anything reaches the runtime:
+body size, JSON syntax and nesting depth, valid Unicode (a lone surrogate crashes tokenizers and
+runtimes), strict KServe shapes, datatypes and unique tensor names, the task's parameters. A bad request
+gets a 4xx with ``{"error": "one line"}``; anything unexpected a 500 with a generic body (the traceback
+goes to the log, never to the client), counted in ``/metrics``, and the connection stays usable for the
+requests behind it. Clients that stall get 408 (headers: ``header_timeout_s``; body: ``body_timeout_s``).
+
+On SIGTERM/SIGINT the server stops accepting connections, reports not-ready and answers every request it
+has accepted (queued ones included). If that takes longer than ``graceful_timeout_s``, what is left is
+answered 503 (``Retry-After``), counted, reported, and the command exits 1 instead of 0.
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import signal
 import sys
 import threading
@@ -35,15 +42,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from pruneofa import __version__
-from pruneofa.core.errors import InputError
+from pruneofa.core.errors import InputError, first_line
 from pruneofa.deploy.config import ServeConfig, serve_config
 from pruneofa.deploy.pipeline import Pipeline
 
 logger = logging.getLogger("pruneofa.serve")
+
+# A response after which the rest of the request may still be on the wire (too large, too slow): the
+# connection is closed rather than read to the end, and the client is told so.
+CLOSE = {"Connection": "close"}
+INTERNAL_ERROR = "internal error; the server logged the details"
 
 
 class HttpError(Exception):
@@ -56,19 +71,24 @@ class HttpError(Exception):
 
 # --- the task's inputs, parameters and KServe v2 outputs -------------------------------------------------
 
+
+def _int_between(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
 _PARAMETERS: dict[str, dict[str, Callable[[Any], bool]]] = {
     "text-classification": {
-        "top_k": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000),
+        "top_k": lambda v: v is None or _int_between(1, 1000)(v),
         "function_to_apply": lambda v: v in ("softmax", "sigmoid", "none"),
     },
     "token-classification": {
         "aggregation_strategy": lambda v: v in ("none", "simple"),
         "ignore_labels": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     },
-    "fill-mask": {"top_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100},
+    "fill-mask": {"top_k": _int_between(1, 100)},
     "question-answering": {
-        "top_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 20,
-        "max_answer_len": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 512,
+        "top_k": _int_between(1, 20),
+        "max_answer_len": _int_between(1, 512),
         "handle_impossible_answer": lambda v: isinstance(v, bool),
         "align_to_words": lambda v: isinstance(v, bool),
     },
@@ -91,11 +111,17 @@ def _check_parameters(task: str, parameters: Any) -> dict[str, Any]:
                 400, f"unknown parameter {key!r} for {task}; accepted: {', '.join(allowed) or 'none'}"
             )
         if not allowed[key](value):
-            raise HttpError(400, f"invalid value {value!r} for parameter {key!r}")
+            raise HttpError(400, f"invalid value {_short(value)} for parameter {key!r}")
     return dict(parameters)
 
 
-@dataclass
+def _short(value: Any, width: int = 60) -> str:
+    """A client's value for a one-line message: repr (ASCII-safe escapes), shortened."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@dataclass(eq=False)
 class _Work:
     items: list[Any]
     parameters: dict[str, Any]
@@ -148,10 +174,18 @@ class Metrics:
         self.truncated = Gauge(
             "pruneofa_truncated_texts", "texts truncated to the model's maximum", registry=self.registry
         )
+        self.dropped = Counter(
+            "pruneofa_dropped_total",
+            "accepted requests answered 503 because the graceful-shutdown limit ran out",
+            registry=self.registry,
+        )
 
 
 class Batcher:
-    """Bounded queue + one worker that groups waiting requests into batches."""
+    """Bounded queue + one worker that groups waiting requests into batches.
+
+    Every accepted request is ``pending`` until its future is resolved, so that a shutdown that runs out
+    of time can answer exactly those (503) and say how many there were."""
 
     def __init__(self, pipeline: Pipeline, config: ServeConfig, metrics: Metrics) -> None:
         self.pipeline = pipeline
@@ -160,17 +194,62 @@ class Batcher:
         self.queue: asyncio.Queue[_Work] = asyncio.Queue(maxsize=config.max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pruneofa-infer")
         self.closing = False
+        self.pending: set[_Work] = set()
+        self.accepted = 0
+        self.dropped = 0
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
 
     async def stop(self) -> None:
         """Finish everything queued, then stop the worker."""
         self.closing = True
         if self._task is not None:
             await self._task
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.executor.shutdown(wait=True)
+
+    def drain_within(self, seconds: float) -> None:
+        """From any thread (a signal handler): answer what is still pending with 503 after ``seconds``."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing is pending
+                loop.call_soon_threadsafe(self._arm_deadline, seconds)
+
+    def _arm_deadline(self, seconds: float) -> None:
+        if self._deadline is None and self._loop is not None:
+            self._deadline = self._loop.call_later(seconds, self.abandon)
+
+    def abandon(self) -> int:
+        """Answer every accepted, unanswered request now with 503; returns how many there were."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        unanswered = [w for w in self.pending if not w.future.done()]
+        limit = f"{self.config.graceful_timeout_s:g}"
+        for work in unanswered:
+            work.future.set_exception(
+                HttpError(
+                    503,
+                    f"the server shut down before answering (--graceful-timeout {limit} s ran out); retry",
+                    {"Retry-After": "1", **CLOSE},
+                )
+            )
+        self.pending.clear()
+        self.dropped += len(unanswered)
+        self.metrics.dropped.inc(len(unanswered))
+        self.metrics.queue_depth.set(0)
+        if unanswered:
+            logger.error(
+                "graceful shutdown limit of %s s reached: %d accepted request(s) answered 503",
+                limit,
+                len(unanswered),
+            )
+        return len(unanswered)
 
     async def submit(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -184,6 +263,9 @@ class Batcher:
                 f"server busy: {self.config.max_queue} requests already waiting; retry later",
                 {"Retry-After": "1"},
             ) from None
+        self.accepted += 1
+        self.pending.add(work)
+        future.add_done_callback(lambda _: self.pending.discard(work))
         self.metrics.queue_depth.set(self.queue.qsize())
         return await future
 
@@ -217,9 +299,18 @@ class Batcher:
             for item in group:
                 by_key.setdefault(item.key, []).append(item)
             for works in by_key.values():
-                await self._infer(works)
+                try:
+                    await self._infer(works)
+                except Exception as err:  # the worker must live on: every later request would wait for ever
+                    logger.exception("a batch failed outside the model call")
+                    for w in works:
+                        if not w.future.done():
+                            w.future.set_exception(err)
 
     async def _infer(self, works: list[_Work]) -> None:
+        works = [w for w in works if not w.future.done()]  # answered already (shutdown limit, disconnect)
+        if not works:
+            return
         loop = asyncio.get_running_loop()
         items = [x for w in works for x in w.items]
         now = time.perf_counter()
@@ -229,12 +320,18 @@ class Batcher:
         started = time.perf_counter()
         try:
             results = await loop.run_in_executor(self.executor, self._call, items, works[0].parameters)
-        except Exception:
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as caught:  # a Rust panic in a tokenizer is a BaseException, not an Exception
             if len(works) > 1:  # one bad request must not fail the others: run them one by one
                 for w in works:
                     await self._infer([w])
                 return
-            err = sys.exc_info()[1]
+            err = (
+                caught
+                if isinstance(caught, Exception)
+                else RuntimeError(f"{type(caught).__name__}: {caught}")
+            )
             if not works[0].future.done():
                 works[0].future.set_exception(err)
             return
@@ -254,32 +351,115 @@ class Batcher:
             options["return_tensors"] = True
             if options.get("pooling") == "none":
                 options["pooling"] = None
+        if task == "question-answering":
+            options["doc_stride"] = safe_doc_stride(int(self.pipeline.max_length))
         result = self.pipeline(items, **options)
         return list(result)
+
+
+def safe_doc_stride(max_length: int, max_seq_len: int = 384, wanted: int = 128) -> int:
+    """The overlap of question-answering windows that always leaves the tokenizer room for context.
+
+    The pipeline cuts a long question to half the window and caps the overlap at half the window too, so
+    for a model with a short maximum length (under ~270 tokens) a long question leaves less context room
+    than the overlap, and the fast tokenizer panics (a Rust panic, raised as a BaseException). Overlap
+    128 (transformers' default) wherever the window allows it; less only for such models."""
+    window = min(max_seq_len, max_length)
+    return max(1, min(wanted, window // 2 - 5))  # 5 ≥ the special tokens of a BERT or RoBERTa pair
 
 
 # --- request parsing ---------------------------------------------------------------------------------
 
 
-async def _read_json(request: Any, limit: int) -> Any:
+async def _read_body(request: Request, config: ServeConfig) -> bytes:
+    """The body, refused as soon as it is known to be too large (413) or too slow to arrive (408)."""
+    limit = config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise HttpError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
-        except ValueError:
-            raise HttpError(400, "invalid Content-Length header") from None
+        if not (declared.isascii() and declared.isdigit()):
+            raise HttpError(400, "invalid Content-Length header", CLOSE)
+        if int(declared) > limit:
+            raise HttpError(
+                413, f"request body of {declared} bytes is over the limit of {limit} bytes", CLOSE
+            )
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HttpError(413, f"request body is over the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(config.body_timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise HttpError(413, f"request body is over the limit of {limit} bytes", CLOSE)
+    except TimeoutError:
+        raise HttpError(
+            408, f"the request body did not arrive within {config.body_timeout_s:g} s; send it at once", CLOSE
+        ) from None
     if not body:
         raise HttpError(400, "empty request body; send a JSON object")
+    return bytes(body)
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """JSON from a client: syntax, nesting depth and Unicode checked, every problem a 400 with one line."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HttpError(400, f"malformed JSON: {err}") from None
+        value = json.loads(body.decode("utf-8"))  # UTF-8 only: json.loads(bytes) would guess UTF-16/32
+    except json.JSONDecodeError as err:
+        raise HttpError(400, f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except UnicodeDecodeError as err:
+        raise HttpError(
+            400, f"the body is not UTF-8 (bad byte at offset {err.start}); send UTF-8 JSON"
+        ) from None
+    except RecursionError:
+        raise HttpError(400, f"JSON nested too deeply; at most {max_depth} levels are accepted") from None
+    except ValueError as err:  # e.g. an integer with more digits than Python converts
+        raise HttpError(400, f"malformed JSON: {first_line(err)}") from None
+    _check_json_value(value, max_depth)
+    return value
+
+
+def _check_json_value(value: Any, max_depth: int) -> None:
+    """Depth and text of a parsed JSON value, walked without recursion.
+
+    A lone surrogate (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8: tokenizers, runtimes and
+    the JSON response itself would fail on it, so it is refused here with where it was found."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if len(path) > max_depth:
+            raise HttpError(400, f"JSON nested deeper than {max_depth} levels (at {_where(path[:4])}...)")
+        if isinstance(item, str):
+            _check_unicode(item, path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_unicode(key, (*path, "<key>"))
+                stack.append((child, (*path, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(item))
+
+
+def _check_unicode(text: str, path: tuple[Any, ...]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start]
+        raise HttpError(
+            400,
+            f"{_where(path)} holds a lone surrogate (U+{ord(bad):04X}) at character {err.start}, which is "
+            "not valid Unicode; send valid UTF-8 text",
+        ) from None
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    """``inputs[0].data[1]``: where in the body a value was found (keys that are not plain names quoted)."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "<key>":
+            out += " (an object key)"
+        else:
+            name = part if part.isascii() and part.isidentifier() else _short(part, 30)
+            out += f".{name}" if out else name
+    return out or "the body"
 
 
 def _check_text(text: Any, what: str, config: ServeConfig) -> str:
@@ -326,36 +506,65 @@ def _plain_items(
 
 
 _V2_INPUTS = {"question-answering": ("question", "context"), "text-classification": ("text", "text_pair")}
+_V2_REQUEST_KEYS = {"id", "inputs", "outputs", "parameters"}
+_V2_TENSOR_KEYS = {"name", "shape", "datatype", "data", "parameters"}
+
+
+def _v2_tensor(tensor: Any, names: tuple[str, ...], task: str, config: ServeConfig) -> tuple[str, list[str]]:
+    """One KServe v2 input tensor, strictly: a known name, datatype BYTES, shape ``[N]`` for N strings."""
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise HttpError(400, "each input tensor is an object with name, shape, datatype and data")
+    name = tensor["name"]
+    if name not in names:
+        raise HttpError(400, f"unknown input {_short(name)}; this {task} model takes {', '.join(names)}")
+    unknown = set(tensor) - _V2_TENSOR_KEYS
+    if unknown:
+        fields = ", ".join(sorted(_short(k, 30) for k in unknown))
+        raise HttpError(400, f"input {name!r} has unknown field(s) {fields}; use name, shape, datatype, data")
+    if tensor.get("datatype") != "BYTES":
+        raise HttpError(
+            400, f"input {name!r} must have datatype BYTES (text), not {_short(tensor.get('datatype'))}"
+        )
+    shape, data = tensor.get("shape"), tensor.get("data")
+    if not isinstance(data, list) or not data:
+        raise HttpError(400, f"input {name!r}: data must be a non-empty list of strings")
+    if len(data) > config.max_items:
+        raise HttpError(413, f"{len(data)} texts in one request, over the limit of {config.max_items}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 1
+        or not isinstance(shape[0], int)
+        or isinstance(shape[0], bool)
+        or shape[0] != len(data)
+    ):
+        raise HttpError(
+            400,
+            f"input {name!r}: shape {_short(shape)} does not match {len(data)} strings; send shape [{len(data)}]",
+        )
+    if "parameters" in tensor and not isinstance(tensor["parameters"], dict):
+        raise HttpError(400, f"input {name!r}: parameters must be a JSON object")
+    return name, [_check_text(t, f"{name}[{i}]", config) for i, t in enumerate(data)]
 
 
 def _v2_items(task: str, body: Any, config: ServeConfig, mask_token: str | None) -> tuple[list[Any], dict]:
     if not isinstance(body, dict):
         raise HttpError(400, "the request must be a JSON object with an 'inputs' list")
+    unknown = set(body) - _V2_REQUEST_KEYS
+    if unknown:
+        fields = ", ".join(sorted(_short(k, 30) for k in unknown))
+        raise HttpError(400, f"unknown field(s) {fields}; a v2 request has id, inputs, outputs, parameters")
+    if "id" in body and not isinstance(body["id"], str):
+        raise HttpError(400, "'id' must be a string")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise HttpError(400, "'inputs' must be a non-empty list of tensors")
     names = _V2_INPUTS.get(task, ("text",))
-    tensors = {}
+    tensors: dict[str, list[str]] = {}
     for tensor in inputs:
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise HttpError(400, "each input tensor is an object with name, shape, datatype and data")
-        name = tensor["name"]
-        if name not in names:
-            raise HttpError(400, f"unknown input {name!r}; this {task} model takes {', '.join(names)}")
-        if tensor.get("datatype") != "BYTES":
-            raise HttpError(
-                400, f"input {name!r} must have datatype BYTES (text), not {tensor.get('datatype')!r}"
-            )
-        shape, data = tensor.get("shape"), tensor.get("data")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise HttpError(400, f"input {name!r}: shape must be a list of non-negative integers")
-        if not isinstance(data, list):
-            raise HttpError(400, f"input {name!r}: data must be a list of strings")
-        if math.prod(shape) != len(data):
-            raise HttpError(400, f"input {name!r}: shape {shape} does not match {len(data)} data elements")
-        if len(data) > config.max_items:
-            raise HttpError(413, f"{len(data)} texts in one request, over the limit of {config.max_items}")
-        tensors[name] = [_check_text(t, f"{name}[{i}]", config) for i, t in enumerate(data)]
+        name, texts = _v2_tensor(tensor, names, task, config)
+        if name in tensors:
+            raise HttpError(400, f"input {name!r} is given twice; send each input tensor once")
+        tensors[name] = texts
     required = names[:2] if task == "question-answering" else names[:1]
     missing = [n for n in required if n not in tensors]
     if missing:
@@ -368,6 +577,8 @@ def _v2_items(task: str, body: Any, config: ServeConfig, mask_token: str | None)
             {"question": q, "context": c}
             for q, c in zip(tensors["question"], tensors["context"], strict=True)
         ]
+        if any(not item["question"].strip() or not item["context"].strip() for item in items):
+            raise HttpError(400, "question and context must not be empty")
     elif task == "text-classification" and "text_pair" in tensors:
         items = [
             {"text": t, "text_pair": p} for t, p in zip(tensors["text"], tensors["text_pair"], strict=True)
@@ -441,6 +652,91 @@ def _output_metadata(task: str, pipeline: Pipeline) -> list[dict[str, Any]]:
 # --- the application ---------------------------------------------------------------------------------
 
 
+@dataclass
+class Lifecycle:
+    """What the server promised and kept: readiness, and at shutdown how many accepted requests were
+    answered and how many the graceful-shutdown limit forced it to drop."""
+
+    ready: bool = False
+    draining: bool = False
+    cut_off: int = 0  # cancelled by uvicorn's own backstop after the limit (should stay 0)
+    batcher: Batcher | None = None
+
+    @property
+    def accepted(self) -> int:
+        """Inference requests taken into the queue (refusals with 503 or 4xx are not accepted)."""
+        return self.batcher.accepted if self.batcher is not None else 0
+
+    @property
+    def dropped(self) -> int:
+        return self.cut_off + (self.batcher.dropped if self.batcher is not None else 0)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class _Guard:
+    """The outermost application layer of our own: every response, a 500 included, is counted in
+    ``/metrics``; an unexpected exception becomes a complete 500 with a generic body (the traceback is
+    logged, not sent), so uvicorn keeps the connection and answers the requests pipelined behind it."""
+
+    def __init__(self, app: Any, metrics: Metrics, lifecycle: Lifecycle, max_header_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = []
+
+        async def send_counted(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            size = _header_bytes(scope)
+            if size > self.max_header_bytes:  # h11 bounds only headers that arrive in pieces
+                message = (
+                    f"request line and headers are {size} bytes, over the limit of {self.max_header_bytes}"
+                )
+                await _error(431, message, CLOSE)(scope, receive, send_counted)
+            else:
+                await self.app(scope, receive, send_counted)
+        except ClientDisconnect:
+            status.append(499)  # the client went away; there is no one to answer
+        except asyncio.CancelledError:
+            self.lifecycle.cut_off += 1
+            if not status:
+                status.append(503)
+                with contextlib.suppress(Exception):
+                    await _error(503, "the server shut down before answering; retry", CLOSE)(
+                        scope, receive, send
+                    )
+            raise
+        except Exception:
+            logger.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if status:  # the response had started: nothing coherent can follow on this connection
+                raise
+            status.append(500)
+            await _error(500, INTERNAL_ERROR)(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(endpoint, str(status[0] if status else 500)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def _header_bytes(scope: dict) -> int:
+    request_line = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+    return request_line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+
+
 def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     """The ASGI application serving ``pipeline`` (``uvicorn.run(create_app(load(folder)))`` works)."""
     config = config or ServeConfig()
@@ -448,55 +744,78 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     task = pipeline.task.name
     metrics = Metrics()
     mask_token = getattr(pipeline.tokenizer, "mask_token", None)
-    state = {"ready": False, "draining": False}
+    lifecycle = Lifecycle()
+    state = {"ready": False, "draining": False}  # kept for callers that read app.state.model_state
 
     @asynccontextmanager
     async def lifespan(app: Any):
         app.state.batcher = Batcher(pipeline, config, metrics)
+        lifecycle.batcher = app.state.batcher
         app.state.batcher.start()
-        state["ready"] = True
+        state["ready"] = lifecycle.ready = True
         yield
-        state["ready"] = False
-        state["draining"] = True
+        state["ready"] = lifecycle.ready = False
+        state["draining"] = lifecycle.draining = True
         await app.state.batcher.stop()
 
-    app = FastAPI(title=f"pruneofa serve: {name}", version=__version__, lifespan=lifespan)
+    docs = {"docs_url": "/docs", "openapi_url": "/openapi.json"} if config.docs else {}
+    app = FastAPI(
+        title=f"pruneofa serve: {name}",
+        version=__version__,
+        lifespan=lifespan,
+        redoc_url=None,
+        **({"docs_url": None, "openapi_url": None} | docs),
+    )
     app.state.metrics = metrics
     app.state.model_state = state
+    app.state.lifecycle = lifecycle
 
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    def begin_drain() -> None:
+        """Thread-safe (signal handlers call it): stop being ready, start the graceful-shutdown clock."""
+        state["draining"] = lifecycle.draining = True
+        batcher = getattr(app.state, "batcher", None)
+        if batcher is not None:
+            batcher.drain_within(config.graceful_timeout_s)
+
+    app.state.begin_drain = begin_drain
 
     @app.exception_handler(HttpError)
     async def _http_error(request: Request, err: HttpError) -> JSONResponse:
-        return error(err.status, err.message, err.headers)
+        return _error(err.status, err.message, err.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
-        logger.exception("request failed")
-        return error(500, f"internal error: {type(err).__name__}: {err}")
+    @app.exception_handler(StarletteHTTPException)
+    async def _routing_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        headers = dict(err.headers or {})
+        if err.status_code == 404:
+            message = f"no endpoint {_short(request.url.path)}; see GET /v2, POST /predict, GET /metrics"
+        elif err.status_code == 405:
+            message = f"{request.method} is not allowed here; use {headers.get('Allow', 'another method')}"
+        else:
+            message = str(err.detail)
+        return _error(err.status_code, message, headers)
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = (err.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, f"invalid request: {where}: {first.get('msg', 'invalid')}")
+
+    app.add_middleware(_Guard, metrics=metrics, lifecycle=lifecycle, max_header_bytes=config.max_header_bytes)
 
     def check_model(model_name: str, version: str | None = None) -> None:
         if model_name != name or version not in (None, "1"):
             raise HttpError(
                 404,
-                f"unknown model {model_name!r}"
-                + (f" version {version!r}" if version else "")
+                f"unknown model {_short(model_name)}"
+                + (f" version {_short(version)}" if version else "")
                 + f"; this server has {name!r} version 1",
             )
 
     def ready() -> bool:
-        return state["ready"] and not state["draining"]
+        return lifecycle.ready and not lifecycle.draining
+
+    async def read_json(request: Request) -> Any:
+        return parse_json(await _read_body(request, config), config.max_json_depth)
 
     async def run(items: list[Any], parameters: dict[str, Any]) -> list[Any]:
         if not ready():
@@ -538,7 +857,7 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
 
     async def infer(model_name: str, request: Request, version: str | None = None) -> dict[str, Any]:
         check_model(model_name, version)
-        body = await _read_json(request, config.max_body_bytes)
+        body = await read_json(request)
         items, parameters = _v2_items(task, body, config, mask_token)
         parameters = _check_parameters(task, parameters)
         if task == "feature-extraction":
@@ -547,7 +866,7 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
                 raise HttpError(400, "the v2 endpoint returns one vector per text: use pooling mean or cls")
         results = await run(items, parameters)
         response = {"model_name": name, "model_version": "1", "outputs": v2_outputs(task, results)}
-        if isinstance(body.get("id"), str):
+        if "id" in body:
             response["id"] = body["id"]
         return response
 
@@ -560,12 +879,13 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
 
     @app.post("/predict")
     async def predict(request: Request) -> Any:
-        body = await _read_json(request, config.max_body_bytes)
+        body = await read_json(request)
         if not isinstance(body, dict) or "inputs" not in body:
             raise HttpError(400, 'the request must be a JSON object {"inputs": ..., "parameters": {...}}')
         unknown = set(body) - {"inputs", "parameters"}
         if unknown:
-            raise HttpError(400, f"unknown field(s) {', '.join(sorted(unknown))}; send inputs and parameters")
+            fields = ", ".join(sorted(_short(k, 30) for k in unknown))
+            raise HttpError(400, f"unknown field(s) {fields}; send inputs and parameters")
         parameters = _check_parameters(task, body.get("parameters"))
         items, many = _plain_items(task, body["inputs"], config, mask_token)
         results = await run(items, parameters)
@@ -587,19 +907,89 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     return app
 
 
+# --- the HTTP server ---------------------------------------------------------------------------------
+
+
+def _protocol_class(config: ServeConfig) -> type:
+    """uvicorn's h11 protocol with a deadline for a request's headers.
+
+    uvicorn's keep-alive timer is reset by every byte received, so a client that trickles a header a byte
+    at a time would hold its connection (and a file descriptor) for ever. Here the clock starts when the
+    connection is ready for a request and is not reset by data: without a complete request line and
+    headers in time the connection gets 408 and is closed. The body has its own limit (``_read_body``)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    limit = config.header_timeout_s
+    late = f"request headers not received within {limit:g} s; send the whole request at once"
+    invalid = f"invalid HTTP request (or headers over {config.max_header_bytes} bytes)"
+
+    class _DeadlineH11Protocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's answer to bytes that are not HTTP, with the ``{"error"}`` body of every other."""
+            self._send_and_close(400, invalid)
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_response_complete(self) -> None:
+            self._arm_header_timer()  # the next request on this connection gets the same deadline
+            super().on_response_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(limit, self._headers_late)
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return  # closed, or a request is being handled: its body has its own deadline
+            if self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE:
+                self._send_and_close(408, late)
+            self.transport.close()
+
+        def _send_and_close(self, status: int, message: str) -> None:
+            body = json.dumps({"error": message}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.transport.write(self.conn.send(h11.Response(status_code=status, headers=headers)))
+                self.transport.write(self.conn.send(h11.Data(data=body)))
+                self.transport.write(self.conn.send(h11.EndOfMessage()))
+            self.transport.close()
+
+    return _DeadlineH11Protocol
+
+
 def uvicorn_server(app: Any, config: ServeConfig) -> Any:
     import uvicorn
 
     class _Server(uvicorn.Server):
-        """Marks the model not-ready as soon as a shutdown signal arrives (load balancers stop sending)."""
+        """Marks the model not-ready as soon as a shutdown signal arrives (load balancers stop sending) and
+        starts the graceful-shutdown clock of the accepted work."""
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.model_state["draining"] = True
+            begin = getattr(app.state, "begin_drain", None)
+            if begin is not None:
+                begin()
             super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
         def capture_signals(self):
-            """uvicorn's, without re-raising the signal after a graceful stop: the command exits 0."""
+            """uvicorn's, without re-raising the signal after a graceful stop: the command's exit code says
+            whether every accepted request was answered."""
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
@@ -616,7 +1006,11 @@ def uvicorn_server(app: Any, config: ServeConfig) -> Any:
             host=config.host,
             port=config.port,
             log_level="warning",
-            timeout_graceful_shutdown=int(config.graceful_timeout_s) or None,
+            http=_protocol_class(config),
+            h11_max_incomplete_event_size=config.max_header_bytes,
+            # A backstop only: the batcher answers what is left with 503 when graceful_timeout_s runs out,
+            # and uvicorn cancels whatever still runs a little later (a stalled client, a slow batch).
+            timeout_graceful_shutdown=int(config.graceful_timeout_s) + 10,
             lifespan="on",
         )
     )
@@ -628,11 +1022,20 @@ def serve(
     *,
     quiet: bool = False,
 ) -> int:
-    """Load ``folder`` and serve it until SIGTERM/SIGINT; returns 0 after a graceful shutdown."""
+    """Load ``folder`` and serve it until SIGTERM/SIGINT. Returns 0 when every accepted request was
+    answered, 1 when the graceful-shutdown limit made the server drop some (they got 503)."""
+    from pruneofa.core.modelio import refuse_custom_code
     from pruneofa.deploy.pipeline import load
 
+    refuse_custom_code(folder)
     _check_port(config.host, config.port)
-    pipeline = load(folder, config.runtime, hint=config.hint, batch_size=config.max_batch)
+    pipeline = load(
+        folder,
+        config.runtime,
+        hint=config.hint,
+        batch_size=config.max_batch,
+        sparse_kernels=config.sparse_kernels,
+    )
     pipeline(_warmup_input(pipeline))
     app = create_app(pipeline, config)
     server = uvicorn_server(app, config)
@@ -640,13 +1043,28 @@ def serve(
         print(pipeline.describe(), file=sys.stderr)
         print(
             f"serving {config.name or pipeline.name} ({pipeline.task.name}) on http://{config.host}:{config.port} "
-            f"(KServe v2 under /v2, POST /predict, GET /metrics); Ctrl-C or SIGTERM stops after in-flight requests",
+            f"(KServe v2 under /v2, POST /predict, GET /metrics); Ctrl-C or SIGTERM stops after answering what "
+            f"was accepted (at most {config.graceful_timeout_s:g} s)",
             file=sys.stderr,
             flush=True,
         )
     server.run()
+    return shutdown_report(app.state.lifecycle, config, quiet=quiet)
+
+
+def shutdown_report(lifecycle: Lifecycle, config: ServeConfig, *, quiet: bool = False) -> int:
+    """One line on how the shutdown went, and the exit code that says the same."""
+    dropped = lifecycle.dropped
+    if dropped:
+        print(
+            f"stopped: {dropped} of {lifecycle.accepted} accepted requests were not answered within "
+            f"--graceful-timeout {config.graceful_timeout_s:g} s (they got 503 with Retry-After); give "
+            "the server more time or take it out of the load balancer first",
+            file=sys.stderr,
+        )
+        return 1
     if not quiet:
-        print("stopped: every accepted request was answered", file=sys.stderr)
+        print(f"stopped: every accepted request was answered ({lifecycle.accepted})", file=sys.stderr)
     return 0
 
 
@@ -677,4 +1095,4 @@ def _warmup_input(pipeline: Pipeline) -> Any:
     return "The server is warming up."
 
 
-__all__ = ["ServeConfig", "create_app", "serve", "serve_config"]
+__all__ = ["ServeConfig", "create_app", "parse_json", "serve", "serve_config", "shutdown_report"]

@@ -280,6 +280,101 @@ SQUAD = {
 }
 
 
+# --- hostile files (issue 17): every problem one line with file:line, exit 2 -------------------------
+
+
+def test_a_bad_byte_is_reported_at_its_exact_line_and_offset(tmp_path):
+    """The text stream's decoder counts offsets from its current chunk (it said 2451 for a byte at offset
+    240019); the exact place is in the file's own bytes."""
+    rows = ["sentence\tlabel"] + [f"review number {i:05d}\t{i % 2}" for i in range(20_000)]
+    good = ("\n".join(rows) + "\n").encode()
+    bad = b"caf\xe9 au lait\t1\n"
+    for suffix, task in ((".tsv", "sst2"), (".csv", "sst2"), (".txt", "mlm")):
+        body = good.replace(b"\t", b"," if suffix == ".csv" else b"\t")
+        path = tmp_path / f"big{suffix}"
+        path.write_bytes(body + bad.replace(b"\t", b"," if suffix == ".csv" else b"\t") + b"more\t0\n")
+        offset = len(body) + 3
+        assert error_of(task, path) == (
+            f"{path}:20002: not UTF-8 text (byte 0xe9 at offset {offset}); convert the file to UTF-8"
+        )
+
+
+def test_a_character_split_between_read_pieces_is_not_an_error(tmp_path):
+    from pruneofa.core import data
+
+    path = tmp_path / "x.txt"
+    path.write_bytes(b"a" * 7 + "é€😀".encode() * 3 + b"\n\xff")
+    for piece in (1, 2, 3, 5, 8):
+        assert data._first_bad_byte(path, piece) == (2, path.stat().st_size - 1, 0xFF)
+
+
+def test_nested_json_is_one_line_with_its_line(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    records = write(tmp_path / "a.json", f'[\n  {{"sentence": "a", "label": 1}},\n  {deep}\n]')
+    assert error_of("sst2", records) == (
+        f"{records}:3: JSON nested more than 100 levels deep; examples are flat records, fix the file"
+    )
+    lines = write(tmp_path / "b.jsonl", f'{{"sentence": "a", "label": 1}}\n\n{{"sentence": {deep}}}\n')
+    assert error_of("sst2", lines).startswith(f"{lines}:3: JSON nested more than 100 levels")
+    squad = write(tmp_path / "c.json", '{"data": ' + deep + "}")
+    assert error_of("squad", squad).startswith(f"{squad}:1: JSON nested")
+    # nested less than the parser's limit but deeper than any message should print
+    value = "[" * 900 + "]" * 900
+    label = write(tmp_path / "d.jsonl", f'{{"sentence": "a", "label": {value}}}\n')
+    assert error_of("sst2", label).startswith(f"{label}:1: unknown label [[[...]]]")
+
+
+def test_a_lone_surrogate_is_one_line_with_its_line(tmp_path):
+    lines = write(
+        tmp_path / "a.jsonl", '{"sentence": "ok", "label": 1}\n{"sentence": "x \\ud800", "label": 0}\n'
+    )
+    assert error_of("sst2", lines) == (
+        f"{lines}:2: column 'sentence' holds a lone surrogate (U+D800) at character 2, which is not valid "
+        "Unicode; fix the text"
+    )
+    array = write(
+        tmp_path / "b.json", '[\n{"sentence": "ok", "label": 1},\n{"sentence": "\\udfff", "label": 0}\n]'
+    )
+    assert error_of("sst2", array).startswith(f"{array}:3: column 'sentence' holds a lone surrogate")
+    record = {
+        "id": "a",
+        "context": "Paris \ud800",
+        "question": "Where?",
+        "answers": {"text": ["P"], "answer_start": [0]},
+    }
+    squad = write(tmp_path / "c.jsonl", json.dumps(record) + "\n")
+    assert "lone surrogate" in error_of("squad", squad) and f"{squad}:1" in error_of("squad", squad)
+    official = json.loads(json.dumps(SQUAD))
+    official["data"][0]["paragraphs"][0]["qas"][0]["question"] = "Who \udc80?"
+    path = write(tmp_path / "d.json", json.dumps(official))
+    assert "question holds a lone surrogate" in error_of("squad", path)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"text": 5, "answer_start": [0]},
+        {"text": ["P"], "answer_start": "0"},
+        {"text": [5], "answer_start": [0]},
+        {"text": ["P"], "answer_start": ["zero"]},
+        {"text": ["P"], "answer_start": [[0]]},
+        {"text": ["P"], "answer_start": [True]},
+        [{"text": 7, "answer_start": 0}],
+    ],
+)
+def test_malformed_squad_answers_are_one_line(tmp_path, answers):
+    record = {"id": "a", "context": "Paris.", "question": "Where?", "answers": answers}
+    path = write(tmp_path / "a.jsonl", json.dumps(record) + "\n")
+    assert error_of("squad", path).startswith(f"{path}:1")
+
+
+def test_numbers_too_long_to_convert_are_one_line(tmp_path):
+    lines = write(tmp_path / "a.jsonl", '{"sentence": "a", "label": ' + "1" * 5000 + "}\n")
+    assert error_of("sst2", lines).startswith(f"{lines}:1: not valid JSON")
+    array = write(tmp_path / "b.json", '[{"sentence": "a", "label": ' + "1" * 5000 + "}]")
+    assert error_of("sst2", array).startswith(f"{array}: not valid JSON")
+
+
 def test_squad_official_json(tmp_path):
     path = write(tmp_path / "dev-v1.1.json", json.dumps(SQUAD))
     examples = load_examples(get_task("squad"), tmp_path)
