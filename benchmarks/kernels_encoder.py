@@ -6,7 +6,8 @@ per layer: speed only, not accuracy), converted with ``ov.convert_model`` (a rea
 Variants, each compiled on CPU with ``INFERENCE_NUM_THREADS`` = --threads, one stream:
   dense-fp32     OpenVINO dense, INFERENCE_PRECISION_HINT f32 (the reference)
   dense-default  OpenVINO dense, default precision (bf16 where the CPU has AVX512_BF16/AMX)
-  sparse-fp32    all 36 Linear layers rewritten to SparseLinear (FP32 values)
+  sparse-fp32    all 36 Linear layers rewritten to SparseLinear (FP32 values), bias and GELU fused
+  sparse-nogelu  the same with the 6 GELUs left as separate OpenVINO nodes (what the fusion buys)
   sparse-int8    weights quantized symmetric per row and stored as NNCF does (i8 -> Convert -> Multiply),
                  rewritten to SparseLinear with INT8 values (``dense-int8w`` is OpenVINO on that graph)
 Timed in interleaved rounds (median ms per inference) at batch 1 and 16, seq 128; ``--profile`` also
@@ -44,7 +45,9 @@ def build_torch_model():
         return BertModel.from_pretrained(path, add_pooling_layer=False).eval(), "all-MiniLM-L6-v2"
     except ImportError:
         torch.manual_seed(0)
-        config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+        config = BertConfig(
+            hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+        )
         return BertModel(config, add_pooling_layer=False).eval(), "random BertModel (MiniLM-L6 shape)"
 
 
@@ -164,6 +167,7 @@ def main() -> int:
             "dense-int8w": core.compile_model(int8_model, "CPU", f32),
         }
         compiled["sparse-fp32"], report = kernels.compile_sparse(core, ov_model, f32, mode="on")
+        compiled["sparse-nogelu"], _ = kernels.compile_sparse(core, ov_model, f32, mode="on", fuse_gelu=False)
         compiled["sparse-int8"], report8 = kernels.compile_sparse(core, int8_model, f32, mode="on")
         print(f"\n{what}, {sparsity:.0%} of every encoder Linear pruned")
         print(f"  {report.summary()}\n  {report8.summary()}")

@@ -143,6 +143,20 @@ class ShrinkReport(_Strict):
     params_after: int
 
 
+class SparseIRInfo(_Strict):
+    """``pruneofa export --sparse-ir``: the extra IR with pruneofa's SparseLinear op, and its checks."""
+
+    file: str
+    sparse_layers: int
+    linear_layers: int
+    formats: dict[str, int]  # format → layers
+    kernel_path: str | None  # the ISA whose measured crossover chose the layers (mode auto)
+    weights_identical: (
+        bool  # every op's constants read back equal the dense IR's weights, position for position
+    )
+    max_abs_error: float  # outputs against the standard IR on the parity inputs
+
+
 class ExportInfo(_Strict):
     target: Literal["openvino", "onnx"]
     task: str
@@ -154,6 +168,7 @@ class ExportInfo(_Strict):
     tokenizer_converted: bool
     tokenizer_note: str | None = None
     wall_time_s: float
+    sparse_ir: SparseIRInfo | None = None
 
 
 class AccuracyControl(_Strict):

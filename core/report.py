@@ -206,6 +206,14 @@ def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False)
             if info.tokenizer_converted
             else f"  tokenizer: not converted ({info.tokenizer_note})"
         )
+    if info.sparse_ir is not None:
+        s = info.sparse_ir
+        lines.append(
+            f"  sparse IR: {s.file}, {s.sparse_layers} of {s.linear_layers} Linear layers as SparseLinear "
+            f"({', '.join(f'{n} {k}' for k, n in s.formats.items()) or 'none'}; chosen for {s.kernel_path}); "
+            f"constants {'identical to' if s.weights_identical else 'DIFFERENT from'} the dense IR's, outputs "
+            f"within {s.max_abs_error:.2g}; needs the pruneofa kernels library to load (docs/kernels.md)"
+        )
     if manifest.shrink is not None:
         lines.append(shrink_table(manifest.shrink))
     if manifest.sparsity is not None:

@@ -25,6 +25,10 @@ OPENVINO_XML = "openvino_model.xml"
 OPENVINO_BIN = "openvino_model.bin"
 ONNX_FILE = "model.onnx"
 OPENVINO_TOKENIZER_XML = "openvino_tokenizer.xml"
+# An extra IR with pruneofa's SparseLinear op (``pruneofa export --sparse-ir``); it needs the kernels
+# extension to be read, so the standard ``openvino_model.xml`` beside it stays what every tool loads.
+OPENVINO_SPARSE_XML = "openvino_model_sparse.xml"
+OPENVINO_SPARSE_BIN = "openvino_model_sparse.bin"
 MODEL_FILES: dict[str, tuple[str, ...]] = {"openvino": (OPENVINO_XML, OPENVINO_BIN), "onnx": (ONNX_FILE,)}
 RUNTIMES = ("openvino", "onnxruntime")
 _RUNTIME_ALIASES = {
@@ -142,14 +146,17 @@ def model_input_names(path: Path) -> list[str]:
 
 # OpenVINO prepares a model before compiling it, e.g. pruneofa.kernels' sparse rewrite: (core, model) → report
 Prepare = Callable[[Any, Any], Any]
+# ... and sets up the core before reading it, e.g. registering an extension an IR needs: core → None
+Setup = Callable[[Any], Any]
 
 
 class Engine:
     """An exported model compiled for the CPU: ``engine(feed) -> outputs`` in ``names`` order; safe to call
     from many threads (OpenVINO: a pool of infer requests; ONNX Runtime sessions are thread-safe).
 
-    ``ov_config`` and ``ort_options`` are the runtime's settings; ``prepare`` (OpenVINO only) may change the
-    model between reading and compiling, and what it returns is kept as ``prepared``."""
+    ``ov_config`` and ``ort_options`` are the runtime's settings; ``setup`` (OpenVINO only) prepares the core
+    before the file is read; ``prepare`` may change the model between reading and compiling, and what it
+    returns is kept as ``prepared``."""
 
     def __init__(
         self,
@@ -160,6 +167,7 @@ class Engine:
         ov_config: dict[str, Any] | None = None,
         ort_options: Any = None,
         prepare: Prepare | None = None,
+        setup: Setup | None = None,
     ) -> None:
         self.runtime = runtime
         self.names = names
@@ -173,6 +181,8 @@ class Engine:
             import openvino as ov
 
             core = ov.Core()
+            if setup is not None:
+                setup(core)
             model = core.read_model(str(model_file))
             if prepare is not None:
                 self.prepared = prepare(core, model)

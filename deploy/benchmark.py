@@ -82,6 +82,9 @@ class VariantReport(BaseModel):
     reason: str | None = None
     results: list[Measurement] = Field(default_factory=list)
     speedup: dict[str, dict[str, float]] = Field(default_factory=dict)  # batch → peer label → peer p50 / p50
+    sparse_kernels: str | None = None  # pruneofa's sparse kernels: the load-time summary
+    sparse_layers: list[str] = Field(default_factory=list)  # the layers that ran the sparse op
+    dense_twin_of: str | None = None  # the label of the variant this one re-runs with sparse kernels off
 
 
 class BenchmarkReport(BaseModel):
@@ -103,6 +106,14 @@ class BenchmarkReport(BaseModel):
     versions: dict[str, str]
     wall_time_s: float
     machine_load: str | None = None  # a warning when other work was running
+    load_average: float | None = None  # 1-minute load average when the run started (any value, stated)
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
 
 
 def busy_machine(cores: int, load: float | None = None) -> str | None:
@@ -192,24 +203,36 @@ def make_feed(tokenizer: Any, input_names: list[str], batch: int, seq: int, voca
     return feed
 
 
-def _candidate(folder: Path, threads: int, first_feed: dict[str, np.ndarray]) -> _Variant:
+def _candidate(
+    folder: Path,
+    threads: int,
+    first_feed: dict[str, np.ndarray],
+    sparse_kernels: str,
+    twin_of: str | None = None,
+) -> _Variant:
     from pruneofa.deploy.pipeline import load
+    from pruneofa.deploy.sparse_kernels import summary
 
     manifest = read_manifest(folder)
     weights = (manifest.export.weight_format.upper() if manifest and manifest.export else "?") + (
         " shrunk" if manifest and manifest.shrink else ""
     )
     with _PeakRss() as memory:
-        pipeline = load(folder, threads=threads)
+        pipeline = load(folder, threads=threads, sparse_kernels=sparse_kernels)
         pipeline.engine(first_feed)
+    layers = pipeline.sparse_layers
+    kernels = " + sparse kernels" if layers else (", sparse kernels off" if twin_of else "")
     report = VariantReport(
-        label=f"{folder.name} ({pipeline.runtime} {weights})",
+        label=f"{folder.name} ({pipeline.runtime} {weights}{kernels})",
         role="candidate",
         runtime=pipeline.runtime,
         weights=weights,
         location=str(folder),
         settings=pipeline.settings.describe(),
         load_memory_mb=memory.megabytes,
+        sparse_kernels=summary(pipeline.engine.prepared, pipeline.settings.kernels_reason),
+        sparse_layers=layers,
+        dense_twin_of=twin_of,
     )
     return _Variant(report, pipeline.engine, pipeline)
 
@@ -302,12 +325,12 @@ def _optimum_peer(
     from transformers import AutoTokenizer
 
     model_class = getattr(oi, task.optimum_ov_class)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     sentences = load_parity_samples()["sentences"][:32]
     samples = [dict(tokenizer(s, return_tensors="np")) for s in sentences]
     exported, quantized = work / "optimum-fp32", work / "optimum-int8"
     with quiet_libraries("nncf", "optimum", "transformers", "torch.onnx", "openvino", capture=True):
-        model = model_class.from_pretrained(source, export=True, compile=False)
+        model = model_class.from_pretrained(source, export=True, compile=False, trust_remote_code=False)
         inputs = {next(iter(p.get_names())) for p in model.model.inputs}
         dataset = nncf.Dataset(
             [{k: v.astype(np.int64) for k, v in s.items() if k in inputs} for s in samples]
@@ -327,7 +350,7 @@ def _optimum_peer(
             return int8(**{k: v for k, v in feed.items() if k in inputs})
 
         with _PeakRss() as memory:
-            int8 = model_class.from_pretrained(quantized, ov_config=ov_config)
+            int8 = model_class.from_pretrained(quantized, ov_config=ov_config, trust_remote_code=False)
             run(first_feed)
 
     report.settings = (
@@ -391,12 +414,15 @@ def benchmark_model(
     threads = config.threads or cpu.cores
     source = source_model_of(paths[0])
     step(f"CPU: {cpu.summary()}; {threads} threads for every variant; source model: {source or 'unknown'}")
-    busy = busy_machine(cpu.cores)
+    load_average = _load_average()
+    busy = busy_machine(cpu.cores, load_average)
+    if load_average is not None:
+        step(f"machine load average {load_average:.2f} on {cpu.cores} cores")
     if busy:
         step(busy)
 
-    hf_config = AutoConfig.from_pretrained(paths[0])
-    tokenizer = AutoTokenizer.from_pretrained(paths[0])
+    hf_config = AutoConfig.from_pretrained(paths[0], trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(paths[0], trust_remote_code=False)
     manifest = read_manifest(paths[0])
     input_names = (
         list(manifest.export.inputs) if manifest and manifest.export else ["input_ids", "attention_mask"]
@@ -406,7 +432,11 @@ def benchmark_model(
     variants: list[_Variant] = []
     for path in paths:
         step(f"loading candidate {path}")
-        variants.append(_candidate(path, threads, first_feed))
+        variant = _candidate(path, threads, first_feed, config.sparse_kernels)
+        variants.append(variant)
+        step(f"  {variant.report.sparse_kernels}")
+        if variant.report.sparse_layers:  # the same folder without the kernels, measured in the same rounds
+            variants.append(_candidate(path, threads, first_feed, "off", twin_of=variant.report.label))
     first = variants[0].keep
     task = first.task
     for candidate in variants[1:]:
@@ -463,6 +493,7 @@ def benchmark_model(
         versions=library_versions(),
         wall_time_s=round(time.perf_counter() - started, 1),
         machine_load=busy,
+        load_average=load_average,
     )
     with atomic_output_dir(output, overwrite=config.overwrite) as staging:
         write_manifest(staging, _manifest(paths[0], report))
@@ -554,12 +585,43 @@ def markdown_table(report: BenchmarkReport) -> str:
     for variant in report.variants:
         if not variant.available:
             lines.append(f"\n{variant.label}: not measured — {variant.reason}")
+    lines += sparse_kernel_lines(report)
     lines.append(
         f"\nseq {report.seq}, {report.threads} threads, {report.repeats} rounds × {report.duration_s / report.repeats:.1f} s "
         f"per variant and batch; CPU: {report.cpu}. Ratios: peer p50 / variant p50 (above 1: the variant is faster)."
     )
+    if report.load_average is not None:
+        lines.append(
+            f"Machine load average when the run started: {report.load_average:.2f} on {report.threads} threads"
+            + (f" — {report.machine_load}" if report.machine_load else " (idle enough to publish)")
+        )
     lines.append(f"\n{report.statement}")
     return "\n".join(lines)
+
+
+def sparse_kernel_lines(report: BenchmarkReport) -> list[str]:
+    """Which candidates ran pruneofa's sparse kernels, on which layers, and their speed-up over the same
+    folder with the kernels off (measured in the same interleaved rounds)."""
+    lines = []
+    for variant in report.variants:
+        if variant.role != "candidate" or variant.dense_twin_of:
+            continue
+        if variant.sparse_kernels:
+            lines.append(f"\n{variant.label}: {variant.sparse_kernels}")
+        if variant.sparse_layers:
+            shown = ", ".join(variant.sparse_layers[:6]) + (" …" if len(variant.sparse_layers) > 6 else "")
+            lines.append(f"  layers that ran sparse ({len(variant.sparse_layers)}): {shown}")
+        twin = next((v for v in report.variants if v.dense_twin_of == variant.label), None)
+        if twin is None:
+            continue
+        for m in variant.results:
+            off = next((t for t in twin.results if t.batch == m.batch), None)
+            if off is not None and m.p50_ms > 0:
+                lines.append(
+                    f"  batch {m.batch}: {off.p50_ms / m.p50_ms:.2f}x faster with sparse kernels than without "
+                    f"({off.p50_ms:.1f} → {m.p50_ms:.1f} ms p50)"
+                )
+    return lines
 
 
 def write_chart(report: BenchmarkReport, path: Path) -> None:

@@ -29,6 +29,8 @@ exit codes: 0 measured (peers that cannot be built are reported, not fatal); 2 b
 """
 
 SERVE_EXAMPLES = """\
+exit codes: 0 stopped after answering every accepted request; 1 some were dropped at shutdown; 2 bad input
+
 examples:
   pruneofa serve exports/sst2-ov-int8
   pruneofa serve exports/squad-onnx --host 0.0.0.0 --port 9000 --max-batch 8 --max-queue 128
@@ -146,8 +148,10 @@ COMMANDS = (
         help="serve an exported folder over HTTP: KServe v2 / Open Inference Protocol, JSON, Prometheus metrics",
         description="Serve an exported folder with FastAPI + uvicorn: KServe v2 REST endpoints (the API OpenVINO "
         "Model Server and Triton speak) with BYTES text inputs, POST /predict for plain JSON, GET /metrics. "
-        "Concurrent requests are batched dynamically from a bounded queue (full: 503); SIGTERM finishes "
-        "in-flight requests.",
+        "Concurrent requests are batched dynamically from a bounded queue (full: 503); input is validated before "
+        "it reaches the runtime (400). On SIGTERM the server stops accepting and answers every accepted request "
+        "within --graceful-timeout; requests it had to drop get 503 and the command exits 1. Sparse layers run "
+        "pruneofa's sparse kernels (--sparse-kernels).",
         epilog=SERVE_EXAMPLES,
         add_arguments=add_serve_arguments,
         run=run_serve,

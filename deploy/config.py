@@ -15,6 +15,11 @@ PEERS = ("torch", "onnxruntime", "optimum-intel")
 PACKAGE_FORMATS = ("ovms", "triton", "archive", "folder")
 Runtime = Literal["openvino", "onnxruntime"]
 Hint = Literal["latency", "throughput"]
+KernelMode = Literal["auto", "on", "off"]
+SPARSE_KERNELS_HELP = (
+    "pruneofa's sparse kernels for OpenVINO: auto (layers sparse enough to gain on this CPU), on (every "
+    "eligible layer), off"
+)
 
 
 class ValidateConfig(BaseModel):
@@ -40,6 +45,7 @@ class ValidateConfig(BaseModel):
     junit: Path | None = Field(
         None, description="write JUnit XML (test cases metric_drop, prediction_agreement) to this file"
     )
+    sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP + " (for the candidate)")
 
 
 class BenchmarkConfig(BaseModel):
@@ -75,6 +81,10 @@ class BenchmarkConfig(BaseModel):
         None, description="output folder", json_schema_extra=cli(default_text="bench-out/benchmark/NAME")
     )
     overwrite: bool = Field(False, description="replace a non-empty output folder")
+    sparse_kernels: KernelMode = Field(
+        "auto",
+        description=SPARSE_KERNELS_HELP + "; a candidate that ran sparse is also measured with them off",
+    )
 
     @field_validator("vs", mode="before")
     @classmethod
@@ -109,6 +119,7 @@ class ServeConfig(BaseModel):
     runtime: Runtime | None = Field(
         None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
     )
+    sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP)
     hint: Hint = Field("latency", description="OpenVINO performance hint")
     max_batch: int = Field(16, ge=1, le=4096, description="texts per dynamic batch")
     max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="wait for a batch to fill, in ms")
@@ -116,8 +127,28 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=64, description="request body limit in bytes")
     max_items: int = Field(64, ge=1, description="texts per request")
     max_text_chars: int = Field(10_000, ge=1, description="characters per text")
+    max_json_depth: int = Field(
+        32, ge=4, le=256, description="deepest JSON nesting accepted in a request body"
+    )
+    max_header_bytes: int = Field(
+        16384, ge=1024, le=1 << 20, description="request line and headers limit in bytes"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="seconds a client has to send a request's headers (then 408)"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds a client has to send a request's body (then 408)"
+    )
     graceful_timeout_s: float = Field(
-        30.0, ge=0, description="seconds to finish accepted requests after SIGTERM"
+        300.0,
+        ge=0,
+        le=86_400,
+        description="after SIGTERM, seconds to answer the requests already accepted; what is left then "
+        "gets 503 and the command exits 1",
+        json_schema_extra=cli(flag="--graceful-timeout", metavar="SECONDS"),
+    )
+    docs: bool = Field(
+        False, description="serve /docs and /openapi.json (off: the API is documented in docs/)"
     )
 
 
@@ -139,6 +170,26 @@ class PackageConfig(BaseModel):
     )
     max_batch_size: int = Field(64, ge=1, le=1_000_000, description="Triton max_batch_size")
     overwrite: bool = Field(False, description="replace a non-empty output folder")
+    skip_outside_links: bool = Field(
+        False,
+        description="leave out links that point outside the folder (default: refuse the folder)",
+    )
+    sign: Path | None = Field(
+        None,
+        description="sign the archive with this ed25519 private key (PEM), for --verify on restore",
+        json_schema_extra=cli(metavar="KEY"),
+    )
+    verify: Path | None = Field(
+        None,
+        description="restore only an archive signed by the key matching this ed25519 public key (PEM or "
+        "OpenSSH)",
+        json_schema_extra=cli(metavar="PUBKEY"),
+    )
+    max_unpacked_bytes: int = Field(
+        32 << 30,
+        ge=1,
+        description="restore: refuse an archive whose files add up to more bytes than this",
+    )
 
 
 def validate_config(**options: Any) -> ValidateConfig:

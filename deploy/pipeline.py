@@ -34,6 +34,7 @@ from pruneofa.core.runtime import (
     resolve_runtime,
 )
 from pruneofa.core.support import EXPORT_TASKS, ExportTask
+from pruneofa.deploy import sparse_kernels as kernel_policy
 from pruneofa.deploy.settings import CompileSettings, Hint, choose_settings, count_sparse_kernels
 from pruneofa.exporter import graph
 
@@ -140,10 +141,22 @@ class Pipeline:
         self.stats.sequences += int(feed["input_ids"].shape[0])
         return self.engine(feed)
 
+    @property
+    def sparse_report(self) -> Any:
+        """What pruneofa's sparse kernels did at load time (:class:`pruneofa.kernels.SparseReport`: every
+        Linear layer, sparse or not and why), or ``None`` where they did not apply (see ``settings``)."""
+        return self.engine.prepared.report if self.engine.prepared is not None else None
+
+    @property
+    def sparse_layers(self) -> list[str]:
+        """The layers that run pruneofa's sparse op, by their names in the source model."""
+        return self.engine.prepared.sparse_layer_names() if self.engine.prepared is not None else []
+
     def describe(self) -> str:
         tokenizer = "OpenVINO tokenizer model" if self.uses_openvino_tokenizer else "Hugging Face tokenizer"
+        kernels = kernel_policy.summary(self.engine.prepared, self.settings.kernels_reason)
         return (
-            f"{self.task.name} pipeline for {self.folder} on {self.settings.describe()}; "
+            f"{self.task.name} pipeline for {self.folder} on {self.settings.describe()}; {kernels}; "
             f"{tokenizer}; max {self.max_length} tokens"
         )
 
@@ -454,6 +467,15 @@ class QuestionAnsweringPipeline(Pipeline):
             self.encoder._warn(1)
             ids = self.tokenizer(question, add_special_tokens=False)["input_ids"][:limit]
             question = self.tokenizer.decode(ids)
+            question_tokens = len(self.tokenizer(question, add_special_tokens=False)["input_ids"])
+        # The overlap must be shorter than the room the question leaves for context in each window; the fast
+        # tokenizer panics (a Rust panic, not an exception) when it is not.
+        room = max_seq_len - question_tokens - self.tokenizer.num_special_tokens_to_add(pair=True)
+        if room < 2:
+            raise InputError(
+                f"the question leaves no room for the context in {max_seq_len}-token windows; shorten it"
+            )
+        doc_stride = max(0, min(doc_stride, room - 1))
         return self.tokenizer(
             question,
             context,
@@ -560,12 +582,15 @@ def load(
     streams: int | None = None,
     use_openvino_tokenizer: bool = True,
     cpu: CpuInfo | None = None,
+    sparse_kernels: str = "auto",
 ) -> Pipeline:
     """Load an exported (or calibrated) folder as a pipeline for its task.
 
     ``runtime``: ``openvino`` or ``onnxruntime`` (default: OpenVINO for an IR folder, ONNX Runtime for an
     ONNX one). ``hint``/``threads``/``streams`` override the compile settings chosen for this CPU
     (:func:`deploy.settings.choose_settings`); ``max_length`` lowers the truncation length.
+    ``sparse_kernels`` (``auto``, ``on``, ``off``): pruneofa's sparse kernels for OpenVINO
+    (:mod:`pruneofa.deploy.sparse_kernels`); ``pipeline.sparse_report`` says which layers ran sparse.
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -576,12 +601,15 @@ def load(
         )
     if batch_size < 1:
         raise InputError("batch_size must be at least 1")
+    from pruneofa.core.modelio import refuse_custom_code
+
+    refuse_custom_code(path)  # one clear "unsupported" line for a folder that ships its own model code
     chosen = resolve_runtime(path, runtime)
     model_file = model_file_for(path, chosen)
     manifest = read_manifest(path)
     try:
-        config = AutoConfig.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(
             f"{path} lacks a usable config.json or tokenizer ({type(err).__name__}); export the model with its "
@@ -602,6 +630,7 @@ def load(
         sparsity=manifest.sparsity if manifest else None,
         threads=threads,
         streams=streams,
+        sparse_kernels=sparse_kernels,
     )
     engine = Engine(
         model_file,
@@ -609,6 +638,7 @@ def load(
         task.outputs,
         ov_config=settings.openvino_config(profile=settings.sparse.enabled) if chosen == "openvino" else None,
         ort_options=settings.onnxruntime_options() if chosen == "onnxruntime" else None,
+        prepare=kernel_policy.preparer(settings.kernels, manifest),
     )
     ov_tokenizer = None
     if (

@@ -14,8 +14,16 @@ from pruneofa.core import modelio
 from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import read_manifest
 from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
-from pruneofa.core.runtime import TorchRunner, exact_engine, exported_file, model_input_names, model_inputs
+from pruneofa.core.runtime import (
+    Engine,
+    TorchRunner,
+    exported_file,
+    model_input_names,
+    model_inputs,
+    runtime_of,
+)
 from pruneofa.core.support import EXPORT_TASKS, ExportTask
+from pruneofa.deploy.sparse_kernels import effective_mode, preparer, summary
 from pruneofa.exporter import graph
 
 
@@ -31,13 +39,15 @@ class Runner:
     call: Any
     tokenizer_source: str
     max_length: int  # longest input its position embeddings allow
+    sparse_kernels: str = "not applicable"  # what pruneofa's sparse kernels did (exported OpenVINO models)
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.call(model_inputs(feed, self.input_names))
 
 
-def open_model(location: str, export_task: str | None = None) -> Runner:
-    """An exported folder runs in its runtime; anything else is loaded with transformers (FP32)."""
+def open_model(location: str, export_task: str | None = None, *, sparse_kernels: str = "auto") -> Runner:
+    """An exported folder runs in its runtime (an IR with pruneofa's sparse kernels per ``sparse_kernels``,
+    as it will in deployment); anything else is loaded with transformers (FP32)."""
     path = Path(location).expanduser()
     found = exported_file(path) if path.is_dir() else None
     if found is not None:
@@ -56,15 +66,24 @@ def open_model(location: str, export_task: str | None = None) -> Runner:
         task = EXPORT_TASKS[task_name]
         config = modelio.load_config(modelio.ModelSource(str(path), True, path.name))
         weights = manifest.export.weight_format.upper() if manifest and manifest.export else "exported"
+        mode, why = effective_mode(sparse_kernels, runtime_of(kind), amx_sparse=False)
+        engine = Engine(
+            model_file,
+            runtime_of(kind),
+            task.outputs,
+            ov_config={"INFERENCE_PRECISION_HINT": "f32"},  # the file's weights, not a bf16 execution
+            prepare=preparer(mode, manifest),
+        )
         return Runner(
             label=f"{kind} {weights} ({path.name})",
             kind=kind,
             location=str(path.resolve()),
             input_names=model_input_names(model_file),
             task=task,
-            call=exact_engine(model_file, task.outputs),
+            call=engine,
             tokenizer_source=str(path),
             max_length=graph.max_sequence_length(config),
+            sparse_kernels=summary(engine.prepared, why),
         )
     source = modelio.resolve_model_source(location)
     config = modelio.load_config(source)

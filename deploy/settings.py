@@ -1,7 +1,9 @@
 """Compile settings chosen from the CPU and the model: performance hint, streams, threads, sparse kernels.
 
-Unstructured sparsity speeds up inference on a CPU only where a runtime has a kernel that skips zeros.
-Of the runtimes pruneofa deploys to, only OpenVINO has one: with ``CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE``
+Unstructured sparsity speeds up inference on a CPU only where a kernel skips zeros. pruneofa brings its
+own for OpenVINO (:mod:`pruneofa.kernels`, applied at load time: :mod:`pruneofa.deploy.sparse_kernels`);
+this module decides when they apply (``CompileSettings.kernels``) and when OpenVINO's own AMX path is
+used instead. Of the runtimes pruneofa deploys to, only OpenVINO has a zero-skipping kernel of its own: with ``CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE``
 set below 1, its CPU plugin stores the weights of a FullyConnected (MatMul) layer packed (non-zeros only)
 and unpacks them inside the kernel, which saves memory traffic. The plugin uses it for a layer only when
 all of these hold (OpenVINO CPU plugin, ``FullyConnected::useSparseWeightsDecompression``):
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from pruneofa.core.cpu import CpuInfo
 from pruneofa.core.manifest import SparsityReport
+from pruneofa.deploy.sparse_kernels import effective_mode
 
 # Below about half zeros, unpacking costs more than the saved memory traffic; OpenVINO's own examples use
 # rates of 0.5 and above. This is where pruneofa starts asking for sparse kernels.
@@ -138,6 +141,8 @@ class CompileSettings:
     sparse: SparseDecision
     cpu: str
     isa: str
+    kernels: str = "off"  # pruneofa's sparse kernels: auto, on or off (the mode that applies)
+    kernels_reason: str = ""  # why it is off when asked for
 
     def openvino_config(self, *, profile: bool = False) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -182,6 +187,7 @@ def choose_settings(
     sparsity: SparsityReport | None = None,
     threads: int | None = None,
     streams: int | None = None,
+    sparse_kernels: str = "auto",
 ) -> CompileSettings:
     """Latency: one stream using every core this process may run on. Throughput: one stream per two
     cores (each stream keeps a core pair busy), so a 2-core machine still gets one stream of 2 threads."""
@@ -193,14 +199,18 @@ def choose_settings(
     if threads is None:
         threads = cores
     threads = max(threads, streams)
+    amx = sparse_decision(cpu, runtime, weight_format, sparsity)
+    kernels, why = effective_mode(sparse_kernels, runtime, amx.enabled)
     return CompileSettings(
         runtime=runtime,  # type: ignore[arg-type]
         hint=hint,
         streams=streams,
         threads=threads,
-        sparse=sparse_decision(cpu, runtime, weight_format, sparsity),
+        sparse=amx,
         cpu=cpu.model,
         isa=cpu.isa,
+        kernels=kernels,
+        kernels_reason=why,
     )
 
 

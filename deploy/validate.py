@@ -36,6 +36,7 @@ class ModelScore(BaseModel):
     label: str
     location: str
     metrics: dict[str, float]
+    sparse_kernels: str | None = None  # what pruneofa's sparse kernels did when it ran (exported IRs)
 
 
 class ValidationReport(BaseModel):
@@ -75,7 +76,7 @@ def _tokenizer(runner: Runner) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(runner.tokenizer_source)
+        return AutoTokenizer.from_pretrained(runner.tokenizer_source, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise InputError(
             f"no tokenizer in {runner.tokenizer_source}; export the model with its tokenizer"
@@ -146,8 +147,10 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
     """Run the gate; the report's ``passed`` says whether the candidate is within bounds."""
     started = time.perf_counter()
     task = _task_for(candidate, config.task)
-    candidate_runner = open_model(candidate, task.export_task)
-    reference_runner = open_model(config.reference, task.export_task)
+    # The candidate runs as it will in deployment (sparse kernels per --sparse-kernels); an exported
+    # reference runs without them, so that the comparison also checks the kernels.
+    candidate_runner = open_model(candidate, task.export_task, sparse_kernels=config.sparse_kernels)
+    reference_runner = open_model(config.reference, task.export_task, sparse_kernels="off")
     check_same_task(candidate_runner, reference_runner)
     tokenizer = _tokenizer(candidate_runner)
     examples = load_examples(task, config.data, split=config.split, limit=config.limit)
@@ -177,7 +180,10 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
             label=reference_runner.label, location=reference_runner.location, metrics=scores["reference"]
         ),
         candidate=ModelScore(
-            label=candidate_runner.label, location=candidate_runner.location, metrics=scores["candidate"]
+            label=candidate_runner.label,
+            location=candidate_runner.location,
+            metrics=scores["candidate"],
+            sparse_kernels=candidate_runner.sparse_kernels,
         ),
         drop=drop,
         agreement=agreement,
@@ -251,4 +257,6 @@ def format_report(report: ValidationReport) -> str:
         f"{report.agreement:.2%} (min {report.min_agreement:.2%}); max output difference {report.max_abs_error:.3g}",
         f"  → {'PASS' if report.passed else 'FAIL: ' + '; '.join(report.failures)}",
     ]
+    if report.candidate.sparse_kernels and report.candidate.sparse_kernels != "not applicable":
+        lines.insert(4, f"  candidate {report.candidate.sparse_kernels}")
     return "\n".join(lines)

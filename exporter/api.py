@@ -156,6 +156,15 @@ def export_model(
                 if is_qat
                 else "PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),
             )
+            sparse_ir_info = None
+            if config.sparse_ir and target == "openvino":
+                step("openvino: writing the sparse IR (pruneofa SparseLinear op) and checking it")
+                from pruneofa.exporter.sparse_ir import write_sparse_ir
+
+                sparse_ir_info, sparse_problems = write_sparse_ir(
+                    model_file, staging, batches, task.outputs, mode=config.sparse_kernels
+                )
+                problems = [*problems, *sparse_problems]
             manifest = Manifest(
                 stage="export",
                 command=command
@@ -182,6 +191,7 @@ def export_model(
                     tokenizer_converted=converted,
                     tokenizer_note=note,
                     wall_time_s=round(shared_time + time.perf_counter() - target_started, 2),
+                    sparse_ir=sparse_ir_info,
                 ),
             )
             write_manifest(staging, manifest)

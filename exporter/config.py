@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pruneofa.core.cliargs import cli
 from pruneofa.core.errors import validated
@@ -53,6 +53,16 @@ class ExportConfig(BaseModel):
     convert_tokenizer: bool = Field(
         True, description="also write the OpenVINO tokenizer model", json_schema_extra=cli(flag="--tokenizer")
     )
+    sparse_ir: bool = Field(
+        False,
+        description="openvino: also write openvino_model_sparse.xml, whose sparse layers are pruneofa's "
+        "SparseLinear op (for C++/OVMS deployment with the kernels library; checked against the standard IR)",
+    )
+    sparse_kernels: Literal["auto", "on"] = Field(
+        "auto",
+        description="with --sparse-ir, which layers become the op: auto (those sparse enough to gain on this "
+        "CPU, by the measured crossover), on (every eligible layer)",
+    )
 
     @field_validator("opset")
     @classmethod
@@ -70,6 +80,12 @@ class ExportConfig(BaseModel):
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _sparse_ir_is_openvino(self) -> ExportConfig:
+        if self.sparse_ir and "openvino" not in self.targets:
+            raise ValueError("--sparse-ir writes an OpenVINO IR; add openvino to --target")
+        return self
 
 
 def make_config(**options: Any) -> ExportConfig:

@@ -199,7 +199,33 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    from pruneofa.quickstart import QuickstartOptions
+
+    add_config_arguments(parser, QuickstartOptions)
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+
+
+def run_quickstart(args: argparse.Namespace) -> int:
+    from pruneofa.quickstart import QuickstartOptions, quickstart
+
+    quickstart(config_from_args(QuickstartOptions, args), quiet=args.quiet)
+    return 0
+
+
 COMMANDS = (
+    Command(
+        name="quickstart",
+        help="what pruneofa is for, in minutes: the embedded MiniLM dense vs sparse on this CPU (speed, size, fidelity)",
+        description="Export the embedded all-MiniLM-L6-v2 and a sparse twin (one-shot magnitude pruning, no "
+        "retraining) to OpenVINO, benchmark both on this CPU (the sparse one with and without pruneofa's sparse "
+        "kernels), compare their sentence embeddings on the packaged sentences, and write a side-by-side summary "
+        "(summary.md, summary.png). Uses only the embedded model and packaged data.",
+        epilog="example:\n  pruneofa quickstart --overwrite\n"
+        f"then the method for real: {'pruneofa run --recipe pipeline-small'}",
+        add_arguments=add_quickstart_arguments,
+        run=run_quickstart,
+    ),
     Command(
         name="qat",
         help="quantization-aware training (NNCF) of a sparse task model, pattern locked, then INT8 export",

@@ -20,7 +20,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.pruneofa-lock.sha256
 want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+# pruneofa's sparse kernels (kernels/, C++): built against the installed openvino wheel into a cache keyed by
+# the sources, the OpenVINO version and the compiler, so this is instant when nothing changed. Without a
+# compiler, or on a failed build, it prints one warning and everything runs dense; set-up never fails here.
+build_kernels() {
+    .venv/bin/python -m pruneofa.kernels.build >&2 || echo "pruneofa setup: warning: the sparse kernels were not built; models run dense" >&2
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import pruneofa' 2>/dev/null; then
+    build_kernels
     exit 0
 fi
 echo "pruneofa setup: installing requirements.lock into .venv (a few minutes the first time)..." >&2
@@ -46,3 +53,4 @@ if torch.version.cuda is not None:
 import pruneofa  # noqa: F401
 PY
 echo "$want" > "$stamp"
+build_kernels

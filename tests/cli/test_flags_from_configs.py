@@ -15,6 +15,7 @@ from pruneofa.commands import QATExportOptions, RunOptions
 from pruneofa.core.cliargs import config_from_args, field_default, field_help, flag_of
 from pruneofa.deploy.config import BenchmarkConfig, PackageConfig, ServeConfig, ValidateConfig
 from pruneofa.exporter.config import ExportConfig
+from pruneofa.quickstart import QuickstartOptions
 from pruneofa.training.config import TrainConfig
 
 # command → (the shortest valid command line, the configs its flags come from, their required values)
@@ -30,6 +31,7 @@ COMMANDS = {
     "finetune": (["m", "--task", "sst2", "--data", "d"], {TrainConfig: {}}),
     "qat": (["m", "--task", "sst2", "--data", "d"], {TrainConfig: {}, QATExportOptions: {}}),
     "run": (["--recipe", "r"], {RunOptions: {"recipe": "r"}}),
+    "quickstart": ([], {QuickstartOptions: {}}),
 }
 
 

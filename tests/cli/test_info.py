@@ -13,7 +13,7 @@ def test_info_of_a_training_folder_shows_recipe_budget_and_sparsity(pipeline, ca
     out = capsys.readouterr().out
     assert "Training (prune): mlm" in out and "recipe pruneofa-90" in out
     assert "budget:" in out and "steps × batch" in out
-    assert "sparsity of 12 pruned Linear layers: mean 90.0" in out and "layer  0" in out
+    assert "sparsity of 13 pruned Linear layers: mean 90.0" in out and "layer  0" in out
     assert main(["info", str(pipeline / "sparse-sst2")]) == 0
     out = capsys.readouterr().out
     assert "Training (finetune): sst2" in out and "metric accuracy" in out

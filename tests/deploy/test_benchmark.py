@@ -33,6 +33,8 @@ def test_candidates_and_peers_in_one_run(export_once, calibrate_once, make_model
             "1",
             "--output",
             str(out),
+            "--sparse-kernels",
+            "off",  # the peers are this test's subject; tests/deploy/test_sparse_kernels_at_load.py has the kernels
             "--quiet",
         ]
     )

@@ -198,3 +198,41 @@ def test_a_failed_check_writes_no_target_at_all(tmp_path, make_model, capsys):
     assert code == 1 and "rejected, nothing written" in err
     assert not (out / "onnx").exists() and not (out / "openvino").exists()
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_rejected_export_prints_its_checks_and_no_written_report(make_model, tmp_path, capsys):
+    code = main(
+        ["export", str(make_model("bert", "text-classification")), "--target", "onnx"]
+        + ["--output", str(tmp_path / "o"), "--atol", "1e-12", "--parity-samples", "4"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "checks that rejected it (nothing was written)" in err and "Output parity" in err
+    assert "Exported" not in err and "done:" not in err
+
+
+@pytest.mark.parametrize("trained_for", ["fill-mask", "text-classification"])
+def test_any_encoder_checkpoint_exports_as_feature_extraction(make_model, tmp_path, trained_for):
+    """An MLM or task checkpoint has no pooler (or a head the encoder ignores); the embedding export uses
+    neither, so it works and equals the checkpoint's own encoder output."""
+    import numpy as np
+    import transformers
+
+    from pruneofa.core.runtime import exact_engine
+    from pruneofa.exporter import ExportConfig, export_model
+
+    folder = make_model("bert", trained_for, "unstructured90")
+    (result,) = export_model(
+        str(folder),
+        ExportConfig(
+            targets=["openvino"], task="feature-extraction", output=tmp_path / "fe", parity_samples=4
+        ),
+        quiet=True,
+    )
+    assert result.manifest.parity.passed and result.manifest.export.task == "feature-extraction"
+    ids = np.array([[2, 40, 41, 42, 3]])
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    encoder = transformers.AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = encoder(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
+    (got,) = exact_engine(result.output / "openvino_model.xml", ("last_hidden_state",))(feed)
+    np.testing.assert_allclose(got, expected, atol=1e-4)

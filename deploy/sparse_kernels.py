@@ -1,0 +1,104 @@
+"""pruneofa's sparse kernels at load time: the one place deploy applies :mod:`pruneofa.kernels`.
+
+An exported folder stays standard on disk (optimum-intel, OVMS and Triton read it unchanged); when
+pruneofa opens it in OpenVINO, every MatMul whose constant weight is sparse enough to gain is rewritten
+into the ``SparseLinear`` operation before compiling (:func:`pruneofa.kernels.rewrite`). Which layers ran
+sparse, in which format, and why the others did not, is the :class:`~pruneofa.kernels.SparseReport` the
+engine keeps (``pipeline.sparse_report``, ``pipe.describe()``, the benchmark and validation reports).
+
+``mode``: ``auto`` (default) rewrites the layers whose sparsity reaches the crossover measured for their
+shape on this CPU's kernel path; ``on`` every eligible layer; ``off`` none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+KernelMode = Literal["auto", "on", "off"]
+KERNEL_MODES = ("auto", "on", "off")
+
+
+def effective_mode(requested: str, runtime: str, amx_sparse: bool) -> tuple[str, str]:
+    """The mode that applies, and why it differs from the request (empty when it does not)."""
+    if requested not in KERNEL_MODES:
+        raise ValueError(f"sparse kernels must be auto, on or off, not {requested!r}")
+    if requested == "off":
+        return "off", "sparse kernels off as requested"
+    if runtime != "openvino":
+        return "off", (
+            "sparse kernels: not used on ONNX Runtime (they are an OpenVINO extension; run the folder with "
+            "runtime openvino)"
+        )
+    if amx_sparse:
+        return "off", (
+            "sparse kernels: OpenVINO's own AMX sparse INT8 weight decompression is used instead (faster on "
+            "AMX CPUs than pruneofa's FP32-compute kernels)"
+        )
+    return requested, ""
+
+
+@dataclass
+class LoadTimeKernels:
+    """What the rewrite did to one compiled model, with each layer's name in the source model."""
+
+    report: Any  # pruneofa.kernels.SparseReport
+    weight_names: dict[str, str] = field(default_factory=dict)  # graph node name → source weight name
+
+    def name(self, layer: Any) -> str:
+        return self.weight_names.get(layer.name, layer.name)
+
+    def sparse_layer_names(self) -> list[str]:
+        return [self.name(layer) for layer in self.report.sparse_layers]
+
+
+def _weight_constant(matmul: Any) -> str | None:
+    """The friendly name of the constant behind a MatMul's weight input (through Convert/Transpose/…)."""
+    node = matmul.input_value(1).get_node()
+    for _ in range(8):
+        if node.get_type_name() == "Constant":
+            return node.get_friendly_name()
+        if node.get_input_size() == 0:
+            return None
+        node = node.input_value(0).get_node()
+    return None
+
+
+def source_weight_names(model: Any, manifest: Any) -> dict[str, str]:
+    """MatMul node → the PyTorch weight it computes with (``bert.encoder.layer.0…query.weight``), from the
+    export's sparsity accounting in ``pruneofa.json``, which matched every exported constant to its source."""
+    if manifest is None or manifest.sparsity is None:
+        return {}
+    by_constant = {t.exported_name: t.name for t in manifest.sparsity.tensors if t.exported_name}
+    names = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "MatMul" and op.get_input_size() == 2:
+            constant = _weight_constant(op)
+            if constant in by_constant:
+                names[op.get_friendly_name()] = by_constant[constant].removesuffix(".weight")
+    return names
+
+
+def preparer(mode: str, manifest: Any = None):
+    """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: rewrite the model, register the
+    extension where a layer became sparse, and return a :class:`LoadTimeKernels`. ``None`` for ``off``."""
+    if mode == "off":
+        return None
+
+    def prepare(core: Any, model: Any) -> LoadTimeKernels:
+        from pruneofa import kernels
+
+        names = source_weight_names(model, manifest)
+        report = kernels.rewrite(model, mode)
+        if report.sparse_layers:
+            kernels.register(core)
+        return LoadTimeKernels(report, names)
+
+    return prepare
+
+
+def summary(outcome: LoadTimeKernels | None, reason: str = "") -> str:
+    """One line for ``describe()`` and reports: the kernel report's summary, or why kernels did not apply."""
+    if outcome is not None:
+        return outcome.report.summary()
+    return reason or "sparse kernels off"

@@ -1,0 +1,56 @@
+// Sparse weights × dense activations: the compute core of the SparseLinear operation.
+//
+// Y[t, n] = act(scale[n] * sum_k W[n, k] * X[t, k] + bias[n]) with W stored as a block-CSR matrix of
+// 1 x `block` blocks along the input dimension (block = 1 is plain CSR). This header has no OpenVINO or
+// TBB dependency, so a standalone test driver (and its sanitizer build) can use it; threading comes in
+// through the small `Parallel` interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "spmm_types.hpp"
+
+namespace pruneofa {
+
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+// Runs `body(i)` for i in [0, n), possibly concurrently; `concurrency()` tells how many workers exist.
+class Parallel {
+public:
+    virtual ~Parallel() = default;
+    virtual int concurrency() const = 0;
+    virtual void run(int64_t n, const std::function<void(int64_t)>& body) const = 0;
+};
+
+// Runs everything on the calling thread, reporting `workers` so that partitioning is still exercised.
+class SerialParallel final : public Parallel {
+public:
+    explicit SerialParallel(int workers = 1) : workers_(workers) {}
+    int concurrency() const override { return workers_; }
+    void run(int64_t n, const std::function<void(int64_t)>& body) const override {
+        for (int64_t i = 0; i < n; ++i) body(i);
+    }
+
+private:
+    int workers_;
+};
+
+// Checks the problem's structure (row_ptr monotonic, columns in range); returns an error or nullptr.
+const char* validate(const SpmmProblem& p, int64_t n_blocks);
+
+// Computes the product with one ISA path (which must be supported by this CPU: see `isa_supported`).
+void spmm(const SpmmProblem& p, Isa isa, const Parallel& par);
+
+// The path chosen at load (best supported, or PRUNEOFA_KERNELS_ISA when set and supported).
+Isa active_isa();
+bool set_active_isa(Isa isa);  // false (and unchanged) when the CPU lacks it
+bool isa_supported(Isa isa);
+bool isa_compiled(Isa isa);
+const char* isa_name(Isa isa);
+bool parse_isa(const char* name, Isa* out);
+
+// Token-tile width override for tuning (0 = automatic); PRUNEOFA_KERNELS_TILE sets it at load.
+void set_tile_tokens(int tokens);
+
+}  // namespace pruneofa

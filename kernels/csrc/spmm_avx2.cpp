@@ -1,0 +1,37 @@
+// AVX2 + FMA path (compiled with -mavx2 -mfma; run only where the CPU has both).
+#include <immintrin.h>
+#define PRUNEOFA_AVX2_TRANSPOSE 1
+
+#include "spmm_types.hpp"
+
+namespace pruneofa {
+namespace isa_avx2 {
+namespace {
+
+struct Simd {
+    using V = __m256;
+    static constexpr int L = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
+    static V set1(float x) { return _mm256_set1_ps(x); }
+    static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm256_div_ps(a, b); }
+    static V min(V a, V b) { return _mm256_min_ps(a, b); }
+    static V max(V a, V b) { return _mm256_max_ps(a, b); }
+};
+
+#include "spmm_kernel.inl"
+
+}  // namespace
+
+int lanes() { return Simd::L; }
+void transpose_in(const float* x, int64_t in_features, int64_t w_valid, int64_t w_pad, float* xt) {
+    transpose_in_padded(x, in_features, w_valid, w_pad, xt);
+}
+void rows(const TileArgs& a) { rows_dispatch(a); }
+
+}  // namespace isa_avx2
+}  // namespace pruneofa

@@ -1,0 +1,247 @@
+// ISA choice, token tiling, row partitioning and scratch memory: everything around the per-ISA kernels
+// that needs the standard library (compiled with baseline flags only).
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "spmm.hpp"
+
+namespace pruneofa {
+namespace {
+
+struct IsaOps {
+    int (*lanes)();
+    void (*transpose_in)(const float*, int64_t, int64_t, int64_t, float*);
+    void (*rows)(const TileArgs&);
+};
+
+bool cpu_has(Isa isa) {
+#if defined(PRUNEOFA_HAVE_X86)
+    __builtin_cpu_init();
+    switch (isa) {
+        case Isa::Scalar: return true;
+        case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case Isa::Avx512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+                                 __builtin_cpu_supports("fma");
+    }
+    return false;
+#else
+    return isa == Isa::Scalar;
+#endif
+}
+
+Isa best_isa() {
+    if (isa_supported(Isa::Avx512)) return Isa::Avx512;
+    if (isa_supported(Isa::Avx2)) return Isa::Avx2;
+    return Isa::Scalar;
+}
+
+Isa initial_isa() {
+    const char* env = std::getenv("PRUNEOFA_KERNELS_ISA");
+    Isa wanted;
+    if (env != nullptr && *env != '\0' && parse_isa(env, &wanted) && isa_supported(wanted)) return wanted;
+    return best_isa();
+}
+
+int initial_tile() {
+    const char* env = std::getenv("PRUNEOFA_KERNELS_TILE");
+    return env != nullptr ? std::max(0, std::atoi(env)) : 0;
+}
+
+std::atomic<int> g_isa{static_cast<int>(initial_isa())};
+std::atomic<int> g_tile{initial_tile()};
+
+IsaOps ops_for(Isa isa) {
+    switch (isa) {
+#if defined(PRUNEOFA_HAVE_X86)
+        case Isa::Avx512: return {isa_avx512::lanes, isa_avx512::transpose_in, isa_avx512::rows};
+        case Isa::Avx2: return {isa_avx2::lanes, isa_avx2::transpose_in, isa_avx2::rows};
+#endif
+        default: return {isa_scalar::lanes, isa_scalar::transpose_in, isa_scalar::rows};
+    }
+}
+
+// Tokens per tile: 32 measured best on Zen 5 for every BERT shape, AVX2 and AVX-512 alike (the tile,
+// in_features rows of it, then sits in L1/L2; 64+ costs L2 bandwidth, 16 costs per-row overhead).
+// PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
+int64_t tile_tokens(int64_t in_features, int lanes) {
+    (void)in_features;
+    const int forced = g_tile.load(std::memory_order_relaxed);
+    const int64_t tokens = forced > 0 ? forced : 32;
+    return std::min<int64_t>(8 * lanes, (tokens + lanes - 1) / lanes * lanes);
+}
+
+// Scratch for a transposed activation tile: a per-thread buffer reused across calls (no allocation in
+// the steady state). Each worker uses its own; OpenVINO may run evaluate() on several threads at once
+// (NUM_STREAMS > 1), which then also use their own; a nested use on one thread allocates privately.
+struct ThreadScratch {
+    float* data = nullptr;
+    size_t capacity = 0;  // floats
+    bool busy = false;
+    ~ThreadScratch() { std::free(data); }
+};
+thread_local ThreadScratch t_scratch;
+
+class ScratchLease {
+public:
+    explicit ScratchLease(size_t floats) {
+        const size_t bytes = std::max<size_t>(64, (floats * sizeof(float) + 63) / 64 * 64);
+        if (!t_scratch.busy) {
+            if (t_scratch.capacity < floats) {
+                std::free(t_scratch.data);
+                t_scratch.data = static_cast<float*>(std::aligned_alloc(64, bytes));
+                t_scratch.capacity = t_scratch.data != nullptr ? floats : 0;
+            }
+            if (t_scratch.data == nullptr) throw std::bad_alloc();
+            t_scratch.busy = true;
+            data_ = t_scratch.data;
+            shared_ = true;
+        } else {
+            data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+            if (data_ == nullptr) throw std::bad_alloc();
+        }
+    }
+    ~ScratchLease() {
+        if (shared_)
+            t_scratch.busy = false;
+        else
+            std::free(data_);
+    }
+    ScratchLease(const ScratchLease&) = delete;
+    ScratchLease& operator=(const ScratchLease&) = delete;
+    float* data() const { return data_; }
+
+private:
+    float* data_ = nullptr;
+    bool shared_ = false;
+};
+
+// Splits output rows (in groups of 16, the kernel's store unit) into `chunks` ranges of about equal work (stored values plus a
+// per-row cost for the epilogue), so that threads finish together on unevenly pruned matrices.
+std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks) {
+    const int64_t n = p.out_features;
+    constexpr int64_t kRows = 16;
+    const int64_t groups = (n + kRows - 1) / kRows;
+    chunks = std::max<int64_t>(1, std::min(chunks, groups));
+    auto cost = [&](int64_t group) {
+        const int64_t row = std::min(group * kRows, n);
+        return int64_t(p.row_ptr[row]) * p.block + row * 4;
+    };
+    std::vector<int64_t> bounds(chunks + 1, 0);
+    const int64_t total = cost(groups);
+    int64_t group = 0;
+    for (int64_t c = 1; c < chunks; ++c) {
+        const int64_t target = total * c / chunks;
+        while (group < groups && cost(group) < target) ++group;
+        bounds[c] = std::min(group * kRows, n);
+    }
+    bounds[chunks] = n;
+    return bounds;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return "scalar";
+        case Isa::Avx2: return "avx2";
+        case Isa::Avx512: return "avx512";
+    }
+    return "unknown";
+}
+
+bool parse_isa(const char* name, Isa* out) {
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+        if (std::strcmp(name, isa_name(isa)) == 0) {
+            *out = isa;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool isa_compiled(Isa isa) {
+#if defined(PRUNEOFA_HAVE_X86)
+    (void)isa;
+    return true;
+#else
+    return isa == Isa::Scalar;
+#endif
+}
+
+bool isa_supported(Isa isa) { return isa_compiled(isa) && cpu_has(isa); }
+
+Isa active_isa() { return static_cast<Isa>(g_isa.load(std::memory_order_relaxed)); }
+
+bool set_active_isa(Isa isa) {
+    if (!isa_supported(isa)) return false;
+    g_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
+    return true;
+}
+
+void set_tile_tokens(int tokens) { g_tile.store(std::max(0, tokens), std::memory_order_relaxed); }
+
+const char* validate(const SpmmProblem& p, int64_t n_blocks) {
+    if (p.block != 1 && p.block != 2 && p.block != 4 && p.block != 8) return "block must be 1, 2, 4 or 8";
+    if (p.activation != kActivationNone && p.activation != kActivationGeluErf) return "unknown activation";
+    if (p.in_features < 0 || p.out_features < 0) return "negative feature count";
+    if (n_blocks > 0 && (p.int8 ? p.values_i8 == nullptr : p.values_f32 == nullptr)) return "values missing";
+    if (p.int8 && p.out_features > 0 && p.scales == nullptr) return "INT8 values need per-row scales";
+    if (p.row_ptr == nullptr || (n_blocks > 0 && p.col_idx == nullptr)) return "row_ptr / col_idx missing";
+    if (p.row_ptr[0] != 0) return "row_ptr[0] must be 0";
+    for (int64_t n = 0; n < p.out_features; ++n)
+        if (p.row_ptr[n + 1] < p.row_ptr[n]) return "row_ptr must be non-decreasing";
+    if (p.row_ptr[p.out_features] != n_blocks) return "row_ptr[out_features] must equal the number of blocks";
+    for (int64_t j = 0; j < n_blocks; ++j)
+        if (p.col_idx[j] < 0 || int64_t(p.col_idx[j]) + p.block > p.in_features) return "column index out of range";
+    return nullptr;
+}
+
+// How the work is split between `threads` workers: `tile_groups` contiguous ranges of token tiles times
+// `row_groups` ranges of output rows. Splitting tokens needs no sharing at all (each worker transposes
+// its own tiles into its own cache and reads all weights); splitting rows is for few tiles. A worker
+// whose range has several row groups re-transposes its tiles (K x 32 floats, a few % of the work).
+void split_work(int64_t tiles, int threads, int64_t* tile_groups, int64_t* row_groups) {
+    int64_t best = 1;
+    for (int64_t d = 1; d <= threads; ++d)
+        if (threads % d == 0 && d <= tiles && (tiles % d == 0 || tiles >= 4 * d)) best = d;
+    *tile_groups = best;
+    *row_groups = threads / best;
+}
+
+void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
+    if (p.tokens <= 0 || p.out_features <= 0) return;
+    if (!isa_supported(isa)) isa = Isa::Scalar;
+    const IsaOps ops = ops_for(isa);
+    const int lanes = ops.lanes();
+    const int64_t k = p.in_features;
+    const int64_t tile = tile_tokens(k, lanes);
+    const int64_t tiles = (p.tokens + tile - 1) / tile;
+    const int threads = std::max(1, par.concurrency());
+    int64_t tile_groups = 1, row_groups = 1;
+    split_work(tiles, threads, &tile_groups, &row_groups);
+    const std::vector<int64_t> bounds = partition_rows(p, row_groups);
+    row_groups = static_cast<int64_t>(bounds.size()) - 1;  // fewer when there are few rows
+    par.run(tile_groups * row_groups, [&](int64_t c) {
+        const int64_t tg = c / row_groups, rg = c % row_groups;
+        // One tile at a time in this worker's own scratch (thread-local: see ScratchLease).
+        ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, k * tile)));
+        for (int64_t i = tiles * tg / tile_groups; i < tiles * (tg + 1) / tile_groups; ++i) {
+            TileArgs a{};
+            a.p = &p;
+            a.xt = scratch.data();
+            a.t0 = i * tile;
+            a.w_valid = std::min(tile, p.tokens - a.t0);
+            a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
+            a.row_begin = bounds[rg];
+            a.row_end = bounds[rg + 1];
+            ops.transpose_in(p.x + a.t0 * k, k, a.w_valid, a.w_pad, scratch.data());
+            ops.rows(a);
+        }
+    });
+}
+
+}  // namespace pruneofa

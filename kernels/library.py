@@ -1,0 +1,163 @@
+"""Find (or build on first use) the extension library, register it on OpenVINO cores, ask it which ISA runs.
+
+Why build on first use: a checkout where ``python -m pruneofa.kernels.build`` was never run should still
+get sparse speed when a compiler is there. When there is none, or the build fails, one warning is logged
+once per process and every caller falls back to dense execution: nothing raises, results stay right.
+
+``PRUNEOFA_KERNELS_LIBRARY`` points at a prebuilt library (skips the cache and the build);
+``PRUNEOFA_KERNELS_DISABLE=1`` behaves as if no library could be had (dense everywhere).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("pruneofa.kernels")
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"resolved": False, "path": None, "warned": False, "cdll": None}
+_registered: weakref.WeakSet = weakref.WeakSet()  # cores the extension was added to
+
+
+def _warn_once(message: str) -> None:
+    if not _state["warned"]:
+        _state["warned"] = True
+        logger.warning("pruneofa kernels unavailable, models run dense: %s", message)
+
+
+def _resolve() -> Path | None:
+    if os.environ.get("PRUNEOFA_KERNELS_DISABLE", "") not in ("", "0"):
+        return None
+    explicit = os.environ.get("PRUNEOFA_KERNELS_LIBRARY")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            _warn_once(f"PRUNEOFA_KERNELS_LIBRARY={explicit} does not exist")
+            return None
+        return path
+    from pruneofa.kernels import build
+
+    try:
+        return build.cached_library() or build.build()
+    except (build.BuildError, OSError, ImportError) as exc:
+        _warn_once(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+def library_path() -> Path | None:
+    """The extension library for this OpenVINO (built on first call if needed), or None when unavailable."""
+    with _lock:
+        if not _state["resolved"]:
+            _state["path"] = _resolve()
+            _state["resolved"] = True
+        return _state["path"]
+
+
+def available() -> bool:
+    """True when the extension can be registered (a library exists or was just built)."""
+    return library_path() is not None
+
+
+def reset() -> None:
+    """Forget the resolved library and the warning (for tests that change the environment)."""
+    with _lock:
+        _state.update(resolved=False, path=None, warned=False, cdll=None)
+
+
+def register(core: Any) -> bool:
+    """Add the extension to ``core`` (an ``openvino.Core``); idempotent. False when unavailable."""
+    path = library_path()
+    if path is None:
+        return False
+    with _lock:
+        if core in _registered:
+            return True
+        core.add_extension(str(path))
+        _registered.add(core)
+    return True
+
+
+def _cdll() -> ctypes.CDLL | None:
+    path = library_path()
+    if path is None:
+        return None
+    with _lock:
+        if _state["cdll"] is None:
+            import openvino  # noqa: F401  (loads libopenvino first, so the library's dependencies resolve)
+
+            lib = ctypes.CDLL(str(path))
+            lib.pruneofa_kernels_isa.restype = ctypes.c_char_p
+            lib.pruneofa_kernels_set_isa.argtypes = [ctypes.c_char_p]
+            lib.pruneofa_kernels_isa_supported.argtypes = [ctypes.c_char_p]
+            lib.pruneofa_kernels_set_tile.argtypes = [ctypes.c_int]
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            lib.pruneofa_kernels_spmm.argtypes = [p, p, i64, i64, i64, p, p, i64, p, ctypes.c_int, p, p,
+                                                  ctypes.c_int, ctypes.c_int, ctypes.c_int]  # fmt: skip
+            lib.pruneofa_kernels_spmm.restype = ctypes.c_int
+            _state["cdll"] = lib
+        return _state["cdll"]
+
+
+def isa() -> str | None:
+    """The kernel path in use: "avx512", "avx2" or "scalar" (None when unavailable).
+
+    Chosen when the library loads: the best this CPU runs, or ``PRUNEOFA_KERNELS_ISA`` when set and
+    supported (an unsupported request falls back to the best, never to an illegal instruction)."""
+    lib = _cdll()
+    return lib.pruneofa_kernels_isa().decode() if lib is not None else None
+
+
+def supported_isas() -> list[str]:
+    lib = _cdll()
+    if lib is None:
+        return []
+    return [
+        name for name in ("scalar", "avx2", "avx512") if lib.pruneofa_kernels_isa_supported(name.encode())
+    ]
+
+
+def set_isa(name: str) -> None:
+    """Switch the kernel path for the whole process (tests and benchmarks); ValueError if unsupported."""
+    lib = _cdll()
+    if lib is None or not lib.pruneofa_kernels_set_isa(name.encode()):
+        raise ValueError(f"ISA {name!r} is not available here (supported: {supported_isas()})")
+
+
+def set_tile_tokens(tokens: int) -> None:
+    """Force the token-tile width (tuning only; 0 restores the automatic choice)."""
+    lib = _cdll()
+    if lib is not None:
+        lib.pruneofa_kernels_set_tile(int(tokens))
+
+
+ACTIVATIONS = {"none": 0, "gelu": 1}
+
+
+def spmm(x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none") -> np.ndarray:
+    """Run the kernel directly on a ``SparseWeight`` (tests, benchmarks): ``act(x @ W.T + bias)`` for x [..., K]."""
+    lib = _cdll()
+    if lib is None:
+        raise RuntimeError("pruneofa kernels are not available")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    tokens = int(np.prod(x.shape[:-1], dtype=np.int64))
+    y = np.empty((*x.shape[:-1], weight.out_features), np.float32)
+    arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
+    scales = None if weight.scales is None else np.ascontiguousarray(weight.scales, np.float32)
+    bias = None if weight.bias is None else np.ascontiguousarray(weight.bias, np.float32)
+    rc = lib.pruneofa_kernels_spmm(
+        x.ctypes.data, y.ctypes.data, tokens, weight.in_features, weight.out_features,
+        arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,
+        int(arrays[2].dtype == np.int8), None if scales is None else scales.ctypes.data,
+        None if bias is None else bias.ctypes.data, weight.block, ACTIVATIONS[activation], int(threads),
+    )  # fmt: skip
+    if rc != 0:
+        raise ValueError("invalid sparse weight structure")
+    return y

@@ -1,0 +1,301 @@
+"""The load-time graph rewrite: Linear layers with sparse constant weights become ``pruneofa.SparseLinear``.
+
+Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on disk stay standard):
+- A *Linear-like* node is a ``MatMul`` whose second input has rank 2 (attention's activation × activation
+  MatMuls have rank 4 and are not listed). It is *eligible* when ``transpose_a`` is false, its activation
+  is FP32 and its weight is a constant in one of the forms :mod:`pruneofa.kernels.weights` reads.
+- A following ``Add`` of a constant [N] vector (the MatMul's only consumer) is fused as the bias, and a
+  ``Gelu`` (erf) after it (its only consumer) as the activation: the dense plugin fuses both into its
+  FullyConnected, and a separate Gelu node measured ~9 % of a sparse MiniLM's time (docs/kernels.md).
+- The format: INT8 values + per-row scales when the weight is stored that way (NNCF), else FP32; blocks
+  of 2/4/8 along the input dimension when the zeros come in such blocks (:func:`formats.choose_block`).
+- ``mode="on"``: every eligible layer; ``"off"``: none; ``"auto"``: layers whose sparsity reaches the
+  measured crossover for their shape and this CPU's kernel path (:mod:`pruneofa.kernels.crossover`).
+The report lists every Linear-like node with its decision and the reason when it stayed dense.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from pruneofa.kernels import crossover as crossover_table
+from pruneofa.kernels import formats, library
+from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_weight
+
+Mode = Literal["auto", "on", "off"]
+OP_TYPE = "SparseLinear"
+OPSET = "pruneofa"
+
+
+@dataclass
+class LayerDecision:
+    """What happened to one Linear-like node."""
+
+    name: str
+    in_features: int
+    out_features: int
+    sparsity: float | None  # share of exact zeros in the weight (None when not constant)
+    format: str | None  # "csr", "block", "int8-csr", "int8-block" (the chosen or would-be format)
+    block: int | None
+    sparse: bool  # replaced by SparseLinear
+    reason: str  # why (not) sparse
+    bias_fused: bool = False
+    activation_fused: str | None = None  # "gelu" when a following Gelu was fused
+    crossover: float | None = None  # the table's sparsity threshold for this shape (auto mode)
+    weight_source: str | None = None  # "fp32", "fp16", "int8", "folded"
+
+
+@dataclass
+class SparseReport:
+    """Result of :func:`rewrite`: one entry per Linear-like node, and the setting it ran with."""
+
+    mode: str
+    isa: str | None
+    kernels_available: bool
+    layers: list[LayerDecision] = field(default_factory=list)
+
+    @property
+    def sparse_layers(self) -> list[LayerDecision]:
+        return [layer for layer in self.layers if layer.sparse]
+
+    def summary(self) -> str:
+        """One line: how many layers run sparse, in which formats, on which kernel path."""
+        if self.mode == "off":
+            return f"sparse kernels: off, {len(self.layers)} Linear layers run dense"
+        if not self.kernels_available:
+            return (
+                f"sparse kernels: unavailable, {len(self.layers)} Linear layers run dense (mode={self.mode})"
+            )
+        formats_used: dict[str, int] = {}
+        for layer in self.sparse_layers:
+            formats_used[layer.format or "?"] = formats_used.get(layer.format or "?", 0) + 1
+        detail = ", ".join(f"{count} {name}" for name, count in sorted(formats_used.items())) or "none"
+        mean = np.mean([layer.sparsity for layer in self.sparse_layers]) if self.sparse_layers else 0.0
+        return (
+            f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
+            f"layers sparse ({detail}; mean sparsity {mean:.1%})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "isa": self.isa,
+            "kernels_available": self.kernels_available,
+            "summary": self.summary(),
+            "layers": [asdict(layer) for layer in self.layers],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _linear_like(op: Any) -> bool:
+    if op.get_type_name() != "MatMul":
+        return False
+    rank = op.get_input_partial_shape(1).rank
+    return rank.is_static and rank.get_length() == 2
+
+
+def _features(op: Any) -> tuple[int, int]:
+    shape = op.get_input_partial_shape(1)
+    transpose_b = bool(op.get_attributes().get("transpose_b", False))
+    dims = [d.get_length() if d.is_static else -1 for d in shape]
+    n, k = (dims[0], dims[1]) if transpose_b else (dims[1], dims[0])
+    return k, n
+
+
+def _sole_consumer(op: Any, kind: str) -> Any | None:
+    targets = list(op.output(0).get_target_inputs())
+    if len(targets) != 1:
+        return None
+    consumer = targets[0].get_node()
+    return consumer if consumer.get_type_name() == kind else None
+
+
+def _gelu_erf(op: Any) -> Any | None:
+    gelu = _sole_consumer(op, "Gelu")
+    if gelu is None or str(gelu.get_attributes().get("approximation_mode", "ERF")).upper() != "ERF":
+        return None
+    return gelu
+
+
+def _pack(weight: ConstWeight, bias: np.ndarray | None) -> formats.SparseWeight:
+    if weight.int8 is not None:
+        return formats.pack(weight.dense, bias=bias, int8=weight.int8, scales=weight.scales)
+    return formats.pack(weight.dense, bias=bias)
+
+
+class _Factory:
+    """Creates SparseLinear nodes through OpenVINO's NodeFactory with the extension loaded (one per library)."""
+
+    _instances: dict[str, Any] = {}
+
+    @classmethod
+    def get(cls, path: str) -> Any:
+        if path not in cls._instances:
+            from openvino.utils.node_factory import NodeFactory
+
+            factory = NodeFactory()
+            factory.add_extension(path)
+            cls._instances[path] = factory
+        return cls._instances[path]
+
+
+def make_node(
+    x: Any, weight: formats.SparseWeight, name: str = "sparse_linear", activation: str = "none"
+) -> Any:
+    """A SparseLinear node over activation output ``x`` (constants made from ``weight``); ``activation``
+    is "none" or "gelu" (erf), applied after the bias."""
+    import openvino.opset13 as ops
+
+    path = library.library_path()
+    if path is None:
+        raise RuntimeError("pruneofa kernels are not available")
+    inputs = [x]
+    arrays = [("row_ptr", weight.row_ptr), ("col_idx", weight.col_idx), ("values", weight.values)]
+    if weight.scales is not None:
+        arrays.append(("scales", weight.scales))
+    if weight.bias is not None:
+        arrays.append(("bias", weight.bias))
+    for suffix, array in arrays:
+        const = ops.constant(np.ascontiguousarray(array))
+        const.set_friendly_name(f"{name}/{suffix}")
+        inputs.append(const.output(0))
+    node = _Factory.get(str(path)).create(
+        OP_TYPE,
+        inputs,
+        {
+            "in_features": weight.in_features,
+            "out_features": weight.out_features,
+            "block": weight.block,
+            "has_bias": weight.bias is not None,
+            "activation": activation,
+        },
+    )
+    node.set_friendly_name(name)
+    return node
+
+
+def _replace(target: Any, node: Any) -> None:
+    names = set(target.output(0).get_names())
+    target.output(0).replace(node.output(0))
+    if names:
+        node.output(0).get_tensor().set_names(names)
+
+
+def rewrite(
+    model: Any, mode: Mode = "auto", table: dict | None = None, fuse_gelu: bool = True
+) -> SparseReport:
+    """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
+
+    ``table``: a crossover table to use instead of the shipped one; ``fuse_gelu=False`` leaves Gelu nodes
+    separate (to measure what the fusion buys). With the kernels unavailable (no compiler, failed build)
+    nothing changes and the report says so.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mode must be 'auto', 'on' or 'off', got {mode!r}")
+    have = mode != "off" and library.available()
+    isa = library.isa() if have else None
+    report = SparseReport(mode=mode, isa=isa, kernels_available=have)
+    changed = False
+    for op in model.get_ordered_ops():
+        if not _linear_like(op):
+            continue
+        k, n = _features(op)
+        decision = LayerDecision(
+            name=op.get_friendly_name(), in_features=k, out_features=n, sparsity=None, format=None, block=None,
+            sparse=False, reason="",
+        )  # fmt: skip
+        report.layers.append(decision)
+        if op.get_attributes().get("transpose_a", False):
+            decision.reason = "transpose_a is not supported"
+            continue
+        x_type = op.get_input_element_type(0).get_type_name()
+        if x_type != "f32":
+            decision.reason = f"activations are {x_type}, not f32"
+            continue
+        try:
+            weight = read_weight(op)
+        except NotConstant as exc:
+            decision.reason = f"weight is not constant ({exc})"
+            continue
+        except Exception as exc:  # an unexpected pattern must never break loading
+            decision.reason = f"unsupported weight pattern ({type(exc).__name__}: {exc})"
+            continue
+        decision.weight_source = weight.source
+        decision.sparsity = formats.sparsity(weight.dense)
+        mask = (weight.int8 if weight.int8 is not None else weight.dense) != 0
+        decision.block = formats.choose_block(mask)
+        base = "csr" if decision.block == 1 else "block"
+        decision.format = f"int8-{base}" if weight.int8 is not None else base
+        if n <= 0 or k <= 0:
+            decision.reason = "empty weight"
+            continue
+        if mode == "off":
+            decision.reason = "mode=off"
+            continue
+        if not have:
+            decision.reason = "kernels unavailable"
+            continue
+        decision.crossover = crossover_table.crossover(k, n, isa, table)
+        if mode == "auto":
+            if decision.crossover is None:
+                decision.reason = f"no crossover measured for ISA {isa}"
+                continue
+            if decision.sparsity < decision.crossover:
+                decision.reason = f"below crossover ({decision.sparsity:.1%} < {decision.crossover:.1%})"
+                continue
+        add = _sole_consumer(op, "Add")
+        bias = read_bias(add, op.output(0), n) if add is not None else None
+        target = add if bias is not None else op
+        gelu = _gelu_erf(target) if fuse_gelu else None
+        activation = "none" if gelu is None else "gelu"
+        target = gelu if gelu is not None else target
+        sparse = _pack(weight, bias)
+        node = make_node(op.input_value(0), sparse, name=op.get_friendly_name(), activation=activation)
+        _replace(target, node)
+        decision.sparse = True
+        decision.bias_fused = bias is not None
+        decision.activation_fused = None if gelu is None else activation
+        decision.format = sparse.format
+        decision.block = sparse.block
+        decision.reason = "forced (mode=on)" if mode == "on" else "at or above crossover"
+        changed = True
+    if changed:
+        model.validate_nodes_and_infer_types()
+    return report
+
+
+def sparse_nodes(model: Any) -> list[Any]:
+    """The SparseLinear nodes of a model."""
+    return [op for op in model.get_ordered_ops() if op.get_type_name() == OP_TYPE]
+
+
+def read_back(node: Any) -> formats.SparseWeight:
+    """A SparseLinear node's constants as a SparseWeight (see :func:`dense_weight` for the matrix)."""
+    from pruneofa.kernels.weights import fold
+
+    attrs = node.get_attributes()
+    arrays = [fold(node.input_value(i)) for i in range(1, node.get_input_size())]
+    int8 = arrays[2].dtype == np.int8
+    scales = arrays[3].astype(np.float32) if int8 else None
+    has_bias = bool(attrs.get("has_bias", False))
+    return formats.SparseWeight(
+        in_features=int(attrs["in_features"]),
+        out_features=int(attrs["out_features"]),
+        block=int(attrs["block"]),
+        row_ptr=arrays[0].astype(np.int32),
+        col_idx=arrays[1].astype(np.int32),
+        values=arrays[2],
+        scales=scales,
+        bias=arrays[-1].astype(np.float32) if has_bias else None,
+    )
+
+
+def dense_weight(node: Any) -> np.ndarray:
+    """The [out, in] FP32 matrix a SparseLinear node computes with, position for position (accounting)."""
+    return formats.densify(read_back(node))

@@ -1,0 +1,37 @@
+"""``pruneofa quickstart`` (the README's first command) on a tiny model standing in for the embedded one:
+every step runs, the summary says what was measured, and the folder is written atomically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pruneofa.cli import main
+
+
+@pytest.fixture
+def tiny_default(make_model, monkeypatch):
+    from pruneofa.core import modelio
+
+    folder = make_model("bert", "feature-extraction")
+    monkeypatch.setattr(modelio, "default_model_path", lambda: folder)
+    return folder
+
+
+def test_quickstart_writes_the_side_by_side_summary(tiny_default, tmp_path, capsys):
+    out = tmp_path / "qs"
+    args = ["quickstart", "--output", str(out), "--batch", "1", "--duration", "0.3", "--sparsity", "0.9"]
+    assert main([*args, "--quiet"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert capsys.readouterr().out.strip() == summary.strip()
+    facts = json.loads((out / "summary.json").read_text())
+    assert facts["sparse_sparsity"] == pytest.approx(0.9, abs=0.01) and facts["dense_sparsity"] == 0
+    assert 0 < facts["fidelity"]["cosine_mean"] <= 1 and facts["fidelity"]["sentences"] == 46
+    assert facts["latency"]["1"]["dense"] > 0 and facts["latency"]["1"]["sparse"] > 0
+    assert "one-shot magnitude pruning" in summary and "pruneofa run --recipe pipeline-small" in summary
+    assert (out / "summary.png").stat().st_size > 1000
+    assert {p.name for p in out.iterdir()} >= {"dense", "sparse", "benchmark", "summary.md"}
+    # a second run refuses to overwrite without --overwrite, and keeps the first
+    assert main([*args, "--quiet"]) == 2
+    assert (out / "summary.md").read_text() == summary
