@@ -14,35 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from serving import running
 
 from pruneofa.deploy.pipeline import load
-from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
-
-
-@contextmanager
-def running(pipeline, **options):
-    """A real uvicorn server on 127.0.0.1 (free port) in a thread; stopped like SIGTERM would."""
-    config = serve_config(port=0, **options)
-    app = create_app(pipeline, config)
-    server = uvicorn_server(app, config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert thread.is_alive() and time.time() < deadline, "server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", server, app
-    finally:
-        server.handle_exit(signal.SIGTERM, None)
-        thread.join(30)
-        assert not thread.is_alive()
 
 
 @pytest.fixture(scope="module")
