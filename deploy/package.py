@@ -464,6 +464,14 @@ def _dense_fp32_bytes(source: Manifest | None, model_bytes: int) -> tuple[int, s
         return source.calibration.fp32_bytes, "the FP32 export this INT8 folder was calibrated from"
     if source and source.export is not None and source.export.weight_format == "fp16":
         return model_bytes * 2, "twice this FP16 folder's model files"
+    if source and source.export is not None and source.export.weight_format == "int8" and source.sparsity:
+        # A QAT export: INT8 from training, no FP32 export in its lineage. Its own file is INT8, so the
+        # FP32 size is 4 bytes for each weight the export accounted (its sparsity table covers them all).
+        weights = source.sparsity.total_numel
+        return (
+            4 * weights,
+            f"4 bytes for each of this INT8 (QAT) model's {weights:,} weights, as FP32 stores them",
+        )
     return model_bytes, "this folder's own FP32 model files"
 
 

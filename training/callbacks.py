@@ -55,6 +55,25 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
+class SparsityLogCallback(TrainerCallback):
+    """Log the mean sparsity of the pruned layers with every loss line, for runs whose pattern is locked
+    (sparse transfer, QAT): the log, ``report_to`` loggers and the manifest's curve show it stayed put."""
+
+    def __init__(self, config: PruningConfig | None = None) -> None:
+        self.config = config
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        if logs is None or model is None:
+            return
+        values = sparsity_by_module(_unwrap(model), self.config)
+        if not values:
+            return
+        entry = {"sparsity": round(sum(values.values()) / len(values), 4)}
+        logs.update(entry)
+        if state.log_history:
+            state.log_history[-1].update(entry)
+
+
 class HeadWarmupCallback(TrainerCallback):
     """Teacher preparation for a checkpoint without an MLM head: for the first ``steps`` optimizer steps
     only the new head's parameters (``head``, by name) learn; the encoder, embeddings included, is frozen.

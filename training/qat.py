@@ -31,6 +31,7 @@ from pruneofa.core.errors import CheckFailed, InputError
 from pruneofa.core.manifest import QATInfo, read_manifest
 from pruneofa.core.qatfolder import save_qat_model
 from pruneofa.core.tasks import TaskSpec, get_task
+from pruneofa.training.callbacks import SparsityLogCallback
 from pruneofa.training.config import TrainConfig
 from pruneofa.training.engine import (
     TrainResult,
@@ -259,7 +260,7 @@ def qat(
         teacher=teacher_model,
         distill_kind=spec.kind,
         distillation=plan.distillation,
-        callbacks=[],
+        callbacks=[SparsityLogCallback(plan.pruning)],
         config=qat_config,
         output=output,
         recipe=plan,

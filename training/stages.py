@@ -25,7 +25,7 @@ from pathlib import Path
 from pruneofa.core import modelio
 from pruneofa.core.errors import CheckFailed, InputError
 from pruneofa.core.tasks import TaskSpec, get_task
-from pruneofa.training.callbacks import HeadWarmupCallback, PruningCallback
+from pruneofa.training.callbacks import HeadWarmupCallback, PruningCallback, SparsityLogCallback
 from pruneofa.training.config import HEAD_LR, HEAD_WARMUP, TrainConfig
 from pruneofa.training.datasets import corpus_label, mlm_blocks
 from pruneofa.training.distill import DistillationConfig
@@ -164,6 +164,7 @@ def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, reci
     if stage == "finetune":
         initial_zeros = zero_patterns(student, recipe.pruning if recipe else None)
         lock_sparsity(student, recipe.pruning if recipe else None)
+        callbacks.append(SparsityLogCallback(recipe.pruning if recipe else None))
     run = run_training(
         kind=stage,
         model=student,

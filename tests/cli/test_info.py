@@ -41,3 +41,11 @@ def test_info_into_a_closed_pipe_ends_quietly(export_once):
     _, err = producer.communicate(timeout=120)
     assert producer.returncode == 0
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+def test_sparse_transfer_logs_the_sparsity_it_keeps(pipeline):
+    """Issue 16.7: finetune's log lines (and the manifest's curve) carry the locked sparsity, as prune's do."""
+    from pruneofa.core.manifest import read_manifest
+
+    curve = read_manifest(pipeline / "sparse-sst2").training.loss_curve
+    assert curve and all(abs(entry["sparsity"] - 0.9) < 0.01 for entry in curve)

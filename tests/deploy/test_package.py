@@ -318,3 +318,20 @@ def test_bad_package_input_exits_2(export_once, tmp_path, capsys):
     (tmp_path / "taken" / "x").write_text("x")
     assert main(["package", str(folder), "--format", "triton", "--output", str(tmp_path / "taken")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_the_fp32_baseline_of_a_qat_int8_folder_is_not_its_own_int8_file():
+    """Issue 16.3: the archive ratio of a QAT export was taken against its own INT8 file as 'FP32'."""
+    from types import SimpleNamespace
+
+    from pruneofa.deploy.package import _dense_fp32_bytes
+
+    qat = SimpleNamespace(
+        calibration=None,
+        export=SimpleNamespace(weight_format="int8"),
+        sparsity=SimpleNamespace(total_numel=1_000_000),
+    )
+    dense, what = _dense_fp32_bytes(qat, model_bytes=1_100_000)
+    assert dense == 4_000_000 and "QAT" in what
+    fp32 = SimpleNamespace(calibration=None, export=SimpleNamespace(weight_format="fp32"), sparsity=None)
+    assert _dense_fp32_bytes(fp32, model_bytes=4_100_000) == (4_100_000, "this folder's own FP32 model files")
