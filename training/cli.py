@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from pruneofa.core.cliargs import Command, add_config_arguments, command_line, config_from_args
-from pruneofa.training.config import HEAD_LR, HEAD_WARMUP, TrainConfig
+from pruneofa.training.config import HeadWarmupOptions, TrainConfig
 
 GLUE_TASKS = "cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, squad"
 CORPUS_HELP = (
@@ -31,21 +31,7 @@ def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", action="append", help=CORPUS_HELP + " (masked-LM teacher)")
     parser.add_argument("--task", help=f"task of a task teacher ({GLUE_TASKS})")
     parser.add_argument("--data", help="task data for --task")
-    parser.add_argument(
-        "--head-warmup",
-        type=float,
-        default=HEAD_WARMUP,
-        metavar="SHARE",
-        help="masked-LM teacher from a checkpoint without an MLM head: share of the steps that train the new "
-        f"head alone, encoder frozen, before the whole model (0: all from step 0; default {HEAD_WARMUP})",
-    )
-    parser.add_argument(
-        "--head-learning-rate",
-        type=float,
-        default=HEAD_LR,
-        metavar="LR",
-        help=f"learning rate of that head-only phase (default {HEAD_LR})",
-    )
+    add_config_arguments(parser, HeadWarmupOptions)
     add_budget_arguments(parser)
 
 
@@ -59,8 +45,7 @@ def run_teacher(args: argparse.Namespace) -> int:
         task=args.task,
         data=args.data,
         command=command_line(args),
-        head_warmup=args.head_warmup,
-        head_learning_rate=args.head_learning_rate,
+        **config_from_args(HeadWarmupOptions, args).model_dump(),
     )
     print(f"teacher written to {result.output}")
     return 0

@@ -19,6 +19,28 @@ HEAD_WARMUP = 0.2
 HEAD_LR = 1e-3
 
 
+class HeadWarmupOptions(BaseModel):
+    """The teacher command's head warm-up (masked-LM teacher from a checkpoint without an MLM head); the
+    one source of ``--head-warmup`` / ``--head-learning-rate`` and their defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    head_warmup: float = Field(
+        HEAD_WARMUP,
+        ge=0,
+        le=1,
+        description="masked-LM teacher from a checkpoint without an MLM head: share of the steps that train "
+        "the new head alone, encoder frozen, before the whole model (0: all from step 0)",
+        json_schema_extra=cli(metavar="SHARE"),
+    )
+    head_learning_rate: float = Field(
+        HEAD_LR,
+        gt=0,
+        description="learning rate of that head-only phase",
+        json_schema_extra=cli(metavar="LR"),
+    )
+
+
 class TrainConfig(BaseModel):
     """Budget and bookkeeping shared by the training commands (the recipe holds the method)."""
 

@@ -16,7 +16,7 @@ from pruneofa.core.cliargs import config_from_args, field_default, field_help, f
 from pruneofa.deploy.config import BenchmarkConfig, PackageConfig, ServeConfig, ValidateConfig
 from pruneofa.exporter.config import ExportConfig
 from pruneofa.quickstart import QuickstartOptions
-from pruneofa.training.config import TrainConfig
+from pruneofa.training.config import HeadWarmupOptions, TrainConfig
 
 # command → (the shortest valid command line, the configs its flags come from, their required values)
 COMMANDS = {
@@ -26,7 +26,7 @@ COMMANDS = {
     "benchmark": (["x"], {BenchmarkConfig: {}}),
     "serve": (["x"], {ServeConfig: {}}),
     "package": (["x", "--format", "ovms"], {PackageConfig: {"format": "ovms"}}),
-    "teacher": ([], {TrainConfig: {}}),
+    "teacher": ([], {TrainConfig: {}, HeadWarmupOptions: {}}),
     "prune": (["m", "--teacher", "t", "--corpus", "c", "--recipe", "r"], {TrainConfig: {}}),
     "finetune": (["m", "--task", "sst2", "--data", "d"], {TrainConfig: {}}),
     "qat": (["m", "--task", "sst2", "--data", "d"], {TrainConfig: {}, QATExportOptions: {}}),
