@@ -12,6 +12,11 @@ Variants, each compiled on CPU with ``INFERENCE_NUM_THREADS`` = --threads, one s
                  rewritten to SparseLinear with INT8 values (``dense-int8w`` is OpenVINO on that graph)
 Timed in interleaved rounds (median ms per inference) at batch 1 and 16, seq 128; ``--profile`` also
 prints where the sparse model spends its time per node type (SparseLinear, MatMul, Gelu, Add, ...).
+``--shrink`` instead measures structured shrink and sparse kernels together: half of every layer's
+heads and FFN neurons zeroed (smallest norm), the rest of each Linear pruned by magnitude to
+--sparsity, and the model timed four ways: dense (structured zeros kept), shrunk (``pruneofa export
+--shrink``'s ``shrink_model``, dense kernels), sparse (SparseLinear on the unshrunk model) and
+shrunk + sparse.
 
 Run:  .venv/bin/python benchmarks/kernels_encoder.py [--sparsity 0.85 --sparsity 0.9] [--isa avx2]
 (about 3 minutes on 2 cores; print the load average and rerun on a quiet machine before recording).
@@ -61,6 +66,71 @@ def prune_(model, sparsity: float) -> None:
                 k = int(sparsity * w.numel())
                 threshold = w.abs().flatten().kthvalue(k).values
                 w[w.abs() <= threshold] = 0.0
+
+
+def structured_prune_(model, head_share: float = 0.5, neuron_share: float = 0.5) -> None:
+    """Zero the smallest-norm heads (their Q/K/V rows) and FFN neurons (input rows) of every layer."""
+    import torch
+
+    heads = model.config.num_attention_heads
+    with torch.no_grad():
+        for layer in model.encoder.layer:
+            att = layer.attention.self
+            dim = att.query.weight.shape[0] // heads
+            norms = torch.stack(
+                [sum(m.weight[h * dim : (h + 1) * dim].norm() for m in (att.query, att.key, att.value))
+                 for h in range(heads)]
+            )  # fmt: skip
+            for h in norms.argsort()[: int(head_share * heads)].tolist():
+                for m in (att.query, att.key, att.value):
+                    m.weight[h * dim : (h + 1) * dim] = 0.0
+                    m.bias[h * dim : (h + 1) * dim] = 0.0
+            ffn = layer.intermediate.dense
+            dead = ffn.weight.norm(dim=1).argsort()[: int(neuron_share * ffn.weight.shape[0])]
+            ffn.weight[dead] = 0.0
+            layer.output.dense.weight[:, dead] = 0.0
+
+
+def shrink_study(args, core, f32: dict) -> None:
+    """Structured shrink x sparse kernels (see the module docstring)."""
+    import copy
+
+    from pruneofa import kernels
+    from pruneofa.core.support import ARCHITECTURES
+    from pruneofa.exporter.shrink import shrink_model
+
+    rng = np.random.default_rng(0)
+    for sparsity in args.sparsity or [0.9]:
+        torch_model, what = build_torch_model()
+        structured_prune_(torch_model)
+        prune_(torch_model, sparsity)  # the zeros above count towards this share: it stays per matrix
+        shrunk = copy.deepcopy(torch_model)
+        report = shrink_model(shrunk, ARCHITECTURES["bert"])
+        full, small = convert(torch_model, args.seq), convert(shrunk, args.seq)
+        compiled = {
+            "dense-fp32": core.compile_model(full, "CPU", f32),
+            "shrunk-fp32": core.compile_model(small, "CPU", f32),
+        }
+        compiled["sparse-fp32"], rep_full = kernels.compile_sparse(core, full, f32, mode="on")
+        compiled["shrunk+sparse"], rep_small = kernels.compile_sparse(core, small, f32, mode="on")
+        print(f"\n{what}: half the heads and FFN neurons zeroed, every encoder Linear {sparsity:.0%} zeros")
+        print(f"  shrink: {report.params_before:,} -> {report.params_after:,} parameters")
+        print(f"  sparse: {rep_full.summary()}\n  shrunk+sparse: {rep_small.summary()}")
+        for batch in args.batch or [1, 16]:
+            feed = {
+                "input_ids": rng.integers(1000, 2000, (batch, args.seq)).astype(np.int64),
+                "attention_mask": np.ones((batch, args.seq), np.int64),
+            }
+            ref = compiled["dense-fp32"](feed)[0]
+            for name in ("shrunk-fp32", "sparse-fp32", "shrunk+sparse"):
+                diff = float(np.abs(compiled[name](feed)[0] - ref).max())
+                print(f"  batch {batch}: max |{name} - dense-fp32| = {diff:.2e}")
+            requests = {name: c.create_infer_request() for name, c in compiled.items()}
+            ms = time_rounds(requests, feed, args.rounds, args.budget)
+            base = ms["dense-fp32"]
+            line = "  ".join(f"{name} {value:.2f} ms ({base / value:.2f}x)" for name, value in ms.items())
+            print(f"  batch {batch:>2} [{load()}]: {line}")
+            sys.stdout.flush()
 
 
 def convert(model, seq: int):
@@ -139,6 +209,7 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=0.5, help="seconds per variant per round")
     parser.add_argument("--isa", help="force a kernel path (avx2, avx512, scalar)")
     parser.add_argument("--profile", action="store_true", help="per node type ms of the sparse model")
+    parser.add_argument("--shrink", action="store_true", help="structured shrink x sparse kernels instead")
     args = parser.parse_args()
 
     import openvino as ov
@@ -156,6 +227,9 @@ def main() -> int:
     default = {"INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1}
     rng = np.random.default_rng(0)
     print(f"kernels: {kernels.isa()}, {args.threads} threads, seq {args.seq}, {load()}")
+    if args.shrink:
+        shrink_study(args, core, f32)
+        return 0
     for sparsity in args.sparsity or [0.85, 0.9]:
         torch_model, what = build_torch_model()
         prune_(torch_model, sparsity)
