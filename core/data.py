@@ -409,6 +409,24 @@ def _records(path: Path) -> list[tuple[str, Any]]:
     return records
 
 
+# Public readers for callers that need a data file's other columns, parsed exactly as load_examples
+# parses them (same line numbers, same quoting), e.g. validate's --slice-by.
+def table_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank row of a TSV (``\\t``) or CSV (``,``) file."""
+    return _rows(path, delimiter)
+
+
+def json_document(path: Path) -> tuple[Any, list[tuple[str, Any]] | None]:
+    """(document, None) for a single JSON value, or (None, [("file:line", record), ...]) for JSON lines
+    or a JSON array."""
+    return _json_document(path)
+
+
+def json_records(path: Path) -> list[tuple[str, Any]]:
+    """[("file:line", record), ...] of a JSON array or JSON-lines file (one-line error otherwise)."""
+    return _records(path)
+
+
 def _record_examples(
     records: Iterable[tuple[str, Any]], task: TaskSpec, text_columns: Sequence[str], label_column: str | None
 ) -> Iterator[TextExample]:

@@ -15,6 +15,8 @@ examples:
   pruneofa validate exports/squad-onnx --reference exports/squad-ov --data dev-v1.1.json --task squad --limit 500
   pruneofa validate exports/sst2-ov-int8 --reference ./sst2-model --data nyu-mll/glue --task sst2 \\
       --max-drop 1.0 --report gate.json --junit gate.xml
+  pruneofa validate exports/sst2-ov-int8 --reference ./sst2-model --data my-dev.csv --task sst2 \\
+      --slice-by source --max-class-drop 3 --max-ece-increase 2 --html behaviour.html
 
 exit codes: 0 within bounds; 1 outside bounds; 2 bad input
 """

@@ -37,15 +37,63 @@ class ValidateConfig(BaseModel):
     split: Literal["dev", "train"] = Field("dev", description="split to evaluate")
     max_drop: float = Field(1.0, ge=0, description="max drop of the primary metric, in points")
     min_agreement: float = Field(0.99, ge=0, le=1, description="min share of identical predictions")
+    max_class_drop: float | None = Field(
+        None,
+        ge=0,
+        description="max drop, in points, of the worst class's F1 or slice's score (classes and slices with "
+        "at least --min-slice-size examples)",
+        json_schema_extra=cli(metavar="POINTS", default_text="not gated"),
+    )
+    max_ece_increase: float | None = Field(
+        None,
+        ge=0,
+        description="max rise of the expected calibration error (15 equal-width bins), in points; "
+        "classification tasks",
+        json_schema_extra=cli(metavar="POINTS", default_text="not gated"),
+    )
+    min_slice_size: int = Field(
+        20,
+        ge=1,
+        description="classes and slices with fewer examples are reported but not gated",
+        json_schema_extra=cli(metavar="N"),
+    )
+    slice_by: list[str] = Field(
+        default_factory=list,
+        description="also compare the models on each value of these data columns (TSV/CSV header names, "
+        "JSON record keys; SQuAD: title); inputs are always sliced by length",
+        json_schema_extra=cli(metavar="COLUMN[,COLUMN]"),
+    )
+    flipped: int = Field(
+        20,
+        ge=0,
+        description="write the N most confident disagreements (texts, both predictions and confidences, "
+        "gold label) to the reports",
+        json_schema_extra=cli(metavar="N"),
+    )
     limit: int | None = Field(None, ge=1, description="evaluate only the first N examples (quick runs)")
     batch_size: int = Field(
         16, ge=1, le=4096, description="examples per batch, padded to the batch's longest"
     )
     report: Path | None = Field(None, description="write the JSON report to this file")
     junit: Path | None = Field(
-        None, description="write JUnit XML (test cases metric_drop, prediction_agreement) to this file"
+        None,
+        description="write JUnit XML to this file, one test case per gate (metric_drop, prediction_agreement, "
+        "class_drop, ece_increase)",
+    )
+    html: Path | None = Field(
+        None,
+        description="write the behaviour report as one self-contained HTML page (tables and plots)",
+        json_schema_extra=cli(metavar="REPORT.html"),
     )
     sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP + " (for the candidate)")
+
+    @field_validator("slice_by")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        names = [name.strip() for name in value]
+        if any(not name for name in names):
+            raise ValueError("column names must not be empty")
+        return list(dict.fromkeys(names))
 
 
 class BenchmarkConfig(BaseModel):

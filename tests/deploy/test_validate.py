@@ -42,8 +42,11 @@ def test_fp32_export_passes_against_pytorch(export_once, make_model, sst2_dir, t
     )
     assert report["max_abs_error"] < 1e-4 and report["primary_metric"] == "accuracy"
     suite = ET.parse(junit_file).getroot()
-    assert suite.get("tests") == "2" and suite.get("failures") == "0"
-    assert [c.get("name") for c in suite.iter("testcase")] == ["metric_drop", "prediction_agreement"]
+    assert suite.get("tests") == "4" and suite.get("failures") == "0" and suite.get("skipped") == "2"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert list(cases) == ["metric_drop", "prediction_agreement", "class_drop", "ece_increase"]
+    assert cases["class_drop"].find("skipped") is not None  # not asked for: listed, skipped
+    assert report["behaviour"]["disagreements"] == 0 and report["behaviour"]["calibration"]["increase"] < 1e-3
 
 
 def test_int8_against_another_exported_folder(calibrate_once, export_once, sst2_dir, capsys):
@@ -122,6 +125,9 @@ def test_question_answering_gate(export_once, make_model, squad_file, tmp_path, 
     report = json.loads(report_file.read_text())
     assert report["primary_metric"] == "f1" and set(report["candidate"]["metrics"]) == {"exact_match", "f1"}
     assert report["agreement"] == 1.0 and report["examples"] == 12
+    groups = {row["group"] for row in report["behaviour"]["classes"]}
+    assert groups == {"question type", "answer length"} and report["behaviour"]["calibration"] is None
+    assert sum(row["examples"] for row in report["behaviour"]["slices"]) == 12  # length buckets only
 
 
 def test_limit_and_bad_input(export_once, make_model, sst2_dir, squad_file, tmp_path, capsys):
