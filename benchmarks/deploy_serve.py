@@ -30,7 +30,7 @@ from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
 
 
 def _start(pipeline, **options):
-    config = serve_config(port=0, **options)
+    config = serve_config(port=0, name=pipeline.name, **options)  # the v2 URLs below use pipeline.name
     app = create_app(pipeline, config)
     server = uvicorn_server(app, config)
     thread = threading.Thread(target=server.run, daemon=True)

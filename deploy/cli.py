@@ -34,7 +34,7 @@ SERVE_EXAMPLES = """\
 exit codes: 0 stopped after answering every accepted request; 1 some were dropped at shutdown; 2 bad input
 
 examples:
-  pruneofa serve exports/sst2-ov-int8
+  pruneofa serve exports/sst2-ov-int8 --name sst2-ov-int8   # default: from pruneofa.json, printed at start
   pruneofa serve exports/squad-onnx --host 0.0.0.0 --port 9000 --max-batch 8 --max-queue 128
   curl -s localhost:8000/predict -d '{"inputs": ["a delight", "a bore"]}'
   curl -s localhost:8000/v2/models/sst2-ov-int8/infer \\
@@ -44,6 +44,7 @@ examples:
 PACKAGE_EXAMPLES = """\
 examples:
   pruneofa package exports/sst2-ov-int8 --format ovms --output repo/ovms      # docker: --config_path /models/config.json
+  pruneofa package exports/sst2-ov-int8 --format ovms --name sst2 --output repo/ovms-sst2   # name in the v2 URLs
   pruneofa package exports/sst2-onnx --format triton --output repo/triton     # tritonserver --model-repository
   pruneofa package exports/sst2-ov-int8 --format archive --output dist/sst2
   pruneofa package dist/sst2/sst2-ov-int8.tar.xz --format folder --output exports/sst2-restored

@@ -162,7 +162,12 @@ class ServeConfig(BaseModel):
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port (0 picks a free one)")
     name: str | None = Field(
-        None, description="model name in the v2 URLs", json_schema_extra=cli(default_text="the folder's name")
+        None,
+        description="model name in the v2 URLs (letters, digits, _ . -)",
+        json_schema_extra=cli(
+            default_text="from pruneofa.json: source model, target and precision unless FP32, e.g. "
+            "all-MiniLM-L6-v2-openvino-int8; else the folder's name"
+        ),
     )
     runtime: Runtime | None = Field(
         None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
@@ -213,10 +218,20 @@ class PackageConfig(BaseModel):
     )
     name: str | None = Field(
         None,
-        description="model name in the repository",
-        json_schema_extra=cli(default_text="the folder's name"),
+        description="model name in the repository, or the archive's file name",
+        json_schema_extra=cli(
+            default_text="from pruneofa.json: source model, target and precision unless FP32, as pruneofa "
+            "serve names it, e.g. all-MiniLM-L6-v2-openvino-int8; else, and for an archive, the folder's name"
+        ),
     )
     max_batch_size: int = Field(64, ge=1, le=1_000_000, description="Triton max_batch_size")
+    sparse_kernels: KernelMode = Field(
+        "auto",
+        description="ovms: ship the folder's sparse IR (openvino_model_sparse.xml, from 'pruneofa export "
+        "--sparse-ir') as the model, with pruneofa's kernels library in extensions/ and the OVMS setting "
+        "that loads it (--cpu_extension): auto (when the folder has a sparse IR), on (require it), off (the "
+        "standard IR)",
+    )
     overwrite: bool = Field(False, description="replace a non-empty output folder")
     skip_outside_links: bool = Field(
         False,

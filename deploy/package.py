@@ -11,7 +11,14 @@ Repositories (both servers load them as they are, from the directory given to ``
   CPU instances) and ``NAME/1/model.xml|bin`` or ``NAME/1/model.onnx``.
 
 Both carry ``tokenizer/`` (the Hugging Face tokenizer files and config, and the OpenVINO tokenizer model
-where the folder has one) so that a client can turn text into the ``input_ids`` the servers expect.
+where the folder has one) so that a client can turn text into the ``input_ids`` the servers expect. NAME is
+the one ``pruneofa serve`` gives the model (:func:`default_model_name`: source model, target, precision).
+
+A folder with a sparse IR (``openvino_model_sparse.xml``, from ``pruneofa export --sparse-ir``) becomes an
+OVMS repository that serves it: the kernels library that defines pruneofa's op is copied to
+``extensions/`` with a record of what it was built against, and ``README.md`` gives the start command with
+OVMS's ``--cpu_extension`` (a server parameter; config.json has no key for it). The copy is checked to
+read and compile the packaged model in a fresh OpenVINO core before anything moves into place.
 
 Archive (``NAME.tar.xz``): every file of the folder; large binaries (weights) are stored as a bitmap of
 their non-zero bytes plus those bytes, so a zero weight costs about one bit per byte before xz and a
@@ -48,7 +55,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pruneofa.core.errors import InputError
+from pruneofa.core.errors import CheckFailed, InputError, last_line
 from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import (
     MANIFEST_NAME,
@@ -66,6 +73,8 @@ from pruneofa.core.runtime import (
     NOT_EXPORTED,
     ONNX_FILE,
     OPENVINO_BIN,
+    OPENVINO_SPARSE_BIN,
+    OPENVINO_SPARSE_XML,
     OPENVINO_TOKENIZER_XML,
     OPENVINO_XML,
 )
@@ -96,6 +105,9 @@ _TOKENIZER_FILES = (
     "openvino_tokenizer.bin",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+EXTENSIONS_DIR = "extensions"  # an OVMS repository's kernels library, beside config.json
+KERNELS_RECORD = "pruneofa_kernels.json"  # what the library is and was built against
+OVMS_MOUNT = "/models"  # where the documented docker command mounts the repository
 _TRITON_TYPES = {"i64": "TYPE_INT64", "i32": "TYPE_INT32", "f32": "TYPE_FP32", "f16": "TYPE_FP16"}
 
 
@@ -105,6 +117,50 @@ class PackageResult:
     format: str
     files: list[str]
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --- the model's name on a server ------------------------------------------------------------------------
+
+
+def url_safe_name(text: str) -> str:
+    """``text`` as a model name every server and URL accepts: runs of other characters become ``-``."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", text).strip("-_.")[:200].rstrip("-_.")
+    return name or "model"
+
+
+def source_model_name(location: str) -> str:
+    """What a stage's source model is called: the embedded default by its own name (all-MiniLM-L6-v2, not
+    the folder inside the package that ships it), a hub id or a folder by its last part."""
+    from pruneofa.core import modelio
+
+    try:
+        default = modelio.resolve_model_source(None)
+        if Path(location).resolve() == Path(default.location).resolve():
+            return default.display_name
+    except (InputError, OSError):  # the package that ships the default is not installed
+        pass
+    return location.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def default_model_name(folder: str | Path) -> str:
+    """The name a server gives the model of an exported folder, the same for ``pruneofa serve`` (its v2
+    URLs) and ``pruneofa package`` (the OVMS/Triton repository): from the folder's ``pruneofa.json``, the
+    model the export read, the target and, unless FP32, the precision (``all-MiniLM-L6-v2-openvino-int8``
+    for the calibrated export of the embedded model), made URL-safe. A folder without a manifest (or one
+    that was not exported) keeps its own name. The name no longer depends on where the folder sits
+    (``exports/x/openvino-int8`` of a two-target export is not served as ``openvino-int8``)."""
+    path = Path(folder).expanduser()
+    manifest = read_manifest(path)
+    if manifest is None or manifest.export is None:
+        return url_safe_name(path.resolve().name)
+    exports = [
+        entry.source for entry in (*manifest.lineage, manifest.as_lineage()) if entry.stage == "export"
+    ]
+    source = exports[-1] if exports else manifest.source.model
+    parts = [url_safe_name(source_model_name(source)), manifest.export.target]
+    if manifest.export.weight_format != "fp32":
+        parts.append(manifest.export.weight_format)
+    return url_safe_name("-".join(parts))
 
 
 # --- the folder's own files ----------------------------------------------------------------------------
@@ -208,8 +264,13 @@ def _package_manifest(
     )
 
 
-def ovms_config(name: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+def ovms_config(name: str, inputs: list[dict[str, Any]], *, f32: bool = False) -> dict[str, Any]:
+    """``config.json``; ``f32``: FP32 inference precision (the sparse op takes FP32 activations, and a CPU
+    with bf16 or AMX would otherwise run the rest of the model in bf16)."""
     shape = {i["name"]: "(" + ",".join(str(d) for d in i["shape"]) + ")" for i in inputs}
+    plugin_config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+    if f32:
+        plugin_config["INFERENCE_PRECISION_HINT"] = "f32"
     return {
         "model_config_list": [
             {
@@ -218,7 +279,7 @@ def ovms_config(name: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
                     "base_path": name,
                     "target_device": "CPU",
                     "shape": shape,
-                    "plugin_config": {"PERFORMANCE_HINT": "THROUGHPUT"},
+                    "plugin_config": plugin_config,
                 }
             }
         ]
@@ -281,7 +342,10 @@ def package_model(
         raise InputError(
             f"{path} is not a folder; give a folder written by 'pruneofa export' or 'pruneofa calibrate'"
         )
-    model_name = name or re.sub(r"[^A-Za-z0-9_.\-]", "_", path.name)
+    if format == "archive":  # restored beside it under the same name, by default
+        model_name = name or re.sub(r"[^A-Za-z0-9_.\-]", "_", path.name)
+    else:  # the name pruneofa serve gives the model too
+        model_name = name or default_model_name(path)
     if not _NAME.match(model_name):
         raise InputError(
             f"model name {model_name!r} is not usable by the servers; pass --name with letters, digits, _ . -"
@@ -292,6 +356,7 @@ def package_model(
     files = folder_files(path, skip_outside_links=config.skip_outside_links)
     kind, model_files = _model_kind(path, files)
     source = read_manifest(path) if MANIFEST_NAME in files else None
+    sparse = _sparse_ir(path, files, format, config.sparse_kernels)
     target = Path(output) if output else path.parent / f"{path.name}-{format}"
     check_output_dir(target, overwrite=overwrite)
     started = time.perf_counter()
@@ -304,7 +369,7 @@ def package_model(
             summary = _write_archive(files, source, staging / f"{model_name}.tar.xz", signing_key, quiet)
         else:
             summary = _write_repository(
-                files, staging, format, model_name, kind, model_files, config.max_batch_size
+                files, staging, format, model_name, kind, model_files, config.max_batch_size, sparse
             )
         summary["wall_time_s"] = round(time.perf_counter() - started, 2)
         metrics = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
@@ -312,6 +377,134 @@ def package_model(
         written = _relative_files(staging)
     Progress(quiet).say(f"package ({format}) written to {target}: " + ", ".join(written))
     return PackageResult(target, format, written, summary)
+
+
+@dataclass
+class _SparseIR:
+    """The folder's IR with pruneofa's SparseLinear op and the kernels library that defines the op."""
+
+    files: list[Path]  # openvino_model_sparse.xml, .bin
+    library: Path
+
+
+def _sparse_ir(path: Path, files: dict[str, Path], format: str, mode: str) -> _SparseIR | None:
+    """What ``--sparse-kernels`` asks for, checked before anything is written: the sparse IR and the library
+    to ship (OVMS with ``auto`` where the folder has the IR, or ``on``), or None for the standard model."""
+    have_xml, have_bin = OPENVINO_SPARSE_XML in files, OPENVINO_SPARSE_BIN in files
+    if mode == "off":
+        return None
+    if format != "ovms":
+        if mode == "on":
+            raise InputError(
+                "--sparse-kernels on ships pruneofa's kernels to OpenVINO Model Server (its --cpu_extension); "
+                f"use it with --format ovms (--format {format} packages the standard model)"
+            )
+        return None
+    if have_xml != have_bin:
+        present, absent = (
+            (OPENVINO_SPARSE_XML, OPENVINO_SPARSE_BIN)
+            if have_xml
+            else (OPENVINO_SPARSE_BIN, OPENVINO_SPARSE_XML)
+        )
+        raise InputError(
+            f"{path} has {present} but not {absent}; re-export with 'pruneofa export --sparse-ir', or pass "
+            "--sparse-kernels off to package the standard IR"
+        )
+    if not have_xml:
+        if mode == "on":
+            raise InputError(
+                f"{path} has no {OPENVINO_SPARSE_XML} (the IR with pruneofa's sparse op); write it with "
+                "'pruneofa export MODEL --target openvino --sparse-ir', or pass --sparse-kernels off"
+            )
+        return None
+    from pruneofa import kernels
+
+    library = kernels.library_path()
+    if library is None:
+        raise InputError(
+            f"{path} has a sparse IR ({OPENVINO_SPARSE_XML}), which needs pruneofa's kernels library, and "
+            "the library is not available here (no C++ compiler, or a failed build: see the warning above); "
+            "run 'python -m pruneofa.kernels.build', or pass --sparse-kernels off to package the standard IR"
+        )
+    return _SparseIR([files[OPENVINO_SPARSE_XML], files[OPENVINO_SPARSE_BIN]], library)
+
+
+def _openvino_version() -> str:
+    import openvino
+
+    return openvino.get_version() if hasattr(openvino, "get_version") else openvino.__version__
+
+
+def _ship_kernels(staging: Path, sparse: _SparseIR, model_xml: Path) -> dict[str, Any]:
+    """Copy the kernels library to ``extensions/``, record what it was built against, and check that an
+    OpenVINO core which adds that copy (as OVMS's ``--cpu_extension`` does) reads and compiles the model."""
+    import openvino as ov
+
+    extensions = staging / EXTENSIONS_DIR
+    extensions.mkdir()
+    library = extensions / sparse.library.name
+    shutil.copyfile(sparse.library, library)
+    record = {
+        "library": sparse.library.name,
+        "sha256": sha256_file(library),
+        "operation": "pruneofa::SparseLinear",
+        "openvino_version": _openvino_version(),
+        "note": "the library must match the OpenVINO version inside the OVMS image: rebuild it there "
+        "(python -m pruneofa.kernels.build) if that version differs",
+        "ovms_argument": f"--cpu_extension {OVMS_MOUNT}/{EXTENSIONS_DIR}/{sparse.library.name}",
+    }
+    (extensions / KERNELS_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    try:
+        core = ov.Core()
+        core.add_extension(str(library))
+        core.compile_model(core.read_model(str(model_xml)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    except RuntimeError as err:
+        raise CheckFailed(
+            f"the packaged sparse IR does not load with the packaged kernels library ({last_line(err)}); "
+            "re-export with 'pruneofa export --sparse-ir' using this pruneofa, or pass --sparse-kernels off"
+        ) from err
+    return record
+
+
+def _release(version: str) -> str:
+    """``2026.4.1`` of OpenVINO's ``2026.4.1-22982-e213a147257-releases/2026/4``."""
+    return version.split("-", 1)[0]
+
+
+def ovms_readme(name: str, record: dict[str, Any] | None) -> str:
+    """How to start OpenVINO Model Server on the repository, and the URL of the model it serves."""
+    if record:  # OVMS images are tagged by release (2026.4 carries OpenVINO 2026.4.x): the library's
+        image = "openvino/model_server:" + ".".join(_release(record["openvino_version"]).split(".")[:2])
+        extension = f" \\\n    {record['ovms_argument']}"
+    else:
+        image, extension = "openvino/model_server:latest", ""
+    lines = [
+        f"# OpenVINO Model Server repository: {name}",
+        "",
+        "```bash",
+        f"docker run --rm -v $PWD:{OVMS_MOUNT}:ro -p 9000:9000 {image} \\",
+        f"    --config_path {OVMS_MOUNT}/config.json --rest_port 9000{extension}",
+        "```",
+        "",
+        f"KServe v2 REST: `POST localhost:9000/v2/models/{name}/infer` with the token tensors "
+        "(`input_ids`, `attention_mask`, ...) that `tokenizer/` makes; `pruneofa serve` of the same folder "
+        "serves the model under the same name and takes text.",
+    ]
+    if record:
+        lines += [
+            "",
+            f"`{name}/1/model.xml` is the folder's sparse IR: its Linear layers are pruneofa's "
+            f"`{record['operation']}` operation, defined by `{EXTENSIONS_DIR}/{record['library']}`, which OVMS "
+            f"loads with `{record['ovms_argument'].split()[0]}` (a server setting, not part of config.json).",
+            "",
+            f"**The library was built against OpenVINO {_release(record['openvino_version'])} "
+            f"({record['openvino_version']}) and must match the OpenVINO inside the OVMS image** (its ABI and "
+            "`libopenvino.so` version; the image's `/ovms/bin/ovms --version` prints it): use the image of "
+            "that release, or rebuild the library inside the image with `python -m pruneofa.kernels.build` (or "
+            "CMake, docs/kernels.md) and replace the file. Without the extension OVMS cannot read this model; "
+            "package with `--sparse-kernels off` for the standard IR.",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def _write_repository(
@@ -322,31 +515,44 @@ def _write_repository(
     kind: str,
     model_files: list[Path],
     max_batch: int,
+    sparse: _SparseIR | None = None,
 ) -> dict[str, Any]:
     version = staging / name / "1"
     version.mkdir(parents=True)
-    if kind == "openvino":
+    record = None
+    if sparse is not None:
+        shutil.copyfile(sparse.files[0], version / "model.xml")
+        shutil.copyfile(sparse.files[1], version / "model.bin")
+        record = _ship_kernels(staging, sparse, version / "model.xml")
+    elif kind == "openvino":
         shutil.copyfile(model_files[0], version / "model.xml")
         shutil.copyfile(model_files[1], version / "model.bin")
-        model_path = version / "model.xml"
     else:
         shutil.copyfile(model_files[0], version / "model.onnx")
-        model_path = version / "model.onnx"
-    inputs, outputs = _signature(model_path)
+    inputs, outputs = _signature(model_files[0])  # the standard model: the same inputs and outputs
     if format == "ovms":
         (staging / "config.json").write_text(
-            json.dumps(ovms_config(name, inputs), indent=2) + "\n", encoding="utf-8"
+            json.dumps(ovms_config(name, inputs, f32=sparse is not None), indent=2) + "\n", encoding="utf-8"
         )
+        (staging / "README.md").write_text(ovms_readme(name, record), encoding="utf-8")
     else:
         backend = "openvino" if kind == "openvino" else "onnxruntime"
         (staging / name / "config.pbtxt").write_text(
             triton_config(name, backend, inputs, outputs, max_batch), encoding="utf-8"
         )
     tokenizer = _copy_tokenizer(files, staging / "tokenizer")
-    return {
+    summary: dict[str, Any] = {
+        "model_name": name,
         "model_bytes": sum(p.stat().st_size for p in version.iterdir()),
         "tokenizer_files": len(tokenizer),
     }
+    if record is not None:
+        summary.update(
+            model_file=OPENVINO_SPARSE_XML,
+            cpu_extension=f"{EXTENSIONS_DIR}/{record['library']}",
+            kernels_openvino_version=record["openvino_version"],
+        )
+    return summary
 
 
 # --- signatures ------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ Endpoints
 * ``POST /predict``: ``{"inputs": ..., "parameters": {...}}`` → the Hugging Face-pipeline-shaped result.
 * ``GET /metrics``: Prometheus text format.
 
+``{name}`` is ``--name`` or, by default, the name derived from the folder's ``pruneofa.json`` (source model,
+target, precision: ``all-MiniLM-L6-v2-openvino-int8``), the one ``pruneofa package`` gives the model in an
+OVMS or Triton repository; the command prints it and the infer URL once it listens.
+
 Concurrent requests are batched: a single worker takes the first waiting request, collects more for up to
 ``max_delay_ms`` or until ``max_batch`` texts, and runs them as one padded batch (requests with different
 parameters run as separate batches). The queue is bounded: when ``max_queue`` requests wait, new ones get
@@ -31,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -39,6 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,6 +57,7 @@ from starlette.requests import ClientDisconnect
 from pruneofa import __version__
 from pruneofa.core.errors import InputError, first_line
 from pruneofa.deploy.config import ServeConfig, serve_config
+from pruneofa.deploy.package import default_model_name
 from pruneofa.deploy.pipeline import Pipeline
 
 logger = logging.getLogger("pruneofa.serve")
@@ -59,6 +66,7 @@ logger = logging.getLogger("pruneofa.serve")
 # connection is closed rather than read to the end, and the client is told so.
 CLOSE = {"Connection": "close"}
 INTERNAL_ERROR = "internal error; the server logged the details"
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what OVMS and Triton accept, and URL-safe
 
 
 class HttpError(Exception):
@@ -737,10 +745,31 @@ def _header_bytes(scope: dict) -> int:
     return request_line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
+def served_name(folder: str | Path, config: ServeConfig) -> str:
+    """The model's name in the v2 URLs: ``--name``, else the one :func:`default_model_name` derives from the
+    folder's ``pruneofa.json`` (the name ``pruneofa package`` gives it in an OVMS or Triton repository)."""
+    if config.name is None:
+        return default_model_name(folder)
+    if not _SERVED_NAME.match(config.name):
+        raise InputError(
+            f"--name {_short(config.name)} cannot be part of a URL; use letters, digits, _ . - "
+            "(starting with a letter or digit)"
+        )
+    return config.name
+
+
+def infer_url(host: str, port: int, name: str) -> str:
+    """The KServe v2 infer URL of the served model, with an address a client on this machine can use."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/v2/models/{name}/infer"
+
+
 def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     """The ASGI application serving ``pipeline`` (``uvicorn.run(create_app(load(folder)))`` works)."""
     config = config or ServeConfig()
-    name = config.name or pipeline.name
+    name = served_name(pipeline.folder, config)
     task = pipeline.task.name
     metrics = Metrics()
     mask_token = getattr(pipeline.tokenizer, "mask_token", None)
@@ -973,12 +1002,19 @@ def _protocol_class(config: ServeConfig) -> type:
     return _DeadlineH11Protocol
 
 
-def uvicorn_server(app: Any, config: ServeConfig) -> Any:
+def uvicorn_server(app: Any, config: ServeConfig, on_started: Callable[[int], None] | None = None) -> Any:
+    """The uvicorn server for ``app``; ``on_started(port)`` is called once it listens (the bound port:
+    ``--port 0`` picks one)."""
     import uvicorn
 
     class _Server(uvicorn.Server):
         """Marks the model not-ready as soon as a shutdown signal arrives (load balancers stop sending) and
         starts the graceful-shutdown clock of the accepted work."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if on_started is not None and self.started and self.servers:
+                on_started(self.servers[0].sockets[0].getsockname()[1])
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             begin = getattr(app.state, "begin_drain", None)
@@ -1028,6 +1064,7 @@ def serve(
     from pruneofa.deploy.pipeline import load
 
     refuse_custom_code(folder)
+    config = config.model_copy(update={"name": served_name(folder, config)})
     _check_port(config.host, config.port)
     pipeline = load(
         folder,
@@ -1038,16 +1075,21 @@ def serve(
     )
     pipeline(_warmup_input(pipeline))
     app = create_app(pipeline, config)
-    server = uvicorn_server(app, config)
-    if not quiet:
-        print(pipeline.describe(), file=sys.stderr)
+
+    def announce(port: int) -> None:
+        base = f"http://{f'[{config.host}]' if ':' in config.host else config.host}:{port}"  # as bound
         print(
-            f"serving {config.name or pipeline.name} ({pipeline.task.name}) on http://{config.host}:{config.port} "
-            f"(KServe v2 under /v2, POST /predict, GET /metrics); Ctrl-C or SIGTERM stops after answering what "
-            f"was accepted (at most {config.graceful_timeout_s:g} s)",
+            f"serving {config.name} ({pipeline.task.name}) on {base} (KServe v2 under /v2, POST /predict, "
+            f"GET /metrics); Ctrl-C or SIGTERM stops after answering what was accepted (at most "
+            f"{config.graceful_timeout_s:g} s)\n"
+            f"infer: POST {infer_url(config.host, port, config.name)}",
             file=sys.stderr,
             flush=True,
         )
+
+    server = uvicorn_server(app, config, None if quiet else announce)
+    if not quiet:
+        print(pipeline.describe(), file=sys.stderr, flush=True)
     server.run()
     return shutdown_report(app.state.lifecycle, config, quiet=quiet)
 

