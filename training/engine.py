@@ -271,11 +271,30 @@ def default_output(config: TrainConfig, name: str, stage: str) -> Path:
 
 
 def mlm_collator(tokenizer: Any, config: TrainConfig):
+    """transformers' masked-LM collator, masking each batch with a generator seeded by ``config.seed`` and
+    the batch's own token ids instead of a running random state.
+
+    Why: a run resumed from a checkpoint must mask every batch exactly as the uninterrupted run did. The
+    collator's own seeded generator restarts from the seed on resume (its state is not checkpointed), and
+    without it the global RNG is restored by the Trainer only after the first resumed batch was collated;
+    either way the resumed run trained on different masks. Seeding from the content is stateless, so the
+    same batch gets the same masks in every run and on every rank, and batches still differ from each other
+    (and from epoch to epoch, where the shuffled batches differ)."""
+    import hashlib
+
+    import torch
     from transformers import DataCollatorForLanguageModeling
 
-    return DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
-    )
+    class ContentSeededMLMCollator(DataCollatorForLanguageModeling):
+        def torch_mask_tokens(self, inputs: Any, special_tokens_mask: Any = None, offset_mapping: Any = None):
+            key = int(config.seed).to_bytes(8, "little", signed=True)
+            digest = hashlib.blake2b(inputs.numpy().tobytes(), digest_size=8, key=key).digest()
+            self.generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+            return super().torch_mask_tokens(
+                inputs, special_tokens_mask=special_tokens_mask, offset_mapping=offset_mapping
+            )
+
+    return ContentSeededMLMCollator(tokenizer, mlm_probability=config.mlm_probability)
 
 
 def task_head_options(spec: TaskSpec) -> tuple[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,6 +88,18 @@ class DistillationTrainer(Trainer):
             teacher.eval()
             for parameter in teacher.parameters():
                 parameter.requires_grad_(False)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        """Load a checkpoint's weights to resume, under the model's own parameter names, or fail.
+
+        transformers loads them with ``strict=False``; BERT checkpoints are written with the legacy
+        LayerNorm names (``gamma``/``beta``) that ``from_pretrained`` maps but ``load_state_dict`` does not,
+        so every LayerNorm was silently left at its value from the start of the stage and a resumed run
+        diverged from the uninterrupted one. Renamed here; any other weight still missing is an error."""
+        from pruneofa.training.checkpoints import load_resume_weights
+
+        if not load_resume_weights(model if model is not None else self.model, Path(resume_from_checkpoint)):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """A custom learning-rate curve (e.g. rewinding at mask updates) when one is given."""
