@@ -138,9 +138,12 @@ def trainer_arguments(config: TrainConfig, checkpoints: Path, recipe: Recipe | N
     from transformers import TrainingArguments
 
     optimizer = recipe.optimizer if recipe is not None else None
-    # torchrun/accelerate on CPUs: the Trainer only joins the process group with a CPU backend named.
+    # torchrun/accelerate on CPUs: the Trainer joins the process group (and wraps the model in DDP) only
+    # with use_cpu and a CPU backend named; with the backend alone every rank trained its own model and
+    # rank 0's was written (caught by check_same_pattern_on_every_rank).
     distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     return TrainingArguments(
+        use_cpu=distributed_cpu,
         ddp_backend="gloo" if distributed_cpu else None,
         output_dir=str(checkpoints),
         max_steps=config.steps,
@@ -201,6 +204,8 @@ def run_training(
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - started
+    if trainer.args.world_size > 1:
+        check_same_pattern_on_every_rank(trainer, kind)
     # Every rank writes its own part of the last checkpoint (its RNG state); wait for all of them before
     # rank 0 writes the output and removes the checkpoints, or a slower rank writes into a deleted folder.
     trainer.accelerator.wait_for_everyone()
@@ -268,6 +273,34 @@ def finish(
 def default_output(config: TrainConfig, name: str, stage: str) -> Path:
     output = config.output or Path("runs") / f"{name}-{stage}"
     return check_output_dir(output, overwrite=config.overwrite)
+
+
+def check_same_pattern_on_every_rank(trainer: Any, kind: str) -> str:
+    """Under torchrun every rank prunes its own replica from its own gradients' effect on the weights;
+    DDP keeps the weights equal, so the masks must be too. Checked, not assumed: a rank that diverged
+    (a non-deterministic op, a mask computed from a rank-local statistic) would otherwise leave rank 0's
+    pattern in the output while the others trained against different ones. Returns the digest."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    from pruneofa.training.masks import pattern_digests
+
+    mine = pattern_digests(getattr(trainer.model, "module", trainer.model))
+    everyone: list[dict[str, str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    differ = [name for name in mine if len({str((d or {}).get(name)) for d in everyone}) > 1]
+    if differ:
+        raise RuntimeError(
+            f"the {len(everyone)} ranks ended with different sparsity patterns in {len(differ)} layers "
+            f"(first {differ[0]}); this is a bug, please report it with the command"
+        )
+    digest = hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(mine.items())).encode()).hexdigest()
+    if trainer.is_world_process_zero():
+        print(
+            f"pruneofa {kind}: the same sparsity pattern on all {len(everyone)} ranks (sha256 {digest[:16]})"
+        )
+    return digest
 
 
 def mlm_collator(tokenizer: Any, config: TrainConfig):

@@ -102,6 +102,22 @@ def pruned_modules(model: nn.Module) -> list[PrunedLinear]:
     ]
 
 
+def pattern_digests(model: nn.Module) -> dict[str, str]:
+    """Per module, the SHA-256 of its sparsity pattern: the masks of a pruning run, else the zero positions
+    of every ``nn.Linear`` weight (a locked pattern in finetune/qat). Equal digests, equal patterns."""
+    import hashlib
+
+    pruned = pruned_modules(model)
+    if pruned:
+        patterns = {p.name: p.mask != 0 for p in pruned}
+    else:
+        patterns = {n: m.weight == 0 for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    return {
+        name: hashlib.sha256(pattern.cpu().numpy().tobytes()).hexdigest()
+        for name, pattern in patterns.items()
+    }
+
+
 def _keep_top(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """1 for the largest ``(1 - sparsity)`` share of ``scores``, 0 for the rest (exact count)."""
     flat = scores.flatten()

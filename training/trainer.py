@@ -101,6 +101,18 @@ class DistillationTrainer(Trainer):
         if not load_resume_weights(model if model is not None else self.model, Path(resume_from_checkpoint)):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
+    def training_step(self, model: nn.Module, inputs: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Under torchrun the model arrives wrapped in DDP. The masked-LM loss applies the decoder (tied to
+        the word embeddings) outside the model's forward, to non-padding positions only, so that weight gets
+        its gradient twice per step, which plain DDP refuses; the graph is the same every step, so DDP's
+        static-graph mode (set once, before the first forward) reduces it correctly."""
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel) and not getattr(
+            model, "_pruneofa_static", False
+        ):
+            model._set_static_graph()
+            model._pruneofa_static = True
+        return super().training_step(model, inputs, *args, **kwargs)
+
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """A custom learning-rate curve (e.g. rewinding at mask updates) when one is given."""
         if self.lr_factor is None:

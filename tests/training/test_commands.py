@@ -162,6 +162,7 @@ def test_torchrun_with_two_cpu_processes_trains_one_model(pipeline, corpus, tmp_
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("sparse model written") == 1  # one rank writes
+    assert "the same sparsity pattern on all 2 ranks" in done.stdout  # masks compared across the ranks
     manifest = read_manifest(out)
     blocks = len(mlm_blocks(str(corpus), AutoTokenizer.from_pretrained(pipeline / "mlm"), seq_len=32))
     epoch = manifest.training.loss_curve[-1]["epoch"]
