@@ -219,9 +219,14 @@ def quickstart(options: QuickstartOptions, *, quiet: bool = False) -> dict[str, 
             step(
                 f"2/5 pruning a copy once to {options.sparsity:.0%} (magnitude, no retraining) and exporting it"
             )
-            layers = _prune_once(source.location, options.sparsity, Path(work))
+            # Named after what it is, so the sparse export's manifest (and the name `pruneofa serve`
+            # gives it) says e.g. all-MiniLM-L6-v2-pruned-90, not the temporary folder's name.
+            pruned = (
+                Path(work) / f"{source.display_name.replace('/', '-')}-pruned-{round(options.sparsity * 100)}"
+            )
+            layers = _prune_once(source.location, options.sparsity, pruned)
             sparse_export = export.model_copy(update={"output": staging / "sparse"})
-            export_model(str(work), sparse_export, quiet=True)
+            export_model(str(pruned), sparse_export, quiet=True)
         step(f"3/5 comparing sentence embeddings on {len(_texts())} packaged sentences")
         dense_pipe = load(staging / "dense", sparse_kernels="off")
         sparse_pipe = load(staging / "sparse", sparse_kernels="auto")
