@@ -19,6 +19,7 @@ from pruneofa.core.support import (
     EXPORT_TASKS,
     ArchitectureSpec,
     ExportTask,
+    prunable_architectures,
     task_from_architecture,
 )
 
@@ -161,12 +162,24 @@ def load_config(source: ModelSource) -> Any:
 
 
 def architecture_spec(config: Any) -> ArchitectureSpec:
+    """The family of ``config`` (export, calibrate and validate support every one in the table)."""
     model_type = getattr(config, "model_type", None)
     spec = ARCHITECTURES.get(model_type)
     if spec is None:
         raise InputError(
-            f"unsupported architecture {model_type!r}; pruneofa supports {', '.join(ARCHITECTURES)} "
-            "(see 'pruneofa export --help')"
+            f"unsupported architecture {model_type!r}; pruneofa supports the encoder families "
+            f"{', '.join(ARCHITECTURES)} (see 'pruneofa export --help')"
+        )
+    return spec
+
+
+def layout_spec(config: Any, what: str) -> ArchitectureSpec:
+    """The family of ``config`` when ``what`` (``prune``, ``--shrink``) needs its layer layout."""
+    spec = architecture_spec(config)
+    if not spec.prunable:
+        raise InputError(
+            f"{what} does not support {spec.model_type} ({spec.no_layout}); it supports "
+            f"{', '.join(prunable_architectures())}; export, calibrate and validate work without it"
         )
     return spec
 
@@ -175,9 +188,15 @@ def resolve_task(config: Any, requested: str | None) -> ExportTask:
     """The task to export: the requested one if the checkpoint has its head, else inferred from it."""
     architectures = list(getattr(config, "architectures", None) or [])
     trained_for = task_from_architecture(architectures[0]) if architectures else None
+    spec = ARCHITECTURES.get(getattr(config, "model_type", None))
     if requested is not None:
         if requested not in EXPORT_TASKS:
             raise InputError(f"unknown task {requested!r}; choose one of {', '.join(EXPORT_TASKS)}")
+        if spec is not None and requested not in spec.tasks:
+            raise InputError(
+                f"{spec.model_type} has no {requested} head in transformers or optimum-intel; "
+                f"choose one of {', '.join(spec.tasks)}"
+            )
         if requested == "feature-extraction" or trained_for is None or trained_for == requested:
             return EXPORT_TASKS[requested]
         raise InputError(

@@ -72,7 +72,11 @@ def export_model(
 
     step(f"loading {source.location}")
     hf_config = modelio.load_config(source)
-    spec = modelio.architecture_spec(hf_config)
+    spec = (
+        modelio.layout_spec(hf_config, "export --shrink")
+        if config.shrink
+        else modelio.architecture_spec(hf_config)
+    )
     task = modelio.resolve_task(hf_config, config.task)
     tokenizer = modelio.load_tokenizer(source)
     is_qat = source.local and is_qat_folder(source.path)
@@ -82,7 +86,8 @@ def export_model(
         reference = load_qat_model(source.path)
     else:
         reference = modelio.load_model(source, task)
-    names = graph.input_names(spec)
+    # A QAT folder is traced by qat_export with the family's full input set; a plain one with its own.
+    names = graph.input_names(spec, None if is_qat else hf_config)
 
     exported_model = reference
     shrink_report = None

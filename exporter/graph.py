@@ -21,12 +21,14 @@ from torch import nn
 from pruneofa.core.errors import PruneofaError, first_line
 from pruneofa.core.progress import quiet_libraries
 from pruneofa.core.runtime import OPENVINO_TOKENIZER_XML
-from pruneofa.core.support import ArchitectureSpec, ExportTask
+from pruneofa.core.support import ARCHITECTURES, ArchitectureSpec, ExportTask
 
 
-def input_names(spec: ArchitectureSpec) -> list[str]:
+def input_names(spec: ArchitectureSpec, config: Any = None) -> list[str]:
+    """The graph's inputs, in order; with ``config``, exactly those of that checkpoint (DeBERTa without
+    token type embeddings takes no ``token_type_ids``), without it the family's widest set."""
     names = ["input_ids", "attention_mask"]
-    if spec.uses_token_type_ids:
+    if spec.takes_token_type_ids(config):
         names.append("token_type_ids")
     return names
 
@@ -66,7 +68,8 @@ class NamedOutputs(nn.Module):
 def max_sequence_length(config: Any) -> int:
     """Longest input the position embeddings allow (RoBERTa-style models offset positions by pad+1)."""
     limit = int(getattr(config, "max_position_embeddings", 512))
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
+    spec = ARCHITECTURES.get(getattr(config, "model_type", ""))
+    if spec is not None and spec.positions_after_pad:
         limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
     return limit
 
@@ -75,7 +78,7 @@ def export_onnx(
     model: nn.Module, spec: ArchitectureSpec, task: ExportTask, path: Path, *, opset: int
 ) -> None:
     """Export ``model`` to a single ONNX file with dynamic ``batch`` and ``sequence`` axes."""
-    names = input_names(spec)
+    names = input_names(spec, model.config)
     batch = torch.export.Dim("batch", min=1, max=4096)
     sequence = torch.export.Dim("sequence", min=1, max=max_sequence_length(model.config))
     example_len = min(16, max_sequence_length(model.config))
@@ -86,7 +89,7 @@ def export_onnx(
         torch.ones(2, example_len, dtype=torch.long),
     ]
     example[1][1, example_len // 2 :] = 0
-    if spec.uses_token_type_ids:
+    if "token_type_ids" in names:
         example.append(torch.zeros(2, example_len, dtype=torch.long))
     wrapper = NamedOutputs(model, names, task.outputs).eval()
     chatter = io.StringIO()

@@ -33,6 +33,55 @@ TASK_CLASSES = {
 }
 _CLASS_PREFIX = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta"}
 
+# Every other encoder family pruneofa supports: transformers class prefix, config options beyond the
+# common tiny shape (2 layers, hidden 32, 4 heads, FFN 64), and the tokenizer it is tested with
+# (WordPiece for BERT-likes, byte-level BPE for RoBERTa-likes, Unigram for SentencePiece families).
+FAMILIES: dict[str, tuple[str, dict, str]] = {
+    "xlm-roberta": ("XLMRoberta", {"pad_token_id": 1, "type_vocab_size": 1}, "unigram"),
+    "camembert": ("Camembert", {"pad_token_id": 1, "type_vocab_size": 1}, "unigram"),
+    "electra": ("Electra", {"embedding_size": 16}, "wordpiece"),
+    "roformer": ("RoFormer", {}, "wordpiece"),
+    "rembert": ("RemBert", {"input_embedding_size": 16, "output_embedding_size": 16}, "unigram-cls"),
+    "esm": ("Esm", {"pad_token_id": 0, "mask_token_id": 4, "position_embedding_type": "rotary"}, "wordpiece"),
+    "albert": ("Albert", {"embedding_size": 16}, "unigram-cls"),
+    "convbert": ("ConvBert", {"embedding_size": 32, "head_ratio": 2, "conv_kernel_size": 3}, "wordpiece"),
+    "deberta": (
+        "Deberta",
+        {"pad_token_id": 1, "relative_attention": True, "pos_att_type": ["c2p", "p2c"]},
+        "bpe",
+    ),
+    "deberta-v2": (
+        "DebertaV2",
+        {
+            "relative_attention": True,
+            "pos_att_type": ["p2c", "c2p"],
+            "position_buckets": 16,
+            "share_att_key": True,
+            "norm_rel_ebd": "layer_norm",
+        },
+        "unigram-cls",
+    ),
+    "ibert": ("IBert", {"pad_token_id": 1, "type_vocab_size": 1, "quant_mode": False}, "bpe"),
+    "mobilebert": (
+        "MobileBert",
+        {
+            "embedding_size": 16,
+            "true_hidden_size": 16,
+            "intra_bottleneck_size": 16,
+            "intermediate_size": 32,
+            "num_feedforward_networks": 2,
+        },
+        "wordpiece",
+    ),
+    "mpnet": ("MPNet", {"pad_token_id": 1}, "bpe"),
+    "squeezebert": (
+        "SqueezeBert",
+        {"embedding_size": 32, "q_groups": 2, "k_groups": 2, "v_groups": 2, "output_groups": 2},
+        "wordpiece",
+    ),
+}
+_CLASS_PREFIX.update({arch: prefix for arch, (prefix, _, _) in FAMILIES.items()})
+
 
 def _corpus() -> list[str]:
     from pruneofa.core.runtime import load_parity_samples
@@ -86,6 +135,25 @@ def _bpe_tokenizer(folder: Path):
     return tokenizer
 
 
+def _unigram_tokenizer(class_name: str, specials: list[str]):
+    """A SentencePiece-style Unigram tokenizer (XLM-R, ALBERT, ...), trained here, in ``class_name``."""
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    unk = next(token for token in specials if "unk" in token.lower())
+    tok.train_from_iterator(
+        _corpus(), trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token=unk)
+    )
+    vocab = [(piece, score) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
+    tokenizer = getattr(transformers, class_name)(vocab=vocab)
+    encoded = tokenizer("the movie was a delight")["input_ids"]
+    assert len(tokenizer) >= 400 and tokenizer.unk_token_id not in encoded and len(encoded) > 3
+    return tokenizer
+
+
 def tiny_config(arch: str, vocab_size: int, num_labels: int = 3):
     import transformers
 
@@ -94,6 +162,10 @@ def tiny_config(arch: str, vocab_size: int, num_labels: int = 3):
     )
     if arch == "distilbert":
         return transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
+    if arch in FAMILIES:
+        prefix, extra, _ = FAMILIES[arch]
+        shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+        return getattr(transformers, prefix + "Config")(**{**shape, **common, **extra})
     cls = transformers.BertConfig if arch == "bert" else transformers.RobertaConfig
     extra = {"pad_token_id": 1, "type_vocab_size": 1} if arch == "roberta" else {}
     return cls(
@@ -106,7 +178,14 @@ def tokenizers_dir(tmp_path_factory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("tokenizers")
     wordpiece = _wordpiece_tokenizer(root / "wordpiece")
     bpe = _bpe_tokenizer(root / "bpe")
-    return {"bert": wordpiece, "distilbert": wordpiece, "roberta": bpe}
+    kinds = {
+        "wordpiece": wordpiece,
+        "bpe": bpe,
+        "unigram": _unigram_tokenizer("XLMRobertaTokenizer", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]),
+        "unigram-cls": _unigram_tokenizer("AlbertTokenizer", ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]),
+    }
+    families = {arch: kinds[kind] for arch, (_, _, kind) in FAMILIES.items()}
+    return {"bert": wordpiece, "distilbert": wordpiece, "roberta": bpe, **families}
 
 
 def sparsify(model, pattern: str) -> None:
@@ -356,3 +435,33 @@ def pipeline(tmp_path_factory, make_model, corpus, sst2_dir):
 def budget() -> list[str]:
     """The tiny training budget every command test runs with."""
     return list(TRAINING_BUDGET)
+
+
+_F32 = {"INFERENCE_PRECISION_HINT": "f32"}
+_TEXTS = ["The movie was a delight from start to finish.", "Terrible.", "An honest, funny, humane film."]
+
+
+def optimum_matches_ir(folder: Path) -> None:
+    """An INT8 OpenVINO folder loads in OVModelForSequenceClassification with the logits of its IR
+    compiled directly (f32 hint both), and the IR really holds INT8 weight constants."""
+    import numpy as np
+    import openvino as ov
+    import transformers
+    from optimum.intel import OVModelForSequenceClassification
+
+    model = OVModelForSequenceClassification.from_pretrained(folder, ov_config=_F32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    encoded = tokenizer(_TEXTS, padding=True, return_tensors="np")
+    got = np.asarray(model(**encoded).logits)
+
+    compiled = ov.Core().compile_model(str(folder / "openvino_model.xml"), "CPU", _F32)
+    feed = {p.get_any_name(): encoded[p.get_any_name()] for p in compiled.inputs}
+    expected = compiled(feed)["logits"]
+    assert got.shape == expected.shape == (len(_TEXTS), model.config.num_labels)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # really INT8: the IR holds i8/u8 weight constants
+    ir = ov.Core().read_model(str(folder / "openvino_model.xml"))
+    assert any(
+        op.get_type_name() == "Constant" and op.get_element_type().get_type_name() in ("i8", "u8")
+        for op in ir.get_ops()
+    )

@@ -239,6 +239,9 @@ def prune(
             f"recipe {plan.name} has no schedule; 'pruneofa prune' needs one (see training/recipes)"
         )
     schedule = plan.schedule.at(config.steps)
+    # A family without a known layer layout (ALBERT's shared layers, DeBERTa's fused Q/K/V, ...) is refused
+    # in one line before any model is loaded; export, calibrate and validate still take it.
+    modelio.layout_spec(modelio.load_config(modelio.resolve_model_source(model)), "prune")
     set_seed(config.seed)
     source, student, _ = load_model(
         model, "AutoModelForMaskedLM", allow_new_head=False, what="model", keep_pooler=True

@@ -104,6 +104,12 @@ def test_int8_export_keeps_zeros_and_matches_the_qat_model(qat_run, target):
     assert all(o.argmax_agreement >= 0.99 for o in manifest.parity.outputs)
 
 
+def test_the_openvino_int8_folder_loads_in_optimum_intel(qat_run):
+    from conftest import optimum_matches_ir
+
+    optimum_matches_ir(qat_run.parent / f"{qat_run.name}-openvino")
+
+
 def test_openvino_int8_weights_are_really_int8(qat_run):
     import openvino as ov
 
