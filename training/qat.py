@@ -183,8 +183,6 @@ def qat(
 
     plan: Recipe = load_recipe(recipe if recipe is not None else "qat-two-stage")
     spec = get_task(task)
-    if spec.kind == "regression":
-        raise InputError(f"{spec.name} is a regression task; pruneofa qat supports classification and squad")
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
     output = default_output(config, name, f"{spec.name}-qat")
