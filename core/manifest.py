@@ -50,6 +50,11 @@ class SourceInfo(_Strict):
     revision: str | None = None
     file_sha256: dict[str, str] = Field(default_factory=dict)
 
+    def content_digest(self) -> str | None:
+        """One SHA-256 over the folder's weight, config and tokenizer file hashes (None for a hub id):
+        what a later stage's lineage records, and what ``validate`` compares a reference folder with."""
+        return content_digest(self.file_sha256)
+
 
 class LineageEntry(_Strict):
     """One earlier stage, copied from the source folder's own manifest."""
@@ -58,6 +63,7 @@ class LineageEntry(_Strict):
     command: list[str]
     created_at: str
     source: str
+    source_sha256: str | None = None  # content digest of the folder that stage read (absent: older manifests)
 
 
 class TensorSparsity(_Strict):
@@ -256,8 +262,17 @@ class Manifest(_Strict):
 
     def as_lineage(self) -> LineageEntry:
         return LineageEntry(
-            stage=self.stage, command=self.command, created_at=self.created_at, source=self.source.model
+            stage=self.stage,
+            command=self.command,
+            created_at=self.created_at,
+            source=self.source.model,
+            source_sha256=self.source.content_digest(),
         )
+
+    def ancestry_digests(self) -> set[str]:
+        """Content digests of every folder this one descends from (its source and its lineage's sources)."""
+        found = {e.source_sha256 for e in self.lineage} | {self.source.content_digest()}
+        return {d for d in found if d}
 
 
 def now_utc() -> str:
@@ -296,6 +311,14 @@ def hash_model_files(folder: Path) -> dict[str, str]:
     )
     files = sorted({p for pattern in wanted for p in folder.glob(pattern) if p.is_file()})
     return {p.name: sha256_file(p) for p in files}
+
+
+def content_digest(file_sha256: dict[str, str]) -> str | None:
+    """SHA-256 over ``name=hash`` lines of a folder's model files (see :func:`hash_model_files`)."""
+    if not file_sha256:
+        return None
+    lines = "".join(f"{name}={digest}\n" for name, digest in sorted(file_sha256.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def read_manifest(folder: Path) -> Manifest | None:

@@ -100,8 +100,13 @@ def describe(folder: str, manifest: Manifest, *, per_tensor: bool = False) -> st
         + (f", {manifest.source.architecture})" if manifest.source.architecture else ")"),
         "  versions: " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()),
     ]
-    for entry in manifest.lineage:
-        lines.append(f"  earlier: {entry.stage} at {entry.created_at} from {entry.source}")
+    if manifest.lineage:
+        # The chain back to the dense model, each stage with the content hash of the folder it read, so
+        # a folder can be matched to its parents even after they moved (pruneofa validate checks it).
+        lines.append("  lineage (oldest first; sha256 of the folder each stage read):")
+        for entry in [*manifest.lineage, manifest.as_lineage()]:
+            digest = f" [sha256 {entry.source_sha256[:12]}]" if entry.source_sha256 else ""
+            lines.append(f"    {entry.stage:<10} {entry.created_at}  from {entry.source}{digest}")
     for name, value in manifest.metrics.items():
         lines.append(f"  metric {name}: {value:g}")
     if manifest.training is not None:

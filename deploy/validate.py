@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from pruneofa.core.data import QAExample, load_examples
 from pruneofa.core.errors import InputError
-from pruneofa.core.manifest import library_versions, now_utc, read_manifest
+from pruneofa.core.manifest import content_digest, hash_model_files, library_versions, now_utc, read_manifest
 from pruneofa.core.metrics import compute_metrics
 from pruneofa.core.qa import qa_window
 from pruneofa.core.tasks import TaskSpec, get_task
@@ -86,6 +86,10 @@ class ValidationReport(BaseModel):
     min_agreement: float
     max_class_drop: float | None = None
     max_ece_increase: float | None = None
+    # Whether the reference is one of the folders the candidate was made from (content digests of the
+    # candidate's lineage, pruneofa.json); None: not checkable (no manifest, a hub reference, old lineage).
+    reference_is_ancestor: bool | None = None
+    lineage: str = ""
     passed: bool
     failures: list[str]
     gates: list[Gate]
@@ -467,6 +471,7 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
     candidate_runner = open_model(candidate, task.export_task, sparse_kernels=config.sparse_kernels)
     reference_runner = open_model(config.reference, task.export_task, sparse_kernels="off")
     check_same_task(candidate_runner, reference_runner)
+    is_ancestor, lineage = reference_lineage(candidate, config.reference)
     tokenizer = _tokenizer(candidate_runner)
     evaluate = _evaluate_qa if task.kind == "question-answering" else _evaluate_text
     outputs = evaluate(examples, tokenizer, reference_runner, candidate_runner, config.batch_size, quiet)
@@ -499,6 +504,8 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
         min_agreement=config.min_agreement,
         max_class_drop=config.max_class_drop,
         max_ece_increase=config.max_ece_increase,
+        reference_is_ancestor=is_ancestor,
+        lineage=lineage,
         passed=not failures,
         failures=failures,
         gates=gates,
@@ -515,6 +522,29 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
 
         write_atomically(config.html, render_html(report))
     return report
+
+
+def reference_lineage(candidate: str, reference: str) -> tuple[bool | None, str]:
+    """Is the reference one of the folders the candidate descends from? Its weight/config/tokenizer files
+    are hashed and compared with the content digests the candidate's pruneofa.json records for its source
+    and every earlier stage's source. A user validating against the wrong model (another run, a folder
+    retrained in place since) gets told: a drop measured against an unrelated model says little."""
+    folder = Path(candidate)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None:
+        return None, "lineage not checked: the candidate has no pruneofa.json"
+    ref = Path(reference).expanduser()
+    digest = content_digest(hash_model_files(ref)) if ref.is_dir() else None
+    if digest is None:
+        return None, f"lineage not checked: the reference {reference} is not a local model folder"
+    if digest in manifest.ancestry_digests():
+        return True, "the reference is an ancestor of the candidate (content hashes of its lineage)"
+    if any(entry.source_sha256 is None for entry in manifest.lineage):
+        return None, "lineage not checked: the candidate's lineage predates content hashes"
+    return False, (
+        f"the reference {reference} is not an ancestor of the candidate: its files match none of the "
+        "folders the candidate was made from (pruneofa info CANDIDATE shows them); compare against one of those"
+    )
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -632,4 +662,6 @@ def format_report(report: ValidationReport) -> str:
     ]
     if report.candidate.sparse_kernels and report.candidate.sparse_kernels != "not applicable":
         lines.insert(4, f"  candidate {report.candidate.sparse_kernels}")
+    if report.reference_is_ancestor is False:
+        lines.insert(1, f"  WARNING: {report.lineage}")
     return "\n".join(lines)
