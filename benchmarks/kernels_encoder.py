@@ -68,6 +68,21 @@ def prune_(model, sparsity: float) -> None:
                 w[w.abs() <= threshold] = 0.0
 
 
+def random_feed(rng, batch: int, seq: int) -> dict:
+    return {
+        "input_ids": rng.integers(1000, 2000, (batch, seq)).astype(np.int64),
+        "attention_mask": np.ones((batch, seq), np.int64),
+    }
+
+
+def print_differences(compiled: dict, names: tuple[str, ...], feed: dict, batch: int) -> None:
+    """Largest output difference of each variant from dense-fp32 (the rewrite must not change results)."""
+    ref = compiled["dense-fp32"](feed)[0]
+    for name in names:
+        diff = float(np.abs(compiled[name](feed)[0] - ref).max())
+        print(f"  batch {batch}: max |{name} - dense-fp32| = {diff:.2e}")
+
+
 def structured_prune_(model, head_share: float = 0.5, neuron_share: float = 0.5) -> None:
     """Zero the smallest-norm heads (their Q/K/V rows) and FFN neurons (input rows) of every layer."""
     import torch
@@ -117,14 +132,8 @@ def shrink_study(args, core, f32: dict) -> None:
         print(f"  shrink: {report.params_before:,} -> {report.params_after:,} parameters")
         print(f"  sparse: {rep_full.summary()}\n  shrunk+sparse: {rep_small.summary()}")
         for batch in args.batch or [1, 16]:
-            feed = {
-                "input_ids": rng.integers(1000, 2000, (batch, args.seq)).astype(np.int64),
-                "attention_mask": np.ones((batch, args.seq), np.int64),
-            }
-            ref = compiled["dense-fp32"](feed)[0]
-            for name in ("shrunk-fp32", "sparse-fp32", "shrunk+sparse"):
-                diff = float(np.abs(compiled[name](feed)[0] - ref).max())
-                print(f"  batch {batch}: max |{name} - dense-fp32| = {diff:.2e}")
+            feed = random_feed(rng, batch, args.seq)
+            print_differences(compiled, ("shrunk-fp32", "sparse-fp32", "shrunk+sparse"), feed, batch)
             requests = {name: c.create_infer_request() for name, c in compiled.items()}
             ms = time_rounds(requests, feed, args.rounds, args.budget)
             base = ms["dense-fp32"]
@@ -246,14 +255,8 @@ def main() -> int:
         print(f"\n{what}, {sparsity:.0%} of every encoder Linear pruned")
         print(f"  {report.summary()}\n  {report8.summary()}")
         for batch in args.batch or [1, 16]:
-            feed = {
-                "input_ids": rng.integers(1000, 2000, (batch, args.seq)).astype(np.int64),
-                "attention_mask": np.ones((batch, args.seq), np.int64),
-            }
-            ref = compiled["dense-fp32"](feed)[0]
-            for name in ("sparse-fp32", "sparse-int8"):
-                diff = float(np.abs(compiled[name](feed)[0] - ref).max())
-                print(f"  batch {batch}: max |{name} - dense-fp32| = {diff:.2e}")
+            feed = random_feed(rng, batch, args.seq)
+            print_differences(compiled, ("sparse-fp32", "sparse-int8"), feed, batch)
             requests = {name: c.create_infer_request() for name, c in compiled.items()}
             ms = time_rounds(requests, feed, args.rounds, args.budget)
             base = ms["dense-fp32"]
