@@ -9,6 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pruneofa.core.cliargs import cli
 from pruneofa.core.errors import validated
+from pruneofa.core.fidelity import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_COSINE,
+    DEFAULT_MIN_NEIGHBOURS,
+    DEFAULT_MIN_TOPK_OVERLAP,
+    MinAgreement,
+    MinCosine,
+    MinNeighbours,
+    MinTopkOverlap,
+)
 
 OverflowChoice = Literal["auto", "enable", "disable", "first-layer"]
 
@@ -50,9 +60,11 @@ class CalibrateConfig(BaseModel):
     eval_data: str | None = Field(None, description="labelled data for --max-drop (its dev split is used)")
     eval_limit: int | None = Field(None, ge=1, description="use only the first N evaluation examples")
     parity_samples: int = Field(48, ge=1, le=10_000, description="inputs compared with the FP32 export")
-    min_agreement: float = Field(
-        0.95, ge=0, le=1, description="min share of equal argmax decisions vs the FP32 export"
-    )
+    # Parity with the FP32 export: which bound applies follows the export task (pruneofa.core.fidelity).
+    min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE
+    min_neighbours: MinNeighbours = DEFAULT_MIN_NEIGHBOURS
+    min_topk_overlap: MinTopkOverlap = DEFAULT_MIN_TOPK_OVERLAP
     atol: float | None = Field(
         None,
         gt=0,

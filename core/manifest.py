@@ -124,6 +124,17 @@ class OutputParity(_Strict):
     argmax_agreement: float
 
 
+class ParityCheck(_Strict):
+    """One measure of parity that fits the task (:mod:`pruneofa.core.fidelity`) and the bound it met or missed."""
+
+    measure: str  # e.g. "cosine_min"
+    label: str  # e.g. "embedding cosine min"
+    value: float
+    bound: float | None = None  # the smallest value allowed; None: reported, not gated
+    option: str | None = None  # the option that sets the bound, e.g. "--min-cosine"
+    passed: bool = True
+
+
 class ParityReport(_Strict):
     """Exported model vs the PyTorch model it came from (the unshrunk one when ``--shrink`` was used)."""
 
@@ -133,6 +144,8 @@ class ParityReport(_Strict):
     min_agreement: float
     outputs: list[OutputParity]
     passed: bool
+    task: str | None = None  # the export task whose measures were compared (older manifests: absent)
+    checks: list[ParityCheck] = Field(default_factory=list)
 
 
 class ShrinkLayer(_Strict):
@@ -185,6 +198,8 @@ class AccuracyControl(_Strict):
     fp32_metric: float
     int8_metric: float
     kept_in_float: list[str]
+    ptq_metric: float | None = None  # the INT8 model before accuracy control reverted anything
+    passed: bool = True  # fp32_metric - int8_metric <= max_drop, measured after accuracy control
 
 
 class CalibrationInfo(_Strict):

@@ -64,6 +64,31 @@ def sparsity_table(report: SparsityReport, *, per_tensor: bool = False) -> str:
 
 
 def parity_table(report: ParityReport) -> str:
+    if not report.checks:  # a manifest written before parity followed the task
+        return _argmax_parity_table(report)
+    from pruneofa.core.fidelity import describe, format_value
+
+    argmax_gated = report.task in ("text-classification", "token-classification", "question-answering")
+    lines = [
+        f"Output parity vs {report.reference} on {report.samples} inputs ({report.task}; atol "
+        f"{'not gated' if report.atol is None else format(report.atol, 'g')})",
+        f"  {'output':<18}{'max abs':>11}{'mean abs':>11}{'max rel':>11}"
+        + (f"{'agreement':>11}" if argmax_gated else ""),
+    ]
+    for o in report.outputs:
+        lines.append(
+            f"  {o.name:<18}{o.max_abs_error:>11.2e}{o.mean_abs_error:>11.2e}{o.max_rel_error:>11.2e}"
+            + (f"{o.argmax_agreement:>11.2%}" if argmax_gated else "")
+        )
+    for check in report.checks:
+        bound = "reported" if check.bound is None else f"min {check.bound:g} ({check.option})"
+        mark = "" if check.passed else "  ← FAIL"
+        lines.append(f"  {check.label:<32}{format_value(check):>10}  {bound}{mark}")
+    lines.append(f"  → {'PASS' if report.passed else 'FAIL'}: {describe(report.checks)}")
+    return "\n".join(lines)
+
+
+def _argmax_parity_table(report: ParityReport) -> str:
     lines = [
         f"Output parity vs {report.reference} on {report.samples} inputs (atol "
         f"{'not gated' if report.atol is None else format(report.atol, 'g')}, "
@@ -173,9 +198,12 @@ def calibration_summary(manifest: Manifest) -> str:
     ]
     control = info.accuracy_control
     if control is not None:
+        before = "" if control.ptq_metric is None else f" (before accuracy control {control.ptq_metric:.2f})"
         lines.append(
-            f"  accuracy control: {control.metric} {control.fp32_metric:.2f} (FP32) → {control.int8_metric:.2f} (INT8), "
-            f"max drop {control.max_drop:g}; kept in floating point: {', '.join(control.kept_in_float) or 'none'}"
+            f"  accuracy control: {control.metric} {control.fp32_metric:.2f} (FP32) → {control.int8_metric:.2f} (INT8)"
+            f"{before}, drop {control.fp32_metric - control.int8_metric:.2f} "
+            f"{'≤' if control.passed else '>'} max drop {control.max_drop:g}; "
+            f"kept in floating point: {', '.join(control.kept_in_float) or 'none'}"
         )
     return "\n".join(lines)
 

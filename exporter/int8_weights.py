@@ -122,3 +122,38 @@ def _follow_chain(op, values: np.ndarray) -> list[tuple[tuple[str, int], np.ndar
         else:
             results.append(((node.get_friendly_name(), port), values.astype(np.float32)))
     return results
+
+
+_PASS_THROUGH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze")
+
+
+def _from_constant(node, depth: int = 6) -> bool:
+    """Whether ``node`` is a constant or a decompression / reshaping chain that starts at one."""
+    while depth > 0:
+        kind = node.get_type_name()
+        if kind == "Constant":
+            return True
+        if kind not in _PASS_THROUGH:
+            return False
+        node = node.input(0).get_source_output().get_node()
+        depth -= 1
+    return False
+
+
+def float_matmuls(xml_path: Path) -> list[str]:
+    """The activation-by-activation MatMuls of an IR (attention scores and context) that run in float:
+    no input comes through a FakeQuantize. NNCF's post-training quantization quantizes every one, so in
+    an INT8 IR these are the ones accuracy control reverted (weights kept in float are found and named
+    by the sparsity accounting instead)."""
+    import openvino as ov
+
+    names = []
+    for op in ov.Core().read_model(str(xml_path)).get_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        sources = [port.get_source_output().get_node() for port in op.inputs()]
+        if any(_from_constant(source) for source in sources):
+            continue
+        if not any(source.get_type_name() == "FakeQuantize" for source in sources):
+            names.append(op.get_friendly_name())
+    return names

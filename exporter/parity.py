@@ -1,27 +1,36 @@
-"""Output parity: the exported model against the PyTorch model, on real-looking and random inputs.
+"""Output parity: a candidate model against its reference, on real-looking and random inputs.
 
 Inputs are the sentences, sentence pairs and question/context pairs kept in
 ``core/resources/parity_samples.json`` plus random token sequences of random length, batched with
-padding so that the dynamic batch and sequence axes and the attention mask are exercised. Errors are
-measured on real (non-padding) positions only; agreement is the share of identical argmax decisions
-(per example for classification, per token for token-level outputs, per example over positions for
-question-answering start/end logits).
+padding so that the dynamic batch and sequence axes and the attention mask are exercised. What is
+compared, and the bound it must meet, fits the export task and is defined in one place,
+:mod:`pruneofa.core.fidelity`: label agreement for classification, per-token labels for token
+classification, answer spans for question answering, cosine similarity of mean-pooled embeddings and
+nearest neighbours for feature extraction, top-k overlap for fill-mask; raw output errors on real
+(non-padding) positions are reported for every output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pruneofa.core.manifest import OutputParity, ParityReport
+from pruneofa.core.fidelity import ParityMeter, ParityOptions
+from pruneofa.core.fidelity import failure_reason as _failure_reason
+from pruneofa.core.manifest import ParityReport
 from pruneofa.core.runtime import load_parity_samples, model_inputs
 from pruneofa.core.support import ExportTask
 
 PARITY_MAX_LENGTH = 128
 PARITY_BATCH_SIZE = 4
+
+
+class ParityBatches(list):
+    """The parity batches; the first ``text_batches`` hold packaged texts, the rest random tokens."""
+
+    text_batches: int = 0
 
 
 def build_parity_batches(
@@ -33,7 +42,7 @@ def build_parity_batches(
     max_length: int,
     vocab_size: int,
     seed: int = 0,
-) -> list[dict[str, np.ndarray]]:
+) -> ParityBatches:
     """About three quarters packaged texts (as many as exist), the rest random-length token sequences."""
     data = load_parity_samples()
     if task.name == "question-answering":
@@ -44,7 +53,7 @@ def build_parity_batches(
     n_texts = min(len(texts), samples - max(1, samples // 4)) if samples > 1 else 1
     n_random = samples - n_texts
     length = min(PARITY_MAX_LENGTH, max_length)
-    batches = []
+    batches = ParityBatches()
     chosen = texts[:n_texts]
     for start in range(0, len(chosen), PARITY_BATCH_SIZE):
         chunk = chosen[start : start + PARITY_BATCH_SIZE]
@@ -56,6 +65,7 @@ def build_parity_batches(
         else:
             encoded = tokenizer(chunk, padding=True, truncation=True, max_length=length, return_tensors="np")
         batches.append(model_inputs(dict(encoded), input_names))
+    batches.text_batches = len(batches)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, n_random, PARITY_BATCH_SIZE):
         size = min(PARITY_BATCH_SIZE, n_random - start)
@@ -70,28 +80,6 @@ def build_parity_batches(
     return batches
 
 
-@dataclass
-class _Accumulator:
-    max_abs: float = 0.0
-    sum_abs: float = 0.0
-    count: int = 0
-    max_ref: float = 0.0
-    agree: int = 0
-    decisions: int = 0
-
-
-def _valid_values(values: np.ndarray, mask: np.ndarray, per_token: bool) -> np.ndarray:
-    if per_token and values.ndim >= 2 and values.shape[:2] == mask.shape:
-        return values[mask.astype(bool)]
-    return values
-
-
-def _decisions(values: np.ndarray, mask: np.ndarray, per_token: bool) -> np.ndarray:
-    if per_token and values.ndim == 2 and values.shape == mask.shape:  # QA start/end: argmax over positions
-        return np.where(mask.astype(bool), values, -np.inf).argmax(axis=1)
-    return _valid_values(values, mask, per_token).argmax(axis=-1)
-
-
 def compare(
     reference: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
     candidate: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
@@ -99,59 +87,48 @@ def compare(
     task: ExportTask,
     *,
     atol: float | None,
-    min_agreement: float,
     reference_label: str,
+    options: ParityOptions | None = None,
+    min_agreement: float | None = None,
 ) -> ParityReport:
-    """Run both on every batch; ``atol=None`` reports the error without gating on it (INT8)."""
-    accumulators = {name: _Accumulator() for name in task.outputs}
-    samples = 0
-    for batch in batches:
-        mask = batch["attention_mask"]
-        samples += mask.shape[0]
-        expected = reference(batch)
-        actual = candidate(batch)
-        for name, ref, got in zip(task.outputs, expected, actual, strict=True):
-            acc = accumulators[name]
-            ref_v, got_v = _valid_values(ref, mask, task.per_token), _valid_values(got, mask, task.per_token)
-            diff = np.abs(ref_v - got_v)
-            acc.max_abs = max(acc.max_abs, float(diff.max()))
-            acc.sum_abs += float(diff.sum())
-            acc.count += diff.size
-            acc.max_ref = max(acc.max_ref, float(np.abs(ref_v).max()))
-            ref_d, got_d = _decisions(ref, mask, task.per_token), _decisions(got, mask, task.per_token)
-            acc.agree += int((ref_d == got_d).sum())
-            acc.decisions += ref_d.size
-    outputs = [
-        OutputParity(
-            name=name,
-            max_abs_error=acc.max_abs,
-            mean_abs_error=acc.sum_abs / max(acc.count, 1),
-            max_rel_error=acc.max_abs / max(acc.max_ref, 1e-12),
-            argmax_agreement=acc.agree / max(acc.decisions, 1),
-        )
-        for name, acc in accumulators.items()
-    ]
-    passed = all(
-        (atol is None or o.max_abs_error <= atol) and o.argmax_agreement >= min_agreement for o in outputs
+    """Run both on every batch and judge them by the task's measures (:mod:`pruneofa.core.fidelity`).
+
+    ``options`` holds the bounds (the task's defaults when omitted); ``min_agreement``, when given,
+    replaces its label-agreement bound. ``atol=None`` reports raw errors without gating on them (INT8)."""
+    options = options or ParityOptions()
+    if min_agreement is not None:
+        options = options.model_copy(update={"min_agreement": min_agreement})
+    meter = ParityMeter(task.name)
+    text_batches = getattr(batches, "text_batches", len(batches))
+    for index, batch in enumerate(batches):
+        meter.add(batch["attention_mask"], reference(batch), candidate(batch), texts=index < text_batches)
+    return meter.report(reference=reference_label, atol=atol, options=options)
+
+
+def check(
+    reference: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
+    candidate: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
+    tokenizer: Any,
+    task: ExportTask,
+    input_names: list[str],
+    *,
+    max_length: int,
+    vocab_size: int,
+    reference_label: str,
+    options: ParityOptions | None = None,
+    samples: int = 48,
+    atol: float | None = None,
+) -> ParityReport:
+    """Task-fitting parity of two runners (``feed -> outputs`` in ``task.outputs`` order) on the parity
+    inputs: :func:`build_parity_batches` followed by :func:`compare`."""
+    batches = build_parity_batches(
+        tokenizer, task, input_names, samples=samples, max_length=max_length, vocab_size=vocab_size
     )
-    return ParityReport(
-        reference=reference_label,
-        samples=samples,
-        atol=atol,
-        min_agreement=min_agreement,
-        outputs=outputs,
-        passed=passed,
+    return compare(
+        reference, candidate, batches, task, atol=atol, reference_label=reference_label, options=options
     )
 
 
 def failure_reason(parity_report: ParityReport) -> str:
-    """One line naming the worst output and the option that governs it."""
-    atol = parity_report.atol
-    worst = max(parity_report.outputs, key=lambda o: o.max_abs_error)
-    if atol is not None and worst.max_abs_error > atol:
-        return (
-            f"output {worst.name} differs by up to {worst.max_abs_error:.3g} > atol {atol:g} "
-            "(raise --atol only if that error is acceptable)"
-        )
-    low = min(parity_report.outputs, key=lambda o: o.argmax_agreement)
-    return f"output {low.name} agrees on {low.argmax_agreement:.2%} of decisions < --min-agreement {parity_report.min_agreement:.2%}"
+    """One line naming the measure that failed and the option that governs it."""
+    return _failure_reason(parity_report)

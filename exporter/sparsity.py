@@ -202,3 +202,35 @@ def summarize(
         position_exact=lost == 0 and extra == 0,
         passed=not problems,
     )
+
+
+def _as_array(stored) -> np.ndarray:
+    return np.asarray(getattr(stored, "values", stored))
+
+
+def pattern_problems(pattern: dict[str, np.ndarray], stored: dict[str, object]) -> list[str]:
+    """Every pruned matrix keeps its zeros, position by position, where the mask is known.
+
+    ``pattern`` maps a weight name to the boolean array of its pruned positions (e.g. ``weight == 0`` of
+    the sparse model a QAT run started from); ``stored`` maps names to what a model file holds (arrays, or
+    :class:`~pruneofa.exporter.int8_weights.StoredWeight`, transposed or not). One line per matrix that is
+    missing or has a non-zero at a pruned position; empty when the whole pattern survived. A share of
+    zeros over all matrices, or the sparsest one, would miss one matrix that lost its zeros; this cannot."""
+    problems = []
+    for name, mask in pattern.items():
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            continue
+        if name not in stored:
+            problems.append(f"{name}: pruned matrix not found in the stored weights")
+            continue
+        values = _as_array(stored[name])
+        if values.shape != mask.shape and values.ndim == 2 and values.T.shape == mask.shape:
+            values = values.T
+        if values.shape != mask.shape:
+            problems.append(f"{name}: stored shape {values.shape} does not match its mask {mask.shape}")
+            continue
+        lost = int((mask & (values != 0)).sum())
+        if lost:
+            problems.append(f"{name}: {lost} of {int(mask.sum())} pruned weights are non-zero")
+    return problems

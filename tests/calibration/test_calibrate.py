@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from calibration_models import margin_export_fixture  # noqa: F401  (the margin_export fixture)
 from onnx import numpy_helper
 
 from pruneofa.calibration.quantize import choose_saturation_fix
@@ -105,14 +106,30 @@ def test_cpu_flags_are_read(tmp_path):
     assert detect_cpu(tmp_path / "missing").int8_saturation_risk  # unknown: the safe side
 
 
-def test_accuracy_control_records_metrics_and_kept_layers(calibrate_once, sst2_dir):
-    result = calibrate_once(
-        "bert", "text-classification", None, "openvino", max_drop=1.0, eval_data=str(sst2_dir), eval_limit=16
+def test_accuracy_control_records_metrics_and_kept_layers(margin_export, sst2_dir, tmp_path):
+    """On a model whose margins dwarf INT8 error (calibration_models.py), with every gate at its default:
+    accuracy control runs (NNCF evaluated the model), the drop is measured and within --max-drop."""
+    from pruneofa.calibration import calibrate_model, make_config
+
+    config = make_config(
+        task="sst2",
+        data=str(sst2_dir),
+        samples=16,
+        max_drop=1.0,
+        eval_data=str(sst2_dir),
+        eval_limit=16,
+        output=tmp_path / "int8",
     )
-    control = result.manifest.calibration.accuracy_control
+    result = calibrate_model(margin_export, config, quiet=True)
+    manifest = read_manifest(result.output)
+    control = manifest.calibration.accuracy_control
     assert control is not None and control.metric == "accuracy" and control.max_drop == 1.0
-    assert 0 <= control.int8_metric <= 100 and 0 <= control.fp32_metric <= 100
-    assert isinstance(control.kept_in_float, list)
+    assert control.fp32_metric == 100.0  # the model was trained on these labels
+    assert control.ptq_metric is not None  # NNCF's accuracy control evaluated the INT8 model
+    assert control.passed and control.fp32_metric - control.int8_metric <= 1.0
+    assert control.kept_in_float == []  # nothing had to stay in float
+    assert manifest.parity.passed and manifest.parity.min_agreement == 0.95  # the default gate
+    assert manifest.parity.checks[0].measure == "label_agreement" and manifest.parity.checks[0].value == 1.0
 
 
 def test_a_lost_zero_is_detected(calibrate_once, tmp_path):
@@ -134,6 +151,43 @@ def test_a_lost_zero_is_detected(calibrate_once, tmp_path):
         fp32_manifest.sparsity, "onnx", Path(result.manifest.source.model) / "model.onnx", broken
     )
     assert report.lost_zeros == 1 and not report.passed and "non-zero in INT8" in problems[0]
+
+
+def test_a_lost_zero_is_detected_in_an_openvino_int8_ir(calibrate_once, tmp_path):
+    """As for ONNX: write a non-zero integer over one pruned INT8 weight in the IR's .bin and account again."""
+    import xml.etree.ElementTree as ET
+
+    result = calibrate_once("bert", "text-classification", "unstructured90", "openvino")
+    fp32_folder = Path(result.manifest.source.model)
+    # a pruned matrix whose INT8 zeros are exactly its FP32 zeros (no rounding zeros): any zero was pruned
+    row = next(
+        t
+        for t in result.manifest.sparsity.tensors
+        if t.linear and ".layer.0." in t.name and t.precision == "int8" and t.extra_zeros == 0
+    )
+    layer = next(
+        node
+        for node in ET.parse(result.output / "openvino_model.xml").getroot().iter("layer")
+        if node.get("type") == "Const" and node.get("name") == row.exported_name
+    )
+    data = layer.find("data")
+    assert data.get("element_type") == "i8"
+    offset, size = int(data.get("offset")), int(data.get("size"))
+    blob = bytearray((result.output / "openvino_model.bin").read_bytes())
+    values = np.frombuffer(bytes(blob[offset : offset + size]), dtype=np.int8)
+    assert int((values == 0).sum()) == row.zeros_before
+    blob[offset + int(np.flatnonzero(values == 0)[0])] = 5
+    shutil.copy2(result.output / "openvino_model.xml", tmp_path / "openvino_model.xml")
+    (tmp_path / "openvino_model.bin").write_bytes(bytes(blob))
+    report, problems, _ = account_int8_sparsity(
+        read_manifest(fp32_folder).sparsity,
+        "openvino",
+        fp32_folder / "openvino_model.xml",
+        tmp_path / "openvino_model.xml",
+    )
+    broken = next(t for t in report.tensors if t.name == row.name)
+    assert broken.lost_zeros == 1 and report.lost_zeros == 1
+    assert not report.passed and "non-zero in INT8" in problems[0]
 
 
 def _calibrate(capsys, folder, out, *extra: str) -> tuple[int, str]:
