@@ -20,6 +20,7 @@ import torch
 
 from pruneofa.core import modelio, report
 from pruneofa.core.errors import CheckFailed, InputError
+from pruneofa.core.fidelity import parity_options
 from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import (
     ExportInfo,
@@ -156,7 +157,7 @@ def export_model(
                 batches,
                 task,
                 atol=config.atol if config.atol is not None else DEFAULT_ATOL.get(weight_format),
-                min_agreement=config.min_agreement,
+                options=parity_options(config),
                 reference_label="PyTorch QAT (fake-quantized)"
                 if is_qat
                 else "PyTorch FP32" + (" (unshrunk)" if config.shrink else ""),

@@ -9,6 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pruneofa.core.cliargs import cli
 from pruneofa.core.errors import validated
+from pruneofa.core.fidelity import (
+    DEFAULT_MIN_COSINE,
+    DEFAULT_MIN_NEIGHBOURS,
+    DEFAULT_MIN_TOPK_OVERLAP,
+    MinAgreement,
+    MinCosine,
+    MinNeighbours,
+    MinTopkOverlap,
+)
 from pruneofa.core.support import DEFAULT_OPSET, MIN_OPSET
 
 # FP32 exports change nothing but the order of floating-point operations; FP16 weights round.
@@ -48,7 +57,13 @@ class ExportConfig(BaseModel):
             default_text=f"{DEFAULT_ATOL['fp32']:g} for fp32, {DEFAULT_ATOL['fp16']:g} for fp16"
         ),
     )
-    min_agreement: float = Field(0.99, ge=0, le=1, description="min share of equal argmax decisions")
+    # Parity bounds: which apply follows the task (pruneofa.core.fidelity, the same fields as calibrate's).
+    # Label agreement is stricter than calibrate's 0.95: an FP32/FP16 export should change no decision
+    # beyond numerical near-ties, and --atol gates its raw outputs as well.
+    min_agreement: MinAgreement = 0.99
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE
+    min_neighbours: MinNeighbours = DEFAULT_MIN_NEIGHBOURS
+    min_topk_overlap: MinTopkOverlap = DEFAULT_MIN_TOPK_OVERLAP
     overwrite: bool = Field(False, description="replace a non-empty output folder")
     convert_tokenizer: bool = Field(
         True, description="also write the OpenVINO tokenizer model", json_schema_extra=cli(flag="--tokenizer")
