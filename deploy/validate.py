@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from pruneofa.core.data import QAExample, load_examples
 from pruneofa.core.errors import InputError
+from pruneofa.core.fidelity import REGRESSION_TOLERANCE
 from pruneofa.core.manifest import content_digest, hash_model_files, library_versions, now_utc, read_manifest
 from pruneofa.core.metrics import compute_metrics
 from pruneofa.core.qa import qa_window
@@ -39,7 +40,9 @@ from pruneofa.deploy.behaviour import Behaviour, GroupScore
 from pruneofa.deploy.config import ValidateConfig
 from pruneofa.deploy.runners import Runner, check_same_task, open_model
 
-REGRESSION_AGREEMENT = 0.1  # STS-B scores (0–5) count as agreeing when within 0.1 of each other
+# Agreement is measured as the parity table of core/fidelity.py measures it: the same label, the same
+# answer text, STS-B scores within the same tolerance.
+REGRESSION_AGREEMENT = REGRESSION_TOLERANCE
 TEXT_MAX_LENGTH = 128
 _LENGTH_CHUNK = 1024  # examples tokenized at once to count their tokens
 # GLUE CoLA files have no header; these are the names the GLUE documentation gives their four columns.
