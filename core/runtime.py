@@ -11,7 +11,9 @@ The folder layout is the one optimum-intel and optimum-onnx expect (``openvino_m
 from __future__ import annotations
 
 import json
+import logging
 import queue
+import threading
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core.errors import InputError, PruneofaError, last_line
+
+logger = logging.getLogger(__name__)
 
 OPENVINO_XML = "openvino_model.xml"
 OPENVINO_BIN = "openvino_model.bin"
@@ -150,13 +154,52 @@ Prepare = Callable[[Any, Any], Any]
 Setup = Callable[[Any], Any]
 
 
+class _Requests:
+    """One compiled OpenVINO model and its pool of infer requests (a request runs one inference at a time)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        size = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._pool: queue.Queue = queue.Queue()
+        for _ in range(max(1, size)):
+            self._pool.put(compiled.create_infer_request())
+
+    def infer(self, feed: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[np.ndarray]:
+        request = self._pool.get()
+        try:
+            result = request.infer(feed)
+            # copies: the request's output memory is reused by its next inference
+            return [np.array(result[self.compiled.output(name)], dtype=np.float32) for name in names]
+        finally:
+            self._pool.put(request)
+
+    def profile(self, feed: Mapping[str, np.ndarray]) -> list[Any]:
+        request = self._pool.get()
+        try:
+            request.infer(feed)
+            return list(request.get_profiling_info())
+        finally:
+            self._pool.put(request)
+
+
+ShapeKey = tuple[tuple[int, ...], ...]
+
+
 class Engine:
     """An exported model compiled for the CPU: ``engine(feed) -> outputs`` in ``names`` order; safe to call
     from many threads (OpenVINO: a pool of infer requests; ONNX Runtime sessions are thread-safe).
 
     ``ov_config`` and ``ort_options`` are the runtime's settings; ``setup`` (OpenVINO only) prepares the core
     before the file is read; ``prepare`` may change the model between reading and compiling, and what it
-    returns is kept as ``prepared``."""
+    returns is kept as ``prepared``.
+
+    ``static_shapes`` (OpenVINO, a model with dynamic inputs): how many input shapes get a compilation of
+    their own with those shapes fixed. ``None`` takes the number from ``prepared.static_shapes`` (pruneofa's
+    sparse kernels ask for it: OpenVINO re-infers a custom operation's output shape on every call of a
+    dynamic model by cloning it, and splits the graph's execution at every such node; with static shapes
+    that per-inference cost, about 1 ms for a 6-layer encoder, is gone). A new shape is compiled in the
+    background while the dynamic model answers; :meth:`specialize` waits for it (benchmarks). Shapes beyond
+    the limit run on the dynamic model."""
 
     def __init__(
         self,
@@ -168,11 +211,18 @@ class Engine:
         ort_options: Any = None,
         prepare: Prepare | None = None,
         setup: Setup | None = None,
+        static_shapes: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.names = names
         self.model_file = model_file
         self.prepared: Any = None
+        self.static_limit = 0
+        self._static: dict[ShapeKey, _Requests] = {}
+        self._pending: dict[ShapeKey, Any] = {}  # shape → Future of its compilation
+        self._failed: set[ShapeKey] = set()
+        self._lock = threading.Lock()
+        self._executor: Any = None
         if runtime == "onnxruntime":
             self._session = ort_session(model_file, ort_options)
             self.input_names = [i.name for i in self._session.get_inputs()]
@@ -186,37 +236,94 @@ class Engine:
             model = core.read_model(str(model_file))
             if prepare is not None:
                 self.prepared = prepare(core, model)
-            self._compiled = core.compile_model(model, "CPU", ov_config or {})
+            config = dict(ov_config or {})
+            self._dynamic = _Requests(core.compile_model(model, "CPU", config))
+            self._compiled = self._dynamic.compiled
             self.input_names = [next(iter(port.get_names())) for port in self._compiled.inputs]
-            size = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         except PruneofaError:
             raise
         except Exception as err:  # OpenVINO raises its own exception types
             raise runtime_error(model_file, err) from err
-        self._requests: queue.Queue = queue.Queue()
-        for _ in range(max(1, size)):
-            self._requests.put(self._compiled.create_infer_request())
+        wanted = (
+            static_shapes if static_shapes is not None else int(getattr(self.prepared, "static_shapes", 0))
+        )
+        if wanted > 0 and any(port.get_partial_shape().is_dynamic for port in self._compiled.inputs):
+            self.static_limit = wanted
+            self._core, self._model, self._config = core, model, config
+
+    @property
+    def static_shape_list(self) -> list[ShapeKey]:
+        """The input shapes that run on a static-shape compilation (in ``input_names`` order)."""
+        with self._lock:
+            return list(self._static)
 
     def __call__(self, feed: Mapping[str, Any]) -> list[np.ndarray]:
         feed = model_inputs(feed, self.input_names)
         if self.runtime == "onnxruntime":
             return [np.asarray(out, dtype=np.float32) for out in self._session.run(list(self.names), feed)]
-        request = self._requests.get()
-        try:
-            result = request.infer(feed)
-            # copies: the request's output memory is reused by its next inference
-            return [np.array(result[self._compiled.output(name)], dtype=np.float32) for name in self.names]
-        finally:
-            self._requests.put(request)
+        return self._runner(feed).infer(feed, self.names)
 
     def profile(self, feed: Mapping[str, Any]) -> list[Any]:
         """OpenVINO performance counters of one inference (compiled with ``PERF_COUNT``)."""
-        request = self._requests.get()
+        feed = model_inputs(feed, self.input_names)
+        return self._runner(feed).profile(feed)
+
+    def specialize(self, feed: Mapping[str, Any]) -> bool:
+        """Compile (or wait for) the static-shape copy for this feed's shapes; True when calls with these
+        shapes now run on one. False where static shapes are off, the limit is reached or compiling failed."""
+        if self.static_limit == 0:
+            return False
+        key = self._key(model_inputs(feed, self.input_names))
+        with self._lock:
+            if key in self._static:
+                return True
+            future = self._pending.get(key)
+            if future is None and not self._start(key):
+                return False
+            future = self._pending.get(key, future)
+        if future is not None:
+            future.result()
+        with self._lock:
+            return key in self._static
+
+    def _key(self, feed: Mapping[str, np.ndarray]) -> ShapeKey:
+        return tuple(tuple(int(d) for d in feed[name].shape) for name in self.input_names)
+
+    def _runner(self, feed: Mapping[str, np.ndarray]) -> _Requests:
+        if self.static_limit == 0:
+            return self._dynamic
+        key = self._key(feed)
+        with self._lock:
+            found = self._static.get(key)
+            if found is None and key not in self._pending:
+                self._start(key)
+        return found or self._dynamic
+
+    def _start(self, key: ShapeKey) -> bool:
+        """Queue the compilation of a static copy for ``key`` (the lock is held); False when none is due."""
+        if key in self._failed or len(self._static) + len(self._pending) >= self.static_limit:
+            return False
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pruneofa-static-shapes")
+        self._pending[key] = self._executor.submit(self._compile_static, key)
+        return True
+
+    def _compile_static(self, key: ShapeKey) -> None:
         try:
-            request.infer(model_inputs(feed, self.input_names))
-            return list(request.get_profiling_info())
-        finally:
-            self._requests.put(request)
+            model = self._model.clone()
+            model.reshape({name: list(shape) for name, shape in zip(self.input_names, key, strict=True)})
+            compiled = _Requests(self._core.compile_model(model, "CPU", self._config))
+        except Exception as err:  # the dynamic model keeps answering; say why once per shape
+            logger.warning("static-shape compilation for %s failed (%s); the dynamic model runs it", key, err)
+            with self._lock:
+                self._failed.add(key)
+                self._pending.pop(key, None)
+            return
+        with self._lock:
+            self._static[key] = compiled
+            self._pending.pop(key, None)
 
 
 def exact_engine(model_file: Path, names: tuple[str, ...]) -> Engine:

@@ -155,6 +155,11 @@ class Pipeline:
     def describe(self) -> str:
         tokenizer = "OpenVINO tokenizer model" if self.uses_openvino_tokenizer else "Hugging Face tokenizer"
         kernels = kernel_policy.summary(self.engine.prepared, self.settings.kernels_reason)
+        if self.engine.static_limit:
+            shapes = (
+                ", ".join("x".join(map(str, key[0])) for key in self.engine.static_shape_list) or "none yet"
+            )
+            kernels += f"; static-shape copies (up to {self.engine.static_limit}): {shapes}"
         return (
             f"{self.task.name} pipeline for {self.folder} on {self.settings.describe()}; {kernels}; "
             f"{tokenizer}; max {self.max_length} tokens"

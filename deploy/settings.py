@@ -94,8 +94,9 @@ def sparse_decision(
         return SparseDecision(
             False,
             None,
-            f"no sparse kernel on this CPU: OpenVINO's sparse weights decompression needs AMX (amx_int8), and "
-            f"{cpu.model} has {cpu.isa}; zeros are stored and multiplied like any other weight",
+            f"no OpenVINO sparse kernel on this CPU: its sparse weights decompression needs AMX (amx_int8), and "
+            f"{cpu.model} has {cpu.isa}; OpenVINO's own kernels multiply the zeros (pruneofa's sparse kernels "
+            "skip them where they apply)",
         )
     if weight_format != "int8":
         return SparseDecision(

@@ -8,15 +8,39 @@ engine keeps (``pipeline.sparse_report``, ``pipe.describe()``, the benchmark and
 
 ``mode``: ``auto`` (default) rewrites the layers whose sparsity reaches the crossover measured for their
 shape on this CPU's kernel path; ``on`` every eligible layer; ``off`` none.
+
+Where layers became sparse, the engine also compiles a static-shape copy of the model for each of the
+first ``PRUNEOFA_KERNELS_STATIC_SHAPES`` (default 4; 0: never) input shapes it meets, in the background
+(:class:`pruneofa.core.runtime.Engine`): OpenVINO runs a custom operation in a dynamic model with a
+per-call shape inference that clones the node, which costs about 1 ms per inference of a 6-layer encoder.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pruneofa.core.errors import InputError
+
 KernelMode = Literal["auto", "on", "off"]
 KERNEL_MODES = ("auto", "on", "off")
+STATIC_SHAPES_ENV = "PRUNEOFA_KERNELS_STATIC_SHAPES"
+DEFAULT_STATIC_SHAPES = 4
+MAX_STATIC_SHAPES = 64  # each copy is a compiled model: bounded whatever the environment says
+
+
+def static_shape_limit() -> int:
+    """How many input shapes get a static-shape compilation of a model with sparse layers (environment)."""
+    text = os.environ.get(STATIC_SHAPES_ENV, "").strip()
+    if not text:
+        return DEFAULT_STATIC_SHAPES
+    if not text.isdigit() or int(text) > MAX_STATIC_SHAPES:
+        raise InputError(
+            f"{STATIC_SHAPES_ENV}={text!r} is not a whole number from 0 to {MAX_STATIC_SHAPES}; "
+            f"set it to e.g. {DEFAULT_STATIC_SHAPES}, or 0 to run every shape on the dynamic model"
+        )
+    return int(text)
 
 
 def effective_mode(requested: str, runtime: str, amx_sparse: bool) -> tuple[str, str]:
@@ -44,6 +68,7 @@ class LoadTimeKernels:
 
     report: Any  # pruneofa.kernels.SparseReport
     weight_names: dict[str, str] = field(default_factory=dict)  # graph node name → source weight name
+    static_shapes: int = 0  # static-shape copies the engine keeps (read by core.runtime.Engine)
 
     def name(self, layer: Any) -> str:
         return self.weight_names.get(layer.name, layer.name)
@@ -85,6 +110,8 @@ def preparer(mode: str, manifest: Any = None):
     if mode == "off":
         return None
 
+    limit = static_shape_limit()  # a bad setting fails here, before anything is compiled
+
     def prepare(core: Any, model: Any) -> LoadTimeKernels:
         from pruneofa import kernels
 
@@ -92,7 +119,7 @@ def preparer(mode: str, manifest: Any = None):
         report = kernels.rewrite(model, mode)
         if report.sparse_layers:
             kernels.register(core)
-        return LoadTimeKernels(report, names)
+        return LoadTimeKernels(report, names, static_shapes=limit if report.sparse_layers else 0)
 
     return prepare
 

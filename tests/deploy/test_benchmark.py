@@ -51,7 +51,7 @@ def test_candidates_and_peers_in_one_run(export_once, calibrate_once, make_model
             assert m["rounds"] == 2 and m["iterations"] >= 6
         assert variant["load_memory_mb"] is not None
     candidate = report["variants"][1]
-    assert candidate["weights"] == "INT8" and "no sparse kernel" in candidate["settings"]
+    assert candidate["weights"] == "INT8" and "no OpenVINO sparse kernel" in candidate["settings"]
     torch_p50 = report["variants"][2]["results"][0]["p50_ms"]
     assert candidate["speedup"]["1"]["PyTorch FP32 eager"] == pytest.approx(
         torch_p50 / candidate["results"][0]["p50_ms"], rel=1e-2
