@@ -105,16 +105,25 @@ def source_weight_names(model: Any, manifest: Any) -> dict[str, str]:
 
 
 def preparer(mode: str, manifest: Any = None):
-    """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: rewrite the model, register the
-    extension where a layer became sparse, and return a :class:`LoadTimeKernels`. ``None`` for ``off``."""
+    """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: move the attention's NaN guards
+    (:mod:`pruneofa.deploy.attention_guard`, every mode), then, unless ``mode`` is ``off``, rewrite the
+    model, register the extension where a layer became sparse, and return a :class:`LoadTimeKernels`
+    (``None`` for ``off``)."""
+    from pruneofa.deploy.attention_guard import move_nan_guards
+
     if mode == "off":
-        return None
+
+        def guards_only(core: Any, model: Any) -> None:
+            move_nan_guards(model)
+
+        return guards_only
 
     limit = static_shape_limit()  # a bad setting fails here, before anything is compiled
 
     def prepare(core: Any, model: Any) -> LoadTimeKernels:
         from pruneofa import kernels
 
+        move_nan_guards(model)
         names = source_weight_names(model, manifest)
         report = kernels.rewrite(model, mode)
         if report.sparse_layers:
