@@ -10,7 +10,9 @@ Variants, each compiled on CPU with ``INFERENCE_NUM_THREADS`` = --threads, one s
   sparse-nogelu  the same with the 6 GELUs left as separate OpenVINO nodes (what the fusion buys)
   sparse-int8    weights quantized symmetric per row and stored as NNCF does (i8 -> Convert -> Multiply),
                  rewritten to SparseLinear with INT8 values (``dense-int8w`` is OpenVINO on that graph)
-Timed in interleaved rounds (median ms per inference) at batch 1 and 16, seq 128; ``--profile`` also
+Every variant is compiled with its inputs fixed to each batch x seq (``--dynamic``: the dynamic models),
+as pruneofa's runtime compiles its static-shape copies. Timed in interleaved rounds (median ms per
+inference) at batch 1 and 16, seq 128; ``--profile`` also
 prints where the sparse model spends its time per node type (SparseLinear, MatMul, Gelu, Add, ...).
 ``--shrink`` instead measures structured shrink and sparse kernels together: half of every layer's
 heads and FFN neurons zeroed (smallest norm), the rest of each Linear pruned by magnitude to
@@ -121,17 +123,20 @@ def shrink_study(args, core, f32: dict) -> None:
         prune_(torch_model, sparsity)  # the zeros above count towards this share: it stays per matrix
         shrunk = copy.deepcopy(torch_model)
         report = shrink_model(shrunk, ARCHITECTURES["bert"])
-        full, small = convert(torch_model, args.seq), convert(shrunk, args.seq)
-        compiled = {
-            "dense-fp32": core.compile_model(full, "CPU", f32),
-            "shrunk-fp32": core.compile_model(small, "CPU", f32),
-        }
-        compiled["sparse-fp32"], rep_full = kernels.compile_sparse(core, full, f32, mode="on")
-        compiled["shrunk+sparse"], rep_small = kernels.compile_sparse(core, small, f32, mode="on")
+        full_dynamic, small_dynamic = convert(torch_model, args.seq), convert(shrunk, args.seq)
         print(f"\n{what}: half the heads and FFN neurons zeroed, every encoder Linear {sparsity:.0%} zeros")
         print(f"  shrink: {report.params_before:,} -> {report.params_after:,} parameters")
-        print(f"  sparse: {rep_full.summary()}\n  shrunk+sparse: {rep_small.summary()}")
         for batch in args.batch or [1, 16]:
+            full, small = full_dynamic, small_dynamic
+            if not args.dynamic:
+                full, small = static_copy(full, batch, args.seq), static_copy(small, batch, args.seq)
+            compiled = {
+                "dense-fp32": core.compile_model(full, "CPU", f32),
+                "shrunk-fp32": core.compile_model(small, "CPU", f32),
+            }
+            compiled["sparse-fp32"], rep_full = kernels.compile_sparse(core, full, f32, mode="on")
+            compiled["shrunk+sparse"], rep_small = kernels.compile_sparse(core, small, f32, mode="on")
+            print(f"  sparse: {rep_full.summary()}\n  shrunk+sparse: {rep_small.summary()}")
             feed = random_feed(rng, batch, args.seq)
             print_differences(compiled, ("shrunk-fp32", "sparse-fp32", "shrunk+sparse"), feed, batch)
             requests = {name: c.create_infer_request() for name, c in compiled.items()}
@@ -158,6 +163,14 @@ def convert(model, seq: int):
     ids = torch.randint(1000, 2000, (2, seq))
     mask = torch.ones(2, seq, dtype=torch.long)
     return ov.convert_model(WithMask(model), example_input={"input_ids": ids, "attention_mask": mask})
+
+
+def static_copy(ov_model, batch: int, seq: int):
+    """The model with its inputs fixed to [batch, seq]: what ``core.runtime.Engine``'s static-shape copies
+    run (OpenVINO re-infers a custom operation's shape on every call of a dynamic model)."""
+    model = ov_model.clone()
+    model.reshape({port.get_any_name(): [batch, seq] for port in model.inputs})
+    return model
 
 
 def int8_weights(ov_model):
@@ -219,6 +232,12 @@ def main() -> int:
     parser.add_argument("--isa", help="force a kernel path (avx2, avx512, scalar)")
     parser.add_argument("--profile", action="store_true", help="per node type ms of the sparse model")
     parser.add_argument("--shrink", action="store_true", help="structured shrink x sparse kernels instead")
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="compile the dynamic-shape models (default: reshaped to each batch x seq, as pruneofa's runtime "
+        "compiles its static-shape copies)",
+    )
     args = parser.parse_args()
 
     import openvino as ov
@@ -242,19 +261,23 @@ def main() -> int:
     for sparsity in args.sparsity or [0.85, 0.9]:
         torch_model, what = build_torch_model()
         prune_(torch_model, sparsity)
-        ov_model = convert(torch_model, args.seq)
-        int8_model = int8_weights(ov_model)
-        compiled = {
-            "dense-fp32": core.compile_model(ov_model, "CPU", f32),
-            "dense-default": core.compile_model(ov_model, "CPU", default),
-            "dense-int8w": core.compile_model(int8_model, "CPU", f32),
-        }
-        compiled["sparse-fp32"], report = kernels.compile_sparse(core, ov_model, f32, mode="on")
-        compiled["sparse-nogelu"], _ = kernels.compile_sparse(core, ov_model, f32, mode="on", fuse_gelu=False)
-        compiled["sparse-int8"], report8 = kernels.compile_sparse(core, int8_model, f32, mode="on")
+        dynamic_model = convert(torch_model, args.seq)
         print(f"\n{what}, {sparsity:.0%} of every encoder Linear pruned")
-        print(f"  {report.summary()}\n  {report8.summary()}")
         for batch in args.batch or [1, 16]:
+            ov_model = dynamic_model if args.dynamic else static_copy(dynamic_model, batch, args.seq)
+            int8_model = int8_weights(ov_model)
+            compiled = {
+                "dense-fp32": core.compile_model(ov_model, "CPU", f32),
+                "dense-default": core.compile_model(ov_model, "CPU", default),
+                "dense-int8w": core.compile_model(int8_model, "CPU", f32),
+            }
+            compiled["sparse-fp32"], report = kernels.compile_sparse(core, ov_model, f32, mode="on")
+            compiled["sparse-nogelu"], _ = kernels.compile_sparse(
+                core, ov_model, f32, mode="on", fuse_gelu=False
+            )
+            compiled["sparse-int8"], report8 = kernels.compile_sparse(core, int8_model, f32, mode="on")
+            shapes = "dynamic shapes" if args.dynamic else f"static shapes {batch}x{args.seq}"
+            print(f"  {shapes}: {report.summary()}\n  {report8.summary()}")
             feed = random_feed(rng, batch, args.seq)
             print_differences(compiled, ("sparse-fp32", "sparse-int8"), feed, batch)
             requests = {name: c.create_infer_request() for name, c in compiled.items()}
