@@ -402,18 +402,15 @@ def _gates(
             )
         )
     else:
-        failed = worst.drop > bound
         gates.append(
-            Gate(
-                name="class_drop",
-                flag="--max-class-drop",
-                value=worst.drop,
-                bound=bound,
-                status="fail" if failed else "pass",
-                message=f"{_where(worst)} {worst.metric} dropped by {worst.drop:.2f} points "
-                + (f"> --max-class-drop {bound:g}" if failed else f"<= {bound:g} (the worst)"),
-                detail=f"reference {worst.reference:.2f}, candidate {worst.candidate:.2f} on {worst.examples} "
-                "examples",
+            _at_most_gate(
+                "class_drop",
+                "--max-class-drop",
+                worst.drop,
+                bound,
+                f"{_where(worst)} {worst.metric} dropped by {worst.drop:.2f} points",
+                f"reference {worst.reference:.2f}, candidate {worst.candidate:.2f} on {worst.examples} examples",
+                pass_note=" (the worst)",
             )
         )
     calibration, bound = found.calibration, config.max_ece_increase
@@ -426,22 +423,36 @@ def _gates(
             _skipped("ece_increase", "--max-ece-increase", "not gated: pass --max-ece-increase POINTS")
         )
     else:
-        failed = calibration.increase > bound
         gates.append(
-            Gate(
-                name="ece_increase",
-                flag="--max-ece-increase",
-                value=calibration.increase,
-                bound=bound,
-                status="fail" if failed else "pass",
-                message=f"expected calibration error {'rose' if calibration.increase >= 0 else 'fell'} by "
-                f"{abs(calibration.increase):.2f} points "
-                + (f"> --max-ece-increase {bound:g}" if failed else f"<= {bound:g}"),
-                detail=f"reference ECE {calibration.reference.ece:.2f}, candidate {calibration.candidate.ece:.2f} "
+            _at_most_gate(
+                "ece_increase",
+                "--max-ece-increase",
+                calibration.increase,
+                bound,
+                f"expected calibration error {'rose' if calibration.increase >= 0 else 'fell'} by "
+                f"{abs(calibration.increase):.2f} points",
+                f"reference ECE {calibration.reference.ece:.2f}, candidate {calibration.candidate.ece:.2f} "
                 f"({calibration.bins} equal-width bins)",
             )
         )
     return gates
+
+
+def _at_most_gate(
+    name: str, flag: str, value: float, bound: float, measured: str, detail: str, pass_note: str = ""
+) -> Gate:
+    """A gate that fails when ``value`` exceeds ``bound``; its message is ``measured`` and the comparison."""
+    failed = value > bound
+    comparison = f" > {flag} {bound:g}" if failed else f" <= {bound:g}{pass_note}"
+    return Gate(
+        name=name,
+        flag=flag,
+        value=value,
+        bound=bound,
+        status="fail" if failed else "pass",
+        message=measured + comparison,
+        detail=detail,
+    )
 
 
 def _skipped(name: str, flag: str, why: str) -> Gate:
