@@ -14,8 +14,9 @@ skipped; an interrupted stage resumes from its Trainer checkpoint when the scrip
     .venv/bin/python benchmarks/pruneofa_study.py --out bench-out/study2            # run / continue
     .venv/bin/python benchmarks/pruneofa_study.py --out bench-out/study2 --report   # tables of what is done
 
-Order: MLM teacher, the four pruning runs, then for each task and each seed the dense teacher and the
-four transfers, then the variants; so a study cut short still has whole seeds of the headline rows.
+Order: MLM teacher, the four pruning runs, then for each seed and each task the dense teacher and the
+four transfers, then each variant's pruning run and transfer; so a study cut short still has whole
+seeds of the headline rows on every task.
 """
 
 from __future__ import annotations
@@ -89,16 +90,24 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         )
     ]
     recipes = {name: recipe for name, recipe in RECIPES.items() if name in args.rows}
-    recipes |= {name: str(variant_recipe(out, name)) for name in args.variants}
-    for name, recipe in recipes.items():
+    variants = {name: str(variant_recipe(out, name)) for name in args.variants}
+
+    def pruning(name: str, recipe: str) -> tuple[str, list[str]]:
         argv = ["prune", str(teacher), "--teacher", str(teacher), "--corpus", corpus, "--recipe", recipe]
-        plan.append((name, [*argv, "--steps", str(args.prune_steps), *mlm_limit]))
-    for task in args.tasks:
-        data = str(args.data / "glue" / TASKS[task])
-        budget = ["--steps", str(args.finetune_steps[task]), "--learning-rate", str(args.task_learning_rate)]
-        budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
-        budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
-        for seed in args.seeds:
+        return name, [*argv, "--steps", str(args.prune_steps), *mlm_limit]
+
+    plan += [pruning(name, recipe) for name, recipe in recipes.items()]
+    for seed in args.seeds:  # seed-major: a study cut short has whole seeds of every task
+        for task in args.tasks:
+            data = str(args.data / "glue" / TASKS[task])
+            budget = [
+                "--steps",
+                str(args.finetune_steps[task]),
+                "--learning-rate",
+                str(args.task_learning_rate),
+            ]
+            budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
+            budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
             seeded = [*budget, "--seed", str(seed)]
             dense = f"teacher-{task}-s{seed}"
             plan.append((dense, ["teacher", *model, "--task", task, "--data", data, *seeded]))
@@ -106,7 +115,8 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                 if name in args.rows:
                     argv = ["finetune", str(out / name), "--task", task, "--data", data]
                     plan.append((f"{name}-{task}-s{seed}", [*argv, "--teacher", str(out / dense), *seeded]))
-    for name in args.variants:  # the cheaper distillation rows: first task, first seed
+    for name, recipe in variants.items():  # the cheaper distillation rows, after the headline rows
+        plan.append(pruning(name, recipe))
         task, seed = args.tasks[0], args.seeds[0]
         data = str(args.data / "glue" / TASKS[task])
         budget = ["--steps", str(args.finetune_steps[task]), "--learning-rate", str(args.task_learning_rate)]
