@@ -238,7 +238,8 @@ def _candidate(
         location=str(folder),
         settings=pipeline.settings.describe(),
         load_memory_mb=memory.megabytes,
-        sparse_kernels=summary(pipeline.engine.prepared, pipeline.settings.kernels_reason),
+        sparse_kernels=summary(pipeline.engine.prepared, pipeline.settings.kernels_reason)
+        + ("; each batch runs on a static-shape copy" if pipeline.engine.static_limit else ""),
         sparse_layers=layers,
         dense_twin_of=twin_of,
     )
