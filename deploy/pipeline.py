@@ -627,8 +627,9 @@ def load(
             raise InputError("max_length must be at least 2")
         limit = min(limit, max_length)
     weight_format = manifest.export.weight_format if manifest and manifest.export else None
+    cpu = cpu or detect_cpu()
     settings = choose_settings(
-        cpu or detect_cpu(),
+        cpu,
         chosen,
         hint=hint,
         weight_format=weight_format,
@@ -643,7 +644,9 @@ def load(
         task.outputs,
         ov_config=settings.openvino_config(profile=settings.sparse.enabled) if chosen == "openvino" else None,
         ort_options=settings.onnxruntime_options() if chosen == "onnxruntime" else None,
-        prepare=kernel_policy.preparer(settings.kernels, manifest),
+        prepare=kernel_policy.preparer(
+            settings.kernels, manifest, int8_gemm=kernel_policy.has_int8_gemm(cpu)
+        ),
     )
     ov_tokenizer = None
     if (

@@ -23,7 +23,7 @@ from pruneofa.core.runtime import (
     runtime_of,
 )
 from pruneofa.core.support import EXPORT_TASKS, ExportTask
-from pruneofa.deploy.sparse_kernels import effective_mode, preparer, summary
+from pruneofa.deploy.sparse_kernels import effective_mode, has_int8_gemm, preparer, summary
 from pruneofa.exporter import graph
 
 
@@ -72,7 +72,7 @@ def open_model(location: str, export_task: str | None = None, *, sparse_kernels:
             runtime_of(kind),
             task.outputs,
             ov_config={"INFERENCE_PRECISION_HINT": "f32"},  # the file's weights, not a bf16 execution
-            prepare=preparer(mode, manifest),
+            prepare=preparer(mode, manifest, int8_gemm=has_int8_gemm()),
         )
         return Runner(
             label=f"{kind} {weights} ({path.name})",

@@ -104,11 +104,19 @@ def source_weight_names(model: Any, manifest: Any) -> dict[str, str]:
     return names
 
 
-def preparer(mode: str, manifest: Any = None):
+def has_int8_gemm(cpu: Any = None) -> bool:
+    """Whether OpenVINO runs activation-quantized layers as INT8 GEMMs here (VNNI or AMX)."""
+    from pruneofa.core.cpu import detect_cpu
+
+    cpu = cpu or detect_cpu()
+    return bool(cpu.has_vnni or cpu.has_amx)
+
+
+def preparer(mode: str, manifest: Any = None, int8_gemm: bool = False):
     """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: move the attention's NaN guards
     (:mod:`pruneofa.deploy.attention_guard`, every mode), then, unless ``mode`` is ``off``, rewrite the
     model, register the extension where a layer became sparse, and return a :class:`LoadTimeKernels`
-    (``None`` for ``off``)."""
+    (``None`` for ``off``). ``int8_gemm``: the CPU has VNNI or AMX (:func:`pruneofa.kernels.rewrite`)."""
     from pruneofa.deploy.attention_guard import move_nan_guards
 
     if mode == "off":
@@ -125,7 +133,7 @@ def preparer(mode: str, manifest: Any = None):
 
         move_nan_guards(model)
         names = source_weight_names(model, manifest)
-        report = kernels.rewrite(model, mode)
+        report = kernels.rewrite(model, mode, int8_gemm=int8_gemm)
         if report.sparse_layers:
             kernels.register(core)
         return LoadTimeKernels(report, names, static_shapes=limit if report.sparse_layers else 0)

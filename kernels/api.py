@@ -16,19 +16,20 @@ def compile_sparse(
     mode: Mode = "auto",
     device: str = "CPU",
     fuse_gelu: bool = True,
+    int8_gemm: bool = False,
 ) -> tuple[Any, SparseReport]:
     """Read (if a path), rewrite a copy of the model, register the extension on ``core`` and compile.
 
     ``model_or_path``: an ``ov.Model`` (not modified: a clone is rewritten) or a path to ``.xml`` /
     ``.onnx``. ``device_config`` goes to ``core.compile_model`` unchanged (e.g. ``INFERENCE_NUM_THREADS``,
     ``NUM_STREAMS``, ``PERFORMANCE_HINT``). Without kernels (no compiler, failed build) the model is
-    compiled dense, the report says why, and one warning was logged.
+    compiled dense, the report says why, and one warning was logged. ``int8_gemm``: see :func:`rewrite`.
     """
     if isinstance(model_or_path, str | Path):
         model = core.read_model(str(model_or_path))
     else:
         model = model_or_path.clone()
-    report = rewrite(model, mode, fuse_gelu=fuse_gelu)
+    report = rewrite(model, mode, fuse_gelu=fuse_gelu, int8_gemm=int8_gemm)
     if report.sparse_layers:
         library.register(core)
     compiled = core.compile_model(model, device, dict(device_config or {}))

@@ -70,3 +70,46 @@ def test_calibrated_int8_folder(calibrate_once):
     got = sparse(feed)[0]
     assert np.abs(got - dense).max() < 0.05 * max(1.0, float(np.abs(dense).max()))
     assert (got.argmax(-1) == dense.argmax(-1)).mean() >= 2 / 3
+
+
+def test_auto_keeps_activation_quantized_layers_dense_where_the_cpu_has_int8_gemm(
+    calibrate_once, export_once
+):
+    """On a VNNI/AMX CPU OpenVINO runs an NNCF INT8 IR's layers as INT8 GEMMs, as fast as the FP32-compute
+    kernel at 90 %: ``auto`` keeps them dense and says why; without INT8 GEMM, or with ``on``, they run
+    sparse. The FP32 export (no quantized activations) is unaffected by the flag."""
+    import openvino as ov
+
+    from pruneofa.kernels.rewrite import INT8_GEMM_REASON
+
+    kernels = require_kernels()
+    int8_folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
+    core = ov.Core()
+
+    def report(folder, mode, int8_gemm):
+        return kernels.rewrite(core.read_model(str(folder / "openvino_model.xml")), mode, int8_gemm=int8_gemm)
+
+    def encoder(rep):
+        return [layer for layer in rep.layers if layer.sparsity is not None and layer.sparsity > 0.85]
+
+    with_gemm = encoder(report(int8_folder, "auto", True))
+    assert len(with_gemm) == 12 and all(not layer.sparse for layer in with_gemm)
+    assert {layer.reason for layer in with_gemm} == {INT8_GEMM_REASON}
+    assert all(layer.sparse for layer in encoder(report(int8_folder, "auto", False)))
+    assert all(layer.sparse for layer in encoder(report(int8_folder, "on", True)))
+    fp32_folder = export_once("bert", "text-classification", "unstructured90")["openvino"].output
+    fp32 = encoder(report(fp32_folder, "auto", True))
+    assert len(fp32) == 12 and all(layer.sparse for layer in fp32)
+
+
+def test_load_applies_the_int8_gemm_policy_of_this_cpu(calibrate_once):
+    from pruneofa.core.cpu import detect_cpu
+    from pruneofa.deploy.pipeline import load
+    from pruneofa.deploy.sparse_kernels import has_int8_gemm
+
+    require_kernels()
+    folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
+    pipe = load(folder)
+    encoder = [layer for layer in pipe.sparse_report.layers if layer.sparsity and layer.sparsity > 0.85]
+    assert len(encoder) == 12
+    assert all(layer.sparse is not has_int8_gemm(detect_cpu()) for layer in encoder)
