@@ -96,7 +96,12 @@ EXCUSED = [
         "--reference models/reviews",
         "a template for the user's own model and data",
     ),
-    ("docs/calibrate-validate.md", "pruned-90-$task-s0", "a loop over the study's trained models ($task)"),
+    (
+        "docs/calibrate-validate.md",
+        "bench-out/study2/$model",
+        "a loop over the study's trained models ($model)",
+    ),
+    ("docs/calibrate-validate.md", "build/$model-ov", "a loop over the study's trained models ($model)"),
     # any page:
     ("", "../shared/data", DATA),
 ]
