@@ -232,7 +232,11 @@ def main() -> int:
     parser.add_argument("--prune-steps", type=int, default=300)
     parser.add_argument("--finetune-steps", default="300", help="task steps: N, or per task as sst2=N,mrpc=M")
     parser.add_argument(
-        "--task-learning-rate", type=float, default=5e-5, help="dense and sparse task stages alike"
+        "--task-learning-rate",
+        type=float,
+        default=2e-4,
+        help="dense and sparse task stages alike (2e-4: at 5e-5 the 90 %% transfer did not converge in 300 "
+        "steps, 55.96 vs 79.01 on SST-2, while the dense model gave 85.44 vs 85.55)",
     )
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the task stages (teachers and transfers)")
