@@ -50,9 +50,14 @@ class CpuInfo:
         return "amx_int8" in self.flags
 
     @property
+    def has_int8_dot(self) -> bool:
+        """INT8 dot-product instructions (VNNI or AMX): OpenVINO's INT8 GEMM is fast and exact here."""
+        return self.has_vnni or self.has_amx
+
+    @property
     def int8_saturation_risk(self) -> bool:
         """True where INT8 GEMM goes through saturating int16 sums (no VNNI, no AMX)."""
-        return not (self.has_vnni or self.has_amx)
+        return not self.has_int8_dot
 
     @property
     def isa(self) -> str:

@@ -14,7 +14,8 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -164,22 +165,24 @@ class _Requests:
         for _ in range(max(1, size)):
             self._pool.put(compiled.create_infer_request())
 
-    def infer(self, feed: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[np.ndarray]:
+    @contextmanager
+    def _request(self) -> Iterator[Any]:
         request = self._pool.get()
         try:
-            result = request.infer(feed)
-            # copies: the request's output memory is reused by its next inference
-            return [np.array(result[self.compiled.output(name)], dtype=np.float32) for name in names]
+            yield request
         finally:
             self._pool.put(request)
 
+    def infer(self, feed: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[np.ndarray]:
+        with self._request() as request:
+            result = request.infer(feed)
+            # copies: the request's output memory is reused by its next inference
+            return [np.array(result[self.compiled.output(name)], dtype=np.float32) for name in names]
+
     def profile(self, feed: Mapping[str, np.ndarray]) -> list[Any]:
-        request = self._pool.get()
-        try:
+        with self._request() as request:
             request.infer(feed)
             return list(request.get_profiling_info())
-        finally:
-            self._pool.put(request)
 
 
 ShapeKey = tuple[tuple[int, ...], ...]
@@ -193,9 +196,8 @@ class Engine:
     before the file is read; ``prepare`` may change the model between reading and compiling, and what it
     returns is kept as ``prepared``.
 
-    ``static_shapes`` (OpenVINO, a model with dynamic inputs): how many input shapes get a compilation of
-    their own with those shapes fixed. ``None`` takes the number from ``prepared.static_shapes`` (pruneofa's
-    sparse kernels ask for it: OpenVINO re-infers a custom operation's output shape on every call of a
+    Static-shape copies (OpenVINO, a model with dynamic inputs): ``prepared.static_shapes`` input shapes
+    get a compilation of their own with those shapes fixed (pruneofa's sparse kernels ask for it: OpenVINO re-infers a custom operation's output shape on every call of a
     dynamic model by cloning it, and splits the graph's execution at every such node; with static shapes
     that per-inference cost, about 1 ms for a 6-layer encoder, is gone). A new shape is compiled in the
     background while the dynamic model answers; :meth:`specialize` waits for it (benchmarks). Shapes beyond
@@ -211,7 +213,6 @@ class Engine:
         ort_options: Any = None,
         prepare: Prepare | None = None,
         setup: Setup | None = None,
-        static_shapes: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.names = names
@@ -244,9 +245,7 @@ class Engine:
             raise
         except Exception as err:  # OpenVINO raises its own exception types
             raise runtime_error(model_file, err) from err
-        wanted = (
-            static_shapes if static_shapes is not None else int(getattr(self.prepared, "static_shapes", 0))
-        )
+        wanted = int(getattr(self.prepared, "static_shapes", 0))
         if wanted > 0 and any(port.get_partial_shape().is_dynamic for port in self._compiled.inputs):
             self.static_limit = wanted
             self._core, self._model, self._config = core, model, config
@@ -277,12 +276,10 @@ class Engine:
         with self._lock:
             if key in self._static:
                 return True
-            future = self._pending.get(key)
-            if future is None and not self._start(key):
+            if key not in self._pending and not self._start(key):
                 return False
-            future = self._pending.get(key, future)
-        if future is not None:
-            future.result()
+            future = self._pending[key]
+        future.result()  # never raises: _compile_static records a failure instead
         with self._lock:
             return key in self._static
 

@@ -644,9 +644,7 @@ def load(
         task.outputs,
         ov_config=settings.openvino_config(profile=settings.sparse.enabled) if chosen == "openvino" else None,
         ort_options=settings.onnxruntime_options() if chosen == "onnxruntime" else None,
-        prepare=kernel_policy.preparer(
-            settings.kernels, manifest, int8_gemm=kernel_policy.has_int8_gemm(cpu)
-        ),
+        prepare=kernel_policy.preparer(settings.kernels, manifest, int8_gemm=cpu.has_int8_dot),
     )
     ov_tokenizer = None
     if (

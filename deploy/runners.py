@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core import modelio
+from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import read_manifest
 from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
@@ -23,7 +24,7 @@ from pruneofa.core.runtime import (
     runtime_of,
 )
 from pruneofa.core.support import EXPORT_TASKS, ExportTask
-from pruneofa.deploy.sparse_kernels import effective_mode, has_int8_gemm, preparer, summary
+from pruneofa.deploy.sparse_kernels import effective_mode, preparer, summary
 from pruneofa.exporter import graph
 
 
@@ -72,7 +73,7 @@ def open_model(location: str, export_task: str | None = None, *, sparse_kernels:
             runtime_of(kind),
             task.outputs,
             ov_config={"INFERENCE_PRECISION_HINT": "f32"},  # the file's weights, not a bf16 execution
-            prepare=preparer(mode, manifest, int8_gemm=has_int8_gemm()),
+            prepare=preparer(mode, manifest, int8_gemm=detect_cpu().has_int8_dot),
         )
         return Runner(
             label=f"{kind} {weights} ({path.name})",

@@ -104,19 +104,11 @@ def source_weight_names(model: Any, manifest: Any) -> dict[str, str]:
     return names
 
 
-def has_int8_gemm(cpu: Any = None) -> bool:
-    """Whether OpenVINO runs activation-quantized layers as INT8 GEMMs here (VNNI or AMX)."""
-    from pruneofa.core.cpu import detect_cpu
-
-    cpu = cpu or detect_cpu()
-    return bool(cpu.has_vnni or cpu.has_amx)
-
-
 def preparer(mode: str, manifest: Any = None, int8_gemm: bool = False):
     """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: move the attention's NaN guards
     (:mod:`pruneofa.deploy.attention_guard`, every mode), then, unless ``mode`` is ``off``, rewrite the
     model, register the extension where a layer became sparse, and return a :class:`LoadTimeKernels`
-    (``None`` for ``off``). ``int8_gemm``: the CPU has VNNI or AMX (:func:`pruneofa.kernels.rewrite`)."""
+    (``None`` for ``off``). ``int8_gemm``: ``CpuInfo.has_int8_dot`` (:func:`pruneofa.kernels.rewrite`)."""
     from pruneofa.deploy.attention_guard import move_nan_guards
 
     if mode == "off":

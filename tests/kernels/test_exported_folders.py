@@ -105,11 +105,10 @@ def test_auto_keeps_activation_quantized_layers_dense_where_the_cpu_has_int8_gem
 def test_load_applies_the_int8_gemm_policy_of_this_cpu(calibrate_once):
     from pruneofa.core.cpu import detect_cpu
     from pruneofa.deploy.pipeline import load
-    from pruneofa.deploy.sparse_kernels import has_int8_gemm
 
     require_kernels()
     folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
     pipe = load(folder)
     encoder = [layer for layer in pipe.sparse_report.layers if layer.sparsity and layer.sparsity > 0.85]
     assert len(encoder) == 12
-    assert all(layer.sparse is not has_int8_gemm(detect_cpu()) for layer in encoder)
+    assert all(layer.sparse is not detect_cpu().has_int8_dot for layer in encoder)
