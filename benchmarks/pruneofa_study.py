@@ -96,19 +96,17 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         argv = ["prune", str(teacher), "--teacher", str(teacher), "--corpus", corpus, "--recipe", recipe]
         return name, [*argv, "--steps", str(args.prune_steps), *mlm_limit]
 
+    def task_stage(task: str, seed: int) -> tuple[str, list[str]]:
+        """The task's data folder and the task-stage budget (steps, learning rate, limits, seed)."""
+        budget = ["--steps", str(args.finetune_steps[task]), "--learning-rate", str(args.task_learning_rate)]
+        budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
+        budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
+        return str(args.data / "glue" / TASKS[task]), [*budget, "--seed", str(seed)]
+
     plan += [pruning(name, recipe) for name, recipe in recipes.items()]
     for seed in args.seeds:  # seed-major: a study cut short has whole seeds of every task
         for task in args.tasks:
-            data = str(args.data / "glue" / TASKS[task])
-            budget = [
-                "--steps",
-                str(args.finetune_steps[task]),
-                "--learning-rate",
-                str(args.task_learning_rate),
-            ]
-            budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
-            budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
-            seeded = [*budget, "--seed", str(seed)]
+            data, seeded = task_stage(task, seed)
             dense = f"teacher-{task}-s{seed}"
             plan.append((dense, ["teacher", *model, "--task", task, "--data", data, *seeded]))
             for name in RECIPES:
@@ -118,15 +116,10 @@ def stages(out: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     for name, recipe in variants.items():  # the cheaper distillation rows, after the headline rows
         plan.append(pruning(name, recipe))
         task, seed = args.tasks[0], args.seeds[0]
-        data = str(args.data / "glue" / TASKS[task])
-        budget = ["--steps", str(args.finetune_steps[task]), "--learning-rate", str(args.task_learning_rate)]
-        budget += ["--train-limit", str(args.train_limit)] if args.train_limit else []
-        budget += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
+        data, seeded = task_stage(task, seed)
         argv = ["finetune", str(out / name), "--task", task, "--data", data]
         teacher_dir = str(out / f"teacher-{task}-s{seed}")
-        plan.append(
-            (f"{name}-{task}-s{seed}", [*argv, "--teacher", teacher_dir, *budget, "--seed", str(seed)])
-        )
+        plan.append((f"{name}-{task}-s{seed}", [*argv, "--teacher", teacher_dir, *seeded]))
     return [(name, [*argv, *common, "--output", str(out / name)]) for name, argv in plan]
 
 

@@ -364,16 +364,13 @@ def _gates(
     found: Behaviour,
 ) -> list[Gate]:
     gates = [
-        Gate(
-            name="metric_drop",
-            flag="--max-drop",
-            value=drop,
-            bound=config.max_drop,
-            status="fail" if drop > config.max_drop else "pass",
-            message=f"{primary} dropped by {drop:.2f} points "
-            + (f"> --max-drop {config.max_drop:g}" if drop > config.max_drop else f"<= {config.max_drop:g}"),
-            detail=f"reference {primary} {scores['reference'][primary]:.2f}, "
-            f"candidate {scores['candidate'][primary]:.2f}",
+        _at_most_gate(
+            "metric_drop",
+            "--max-drop",
+            drop,
+            config.max_drop,
+            f"{primary} dropped by {drop:.2f} points",
+            f"reference {primary} {scores['reference'][primary]:.2f}, candidate {scores['candidate'][primary]:.2f}",
         ),
         Gate(
             name="prediction_agreement",
