@@ -6,8 +6,11 @@ per layer: speed only, not accuracy), converted with ``ov.convert_model`` (a rea
 Variants, each compiled on CPU with ``INFERENCE_NUM_THREADS`` = --threads, one stream:
   dense-fp32     OpenVINO dense, INFERENCE_PRECISION_HINT f32 (the reference)
   dense-default  OpenVINO dense, default precision (bf16 where the CPU has AVX512_BF16/AMX)
-  sparse-fp32    all 36 Linear layers rewritten to SparseLinear (FP32 values), bias and GELU fused
-  sparse-nogelu  the same with the 6 GELUs left as separate OpenVINO nodes (what the fusion buys)
+  sparse-fp32    all 36 Linear layers rewritten to SparseLinear (FP32 values), bias and GELU fused, each
+                 FFN's two layers one SparseLinearPair node (the default rewrite)
+  sparse-nopair  the same with every layer its own node (what the pair fusion buys)
+  sparse-nogelu  the same with the 6 GELUs left as separate OpenVINO nodes (what the GELU fusion buys;
+                 no pairs then: a Gelu node sits between the two layers)
   sparse-int8    weights quantized symmetric per row and stored as NNCF does (i8 -> Convert -> Multiply),
                  rewritten to SparseLinear with INT8 values (``dense-int8w`` is OpenVINO on that graph)
 Every variant is compiled with its inputs fixed to each batch x seq (``--dynamic``: the dynamic models),
@@ -272,6 +275,9 @@ def main() -> int:
                 "dense-int8w": core.compile_model(int8_model, "CPU", f32),
             }
             compiled["sparse-fp32"], report = kernels.compile_sparse(core, ov_model, f32, mode="on")
+            compiled["sparse-nopair"], _ = kernels.compile_sparse(
+                core, ov_model, f32, mode="on", fuse_pairs=False
+            )
             compiled["sparse-nogelu"], _ = kernels.compile_sparse(
                 core, ov_model, f32, mode="on", fuse_gelu=False
             )
@@ -279,7 +285,7 @@ def main() -> int:
             shapes = "dynamic shapes" if args.dynamic else f"static shapes {batch}x{args.seq}"
             print(f"  {shapes}: {report.summary()}\n  {report8.summary()}")
             feed = random_feed(rng, batch, args.seq)
-            print_differences(compiled, ("sparse-fp32", "sparse-int8"), feed, batch)
+            print_differences(compiled, ("sparse-fp32", "sparse-nopair", "sparse-int8"), feed, batch)
             requests = {name: c.create_infer_request() for name, c in compiled.items()}
             ms = time_rounds(requests, feed, args.rounds, args.budget)
             base = ms["dense-fp32"]

@@ -447,7 +447,7 @@ def _ship_kernels(staging: Path, sparse: _SparseIR, model_xml: Path) -> dict[str
     record = {
         "library": sparse.library.name,
         "sha256": sha256_file(library),
-        "operation": "pruneofa::SparseLinear",
+        "operations": ["pruneofa::SparseLinear", "pruneofa::SparseLinearPair"],
         "openvino_version": _openvino_version(),
         "note": "the library must match the OpenVINO version inside the OVMS image: rebuild it there "
         "(python -m pruneofa.kernels.build) if that version differs",
@@ -494,7 +494,7 @@ def ovms_readme(name: str, record: dict[str, Any] | None) -> str:
         lines += [
             "",
             f"`{name}/1/model.xml` is the folder's sparse IR: its Linear layers are pruneofa's "
-            f"`{record['operation']}` operation, defined by `{EXTENSIONS_DIR}/{record['library']}`, which OVMS "
+            f"{' and '.join(f'`{op}`' for op in record['operations'])} operations, defined by `{EXTENSIONS_DIR}/{record['library']}`, which OVMS "
             f"loads with `{record['ovms_argument'].split()[0]}` (a server setting, not part of config.json).",
             "",
             f"**The library was built against OpenVINO {_release(record['openvino_version'])} "

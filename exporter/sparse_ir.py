@@ -63,13 +63,16 @@ def write_sparse_ir(
     problems = []
     identical = True
     for node in kernels.sparse_nodes(model):
-        name = node.get_friendly_name()
-        back = kernels.dense_weight(node)
-        if name not in before or back.shape != before[name].shape or not np.array_equal(back, before[name]):
-            identical = False
-            problems.append(
-                f"sparse IR: the SparseLinear constants of {name} differ from the dense IR's weight"
-            )
+        for name, back in kernels.dense_weights(node).items():
+            if (
+                name not in before
+                or back.shape != before[name].shape
+                or not np.array_equal(back, before[name])
+            ):
+                identical = False
+                problems.append(
+                    f"sparse IR: the {node.get_type_name()} constants of {name} differ from the dense IR's weight"
+                )
     xml = kernels.save_sparse_ir(model, folder / OPENVINO_SPARSE_XML)
     dense = exact_engine(dense_xml, outputs)
     sparse = Engine(

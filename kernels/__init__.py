@@ -18,6 +18,7 @@ Public API::
     kernels.available(); kernels.library_path(); kernels.isa()   # "avx512" | "avx2" | "scalar" | None
     kernels.save_sparse_ir(model, path); kernels.read_sparse_ir(core, path)   # IR with the op
     kernels.dense_weight(node)           # a SparseLinear's weight as dense [out, in] (accounting)
+    kernels.dense_weights(node)          # {layer name: [out, in]} for SparseLinear and SparseLinearPair nodes
 
 - Build: ``python -m pruneofa.kernels.build`` (CMake against the installed openvino wheel) into
   ``$PRUNEOFA_KERNELS_CACHE`` or ``~/.cache/pruneofa/kernels/<key>``; the key hashes sources, OpenVINO
@@ -35,7 +36,15 @@ from pruneofa.kernels import library
 from pruneofa.kernels.api import compile_sparse, read_sparse_ir, save_sparse_ir
 from pruneofa.kernels.formats import SparseWeight, densify, pack, quantize_rows
 from pruneofa.kernels.library import available, isa, library_path, register
-from pruneofa.kernels.rewrite import LayerDecision, SparseReport, dense_weight, rewrite, sparse_nodes
+from pruneofa.kernels.rewrite import (
+    LayerDecision,
+    SparseReport,
+    dense_weight,
+    dense_weights,
+    layer_weights,
+    rewrite,
+    sparse_nodes,
+)
 
 __all__ = [
     "LayerDecision",
@@ -44,6 +53,8 @@ __all__ = [
     "available",
     "compile_sparse",
     "dense_weight",
+    "dense_weights",
+    "layer_weights",
     "densify",
     "isa",
     "library",

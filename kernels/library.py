@@ -85,6 +85,24 @@ def register(core: Any) -> bool:
     return True
 
 
+class _Layer(ctypes.Structure):
+    """``pruneofa_layer`` in csrc/extension.cpp: one layer of :func:`spmm_pair`."""
+
+    _fields_ = [
+        ("in_features", ctypes.c_int64),
+        ("out_features", ctypes.c_int64),
+        ("row_ptr", ctypes.c_void_p),
+        ("col_idx", ctypes.c_void_p),
+        ("n_blocks", ctypes.c_int64),
+        ("values", ctypes.c_void_p),
+        ("int8", ctypes.c_int32),
+        ("block", ctypes.c_int32),
+        ("scales", ctypes.c_void_p),
+        ("bias", ctypes.c_void_p),
+        ("activation", ctypes.c_int32),
+    ]
+
+
 def _cdll() -> ctypes.CDLL | None:
     path = library_path()
     if path is None:
@@ -102,6 +120,10 @@ def _cdll() -> ctypes.CDLL | None:
             lib.pruneofa_kernels_spmm.argtypes = [p, p, i64, i64, i64, p, p, i64, p, ctypes.c_int, p, p,
                                                   ctypes.c_int, ctypes.c_int, ctypes.c_int]  # fmt: skip
             lib.pruneofa_kernels_spmm.restype = ctypes.c_int
+            layer = ctypes.POINTER(_Layer)
+            lib.pruneofa_kernels_spmm_pair.argtypes = [p, p, i64, i64, layer, layer, ctypes.c_int,
+                                                       ctypes.POINTER(ctypes.c_int)]  # fmt: skip
+            lib.pruneofa_kernels_spmm_pair.restype = ctypes.c_int
             _state["cdll"] = lib
         return _state["cdll"]
 
@@ -141,12 +163,20 @@ def set_tile_tokens(tokens: int) -> None:
 ACTIVATIONS = {"none": 0, "gelu": 1}
 
 
+def _activations(x: np.ndarray, in_features: int) -> np.ndarray:
+    """``x`` as contiguous FP32 whose last dimension is ``in_features`` (the kernel trusts that width)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"activations of shape {x.shape} do not end in the layer's {in_features} inputs")
+    return x
+
+
 def spmm(x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none") -> np.ndarray:
     """Run the kernel directly on a ``SparseWeight`` (tests, benchmarks): ``act(x @ W.T + bias)`` for x [..., K]."""
     lib = _cdll()
     if lib is None:
         raise RuntimeError("pruneofa kernels are not available")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = _activations(x, weight.in_features)
     tokens = int(np.prod(x.shape[:-1], dtype=np.int64))
     y = np.empty((*x.shape[:-1], weight.out_features), np.float32)
     arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
@@ -161,3 +191,44 @@ def spmm(x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none")
     if rc != 0:
         raise ValueError("invalid sparse weight structure")
     return y
+
+
+def _layer(weight: Any, activation: str, keep: list) -> _Layer:
+    arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
+    scales = None if weight.scales is None else np.ascontiguousarray(weight.scales, np.float32)
+    bias = None if weight.bias is None else np.ascontiguousarray(weight.bias, np.float32)
+    keep.extend([*arrays, scales, bias])
+    return _Layer(
+        weight.in_features, weight.out_features, arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,
+        int(arrays[2].dtype == np.int8), weight.block, None if scales is None else scales.ctypes.data,
+        None if bias is None else bias.ctypes.data, ACTIVATIONS[activation],
+    )  # fmt: skip
+
+
+def spmm_pair(
+    x: np.ndarray,
+    first: Any,
+    second: Any,
+    threads: int = 0,
+    first_activation: str = "gelu",
+    second_activation: str = "none",
+) -> tuple[np.ndarray, bool]:
+    """Two ``SparseWeight`` layers in a row (a fused FFN pair; tests, benchmarks):
+    ``act2(act1(x @ W1.T + b1) @ W2.T + b2)``. Returns the output and whether the intermediate stayed in
+    per-thread tiles (False when there are too few token tiles for the threads)."""
+    lib = _cdll()
+    if lib is None:
+        raise RuntimeError("pruneofa kernels are not available")
+    x = _activations(x, first.in_features)
+    tokens = int(np.prod(x.shape[:-1], dtype=np.int64))
+    y = np.empty((*x.shape[:-1], second.out_features), np.float32)
+    keep: list = []
+    a, b = _layer(first, first_activation, keep), _layer(second, second_activation, keep)
+    fused = ctypes.c_int(0)
+    rc = lib.pruneofa_kernels_spmm_pair(
+        x.ctypes.data, y.ctypes.data, tokens, first.in_features, ctypes.byref(a), ctypes.byref(b), int(threads),
+        ctypes.byref(fused),
+    )  # fmt: skip
+    if rc != 0:
+        raise ValueError("invalid sparse weight structure, or the layers do not chain")
+    return y, bool(fused.value)

@@ -9,6 +9,9 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
   FullyConnected, and a separate Gelu node measured ~9 % of a sparse MiniLM's time (docs/kernels.md).
 - The format: INT8 values + per-row scales when the weight is stored that way (NNCF), else FP32; blocks
   of 2/4/8 along the input dimension when the zeros come in such blocks (:func:`formats.choose_block`).
+- Two replaced layers in a row (BERT's FFN: up with GELU, then down; the first's only consumer is the
+  second) become one ``pruneofa.SparseLinearPair`` node: each thread carries its token tiles through both
+  layers and the [tokens, 4H] intermediate is never stored (``fuse_pairs``; docs/kernels.md).
 - ``mode="on"``: every eligible layer; ``"off"``: none; ``"auto"``: layers whose sparsity reaches the
   measured crossover for their shape and this CPU's kernel path (:mod:`pruneofa.kernels.crossover`).
 The report lists every Linear-like node with its decision and the reason when it stayed dense.
@@ -28,6 +31,7 @@ from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_w
 
 Mode = Literal["auto", "on", "off"]
 OP_TYPE = "SparseLinear"
+PAIR_OP_TYPE = "SparseLinearPair"
 OPSET = "pruneofa"
 
 
@@ -47,6 +51,7 @@ class LayerDecision:
     activation_fused: str | None = None  # "gelu" when a following Gelu was fused
     crossover: float | None = None  # the table's sparsity threshold for this shape (auto mode)
     weight_source: str | None = None  # "fp32", "fp16", "int8", "folded"
+    fused_with: str | None = None  # the other layer of a SparseLinearPair this one runs in
 
 
 @dataclass
@@ -75,9 +80,11 @@ class SparseReport:
             formats_used[layer.format or "?"] = formats_used.get(layer.format or "?", 0) + 1
         detail = ", ".join(f"{count} {name}" for name, count in sorted(formats_used.items())) or "none"
         mean = np.mean([layer.sparsity for layer in self.sparse_layers]) if self.sparse_layers else 0.0
+        pairs = sum(1 for layer in self.sparse_layers if layer.fused_with) // 2
+        fused = f"; {pairs} pairs fused" if pairs else ""
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
-            f"layers sparse ({detail}; mean sparsity {mean:.1%})"
+            f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +187,61 @@ def make_node(
     return node
 
 
+def _sparse_consumer(node: Any, live: set[str]) -> Any | None:
+    """The SparseLinear that is ``node``'s only consumer in the model, reading it as its activation (input
+    0). ``live``: the unique names of the model's nodes; a replaced node that Python still holds stays
+    connected to its inputs and must not count."""
+    targets = [t for t in node.output(0).get_target_inputs() if t.get_node().get_name() in live]
+    if len(targets) != 1 or targets[0].get_index() != 0:
+        return None
+    consumer = targets[0].get_node()
+    return consumer if consumer.get_type_name() == OP_TYPE else None
+
+
+def _fuse_pairs(model: Any, report: SparseReport) -> int:
+    """Merge every SparseLinear whose only consumer is another SparseLinear into one SparseLinearPair
+    (in graph order, each node in at most one pair); returns how many pairs were made."""
+    by_name = {layer.name: layer for layer in report.sparse_layers}
+    used: set[str] = set()
+    pairs = 0
+    ops = model.get_ordered_ops()
+    live = {op.get_name() for op in ops}
+    for first in [op for op in ops if op.get_type_name() == OP_TYPE]:
+        name = first.get_friendly_name()
+        second = _sparse_consumer(first, live)
+        if name in used or second is None or second.get_friendly_name() in used:
+            continue
+        a, b = first.get_attributes(), second.get_attributes()
+        inputs = [first.input_value(0)]
+        inputs += [first.input_value(i) for i in range(1, first.get_input_size())]
+        inputs += [second.input_value(i) for i in range(1, second.get_input_size())]
+        node = _Factory.get(str(library.library_path())).create(
+            PAIR_OP_TYPE,
+            inputs,
+            {
+                "in_features": int(a["in_features"]),
+                "hidden_features": int(a["out_features"]),
+                "out_features": int(b["out_features"]),
+                "first_block": int(a["block"]),
+                "first_has_bias": bool(a["has_bias"]),
+                "first_activation": str(a["activation"]),
+                "second_block": int(b["block"]),
+                "second_has_bias": bool(b["has_bias"]),
+                "second_activation": str(b["activation"]),
+                "first_name": name,
+                "second_name": second.get_friendly_name(),
+            },
+        )
+        node.set_friendly_name(f"{name}+{second.get_friendly_name()}")
+        _replace(second, node)
+        used.update({name, second.get_friendly_name()})
+        for this, other in ((name, second.get_friendly_name()), (second.get_friendly_name(), name)):
+            if this in by_name:
+                by_name[this].fused_with = other
+        pairs += 1
+    return pairs
+
+
 def _replace(target: Any, node: Any) -> None:
     names = set(target.output(0).get_names())
     target.output(0).replace(node.output(0))
@@ -205,11 +267,13 @@ def rewrite(
     table: dict | None = None,
     fuse_gelu: bool = True,
     int8_gemm: bool = False,
+    fuse_pairs: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
     ``table``: a crossover table to use instead of the shipped one; ``fuse_gelu=False`` leaves Gelu nodes
-    separate (to measure what the fusion buys). ``int8_gemm``: the CPU has INT8 dot-product instructions
+    separate and ``fuse_pairs=False`` keeps every layer its own node (to measure what the fusions buy).
+    ``int8_gemm``: the CPU has INT8 dot-product instructions
     (VNNI or AMX); ``auto`` then keeps layers whose activations are quantized dense, because OpenVINO's
     INT8 GEMM for them is as fast as the kernel, which computes in FP32 (measured: 36 MiniLM layers at
     90 %, 2.50 ms INT8 FullyConnected vs 2.47 ms SparseLinear). With the kernels unavailable (no
@@ -287,37 +351,67 @@ def rewrite(
         decision.block = sparse.block
         decision.reason = "forced (mode=on)" if mode == "on" else "at or above crossover"
         changed = True
+    if changed and fuse_pairs:
+        _fuse_pairs(model, report)
     if changed:
         model.validate_nodes_and_infer_types()
     return report
 
 
 def sparse_nodes(model: Any) -> list[Any]:
-    """The SparseLinear nodes of a model."""
-    return [op for op in model.get_ordered_ops() if op.get_type_name() == OP_TYPE]
+    """The SparseLinear and SparseLinearPair nodes of a model."""
+    return [op for op in model.get_ordered_ops() if op.get_type_name() in (OP_TYPE, PAIR_OP_TYPE)]
+
+
+def _read_layer(node: Any, first: int, in_features: int, out_features: int, block: int, has_bias: bool):
+    """One layer's constants from input ``first`` on; returns the weight and the index after them."""
+    from pruneofa.kernels.weights import fold
+
+    values = fold(node.input_value(first + 2))
+    int8 = values.dtype == np.int8
+    count = 3 + int(int8) + int(has_bias)
+    arrays = [fold(node.input_value(i)) for i in range(first, first + count)]
+    weight = formats.SparseWeight(
+        in_features=in_features,
+        out_features=out_features,
+        block=block,
+        row_ptr=arrays[0].astype(np.int32),
+        col_idx=arrays[1].astype(np.int32),
+        values=values,
+        scales=arrays[3].astype(np.float32) if int8 else None,
+        bias=arrays[-1].astype(np.float32) if has_bias else None,
+    )
+    return weight, first + count
+
+
+def layer_weights(node: Any) -> dict[str, formats.SparseWeight]:
+    """A SparseLinear's or SparseLinearPair's constants as SparseWeights, by the original layer names."""
+    attrs = node.get_attributes()
+    if node.get_type_name() == PAIR_OP_TYPE:
+        k, h, n = int(attrs["in_features"]), int(attrs["hidden_features"]), int(attrs["out_features"])
+        first, after = _read_layer(node, 1, k, h, int(attrs["first_block"]), bool(attrs["first_has_bias"]))
+        second, _ = _read_layer(node, after, h, n, int(attrs["second_block"]), bool(attrs["second_has_bias"]))
+        return {str(attrs["first_name"]): first, str(attrs["second_name"]): second}
+    weight, _ = _read_layer(
+        node, 1, int(attrs["in_features"]), int(attrs["out_features"]), int(attrs["block"]),
+        bool(attrs.get("has_bias", False)),
+    )  # fmt: skip
+    return {node.get_friendly_name(): weight}
 
 
 def read_back(node: Any) -> formats.SparseWeight:
     """A SparseLinear node's constants as a SparseWeight (see :func:`dense_weight` for the matrix)."""
-    from pruneofa.kernels.weights import fold
-
-    attrs = node.get_attributes()
-    arrays = [fold(node.input_value(i)) for i in range(1, node.get_input_size())]
-    int8 = arrays[2].dtype == np.int8
-    scales = arrays[3].astype(np.float32) if int8 else None
-    has_bias = bool(attrs.get("has_bias", False))
-    return formats.SparseWeight(
-        in_features=int(attrs["in_features"]),
-        out_features=int(attrs["out_features"]),
-        block=int(attrs["block"]),
-        row_ptr=arrays[0].astype(np.int32),
-        col_idx=arrays[1].astype(np.int32),
-        values=arrays[2],
-        scales=scales,
-        bias=arrays[-1].astype(np.float32) if has_bias else None,
-    )
+    if node.get_type_name() != OP_TYPE:
+        raise ValueError(f"read_back takes a SparseLinear node; use layer_weights for {node.get_type_name()}")
+    (weight,) = layer_weights(node).values()
+    return weight
 
 
 def dense_weight(node: Any) -> np.ndarray:
     """The [out, in] FP32 matrix a SparseLinear node computes with, position for position (accounting)."""
     return formats.densify(read_back(node))
+
+
+def dense_weights(node: Any) -> dict[str, np.ndarray]:
+    """Every [out, in] FP32 matrix a SparseLinear or SparseLinearPair node computes with, by layer name."""
+    return {name: formats.densify(weight) for name, weight in layer_weights(node).items()}

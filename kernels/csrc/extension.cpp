@@ -1,5 +1,5 @@
 // Library entry points: the OpenVINO extension (so core.add_extension(path) and IR reading know
-// SparseLinear) and a small C API for Python (ctypes): ISA report/override and a direct kernel call used
+// SparseLinear and SparseLinearPair) and a small C API for Python (ctypes): ISA report/override and a direct kernel call used
 // by tests and benchmarks without building an OpenVINO model.
 #include <openvino/core/extension.hpp>
 #include <openvino/core/op_extension.hpp>
@@ -7,7 +7,10 @@
 #include "spmm.hpp"
 #include "tbb_parallel.hpp"
 
-OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({std::make_shared<ov::OpExtension<pruneofa::SparseLinear>>()}));
+OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
+    std::make_shared<ov::OpExtension<pruneofa::SparseLinear>>(),
+    std::make_shared<ov::OpExtension<pruneofa::SparseLinearPair>>(),
+}));
 
 extern "C" {
 
@@ -58,6 +61,66 @@ __attribute__((visibility("default"))) int pruneofa_kernels_spmm(const float* x,
         arena.execute([&] { pruneofa::spmm(p, pruneofa::active_isa(), pruneofa::ArenaParallel()); });
     } else {
         pruneofa::spmm(p, pruneofa::active_isa(), pruneofa::ArenaParallel());
+    }
+    return 0;
+}
+
+// One layer of a pair, as the Python side passes it (ctypes structure of the same layout).
+struct pruneofa_layer {
+    int64_t in_features;
+    int64_t out_features;
+    const int32_t* row_ptr;
+    const int32_t* col_idx;
+    int64_t n_blocks;
+    const void* values;
+    int32_t int8;
+    int32_t block;
+    const float* scales;
+    const float* bias;
+    int32_t activation;
+};
+
+// Y = second(first(X)) through spmm_pair (X [tokens, in_features], Y [tokens, second.out_features]).
+// Returns 0, or -1 with a structure error (nothing computed). `fused` (when not null) says whether the
+// intermediate stayed in per-thread tiles.
+__attribute__((visibility("default"))) int pruneofa_kernels_spmm_pair(const float* x, float* y, int64_t tokens,
+                                                                      int64_t in_features,
+                                                                      const pruneofa_layer* first,
+                                                                      const pruneofa_layer* second, int threads,
+                                                                      int* fused) {
+    auto problem = [&](const pruneofa_layer& l) {
+        pruneofa::SpmmProblem p;
+        p.tokens = tokens;
+        p.in_features = l.in_features;
+        p.out_features = l.out_features;
+        p.row_ptr = l.row_ptr;
+        p.col_idx = l.col_idx;
+        p.int8 = l.int8 != 0;
+        p.values_f32 = l.int8 ? nullptr : static_cast<const float*>(l.values);
+        p.values_i8 = l.int8 ? static_cast<const int8_t*>(l.values) : nullptr;
+        p.scales = l.scales;
+        p.bias = l.bias;
+        p.block = l.block;
+        p.activation = l.activation;
+        return p;
+    };
+    if (first->in_features != in_features) return -1;
+    pruneofa::SpmmProblem a = problem(*first), b = problem(*second);
+    a.x = x;
+    b.y = y;
+    if (pruneofa::validate(a, first->n_blocks) != nullptr || pruneofa::validate(b, second->n_blocks) != nullptr ||
+        pruneofa::validate_pair(a, b) != nullptr)
+        return -1;
+    auto run = [&] {
+        if (fused != nullptr)
+            *fused = pruneofa::pair_fuses(a, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) ? 1 : 0;
+        pruneofa::spmm_pair(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel());
+    };
+    if (threads > 0) {
+        tbb::task_arena arena(threads);
+        arena.execute(run);
+    } else {
+        run();
     }
     return 0;
 }

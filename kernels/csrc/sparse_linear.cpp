@@ -1,13 +1,63 @@
 #include "sparse_linear.hpp"
 
 #include <mutex>
+
+#include "sparse_layer_inputs.hpp"
 #include "spmm.hpp"
 #include "tbb_parallel.hpp"
 
 namespace pruneofa {
 namespace {
 
+// Rows of X for a [..., K] -> [..., N] product (K = 0 keeps the count from the output shape).
+int64_t token_count(const ov::Shape& x_shape, const ov::Shape& y_shape) {
+    if (x_shape.back() > 0) return static_cast<int64_t>(ov::shape_size(x_shape) / x_shape.back());
+    return static_cast<int64_t>(ov::shape_size(y_shape) / std::max<size_t>(1, y_shape.back()));
+}
+
+// Checks a layer's structure once per node (O(nnz); the constants never change).
+void check_once(const ov::Node* node, std::atomic<bool>& checked, std::mutex& mutex, const SpmmProblem& p,
+                size_t n_blocks) {
+    if (checked.load(std::memory_order_acquire)) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (checked.load(std::memory_order_relaxed)) return;
+    const char* err = validate(p, static_cast<int64_t>(n_blocks));
+    OPENVINO_ASSERT(err == nullptr, node->get_type_name(), " ", node->get_friendly_name(),
+                    ": invalid sparse weight: ", err);
+    checked.store(true, std::memory_order_release);
+}
+
+// The output shape: X's with the last dimension replaced by `out_features`.
+ov::PartialShape output_shape(const ov::Node* node, int64_t in_features, int64_t out_features) {
+    const auto& x_shape = node->get_input_partial_shape(0);
+    ov::PartialShape y_shape = x_shape;
+    if (x_shape.rank().is_static()) {
+        NODE_VALIDATION_CHECK(node, x_shape.rank().get_length() >= 1, "X must have rank >= 1");
+        const auto& last = x_shape[x_shape.rank().get_length() - 1];
+        NODE_VALIDATION_CHECK(node, last.compatible(in_features), "X's last dimension ", last,
+                              " does not match in_features ", in_features);
+        y_shape[y_shape.rank().get_length() - 1] = out_features;
+    }
+    return y_shape;
+}
+
+void check_x(const ov::Node* node) {
+    const auto x_type = node->get_input_element_type(0);
+    NODE_VALIDATION_CHECK(node, x_type.is_dynamic() || x_type == ov::element::f32, "X must be f32, got ", x_type);
+}
+
+ov::Shape evaluated_shape(const ov::Tensor& x, int64_t in_features, int64_t out_features) {
+    const ov::Shape x_shape = x.get_shape();
+    OPENVINO_ASSERT(!x_shape.empty() && x_shape.back() == size_t(in_features), "X shape ", x_shape,
+                    " does not end in in_features ", in_features);
+    ov::Shape y_shape = x_shape;
+    y_shape.back() = static_cast<size_t>(out_features);
+    return y_shape;
+}
+
 }  // namespace
+
+// ---- SparseLinear -------------------------------------------------------------------------------------
 
 SparseLinear::SparseLinear(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t block,
                            bool has_bias, std::string activation)
@@ -20,48 +70,18 @@ SparseLinear::SparseLinear(const ov::OutputVector& args, int64_t in_features, in
     constructor_validate_and_infer_types();
 }
 
-bool SparseLinear::int8_values() const { return get_input_element_type(3) == ov::element::i8; }
-
-size_t SparseLinear::expected_inputs() const { return 4 + (int8_values() ? 1 : 0) + (m_has_bias ? 1 : 0); }
+LayerAttrs SparseLinear::layer() const {
+    return {m_in_features, m_out_features, m_block, m_has_bias, m_activation};
+}
 
 void SparseLinear::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, get_input_size() >= 4, "SparseLinear needs X, row_ptr, col_idx and values");
-    NODE_VALIDATION_CHECK(this, m_block == 1 || m_block == 2 || m_block == 4 || m_block == 8,
-                          "block must be 1, 2, 4 or 8, got ", m_block);
-    NODE_VALIDATION_CHECK(this, m_in_features >= 0 && m_out_features >= 0, "negative feature count");
-    NODE_VALIDATION_CHECK(this, m_activation == "none" || m_activation == "gelu",
-                          "activation must be \"none\" or \"gelu\", got ", m_activation);
-    NODE_VALIDATION_CHECK(this, get_input_size() == expected_inputs(), "SparseLinear expects ", expected_inputs(),
+    check_layer(this, 1, layer());
+    const size_t expected = 1 + layer_input_count(this, 1, m_has_bias);
+    NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinear expects ", expected,
                           " inputs for its values type and has_bias, got ", get_input_size());
-    const auto x_type = get_input_element_type(0);
-    NODE_VALIDATION_CHECK(this, x_type.is_dynamic() || x_type == ov::element::f32, "X must be f32, got ", x_type);
-    NODE_VALIDATION_CHECK(this, get_input_element_type(1) == ov::element::i32, "row_ptr must be i32");
-    NODE_VALIDATION_CHECK(this, get_input_element_type(2) == ov::element::i32, "col_idx must be i32");
-    NODE_VALIDATION_CHECK(this, get_input_element_type(3) == ov::element::f32 || int8_values(),
-                          "values must be f32 or i8");
-    for (size_t i = 4; i < get_input_size(); ++i)
-        NODE_VALIDATION_CHECK(this, get_input_element_type(i) == ov::element::f32, "scales and bias must be f32");
-
-    // Sizes only: OpenVINO calls this on every inference with dynamic shapes, so the O(nnz) structure
-    // check runs once per node, in the first evaluate().
-    if (get_input_partial_shape(1).is_static())
-        NODE_VALIDATION_CHECK(this, ov::shape_size(get_input_shape(1)) == size_t(m_out_features + 1),
-                              "row_ptr must hold out_features + 1 entries");
-    if (get_input_partial_shape(2).is_static() && get_input_partial_shape(3).is_static())
-        NODE_VALIDATION_CHECK(this,
-                              ov::shape_size(get_input_shape(3)) == ov::shape_size(get_input_shape(2)) * size_t(m_block),
-                              "values must hold block entries per col_idx entry");
-
-    const auto& x_shape = get_input_partial_shape(0);
-    ov::PartialShape y_shape = x_shape;
-    if (x_shape.rank().is_static()) {
-        NODE_VALIDATION_CHECK(this, x_shape.rank().get_length() >= 1, "X must have rank >= 1");
-        const auto& last = x_shape[x_shape.rank().get_length() - 1];
-        NODE_VALIDATION_CHECK(this, last.compatible(m_in_features), "X's last dimension ", last,
-                              " does not match in_features ", m_in_features);
-        y_shape[y_shape.rank().get_length() - 1] = m_out_features;
-    }
-    set_output_type(0, ov::element::f32, y_shape);
+    check_x(this);
+    set_output_type(0, ov::element::f32, output_shape(this, m_in_features, m_out_features));
 }
 
 std::shared_ptr<ov::Node> SparseLinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
@@ -82,47 +102,96 @@ bool SparseLinear::has_evaluate() const { return true; }
 
 bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const ov::Tensor& x = inputs[0];
-    const ov::Shape x_shape = x.get_shape();
-    OPENVINO_ASSERT(!x_shape.empty() && x_shape.back() == size_t(m_in_features), "SparseLinear: X shape ", x_shape,
-                    " does not end in in_features ", m_in_features);
-    ov::Shape y_shape = x_shape;
-    y_shape.back() = static_cast<size_t>(m_out_features);
+    const ov::Shape y_shape = evaluated_shape(x, m_in_features, m_out_features);
     outputs[0].set_shape(y_shape);
-
-    const bool int8 = inputs[3].get_element_type() == ov::element::i8;
-    const size_t n_blocks = inputs[2].get_size();
-    OPENVINO_ASSERT(inputs[1].get_size() == size_t(m_out_features + 1) &&
-                        inputs[3].get_size() == n_blocks * size_t(m_block),
-                    "SparseLinear: sparse inputs do not match out_features / block");
-    SpmmProblem p;
+    SpmmProblem p = layer_problem(inputs, 1, layer(), m_has_bias);
     p.x = x.data<const float>();
     p.y = outputs[0].data<float>();
-    p.tokens = static_cast<int64_t>(ov::shape_size(x_shape) / std::max<size_t>(1, x_shape.back()));
-    if (m_in_features == 0) p.tokens = static_cast<int64_t>(ov::shape_size(y_shape) / std::max<size_t>(1, y_shape.back()));
-    p.in_features = m_in_features;
-    p.out_features = m_out_features;
-    p.row_ptr = inputs[1].data<const int32_t>();
-    p.col_idx = inputs[2].data<const int32_t>();
-    OPENVINO_ASSERT(p.row_ptr[m_out_features] == static_cast<int32_t>(n_blocks), "SparseLinear: row_ptr end");
-    p.int8 = int8;
-    if (int8) {
-        p.values_i8 = inputs[3].data<const int8_t>();
-        p.scales = inputs[4].data<const float>();
-    } else {
-        p.values_f32 = inputs[3].data<const float>();
-    }
-    p.bias = m_has_bias ? inputs.back().data<const float>() : nullptr;
-    p.block = static_cast<int>(m_block);
-    p.activation = m_activation == "gelu" ? kActivationGeluErf : kActivationNone;
-    if (!m_checked.load(std::memory_order_acquire)) {
-        std::lock_guard<std::mutex> lock(m_check_mutex);
-        if (!m_checked.load(std::memory_order_relaxed)) {
-            const char* err = validate(p, static_cast<int64_t>(n_blocks));
-            OPENVINO_ASSERT(err == nullptr, "SparseLinear ", get_friendly_name(), ": invalid sparse weight: ", err);
-            m_checked.store(true, std::memory_order_release);
-        }
-    }
+    p.tokens = token_count(x.get_shape(), y_shape);
+    check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
     spmm(p, active_isa(), ArenaParallel());
+    return true;
+}
+
+// ---- SparseLinearPair ---------------------------------------------------------------------------------
+
+SparseLinearPair::SparseLinearPair(const ov::OutputVector& args, int64_t in_features, int64_t hidden_features,
+                                   int64_t out_features, int64_t first_block, bool first_has_bias,
+                                   std::string first_activation, int64_t second_block, bool second_has_bias,
+                                   std::string second_activation, std::string first_name, std::string second_name)
+    : Op(args),
+      m_in_features(in_features),
+      m_hidden_features(hidden_features),
+      m_out_features(out_features),
+      m_first_block(first_block),
+      m_first_has_bias(first_has_bias),
+      m_first_activation(std::move(first_activation)),
+      m_second_block(second_block),
+      m_second_has_bias(second_has_bias),
+      m_second_activation(std::move(second_activation)),
+      m_first_name(std::move(first_name)),
+      m_second_name(std::move(second_name)) {
+    constructor_validate_and_infer_types();
+}
+
+LayerAttrs SparseLinearPair::first() const {
+    return {m_in_features, m_hidden_features, m_first_block, m_first_has_bias, m_first_activation};
+}
+
+LayerAttrs SparseLinearPair::second() const {
+    return {m_hidden_features, m_out_features, m_second_block, m_second_has_bias, m_second_activation};
+}
+
+size_t SparseLinearPair::second_input() const { return 1 + layer_input_count(this, 1, m_first_has_bias); }
+
+void SparseLinearPair::validate_and_infer_types() {
+    NODE_VALIDATION_CHECK(this, get_input_size() >= 7, "SparseLinearPair needs X and two layers' constants");
+    check_layer(this, 1, first());
+    const size_t second_at = second_input();
+    check_layer(this, second_at, second());
+    const size_t expected = second_at + layer_input_count(this, second_at, m_second_has_bias);
+    NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinearPair expects ", expected,
+                          " inputs for its values types and has_bias, got ", get_input_size());
+    check_x(this);
+    set_output_type(0, ov::element::f32, output_shape(this, m_in_features, m_out_features));
+}
+
+std::shared_ptr<ov::Node> SparseLinearPair::clone_with_new_inputs(const ov::OutputVector& new_args) const {
+    return std::make_shared<SparseLinearPair>(new_args, m_in_features, m_hidden_features, m_out_features,
+                                              m_first_block, m_first_has_bias, m_first_activation, m_second_block,
+                                              m_second_has_bias, m_second_activation, m_first_name, m_second_name);
+}
+
+bool SparseLinearPair::visit_attributes(ov::AttributeVisitor& visitor) {
+    visitor.on_attribute("in_features", m_in_features);
+    visitor.on_attribute("hidden_features", m_hidden_features);
+    visitor.on_attribute("out_features", m_out_features);
+    visitor.on_attribute("first_block", m_first_block);
+    visitor.on_attribute("first_has_bias", m_first_has_bias);
+    visitor.on_attribute("first_activation", m_first_activation);
+    visitor.on_attribute("second_block", m_second_block);
+    visitor.on_attribute("second_has_bias", m_second_has_bias);
+    visitor.on_attribute("second_activation", m_second_activation);
+    visitor.on_attribute("first_name", m_first_name);
+    visitor.on_attribute("second_name", m_second_name);
+    return true;
+}
+
+bool SparseLinearPair::has_evaluate() const { return true; }
+
+bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
+    const ov::Tensor& x = inputs[0];
+    const ov::Shape y_shape = evaluated_shape(x, m_in_features, m_out_features);
+    outputs[0].set_shape(y_shape);
+    const size_t second_at = second_input();
+    SpmmProblem a = layer_problem(inputs, 1, first(), m_first_has_bias);
+    SpmmProblem b = layer_problem(inputs, second_at, second(), m_second_has_bias);
+    a.x = x.data<const float>();
+    b.y = outputs[0].data<float>();
+    a.tokens = b.tokens = token_count(x.get_shape(), y_shape);
+    check_once(this, m_first_checked, m_check_mutex, a, inputs[2].get_size());
+    check_once(this, m_second_checked, m_check_mutex, b, inputs[second_at + 1].get_size());
+    spmm_pair(a, b, active_isa(), ArenaParallel());
     return true;
 }
 

@@ -1,16 +1,23 @@
-// pruneofa::SparseLinear, opset "pruneofa": Y[..., N] = X[..., K] · Wᵀ + bias with W a constant sparse
-// [N, K] matrix in (block-)CSR form.
+// The extension's operations, opset "pruneofa".
 //
-// Inputs:  0 X        f32 [..., K]   (any rank >= 1, dynamic dims allowed)
-//          1 row_ptr  i32 [N + 1]    offsets into col_idx, in blocks
-//          2 col_idx  i32 [n_blocks] first input column of each 1 x block block
-//          3 values   f32 or i8 [n_blocks * block]
-//          4 scales   f32 [N]        only when values are i8 (W = values * scales[row])
-//          5 bias     f32 [N]        only when has_bias (index 4 when values are f32)
-// Attributes: in_features (K), out_features (N), block (1, 2, 4 or 8), has_bias, activation ("none" or
-// "gelu": GELU with erf, as BERT's, applied after the bias; fused because a separate Gelu node costs a
-// pass over the output that the dense graph does not pay).
-// Output:  0 Y        f32 [..., N]
+// SparseLinear: Y[..., N] = act(X[..., K] · Wᵀ + bias) with W a constant sparse [N, K] matrix in
+// (block-)CSR form.
+//   Inputs:  0 X        f32 [..., K]   (any rank >= 1, dynamic dims allowed)
+//            1 row_ptr  i32 [N + 1]    offsets into col_idx, in blocks
+//            2 col_idx  i32 [n_blocks] first input column of each 1 x block block
+//            3 values   f32 or i8 [n_blocks * block]
+//            4 scales   f32 [N]        only when values are i8 (W = values * scales[row])
+//            5 bias     f32 [N]        only when has_bias (index 4 when values are f32)
+//   Attributes: in_features (K), out_features (N), block (1, 2, 4 or 8), has_bias, activation ("none" or
+//   "gelu": GELU with erf, as BERT's, applied after the bias; fused because a separate Gelu node costs a
+//   pass over the output that the dense graph does not pay).
+//   Output:  0 Y        f32 [..., N]
+//
+// SparseLinearPair: two SparseLinear layers in a row (BERT's FFN: up, GELU, down), Y = second(first(X)),
+// run through spmm_pair so that each thread carries its token tiles through both layers and the [..., H]
+// intermediate is never stored (docs/kernels.md). Inputs: X, the first layer's constants (as SparseLinear's
+// 1..), then the second's. Attributes: in_features, hidden_features, out_features, first_/second_ block,
+// has_bias, activation, and first_/second_ name (the original layers' names, for sparsity accounting).
 #pragma once
 
 #include <atomic>
@@ -18,6 +25,8 @@
 #include <string>
 
 #include <openvino/op/op.hpp>
+
+#include "sparse_layer_inputs.hpp"
 
 namespace pruneofa {
 
@@ -36,8 +45,7 @@ public:
     bool has_evaluate() const override;
 
 private:
-    bool int8_values() const;
-    size_t expected_inputs() const;
+    LayerAttrs layer() const;
 
     int64_t m_in_features = 0;
     int64_t m_out_features = 0;
@@ -46,6 +54,43 @@ private:
     std::string m_activation = "none";
     // The sparse inputs are constants: their structure is checked on the first evaluate() only.
     mutable std::atomic<bool> m_checked{false};
+    mutable std::mutex m_check_mutex;
+};
+
+class SparseLinearPair : public ov::op::Op {
+public:
+    OPENVINO_OP("SparseLinearPair", "pruneofa");
+
+    SparseLinearPair() = default;
+    SparseLinearPair(const ov::OutputVector& args, int64_t in_features, int64_t hidden_features, int64_t out_features,
+                     int64_t first_block, bool first_has_bias, std::string first_activation, int64_t second_block,
+                     bool second_has_bias, std::string second_activation, std::string first_name,
+                     std::string second_name);
+
+    void validate_and_infer_types() override;
+    std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
+    bool visit_attributes(ov::AttributeVisitor& visitor) override;
+    bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override;
+    bool has_evaluate() const override;
+
+private:
+    LayerAttrs first() const;
+    LayerAttrs second() const;
+    size_t second_input() const;  // index of the second layer's row_ptr
+
+    int64_t m_in_features = 0;
+    int64_t m_hidden_features = 0;
+    int64_t m_out_features = 0;
+    int64_t m_first_block = 1;
+    bool m_first_has_bias = false;
+    std::string m_first_activation = "gelu";
+    int64_t m_second_block = 1;
+    bool m_second_has_bias = false;
+    std::string m_second_activation = "none";
+    std::string m_first_name;
+    std::string m_second_name;
+    mutable std::atomic<bool> m_first_checked{false};
+    mutable std::atomic<bool> m_second_checked{false};
     mutable std::mutex m_check_mutex;
 };
 

@@ -42,6 +42,14 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks);
 // Computes the product with one ISA path (which must be supported by this CPU: see `isa_supported`).
 void spmm(const SpmmProblem& p, Isa isa, const Parallel& par);
 
+// Two layers in a row, Y = second(first(X)) (each with its own format, bias and activation), without
+// storing the intermediate when every thread can take whole token tiles through both layers; otherwise
+// the two products one after the other. `first.y` and `second.x` are ignored. See `validate_pair`.
+void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par);
+const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second);
+// Whether spmm_pair keeps the intermediate in per-thread tiles for this problem and thread count.
+bool pair_fuses(const SpmmProblem& first, Isa isa, int threads);
+
 // The path chosen at load (best supported, or PRUNEOFA_KERNELS_ISA when set and supported).
 Isa active_isa();
 bool set_active_isa(Isa isa);  // false (and unchanged) when the CPU lacks it

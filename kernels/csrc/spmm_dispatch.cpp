@@ -16,6 +16,7 @@ struct IsaOps {
     int (*lanes)();
     void (*transpose_in)(const float*, int64_t, int64_t, int64_t, float*);
     void (*rows)(const TileArgs&);
+    void (*rows_to_tile)(const TileArgs&, float*);
 };
 
 bool cpu_has(Isa isa) {
@@ -57,10 +58,11 @@ std::atomic<int> g_tile{initial_tile()};
 IsaOps ops_for(Isa isa) {
     switch (isa) {
 #if defined(PRUNEOFA_HAVE_X86)
-        case Isa::Avx512: return {isa_avx512::lanes, isa_avx512::transpose_in, isa_avx512::rows};
-        case Isa::Avx2: return {isa_avx2::lanes, isa_avx2::transpose_in, isa_avx2::rows};
+        case Isa::Avx512:
+            return {isa_avx512::lanes, isa_avx512::transpose_in, isa_avx512::rows, isa_avx512::rows_to_tile};
+        case Isa::Avx2: return {isa_avx2::lanes, isa_avx2::transpose_in, isa_avx2::rows, isa_avx2::rows_to_tile};
 #endif
-        default: return {isa_scalar::lanes, isa_scalar::transpose_in, isa_scalar::rows};
+        default: return {isa_scalar::lanes, isa_scalar::transpose_in, isa_scalar::rows, isa_scalar::rows_to_tile};
     }
 }
 
@@ -240,6 +242,67 @@ void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
             a.row_end = bounds[rg + 1];
             ops.transpose_in(p.x + a.t0 * k, k, a.w_valid, a.w_pad, scratch.data());
             ops.rows(a);
+        }
+    });
+}
+
+const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
+    if (first.out_features != second.in_features) return "the first layer's outputs must be the second's inputs";
+    if (first.tokens != second.tokens) return "both layers must see the same tokens";
+    return nullptr;
+}
+
+bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
+    if (first.tokens <= 0) return false;
+    const int64_t tile = tile_tokens(first.in_features, ops_for(isa_supported(isa) ? isa : Isa::Scalar).lanes());
+    int64_t tile_groups = 1, row_groups = 1;
+    split_work((first.tokens + tile - 1) / tile, std::max(1, threads), &tile_groups, &row_groups);
+    return row_groups == 1;
+}
+
+void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
+    if (first.tokens <= 0 || second.out_features <= 0) return;
+    if (!isa_supported(isa)) isa = Isa::Scalar;
+    const int threads = std::max(1, par.concurrency());
+    if (!pair_fuses(first, isa, threads)) {
+        // Too few token tiles to give every thread its own: each layer splits its rows between threads,
+        // which needs the whole intermediate between the two (exactly the two separate nodes' work).
+        std::vector<float> hidden(static_cast<size_t>(first.tokens * first.out_features));
+        SpmmProblem a = first, b = second;
+        a.y = hidden.data();
+        b.x = hidden.data();
+        spmm(a, isa, par);
+        spmm(b, isa, par);
+        return;
+    }
+    const IsaOps ops = ops_for(isa);
+    const int lanes = ops.lanes();
+    const int64_t k = first.in_features, h = first.out_features;
+    const int64_t tile = tile_tokens(k, lanes);
+    const int64_t tiles = (first.tokens + tile - 1) / tile;
+    int64_t tile_groups = 1, row_groups = 1;
+    split_work(tiles, threads, &tile_groups, &row_groups);
+    par.run(tile_groups, [&](int64_t tg) {
+        // This worker's tiles, each through both layers: xt (K x tile) in, ht (H x tile) between.
+        ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, (k + h) * tile)));
+        float* xt = scratch.data();
+        float* ht = xt + k * tile;
+        for (int64_t i = tiles * tg / tile_groups; i < tiles * (tg + 1) / tile_groups; ++i) {
+            TileArgs a{};
+            a.p = &first;
+            a.xt = xt;
+            a.t0 = i * tile;
+            a.w_valid = std::min(tile, first.tokens - a.t0);
+            a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
+            a.row_begin = 0;
+            a.row_end = h;
+            ops.transpose_in(first.x + a.t0 * k, k, a.w_valid, a.w_pad, xt);
+            ops.rows_to_tile(a, ht);
+            TileArgs b = a;
+            b.p = &second;
+            b.xt = ht;
+            b.row_end = second.out_features;
+            ops.rows(b);
         }
     });
 }

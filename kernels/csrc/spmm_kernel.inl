@@ -230,3 +230,36 @@ inline void rows_dispatch(const TileArgs& a) {
     else
         rows_by_block<false>(a);
 }
+
+// The first layer of a fused pair: rows [row_begin, row_end) of one tile written straight into the
+// transposed tile `ht` (row n at ht + n * w_pad), the activation applied while the row is in L1. That
+// tile is the second layer's input as it is, so the intermediate is never stored to memory in token-major
+// order nor transposed back. Padding lanes (tokens >= w_valid) hold act(bias): they only ever reach
+// padding lanes of the output, which are not stored.
+template <int B, bool I8>
+void rows_to_tile_impl(const TileArgs& a, float* ht) {
+    const SpmmProblem& p = *a.p;
+    const int64_t ws = a.w_pad;
+    for (int64_t n = a.row_begin; n < a.row_end; ++n) {
+        row_all<B, I8>(p, n, a.xt, ws, ht + n * ws);
+        apply_activation(p.activation, ht + n * ws, ws);
+    }
+}
+
+template <bool I8>
+void rows_to_tile_by_block(const TileArgs& a, float* ht) {
+    switch (a.p->block) {
+        case 1: rows_to_tile_impl<1, I8>(a, ht); break;
+        case 2: rows_to_tile_impl<2, I8>(a, ht); break;
+        case 4: rows_to_tile_impl<4, I8>(a, ht); break;
+        case 8: rows_to_tile_impl<8, I8>(a, ht); break;
+        default: break;  // rejected by validate()
+    }
+}
+
+inline void rows_to_tile_dispatch(const TileArgs& a, float* ht) {
+    if (a.p->int8)
+        rows_to_tile_by_block<true>(a, ht);
+    else
+        rows_to_tile_by_block<false>(a, ht);
+}

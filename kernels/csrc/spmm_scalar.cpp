@@ -70,6 +70,7 @@ void transpose_in(const float* x, int64_t in_features, int64_t w_valid, int64_t 
     transpose_in_padded(x, in_features, w_valid, w_pad, xt);
 }
 void rows(const TileArgs& a) { rows_dispatch(a); }
+void rows_to_tile(const TileArgs& a, float* ht) { rows_to_tile_dispatch(a, ht); }
 
 }  // namespace isa_scalar
 }  // namespace pruneofa

@@ -42,16 +42,19 @@ namespace isa_scalar {
 int lanes();
 void transpose_in(const float* x, int64_t in_features, int64_t w_valid, int64_t w_pad, float* xt);
 void rows(const TileArgs& a);
+void rows_to_tile(const TileArgs& a, float* ht);
 }  // namespace isa_scalar
 namespace isa_avx2 {
 int lanes();
 void transpose_in(const float* x, int64_t in_features, int64_t w_valid, int64_t w_pad, float* xt);
 void rows(const TileArgs& a);
+void rows_to_tile(const TileArgs& a, float* ht);
 }  // namespace isa_avx2
 namespace isa_avx512 {
 int lanes();
 void transpose_in(const float* x, int64_t in_features, int64_t w_valid, int64_t w_pad, float* xt);
 void rows(const TileArgs& a);
+void rows_to_tile(const TileArgs& a, float* ht);
 }  // namespace isa_avx512
 
 }  // namespace pruneofa

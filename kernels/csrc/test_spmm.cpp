@@ -109,6 +109,59 @@ bool run_case(const Case& c, std::mt19937& rng, Isa isa, int workers) {
     return true;
 }
 
+SpmmProblem problem_of(const Case& c, const Csr& m) {
+    SpmmProblem p;
+    p.tokens = c.t;
+    p.in_features = c.k;
+    p.out_features = c.n;
+    p.row_ptr = m.row_ptr.data();
+    p.col_idx = m.col_idx.data();
+    p.int8 = c.int8;
+    p.values_f32 = c.int8 ? nullptr : m.vf.data();
+    p.values_i8 = c.int8 ? m.vi.data() : nullptr;
+    p.scales = c.int8 ? m.scales.data() : nullptr;
+    p.bias = c.bias ? m.bias.data() : nullptr;
+    p.block = c.block;
+    p.activation = c.activation;
+    return p;
+}
+
+// spmm_pair (fused or not, by the worker count) against two spmm calls: the same arithmetic, so the same
+// bits (the two-call path is itself checked against the reference above).
+bool run_pair(const Case& c1, const Case& c2, std::mt19937& rng, Isa isa, int workers) {
+    const Csr m1 = make(c1, rng), m2 = make(c2, rng);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(c1.t * c1.k));
+    for (auto& v : x) v = u(rng);
+    std::vector<float> h(static_cast<size_t>(c1.t * c1.n)), want(static_cast<size_t>(c1.t * c2.n));
+    std::vector<float> got(want.size(), std::nanf(""));
+    SpmmProblem a = problem_of(c1, m1), b = problem_of(c2, m2);
+    if (validate(a, static_cast<int64_t>(m1.col_idx.size())) || validate(b, static_cast<int64_t>(m2.col_idx.size())) ||
+        validate_pair(a, b)) {
+        std::printf("invalid pair problem\n");
+        return false;
+    }
+    a.x = x.data();
+    a.y = h.data();
+    b.x = h.data();
+    b.y = want.data();
+    spmm(a, isa, SerialParallel(workers));
+    spmm(b, isa, SerialParallel(workers));
+    a.y = nullptr;
+    b.x = nullptr;
+    b.y = got.data();
+    spmm_pair(a, b, isa, SerialParallel(workers));
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (!(got[i] == want[i])) {
+            std::printf("PAIR MISMATCH isa=%s t=%lld k=%lld h=%lld n=%lld workers=%d fused=%d at %zu: got %.7g want %.7g\n",
+                        isa_name(isa), (long long)c1.t, (long long)c1.k, (long long)c1.n, (long long)c2.n, workers,
+                        int(pair_fuses(a, isa, workers)), i, got[i], want[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,6 +196,23 @@ int main(int argc, char** argv) {
         }
     }
     set_tile_tokens(0);
+    // Fused pairs: both layers' formats independent, token counts giving 1..7 tiles (fused or not).
+    int pairs = 0;
+    for (int i = 0; i < cases / 3 + 1; ++i) {
+        const int64_t t = ts[rng() % 8], k = ks[rng() % 6], h = ns[rng() % 5] * 4, n = ns[rng() % 5];
+        Case c1{t, k, h, blocks[rng() % 4], sparsities[rng() % 5], rng() % 2 == 0, rng() % 3 != 0,
+                static_cast<int>(rng() % 2)};
+        Case c2{t, h, n, 1 << (rng() % 3), sparsities[rng() % 5], rng() % 2 == 0, rng() % 3 != 0, kActivationNone};
+        if (c1.k % c1.block != 0) c1.block = 1;
+        const int workers = 1 + static_cast<int>(rng() % 3);
+        for (Isa isa : isas) {
+            std::mt19937 local(static_cast<unsigned>(1000 + i));
+            failures += run_pair(c1, c2, local, isa, workers) ? 0 : 1;
+            ++run;
+            ++pairs;
+        }
+    }
+    std::printf("test_spmm: %d of them fused pairs\n", pairs);
     std::printf("test_spmm: %d runs over ISAs:", run);
     for (Isa isa : isas) std::printf(" %s", isa_name(isa));
     std::printf("; %d failures\n", failures);

@@ -117,3 +117,58 @@ def test_invalid_structure_is_rejected(kernels):
     sw.col_idx[0] = 7  # out of range
     with pytest.raises(ValueError):
         library.spmm(np.ones((2, 4), np.float32), sw)
+
+
+@pytest.mark.parametrize(
+    "first_fmt,second_fmt", [("csr", "csr"), ("block4", "int8-csr"), ("int8-block2", "block8")]
+)
+def test_fused_pair_against_numpy(kernels, each_isa, first_fmt, second_fmt):
+    """spmm_pair (BERT's FFN: up + GELU, then down) against numpy, for token counts that give the fused
+    path (whole tiles per thread) and the one-after-the-other path (too few tiles for the threads)."""
+    from math import erf, sqrt
+
+    from pruneofa.kernels import formats, library
+
+    rng = np.random.default_rng(zlib.crc32(f"{first_fmt}/{second_fmt}".encode()))
+
+    def layer(n, k, fmt, sparsity):
+        block = int(fmt[-1]) if fmt[-1].isdigit() else 1
+        w = random_sparse(rng, n, k, sparsity, block)
+        bias = rng.standard_normal(n).astype(np.float32)
+        if fmt.startswith("int8"):
+            q, scales = formats.quantize_rows(w)
+            return formats.pack(w, bias=bias, block=block, int8=q, scales=scales), q * scales[:, None], bias
+        return formats.pack(w, bias=bias, block=block), w, bias
+
+    gelu = np.vectorize(lambda v: 0.5 * v * (1 + erf(v / sqrt(2))))
+    seen = set()
+    for isa in each_isa:
+        library.set_isa(isa)
+        for tokens, threads, sparsity in [
+            (1, 2, 0.9),
+            (40, 1, 0.0),
+            (64, 2, 0.99),
+            (96, 2, 0.85),
+            (130, 2, 1.0),
+        ]:
+            up, w1, b1 = layer(72, 48, first_fmt, sparsity)
+            down, w2, b2 = layer(24, 72, second_fmt, sparsity)
+            x = rng.standard_normal((tokens, 48)).astype(np.float32)
+            hidden = gelu(dense_reference(x, w1, b1).astype(np.float64))
+            want = hidden @ w2.astype(np.float64).T + b2
+            got, fused = library.spmm_pair(x, up, down, threads=threads)
+            seen.add(fused)
+            # The second layer's own FP32 sums, plus the first's error (sums and the rational erf) carried
+            # through the second's weights.
+            carried = (tolerance(x, w1) + 2e-6) * float(np.abs(w2).sum(axis=1).max())
+            atol = tolerance(hidden.astype(np.float32), w2) + carried
+            np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{isa} {tokens} tokens")
+            two = library.spmm(library.spmm(x, up, threads, "gelu"), down, threads)
+            np.testing.assert_array_equal(got, two)  # the same arithmetic as two separate layers
+    assert seen == {True, False}
+    with pytest.raises(ValueError, match="do not chain"):
+        library.spmm_pair(rng.standard_normal((3, 72)).astype(np.float32), down, up)
+    with pytest.raises(ValueError, match="do not end in the layer's 48 inputs"):
+        library.spmm_pair(rng.standard_normal((3, 72)).astype(np.float32), up, down)
+    with pytest.raises(ValueError, match="do not end in the layer's 48 inputs"):
+        library.spmm(rng.standard_normal((3, 40)).astype(np.float32), up)

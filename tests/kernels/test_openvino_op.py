@@ -125,3 +125,65 @@ def test_saved_ir_round_trip(kernels, tmp_path):
     np.testing.assert_allclose(
         core.compile_model(loaded, "CPU", F32)([x])[0], dense_reference(x, w, bias), atol=1e-4
     )
+
+
+def ffn_model(w1, b1, w2, b2):
+    """x -> MatMul + Add + Gelu -> MatMul + Add, dense ops as an export writes them (dynamic batch/seq)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, -1, w1.shape[1]], np.float32, name="x")
+    up = ops.gelu(ops.add(ops.matmul(x, ops.constant(w1), False, True), ops.constant(b1)), "erf")
+    down = ops.add(ops.matmul(up, ops.constant(w2), False, True), ops.constant(b2))
+    return ov.Model([down.output(0)], [x], "ffn")
+
+
+@pytest.mark.parametrize("streams,threads", [(1, 1), (1, 2), (2, 2)])
+def test_fused_pair_in_openvino(kernels, streams, threads, tmp_path):
+    """The rewrite turns an FFN into one SparseLinearPair; dynamic shapes (fused and not: 1 token tile or
+    several), streams, threads and concurrent requests all give the dense result; saved IR reads back."""
+    import openvino as ov
+
+    rng = np.random.default_rng(100 + streams * 10 + threads)
+    w1, w2 = random_sparse(rng, 96, 40, 0.9), random_sparse(rng, 40, 96, 0.85, block=4)
+    b1, b2 = rng.standard_normal(96).astype(np.float32), rng.standard_normal(40).astype(np.float32)
+    core = ov.Core()
+    config = {**F32, "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": threads}
+    dense = core.compile_model(ffn_model(w1, b1, w2, b2), "CPU", config)
+    model = ffn_model(w1, b1, w2, b2)
+    report = kernels.rewrite(model, mode="on")
+    assert [node.get_type_name() for node in kernels.sparse_nodes(model)] == ["SparseLinearPair"]
+    assert [layer.fused_with is not None for layer in report.layers] == [True, True]
+    assert "1 pairs fused" in report.summary() and [layer.format for layer in report.layers] == [
+        "csr",
+        "block",
+    ]
+    kernels.register(core)
+    sparse = core.compile_model(model, "CPU", config)
+    inputs = [rng.standard_normal((1 + i % 3, 1 + 23 * i, 40)).astype(np.float32) for i in range(6)]
+    results: dict[int, np.ndarray] = {}
+
+    def worker(i: int) -> None:
+        request = sparse.create_infer_request()
+        for _ in range(2):
+            results[i] = request.infer([inputs[i]])[0].copy()
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    for i, x in enumerate(inputs):
+        np.testing.assert_allclose(
+            results[i], dense([x])[0], rtol=0, atol=1e-4, err_msg=f"input {i} {x.shape}"
+        )
+    xml = kernels.save_sparse_ir(model, tmp_path / "ffn.xml")
+    assert 'type="SparseLinearPair"' in xml.read_text()
+    core2 = ov.Core()
+    (node,) = kernels.sparse_nodes(kernels.read_sparse_ir(core2, xml))
+    weights = kernels.dense_weights(node)
+    assert len(weights) == 2
+    np.testing.assert_array_equal(weights[report.layers[0].name], w1)
+    np.testing.assert_array_equal(weights[report.layers[1].name], w2)
+    with pytest.raises(ValueError, match="use layer_weights"):
+        kernels.dense_weight(node)

@@ -82,16 +82,24 @@ def test_tiny_bert_on_matches_dense(kernels, tiny_bert, tmp_path):
     assert all(layer.format == "csr" and abs(layer.sparsity - 0.9) < 0.01 for layer in encoder)
     fused = [layer for layer in encoder if layer.activation_fused == "gelu"]
     assert len(fused) == 2 and all("intermediate" in layer.name for layer in fused)
-    assert "14/14" in report.summary()
+    assert "14/14" in report.summary() and "2 pairs fused" in report.summary()
+    # Each FFN's up (GELU) and down layers run as one SparseLinearPair, and say so.
+    paired = {layer.name: layer.fused_with for layer in encoder if layer.fused_with}
+    assert len(paired) == 4 and all(paired[other] == name for name, other in paired.items())
+    assert all(("intermediate" in name) != ("intermediate" in other) for name, other in paired.items())
     json.dumps(report.to_dict())
     unfused, report_unfused = kernels.compile_sparse(core, ov_model, F32, mode="on", fuse_gelu=False)
     assert not any(layer.activation_fused for layer in report_unfused.layers)
+    unpaired, report_unpaired = kernels.compile_sparse(core, ov_model, F32, mode="on", fuse_pairs=False)
+    assert not any(layer.fused_with for layer in report_unpaired.layers)
     rng = np.random.default_rng(0)
+    # (1, 5) is one token tile: the pair runs its two layers one after the other; (3, 40) is several.
     for batch, seq in [(3, 19), (1, 5), (3, 40)]:
         feed = feeds(rng, batch, seq)
         want = dense(feed)[0]
         np.testing.assert_allclose(sparse(feed)[0], want, rtol=0, atol=1e-4)
         np.testing.assert_allclose(unfused(feed)[0], want, rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(sparse(feed)[0], unpaired(feed)[0])  # the same arithmetic
     # The original model was not modified (compile_sparse rewrites a clone).
     assert not kernels.sparse_nodes(ov_model)
 
@@ -106,7 +114,10 @@ def test_tiny_bert_on_matches_dense(kernels, tiny_bert, tmp_path):
     np.testing.assert_allclose(
         core2.compile_model(loaded, "CPU", F32)(feed)[0], dense(feed)[0], rtol=0, atol=1e-4
     )
-    by_name = {node.get_friendly_name(): kernels.dense_weight(node) for node in kernels.sparse_nodes(loaded)}
+    nodes = kernels.sparse_nodes(loaded)
+    assert sorted(node.get_type_name() for node in nodes).count("SparseLinearPair") == 2
+    by_name = {name: w for node in nodes for name, w in kernels.dense_weights(node).items()}
+    assert len(by_name) == 14
     for torch_name, weight in pruned.items():
         (match,) = [w for name, w in by_name.items() if f"{torch_name}/" in name]
         np.testing.assert_array_equal(match, weight)

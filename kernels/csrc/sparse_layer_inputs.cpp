@@ -1,0 +1,74 @@
+#include "sparse_layer_inputs.hpp"
+
+#include <openvino/core/except.hpp>
+#include <openvino/core/node.hpp>
+
+namespace pruneofa {
+
+bool layer_int8(const ov::Node* node, size_t first) {
+    return node->get_input_size() > first + 2 && node->get_input_element_type(first + 2) == ov::element::i8;
+}
+
+size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias) {
+    return 3 + (layer_int8(node, first) ? 1 : 0) + (has_bias ? 1 : 0);
+}
+
+int activation_code(const std::string& activation) {
+    return activation == "gelu" ? kActivationGeluErf : kActivationNone;
+}
+
+void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer) {
+    NODE_VALIDATION_CHECK(node, layer.block == 1 || layer.block == 2 || layer.block == 4 || layer.block == 8,
+                          "block must be 1, 2, 4 or 8, got ", layer.block);
+    NODE_VALIDATION_CHECK(node, layer.in_features >= 0 && layer.out_features >= 0, "negative feature count");
+    NODE_VALIDATION_CHECK(node, layer.activation == "none" || layer.activation == "gelu",
+                          "activation must be \"none\" or \"gelu\", got ", layer.activation);
+    NODE_VALIDATION_CHECK(node, node->get_input_size() >= first + 3, "a sparse layer needs row_ptr, col_idx and values");
+    const size_t count = layer_input_count(node, first, layer.has_bias);
+    NODE_VALIDATION_CHECK(node, node->get_input_size() >= first + count, "a sparse layer expects ", count,
+                          " constant inputs for its values type and has_bias");
+    NODE_VALIDATION_CHECK(node, node->get_input_element_type(first) == ov::element::i32, "row_ptr must be i32");
+    NODE_VALIDATION_CHECK(node, node->get_input_element_type(first + 1) == ov::element::i32, "col_idx must be i32");
+    NODE_VALIDATION_CHECK(node,
+                          node->get_input_element_type(first + 2) == ov::element::f32 || layer_int8(node, first),
+                          "values must be f32 or i8");
+    for (size_t i = first + 3; i < first + count; ++i)
+        NODE_VALIDATION_CHECK(node, node->get_input_element_type(i) == ov::element::f32, "scales and bias must be f32");
+    // Sizes only: OpenVINO calls validation on every inference with dynamic shapes, so the O(nnz)
+    // structure check runs once per node, in the first evaluate().
+    if (node->get_input_partial_shape(first).is_static())
+        NODE_VALIDATION_CHECK(node, ov::shape_size(node->get_input_shape(first)) == size_t(layer.out_features + 1),
+                              "row_ptr must hold out_features + 1 entries");
+    if (node->get_input_partial_shape(first + 1).is_static() && node->get_input_partial_shape(first + 2).is_static())
+        NODE_VALIDATION_CHECK(node,
+                              ov::shape_size(node->get_input_shape(first + 2)) ==
+                                  ov::shape_size(node->get_input_shape(first + 1)) * size_t(layer.block),
+                              "values must hold block entries per col_idx entry");
+}
+
+SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer, bool has_bias_input) {
+    const bool int8 = inputs[first + 2].get_element_type() == ov::element::i8;
+    const size_t n_blocks = inputs[first + 1].get_size();
+    OPENVINO_ASSERT(inputs[first].get_size() == size_t(layer.out_features + 1) &&
+                        inputs[first + 2].get_size() == n_blocks * size_t(layer.block),
+                    "sparse layer: inputs do not match out_features / block");
+    SpmmProblem p;
+    p.in_features = layer.in_features;
+    p.out_features = layer.out_features;
+    p.row_ptr = inputs[first].data<const int32_t>();
+    p.col_idx = inputs[first + 1].data<const int32_t>();
+    OPENVINO_ASSERT(p.row_ptr[layer.out_features] == static_cast<int32_t>(n_blocks), "sparse layer: row_ptr end");
+    p.int8 = int8;
+    if (int8) {
+        p.values_i8 = inputs[first + 2].data<const int8_t>();
+        p.scales = inputs[first + 3].data<const float>();
+    } else {
+        p.values_f32 = inputs[first + 2].data<const float>();
+    }
+    p.bias = has_bias_input ? inputs[first + 3 + (int8 ? 1 : 0)].data<const float>() : nullptr;
+    p.block = static_cast<int>(layer.block);
+    p.activation = activation_code(layer.activation);
+    return p;
+}
+
+}  // namespace pruneofa
