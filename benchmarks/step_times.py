@@ -17,9 +17,13 @@ Every step runs the training code's own loss (``DistillationTrainer.compute_loss
       top-k 64 + hidden     both
       model's logits        the full-vocabulary step as the previous code ran it (the model forms
                             logits at every token, MLM loss included), for comparison
+  …, bf16 teacher       the same step with the teacher's forward in bf16 autocast
+                        (distillation.teacher_precision: bfloat16); only where this CPU runs bf16
+                        natively (AVX512_BF16/AMX), else the rows are left out
 
 The load average before and after is printed: the figures mean little when other work shares the cores.
-Run:  .venv/bin/python benchmarks/step_times.py
+Run:  .venv/bin/python benchmarks/step_times.py [--only "finetune,top-k 64"]   (rows whose name contains
+one of the comma-separated strings; the finetune baseline is always measured)
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pruneofa.core.modelio import default_model_path
 from pruneofa.training.distill import DistillationConfig, combined_loss, kd_loss
 from pruneofa.training.engine import carry_pooler
 from pruneofa.training.masks import PruningConfig, apply_pruning, update_masks
-from pruneofa.training.trainer import DistillationTrainer
+from pruneofa.training.trainer import DistillationTrainer, native_bf16
 
 PAPER = dict(alpha_task=0.5, alpha_kd=0.5, temperature=2.0, pooler=1.0)  # the pruneofa-90 recipe
 
@@ -94,6 +98,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--top-k", default="32,64,128", help="comma-separated k values to measure")
+    parser.add_argument("--only", default="", help="comma-separated substrings: measure only matching rows")
     args = parser.parse_args()
     load_before = os.getloadavg()
     transformers.logging.set_verbosity_error()  # no load reports for the heads added on purpose
@@ -152,6 +157,35 @@ def main() -> int:
         ),
         "prune+kd model's logits (previous code)": (sparse(masked_lm()), previous_loss(teacher), mlm_batch),
     }
+    if native_bf16(torch.device("cpu")):
+        bf16 = {"teacher_precision": "bfloat16"}
+        runs |= {
+            "finetune+kd, bf16 teacher": (
+                sparse(classifier()),
+                loss_of(classifier(), "classification", **bf16),
+                cls_batch,
+            ),
+            "prune+kd full vocabulary, bf16 teacher": (
+                sparse(masked_lm()),
+                loss_of(teacher, "masked-lm", **PAPER, **bf16),
+                mlm_batch,
+            ),
+            "prune+kd top-k 64, bf16 teacher": (
+                sparse(masked_lm()),
+                loss_of(teacher, "masked-lm", **PAPER, top_k=64, **bf16),
+                mlm_batch,
+            ),
+            "prune+kd hidden states, bf16 teacher": (
+                sparse(masked_lm()),
+                loss_of(teacher, "masked-lm", **{**PAPER, "alpha_kd": 0.0, "hidden_states": 1.0}, **bf16),
+                mlm_batch,
+            ),
+        }
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    if wanted:
+        runs = {
+            name: run for name, run in runs.items() if name == "finetune" or any(w in name for w in wanted)
+        }
     results = measure(runs, args.steps)
     load_after = os.getloadavg()
     base = results["finetune"]

@@ -12,8 +12,9 @@ the same as with the model's own logits; the 30,522-way matrix product is what i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,36 @@ from pruneofa.training.distill import (
 )
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
+logger = logging.getLogger("pruneofa.training")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matrix products natively (CUDA with bf16, or a CPU with
+    AVX512_BF16 / AMX through oneDNN); elsewhere bf16 autocast is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def teacher_precision(config: DistillationConfig, device: torch.device) -> AbstractContextManager:
+    """The context the teacher's forward runs in: bf16 autocast when asked for and native here."""
+    if config.teacher_precision != "bfloat16":
+        return nullcontext()
+    if not native_bf16(device):
+        if not getattr(teacher_precision, "_warned", False):
+            teacher_precision._warned = True  # type: ignore[attr-defined]
+            logger.warning(
+                "teacher_precision: bfloat16 asked for, but %s has no native bf16 (AVX512_BF16/AMX or a bf16 "
+                "GPU): the teacher runs in float32, which is faster here",
+                device.type,
+            )
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @contextmanager
@@ -130,7 +161,7 @@ class DistillationTrainer(Trainer):
         if self.teacher is not None:
             self.teacher.to(next(model.parameters()).device)
             teacher_inputs = {k: v for k, v in inputs.items() if k not in _LABEL_KEYS}
-            with torch.no_grad():
+            with torch.no_grad(), teacher_precision(self.distillation, next(model.parameters()).device):
                 teacher_out = (
                     self.teacher(**teacher_inputs, output_hidden_states=True)
                     if hidden
@@ -175,7 +206,11 @@ class DistillationTrainer(Trainer):
         if teacher is None:
             return mlm
         teacher.to(head.device)
-        with torch.no_grad(), pooler_output(teacher) as teacher_pooled:
+        with (
+            torch.no_grad(),
+            teacher_precision(config, head.device),
+            pooler_output(teacher) as teacher_pooled,
+        ):
             if logit_kd:
                 with decoder_bypassed(teacher) as teacher_decoder:
                     teacher_out = teacher(**features, output_hidden_states=hidden)

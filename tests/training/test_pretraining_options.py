@@ -255,3 +255,35 @@ def test_hidden_state_distillation_alone_never_runs_the_teachers_head():
         value = _loss(student, teacher, batch, alpha_kd=0.0, hidden_states=2.0)
     assert value == pytest.approx(0.5 * float(s.loss) + 2.0 * hidden, rel=1e-5)
     assert not calls
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"top_k": 8}, {"alpha_kd": 0.0, "hidden_states": 1.0, "pooler": 1.0}]
+)
+def test_bf16_teacher_runs_under_autocast_where_native_and_falls_back_with_one_warning(
+    options, monkeypatch, caplog
+):
+    """``teacher_precision: bfloat16``: the teacher's forward runs in bf16 (its outputs, compared in
+    float32, move by bf16 rounding only); the student is untouched. Without native bf16 the teacher stays
+    float32 (the same loss bit for bit) and one warning says so."""
+    from pruneofa.training import trainer as trainer_module
+
+    student, teacher, batch = _mlm_pair()
+    dtypes = []
+    teacher.bert.encoder.layer[0].attention.self.query.register_forward_hook(
+        lambda module, args, output: dtypes.append(output.dtype)
+    )
+    with torch.no_grad():
+        fp32 = _loss(student, teacher, batch, **options)
+        monkeypatch.setattr(trainer_module, "native_bf16", lambda device: True)
+        bf16 = _loss(student, teacher, batch, teacher_precision="bfloat16", **options)
+        assert dtypes == [torch.float32, torch.bfloat16]
+        assert bf16 == pytest.approx(fp32, rel=2e-2) and bf16 != fp32
+        monkeypatch.setattr(trainer_module, "native_bf16", lambda device: False)
+        monkeypatch.setattr(trainer_module.teacher_precision, "_warned", False, raising=False)
+        with caplog.at_level("WARNING", logger="pruneofa.training"):
+            fallback = [
+                _loss(student, teacher, batch, teacher_precision="bfloat16", **options) for _ in range(2)
+            ]
+    assert fallback == [fp32, fp32] and dtypes[2:] == [torch.float32, torch.float32]
+    assert len([r for r in caplog.records if "no native bf16" in r.getMessage()]) == 1
