@@ -25,10 +25,10 @@ AMX) it would be slower than float32, so the teacher stays float32 there with on
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 
