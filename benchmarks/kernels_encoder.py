@@ -7,8 +7,10 @@ Variants, each compiled on CPU with ``INFERENCE_NUM_THREADS`` = --threads, one s
   dense-fp32     OpenVINO dense, INFERENCE_PRECISION_HINT f32 (the reference)
   dense-default  OpenVINO dense, default precision (bf16 where the CPU has AVX512_BF16/AMX)
   sparse-fp32    all 36 Linear layers rewritten to SparseLinear (FP32 values), bias and GELU fused, each
-                 FFN's two layers one SparseLinearPair node (the default rewrite)
-  sparse-nopair  the same with every layer its own node (what the pair fusion buys)
+                 FFN's two layers one SparseLinearPair node, each Q, K, V one SparseLinearSplit node
+                 (the default rewrite)
+  sparse-nosplit the same with Q, K and V separate nodes (what the split fusion buys)
+  sparse-nopair  the same with neither fusion: every layer its own node (what both buy)
   sparse-nogelu  the same with the 6 GELUs left as separate OpenVINO nodes (what the GELU fusion buys;
                  no pairs then: a Gelu node sits between the two layers)
   sparse-int8    weights quantized symmetric per row and stored as NNCF does (i8 -> Convert -> Multiply),
@@ -275,8 +277,11 @@ def main() -> int:
                 "dense-int8w": core.compile_model(int8_model, "CPU", f32),
             }
             compiled["sparse-fp32"], report = kernels.compile_sparse(core, ov_model, f32, mode="on")
+            compiled["sparse-nosplit"], _ = kernels.compile_sparse(
+                core, ov_model, f32, mode="on", fuse_siblings=False
+            )
             compiled["sparse-nopair"], _ = kernels.compile_sparse(
-                core, ov_model, f32, mode="on", fuse_pairs=False
+                core, ov_model, f32, mode="on", fuse_pairs=False, fuse_siblings=False
             )
             compiled["sparse-nogelu"], _ = kernels.compile_sparse(
                 core, ov_model, f32, mode="on", fuse_gelu=False

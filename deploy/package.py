@@ -447,7 +447,7 @@ def _ship_kernels(staging: Path, sparse: _SparseIR, model_xml: Path) -> dict[str
     record = {
         "library": sparse.library.name,
         "sha256": sha256_file(library),
-        "operations": ["pruneofa::SparseLinear", "pruneofa::SparseLinearPair"],
+        "operations": ["pruneofa::SparseLinear", "pruneofa::SparseLinearPair", "pruneofa::SparseLinearSplit"],
         "openvino_version": _openvino_version(),
         "note": "the library must match the OpenVINO version inside the OVMS image: rebuild it there "
         "(python -m pruneofa.kernels.build) if that version differs",

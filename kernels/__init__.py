@@ -3,7 +3,9 @@
 A pruned BERT runs no faster in OpenVINO, ONNX Runtime or PyTorch on CPUs without AMX: their GEMMs
 multiply the zeros. This package adds ``SparseLinear`` (opset ``pruneofa``), a C++ OpenVINO operation
 computing ``Y = X · Wᵀ + bias`` from a (block-)CSR weight, FP32 or INT8 values with per-row scales,
-with AVX-512 / AVX2 / scalar kernels chosen by CPU detection, threaded in OpenVINO's own TBB arena.
+with AVX-512 / AVX2 / scalar kernels chosen by CPU detection, threaded in OpenVINO's own TBB arena; and
+two fused forms the rewrite makes: ``SparseLinearPair`` (an FFN's up and down layers, the intermediate
+kept in per-thread tiles) and ``SparseLinearSplit`` (Q, K and V in one pass, three outputs).
 
 Public API::
 
@@ -18,7 +20,7 @@ Public API::
     kernels.available(); kernels.library_path(); kernels.isa()   # "avx512" | "avx2" | "scalar" | None
     kernels.save_sparse_ir(model, path); kernels.read_sparse_ir(core, path)   # IR with the op
     kernels.dense_weight(node)           # a SparseLinear's weight as dense [out, in] (accounting)
-    kernels.dense_weights(node)          # {layer name: [out, in]} for SparseLinear and SparseLinearPair nodes
+    kernels.dense_weights(node)          # {layer name: [out, in]} for every op type (pairs, splits)
 
 - Build: ``python -m pruneofa.kernels.build`` (CMake against the installed openvino wheel) into
   ``$PRUNEOFA_KERNELS_CACHE`` or ``~/.cache/pruneofa/kernels/<key>``; the key hashes sources, OpenVINO

@@ -18,6 +18,7 @@ def compile_sparse(
     fuse_gelu: bool = True,
     int8_gemm: bool = False,
     fuse_pairs: bool = True,
+    fuse_siblings: bool = True,
 ) -> tuple[Any, SparseReport]:
     """Read (if a path), rewrite a copy of the model, register the extension on ``core`` and compile.
 
@@ -25,13 +26,20 @@ def compile_sparse(
     ``.onnx``. ``device_config`` goes to ``core.compile_model`` unchanged (e.g. ``INFERENCE_NUM_THREADS``,
     ``NUM_STREAMS``, ``PERFORMANCE_HINT``). Without kernels (no compiler, failed build) the model is
     compiled dense, the report says why, and one warning was logged. ``int8_gemm``, ``fuse_gelu``,
-    ``fuse_pairs``: see :func:`rewrite`.
+    ``fuse_pairs``, ``fuse_siblings``: see :func:`rewrite`.
     """
     if isinstance(model_or_path, str | Path):
         model = core.read_model(str(model_or_path))
     else:
         model = model_or_path.clone()
-    report = rewrite(model, mode, fuse_gelu=fuse_gelu, int8_gemm=int8_gemm, fuse_pairs=fuse_pairs)
+    report = rewrite(
+        model,
+        mode,
+        fuse_gelu=fuse_gelu,
+        int8_gemm=int8_gemm,
+        fuse_pairs=fuse_pairs,
+        fuse_siblings=fuse_siblings,
+    )
     if report.sparse_layers:
         library.register(core)
     compiled = core.compile_model(model, device, dict(device_config or {}))
@@ -39,7 +47,7 @@ def compile_sparse(
 
 
 def save_sparse_ir(model: Any, xml_path: str | Path) -> Path:
-    """Save a rewritten model as IR with the SparseLinear(Pair) ops and FP32 constants kept exact.
+    """Save a rewritten model as IR with the pruneofa ops and FP32 constants kept exact.
 
     ``compress_to_fp16=False``: the default FP16 compression would round the CSR values (and any
     reader needs the extension anyway: see :func:`read_sparse_ir`)."""

@@ -135,3 +135,61 @@ def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
     q = np.clip(np.rint(weight / scales[:, None]), -127, 127).astype(np.int8)
     return q, scales
+
+
+def _optional_concat(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    if all(part is None for part in parts):
+        return None
+    if any(part is None for part in parts):
+        raise ValueError("stacked layers must all have (or all lack) this array")
+    return np.concatenate(parts)
+
+
+def stack_rows(weights: list[SparseWeight]) -> SparseWeight:
+    """Several layers on the same input as one matrix, their rows one after the other (what
+    SparseLinearSplit computes). They must share in_features, block and the values' type."""
+    first = weights[0]
+    if any(
+        w.in_features != first.in_features or w.block != first.block or w.values.dtype != first.values.dtype
+        for w in weights
+    ):
+        raise ValueError("stacked layers must share in_features, block and the values' type")
+    offsets = np.cumsum([0] + [int(w.row_ptr[-1]) for w in weights[:-1]])
+    row_ptr = np.concatenate(
+        [weights[0].row_ptr[:1]]
+        + [w.row_ptr[1:] + offset for w, offset in zip(weights, offsets, strict=True)]
+    ).astype(np.int32)
+    return SparseWeight(
+        in_features=first.in_features,
+        out_features=sum(w.out_features for w in weights),
+        block=first.block,
+        row_ptr=row_ptr,
+        col_idx=np.concatenate([w.col_idx for w in weights]).astype(np.int32),
+        values=np.ascontiguousarray(np.concatenate([w.values for w in weights])),
+        scales=_optional_concat([w.scales for w in weights]),
+        bias=_optional_concat([w.bias for w in weights]),
+    )
+
+
+def split_rows(weight: SparseWeight, parts: int) -> list[SparseWeight]:
+    """The inverse of :func:`stack_rows` for ``parts`` layers of equal size."""
+    if parts < 1 or weight.out_features % parts:
+        raise ValueError(f"{weight.out_features} rows do not split into {parts} equal parts")
+    rows = weight.out_features // parts
+    out = []
+    for i in range(parts):
+        ptr = weight.row_ptr[i * rows : (i + 1) * rows + 1].astype(np.int64)
+        begin, end = int(ptr[0]), int(ptr[-1])
+        out.append(
+            SparseWeight(
+                in_features=weight.in_features,
+                out_features=rows,
+                block=weight.block,
+                row_ptr=(ptr - begin).astype(np.int32),
+                col_idx=weight.col_idx[begin:end].copy(),
+                values=weight.values[begin * weight.block : end * weight.block].copy(),
+                scales=None if weight.scales is None else weight.scales[i * rows : (i + 1) * rows].copy(),
+                bias=None if weight.bias is None else weight.bias[i * rows : (i + 1) * rows].copy(),
+            )
+        )
+    return out

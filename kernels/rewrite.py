@@ -12,6 +12,10 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
 - Two replaced layers in a row (BERT's FFN: up with GELU, then down; the first's only consumer is the
   second) become one ``pruneofa.SparseLinearPair`` node: each thread carries its token tiles through both
   layers and the [tokens, 4H] intermediate is never stored (``fuse_pairs``; docs/kernels.md).
+- Replaced layers that read the same activation (BERT's Q, K and V) with the same shape and format become
+  one ``pruneofa.SparseLinearSplit`` node: their rows stacked into one matrix, computed in one pass over
+  the activation (one transpose, one fork/join), the output split back into one tensor per layer
+  (``fuse_siblings``; needs out_features a multiple of 16).
 - ``mode="on"``: every eligible layer; ``"off"``: none; ``"auto"``: layers whose sparsity reaches the
   measured crossover for their shape and this CPU's kernel path (:mod:`pruneofa.kernels.crossover`).
 The report lists every Linear-like node with its decision and the reason when it stayed dense.
@@ -32,6 +36,7 @@ from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_w
 Mode = Literal["auto", "on", "off"]
 OP_TYPE = "SparseLinear"
 PAIR_OP_TYPE = "SparseLinearPair"
+SPLIT_OP_TYPE = "SparseLinearSplit"
 OPSET = "pruneofa"
 
 
@@ -51,7 +56,9 @@ class LayerDecision:
     activation_fused: str | None = None  # "gelu" when a following Gelu was fused
     crossover: float | None = None  # the table's sparsity threshold for this shape (auto mode)
     weight_source: str | None = None  # "fp32", "fp16", "int8", "folded"
-    fused_with: str | None = None  # the other layer of a SparseLinearPair this one runs in
+    fused_with: str | None = None  # the other layers of the fused node this one runs in (comma-separated)
+    fused_kind: str | None = None  # "pair" (SparseLinearPair) or "split" (SparseLinearSplit)
+    fused_node: str | None = None  # that node's name
 
 
 @dataclass
@@ -80,8 +87,10 @@ class SparseReport:
             formats_used[layer.format or "?"] = formats_used.get(layer.format or "?", 0) + 1
         detail = ", ".join(f"{count} {name}" for name, count in sorted(formats_used.items())) or "none"
         mean = np.mean([layer.sparsity for layer in self.sparse_layers]) if self.sparse_layers else 0.0
-        pairs = sum(1 for layer in self.sparse_layers if layer.fused_with) // 2
+        pairs = sum(1 for layer in self.sparse_layers if layer.fused_kind == "pair") // 2
+        groups = len({layer.fused_node for layer in self.sparse_layers if layer.fused_kind == "split"})
         fused = f"; {pairs} pairs fused" if pairs else ""
+        fused += f"; {groups} shared-input groups fused" if groups else ""
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
@@ -152,26 +161,32 @@ class _Factory:
         return cls._instances[path]
 
 
-def make_node(
-    x: Any, weight: formats.SparseWeight, name: str = "sparse_linear", activation: str = "none"
-) -> Any:
-    """A SparseLinear node over activation output ``x`` (constants made from ``weight``); ``activation``
-    is "none" or "gelu" (erf), applied after the bias."""
+def _constants(weight: formats.SparseWeight, name: str) -> list[Any]:
+    """The op's constant inputs for ``weight``: row_ptr, col_idx, values[, scales][, bias]."""
     import openvino.opset13 as ops
 
-    path = library.library_path()
-    if path is None:
-        raise RuntimeError("pruneofa kernels are not available")
-    inputs = [x]
     arrays = [("row_ptr", weight.row_ptr), ("col_idx", weight.col_idx), ("values", weight.values)]
     if weight.scales is not None:
         arrays.append(("scales", weight.scales))
     if weight.bias is not None:
         arrays.append(("bias", weight.bias))
+    outputs = []
     for suffix, array in arrays:
         const = ops.constant(np.ascontiguousarray(array))
         const.set_friendly_name(f"{name}/{suffix}")
-        inputs.append(const.output(0))
+        outputs.append(const.output(0))
+    return outputs
+
+
+def make_node(
+    x: Any, weight: formats.SparseWeight, name: str = "sparse_linear", activation: str = "none"
+) -> Any:
+    """A SparseLinear node over activation output ``x`` (constants made from ``weight``); ``activation``
+    is "none" or "gelu" (erf), applied after the bias."""
+    path = library.library_path()
+    if path is None:
+        raise RuntimeError("pruneofa kernels are not available")
+    inputs = [x, *_constants(weight, name)]
     node = _Factory.get(str(path)).create(
         OP_TYPE,
         inputs,
@@ -235,11 +250,81 @@ def _fuse_pairs(model: Any, report: SparseReport) -> int:
         node.set_friendly_name(f"{name}+{second.get_friendly_name()}")
         _replace(second, node)
         used.update({name, second.get_friendly_name()})
-        for this, other in ((name, second.get_friendly_name()), (second.get_friendly_name(), name)):
-            if this in by_name:
-                by_name[this].fused_with = other
+        _record_fusion(by_name, [name, second.get_friendly_name()], "pair", node.get_friendly_name())
         pairs += 1
     return pairs
+
+
+def _record_fusion(by_name: dict[str, LayerDecision], names: list[str], kind: str, node: str) -> None:
+    for name in names:
+        if name in by_name:
+            by_name[name].fused_with = ", ".join(other for other in names if other != name)
+            by_name[name].fused_kind = kind
+            by_name[name].fused_node = node
+
+
+MAX_SPLIT_PARTS = 16  # the op's limit
+
+
+def _fuse_siblings(model: Any, report: SparseReport) -> int:
+    """Merge SparseLinear nodes that read the same activation, with equal shape, block, value type, bias
+    and activation and out_features a multiple of 16, into SparseLinearSplit nodes; returns how many."""
+    by_name = {layer.name: layer for layer in report.sparse_layers}
+    ops = model.get_ordered_ops()
+    live = {op.get_name() for op in ops}
+    groups: dict[tuple, list[Any]] = {}
+    for op in ops:
+        if op.get_type_name() != OP_TYPE:
+            continue
+        a = op.get_attributes()
+        if int(a["out_features"]) % 16:
+            continue
+        source = op.input_value(0)
+        key = (
+            source.get_node().get_name(), source.get_index(), int(a["in_features"]), int(a["out_features"]),
+            int(a["block"]), bool(a["has_bias"]), str(a["activation"]), op.get_input_element_type(3).get_type_name(),
+        )  # fmt: skip
+        groups.setdefault(key, []).append(op)
+    made = 0
+    for key, members in groups.items():
+        members = [op for op in members if op.get_name() in live]
+        for start in range(0, len(members), MAX_SPLIT_PARTS):
+            chunk = members[start : start + MAX_SPLIT_PARTS]
+            if len(chunk) < 2:
+                continue
+            names = [op.get_friendly_name() for op in chunk]
+            stacked = formats.stack_rows([next(iter(layer_weights(op).values())) for op in chunk])
+            node = make_split_node(chunk[0].input_value(0), stacked, len(chunk), names, activation=key[6])
+            for i, op in enumerate(chunk):
+                tensor_names = set(op.output(0).get_names())
+                op.output(0).replace(node.output(i))
+                if tensor_names:
+                    node.output(i).get_tensor().set_names(tensor_names)
+            _record_fusion(by_name, names, "split", node.get_friendly_name())
+            made += 1
+    return made
+
+
+def make_split_node(
+    x: Any, weight: formats.SparseWeight, parts: int, names: list[str], activation: str = "none"
+) -> Any:
+    """A SparseLinearSplit node: ``weight`` holds ``parts`` layers' rows stacked (:func:`formats.stack_rows`)."""
+    inputs = [x, *_constants(weight, "+".join(names))]
+    node = _Factory.get(str(library.library_path())).create(
+        SPLIT_OP_TYPE,
+        inputs,
+        {
+            "in_features": weight.in_features,
+            "out_features": weight.out_features,
+            "parts": parts,
+            "block": weight.block,
+            "has_bias": weight.bias is not None,
+            "activation": activation,
+            "names": "\n".join(names),
+        },
+    )
+    node.set_friendly_name("+".join(names))
+    return node
 
 
 def _replace(target: Any, node: Any) -> None:
@@ -268,11 +353,13 @@ def rewrite(
     fuse_gelu: bool = True,
     int8_gemm: bool = False,
     fuse_pairs: bool = True,
+    fuse_siblings: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
     ``table``: a crossover table to use instead of the shipped one; ``fuse_gelu=False`` leaves Gelu nodes
-    separate and ``fuse_pairs=False`` keeps every layer its own node (to measure what the fusions buy).
+    separate; ``fuse_pairs=False`` / ``fuse_siblings=False`` keep FFN pairs / layers on a shared input
+    (Q, K, V) as separate nodes (to measure what the fusions buy).
     ``int8_gemm``: the CPU has INT8 dot-product instructions
     (VNNI or AMX); ``auto`` then keeps layers whose activations are quantized dense, because OpenVINO's
     INT8 GEMM for them is as fast as the kernel, which computes in FP32 (measured: 36 MiniLM layers at
@@ -353,14 +440,17 @@ def rewrite(
         changed = True
     if changed and fuse_pairs:
         _fuse_pairs(model, report)
+    if changed and fuse_siblings:
+        _fuse_siblings(model, report)
     if changed:
         model.validate_nodes_and_infer_types()
     return report
 
 
 def sparse_nodes(model: Any) -> list[Any]:
-    """The SparseLinear and SparseLinearPair nodes of a model."""
-    return [op for op in model.get_ordered_ops() if op.get_type_name() in (OP_TYPE, PAIR_OP_TYPE)]
+    """The SparseLinear, SparseLinearPair and SparseLinearSplit nodes of a model."""
+    kinds = (OP_TYPE, PAIR_OP_TYPE, SPLIT_OP_TYPE)
+    return [op for op in model.get_ordered_ops() if op.get_type_name() in kinds]
 
 
 def _read_layer(node: Any, first: int, in_features: int, out_features: int, block: int, has_bias: bool):
@@ -385,13 +475,24 @@ def _read_layer(node: Any, first: int, in_features: int, out_features: int, bloc
 
 
 def layer_weights(node: Any) -> dict[str, formats.SparseWeight]:
-    """A SparseLinear's or SparseLinearPair's constants as SparseWeights, by the original layer names."""
+    """A SparseLinear's, SparseLinearPair's or SparseLinearSplit's constants as SparseWeights, by the
+    original layer names."""
     attrs = node.get_attributes()
     if node.get_type_name() == PAIR_OP_TYPE:
         k, h, n = int(attrs["in_features"]), int(attrs["hidden_features"]), int(attrs["out_features"])
         first, after = _read_layer(node, 1, k, h, int(attrs["first_block"]), bool(attrs["first_has_bias"]))
         second, _ = _read_layer(node, after, h, n, int(attrs["second_block"]), bool(attrs["second_has_bias"]))
         return {str(attrs["first_name"]): first, str(attrs["second_name"]): second}
+    if node.get_type_name() == SPLIT_OP_TYPE:
+        stacked, _ = _read_layer(
+            node, 1, int(attrs["in_features"]), int(attrs["out_features"]), int(attrs["block"]),
+            bool(attrs["has_bias"]),
+        )  # fmt: skip
+        names = str(attrs["names"]).split("\n")
+        parts = formats.split_rows(stacked, int(attrs["parts"]))
+        if len(names) != len(parts):
+            raise ValueError(f"{node.get_friendly_name()}: {len(names)} names for {len(parts)} parts")
+        return dict(zip(names, parts, strict=True))
     weight, _ = _read_layer(
         node, 1, int(attrs["in_features"]), int(attrs["out_features"]), int(attrs["block"]),
         bool(attrs.get("has_bias", False)),
@@ -413,5 +514,6 @@ def dense_weight(node: Any) -> np.ndarray:
 
 
 def dense_weights(node: Any) -> dict[str, np.ndarray]:
-    """Every [out, in] FP32 matrix a SparseLinear or SparseLinearPair node computes with, by layer name."""
+    """Every [out, in] FP32 matrix a SparseLinear, SparseLinearPair or SparseLinearSplit node computes with,
+    by layer name."""
     return {name: formats.densify(weight) for name, weight in layer_weights(node).items()}

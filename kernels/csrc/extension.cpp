@@ -1,5 +1,5 @@
 // Library entry points: the OpenVINO extension (so core.add_extension(path) and IR reading know
-// SparseLinear and SparseLinearPair) and a small C API for Python (ctypes): ISA report/override and a direct kernel call used
+// SparseLinear, SparseLinearPair and SparseLinearSplit) and a small C API for Python (ctypes): ISA report/override and a direct kernel call used
 // by tests and benchmarks without building an OpenVINO model.
 #include <openvino/core/extension.hpp>
 #include <openvino/core/op_extension.hpp>
@@ -10,6 +10,7 @@
 OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
     std::make_shared<ov::OpExtension<pruneofa::SparseLinear>>(),
     std::make_shared<ov::OpExtension<pruneofa::SparseLinearPair>>(),
+    std::make_shared<ov::OpExtension<pruneofa::SparseLinearSplit>>(),
 }));
 
 extern "C" {

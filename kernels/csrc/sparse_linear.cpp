@@ -195,4 +195,77 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
     return true;
 }
 
+// ---- SparseLinearSplit --------------------------------------------------------------------------------
+
+SparseLinearSplit::SparseLinearSplit(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
+                                     int64_t parts, int64_t block, bool has_bias, std::string activation,
+                                     std::string names)
+    : Op(args),
+      m_in_features(in_features),
+      m_out_features(out_features),
+      m_parts(parts),
+      m_block(block),
+      m_has_bias(has_bias),
+      m_activation(std::move(activation)),
+      m_names(std::move(names)) {
+    constructor_validate_and_infer_types();
+}
+
+LayerAttrs SparseLinearSplit::layer() const {
+    return {m_in_features, m_out_features, m_block, m_has_bias, m_activation};
+}
+
+void SparseLinearSplit::validate_and_infer_types() {
+    NODE_VALIDATION_CHECK(this, get_input_size() >= 4, "SparseLinearSplit needs X, row_ptr, col_idx and values");
+    NODE_VALIDATION_CHECK(this, m_parts >= 1 && m_parts <= 16 && m_out_features % m_parts == 0 &&
+                                    (m_out_features / m_parts) % 16 == 0,
+                          "parts must be 1..16 and divide out_features into multiples of 16, got ", m_parts,
+                          " parts of ", m_out_features);
+    check_layer(this, 1, layer());
+    const size_t expected = 1 + layer_input_count(this, 1, m_has_bias);
+    NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinearSplit expects ", expected,
+                          " inputs for its values type and has_bias, got ", get_input_size());
+    check_x(this);
+    set_output_size(static_cast<size_t>(m_parts));
+    const ov::PartialShape part_shape = output_shape(this, m_in_features, m_out_features / m_parts);
+    for (int64_t i = 0; i < m_parts; ++i) set_output_type(static_cast<size_t>(i), ov::element::f32, part_shape);
+}
+
+std::shared_ptr<ov::Node> SparseLinearSplit::clone_with_new_inputs(const ov::OutputVector& new_args) const {
+    return std::make_shared<SparseLinearSplit>(new_args, m_in_features, m_out_features, m_parts, m_block,
+                                               m_has_bias, m_activation, m_names);
+}
+
+bool SparseLinearSplit::visit_attributes(ov::AttributeVisitor& visitor) {
+    visitor.on_attribute("in_features", m_in_features);
+    visitor.on_attribute("out_features", m_out_features);
+    visitor.on_attribute("parts", m_parts);
+    visitor.on_attribute("block", m_block);
+    visitor.on_attribute("has_bias", m_has_bias);
+    visitor.on_attribute("activation", m_activation);
+    visitor.on_attribute("names", m_names);
+    return true;
+}
+
+bool SparseLinearSplit::has_evaluate() const { return true; }
+
+bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
+    const ov::Tensor& x = inputs[0];
+    const int64_t part_rows = m_out_features / m_parts;
+    const ov::Shape y_shape = evaluated_shape(x, m_in_features, part_rows);
+    float* parts[16] = {};
+    for (int64_t i = 0; i < m_parts; ++i) {
+        outputs[static_cast<size_t>(i)].set_shape(y_shape);
+        parts[i] = outputs[static_cast<size_t>(i)].data<float>();
+    }
+    SpmmProblem p = layer_problem(inputs, 1, layer(), m_has_bias);
+    p.x = x.data<const float>();
+    p.y_parts = parts;
+    p.part_rows = part_rows;
+    p.tokens = token_count(x.get_shape(), y_shape);
+    check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
+    spmm(p, active_isa(), ArenaParallel());
+    return true;
+}
+
 }  // namespace pruneofa

@@ -18,6 +18,12 @@
 // intermediate is never stored (docs/kernels.md). Inputs: X, the first layer's constants (as SparseLinear's
 // 1..), then the second's. Attributes: in_features, hidden_features, out_features, first_/second_ block,
 // has_bias, activation, and first_/second_ name (the original layers' names, for sparsity accounting).
+//
+// SparseLinearSplit: several SparseLinear layers that read the same X (BERT's Q, K and V) as one stacked
+// matrix, computed in one pass (one transpose of X, one fork/join), its output rows split into `parts`
+// outputs of out_features / parts each. Inputs as SparseLinear's (the stacked rows); attributes
+// in_features, out_features (all parts), parts, block, has_bias, activation, and names (the original
+// layers' names, one per line, for sparsity accounting). Outputs: parts x f32 [..., out_features / parts].
 #pragma once
 
 #include <atomic>
@@ -91,6 +97,34 @@ private:
     std::string m_second_name;
     mutable std::atomic<bool> m_first_checked{false};
     mutable std::atomic<bool> m_second_checked{false};
+    mutable std::mutex m_check_mutex;
+};
+
+class SparseLinearSplit : public ov::op::Op {
+public:
+    OPENVINO_OP("SparseLinearSplit", "pruneofa");
+
+    SparseLinearSplit() = default;
+    SparseLinearSplit(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t parts,
+                      int64_t block, bool has_bias, std::string activation, std::string names);
+
+    void validate_and_infer_types() override;
+    std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
+    bool visit_attributes(ov::AttributeVisitor& visitor) override;
+    bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override;
+    bool has_evaluate() const override;
+
+private:
+    LayerAttrs layer() const;
+
+    int64_t m_in_features = 0;
+    int64_t m_out_features = 0;
+    int64_t m_parts = 1;
+    int64_t m_block = 1;
+    bool m_has_bias = false;
+    std::string m_activation = "none";
+    std::string m_names;
+    mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
 };
 

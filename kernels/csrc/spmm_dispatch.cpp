@@ -189,6 +189,9 @@ void set_tile_tokens(int tokens) { g_tile.store(std::max(0, tokens), std::memory
 const char* validate(const SpmmProblem& p, int64_t n_blocks) {
     if (p.block != 1 && p.block != 2 && p.block != 4 && p.block != 8) return "block must be 1, 2, 4 or 8";
     if (p.activation != kActivationNone && p.activation != kActivationGeluErf) return "unknown activation";
+    if (p.part_rows < 0 || (p.part_rows > 0 && (p.out_features % p.part_rows != 0 || p.part_rows % 16 != 0 ||
+                                                p.y_parts == nullptr)))
+        return "a split output needs part_rows dividing out_features, a multiple of 16, and its outputs";
     if (p.in_features < 0 || p.out_features < 0) return "negative feature count";
     if (n_blocks > 0 && (p.int8 ? p.values_i8 == nullptr : p.values_f32 == nullptr)) return "values missing";
     if (p.int8 && p.out_features > 0 && p.scales == nullptr) return "INT8 values need per-row scales";

@@ -202,14 +202,17 @@ template <int B, bool I8>
 void rows_impl(const TileArgs& a) {
     constexpr int L = Simd::L;
     const SpmmProblem& p = *a.p;
-    const int64_t ld = p.out_features;
     alignas(64) float ybuf[kGroup * 8 * L];
     const int64_t ws = a.w_pad;
     for (int64_t n0 = a.row_begin; n0 < a.row_end; n0 += kGroup) {
         const int rows = int(min64(kGroup, a.row_end - n0));
         for (int r = 0; r < rows; ++r) row_all<B, I8>(p, n0 + r, a.xt, ws, ybuf + r * ws);
         apply_activation(p.activation, ybuf, rows * ws);
-        store_transposed(ybuf, ws, rows, a.w_valid, p.y + a.t0 * ld + n0, ld);
+        // A group never straddles two parts of a split output (part_rows is a multiple of kGroup).
+        const int64_t part = p.part_rows > 0 ? n0 / p.part_rows : 0;
+        float* y = p.part_rows > 0 ? p.y_parts[part] : p.y;
+        const int64_t ld = p.part_rows > 0 ? p.part_rows : p.out_features;
+        store_transposed(ybuf, ws, rows, a.w_valid, y + a.t0 * ld + (n0 - part * ld), ld);
     }
 }
 

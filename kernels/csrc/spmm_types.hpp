@@ -24,6 +24,11 @@ struct SpmmProblem {
     const float* bias = nullptr;          // [out_features] or null
     int block = 1;                        // 1, 2, 4 or 8 columns per block
     int activation = 0;                   // 0: none, 1: GELU (erf), applied after the bias
+    // Split output (several layers on one input, e.g. Q, K and V): when part_rows > 0, output rows
+    // [i * part_rows, (i + 1) * part_rows) go to y_parts[i], each [tokens, part_rows] row-major, and `y` is
+    // unused. part_rows must divide out_features and be a multiple of 16 (the store unit).
+    float* const* y_parts = nullptr;
+    int64_t part_rows = 0;
 };
 
 enum : int { kActivationNone = 0, kActivationGeluErf = 1 };

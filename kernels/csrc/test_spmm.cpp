@@ -162,6 +162,43 @@ bool run_pair(const Case& c1, const Case& c2, std::mt19937& rng, Isa isa, int wo
     return true;
 }
 
+// A split output (part_rows > 0) against the same problem with one output: the same numbers, column
+// blocks of the one output in the parts.
+bool run_split(const Case& c, int parts, std::mt19937& rng, Isa isa, int workers) {
+    const Csr m = make(c, rng);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(c.t * c.k));
+    for (auto& v : x) v = u(rng);
+    SpmmProblem p = problem_of(c, m);
+    std::vector<float> whole(static_cast<size_t>(c.t * c.n));
+    p.x = x.data();
+    p.y = whole.data();
+    if (validate(p, static_cast<int64_t>(m.col_idx.size()))) return false;
+    spmm(p, isa, SerialParallel(workers));
+    const int64_t rows = c.n / parts;
+    std::vector<std::vector<float>> outs(static_cast<size_t>(parts),
+                                         std::vector<float>(static_cast<size_t>(c.t * rows), std::nanf("")));
+    std::vector<float*> ptrs;
+    for (auto& o : outs) ptrs.push_back(o.data());
+    p.y = nullptr;
+    p.y_parts = ptrs.data();
+    p.part_rows = rows;
+    if (const char* err = validate(p, static_cast<int64_t>(m.col_idx.size()))) {
+        std::printf("invalid split problem: %s\n", err);
+        return false;
+    }
+    spmm(p, isa, SerialParallel(workers));
+    for (int i = 0; i < parts; ++i)
+        for (int64_t t = 0; t < c.t; ++t)
+            for (int64_t r = 0; r < rows; ++r)
+                if (!(outs[i][t * rows + r] == whole[t * c.n + i * rows + r])) {
+                    std::printf("SPLIT MISMATCH isa=%s t=%lld n=%lld parts=%d\n", isa_name(isa), (long long)c.t,
+                                (long long)c.n, parts);
+                    return false;
+                }
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -213,6 +250,29 @@ int main(int argc, char** argv) {
         }
     }
     std::printf("test_spmm: %d of them fused pairs\n", pairs);
+    // Split outputs (Q, K and V in one pass): 1..3 parts of 16 or 32 rows.
+    for (int i = 0; i < cases / 6 + 1; ++i) {
+        const int parts = 1 + static_cast<int>(rng() % 3);
+        Case c{ts[rng() % 8], ks[rng() % 6], int64_t(parts) * (16 << (rng() % 2)), blocks[rng() % 4],
+               sparsities[rng() % 5], rng() % 2 == 0, rng() % 3 != 0, static_cast<int>(rng() % 2)};
+        const int workers = 1 + static_cast<int>(rng() % 3);
+        for (Isa isa : isas) {
+            std::mt19937 local(static_cast<unsigned>(5000 + i));
+            failures += run_split(c, parts, local, isa, workers) ? 0 : 1;
+            ++run;
+        }
+    }
+    {  // a part size that is not a multiple of 16 is refused
+        SpmmProblem p;
+        p.out_features = 24;
+        p.part_rows = 12;
+        float* none[2] = {nullptr, nullptr};
+        p.y_parts = none;
+        if (validate(p, 0) == nullptr) {
+            std::printf("a 12-row part was accepted\n");
+            ++failures;
+        }
+    }
     std::printf("test_spmm: %d runs over ISAs:", run);
     for (Isa isa : isas) std::printf(" %s", isa_name(isa));
     std::printf("; %d failures\n", failures);

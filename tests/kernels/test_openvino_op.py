@@ -187,3 +187,86 @@ def test_fused_pair_in_openvino(kernels, streams, threads, tmp_path):
     np.testing.assert_array_equal(weights[report.layers[1].name], w2)
     with pytest.raises(ValueError, match="use layer_weights"):
         kernels.dense_weight(node)
+
+
+def siblings_model(weights, biases):
+    """x -> one MatMul + Add per weight, all reading x (Q, K and V as an export writes them)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, -1, weights[0].shape[1]], np.float32, name="x")
+    outs = []
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        matmul = ops.matmul(x, ops.constant(w), False, True)
+        matmul.set_friendly_name(f"layer{i}")
+        outs.append(ops.add(matmul, ops.constant(b)).output(0))
+    return ov.Model(outs, [x], "siblings")
+
+
+@pytest.mark.parametrize("streams,threads", [(1, 1), (2, 2)])
+def test_shared_input_layers_run_as_one_split_node(kernels, streams, threads, tmp_path):
+    """Three layers on one input become one SparseLinearSplit (a fourth, of another width, stays its own
+    node); every output equals the dense model's with dynamic shapes, streams and concurrent requests;
+    the saved IR reads back each layer's weight by name."""
+    import openvino as ov
+
+    rng = np.random.default_rng(200 + streams)
+    weights = [random_sparse(rng, 48, 40, s) for s in (0.9, 0.85, 0.95)] + [random_sparse(rng, 24, 40, 0.9)]
+    biases = [rng.standard_normal(w.shape[0]).astype(np.float32) for w in weights]
+    core = ov.Core()
+    config = {**F32, "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": threads}
+    dense = core.compile_model(siblings_model(weights, biases), "CPU", config)
+    model = siblings_model(weights, biases)
+    report = kernels.rewrite(model, mode="on")
+    assert sorted(node.get_type_name() for node in kernels.sparse_nodes(model)) == [
+        "SparseLinear", "SparseLinearSplit"
+    ]  # fmt: skip
+    kinds = {layer.name: layer.fused_kind for layer in report.layers}
+    assert kinds == {"layer0": "split", "layer1": "split", "layer2": "split", "layer3": None}
+    assert "1 shared-input groups fused" in report.summary()
+    kernels.register(core)
+    sparse = core.compile_model(model, "CPU", config)
+    inputs = [rng.standard_normal((1 + i % 2, 1 + 29 * i, 40)).astype(np.float32) for i in range(5)]
+    results: dict[int, list] = {}
+
+    def worker(i: int) -> None:
+        request = sparse.create_infer_request()
+        results[i] = [out.copy() for out in request.infer([inputs[i]]).values()]
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    for i, x in enumerate(inputs):
+        want = list(dense([x]).values())
+        assert [w.shape for w in want] == [r.shape for r in results[i]]
+        for got, expected in zip(results[i], want, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4, err_msg=f"input {i} {x.shape}")
+    xml = kernels.save_sparse_ir(model, tmp_path / "siblings.xml")
+    core2 = ov.Core()
+    read = kernels.sparse_nodes(kernels.read_sparse_ir(core2, xml))
+    by_name = {name: w for node in read for name, w in kernels.dense_weights(node).items()}
+    assert sorted(by_name) == ["layer0", "layer1", "layer2", "layer3"]
+    for i, weight in enumerate(weights):
+        np.testing.assert_array_equal(by_name[f"layer{i}"], weight)
+
+
+def test_stack_and_split_rows_round_trip():
+    from pruneofa.kernels import formats
+
+    rng = np.random.default_rng(5)
+    parts = []
+    for sparsity in (0.0, 0.9, 1.0):
+        w = random_sparse(rng, 16, 12, sparsity, block=4)
+        q, scales = formats.quantize_rows(w)
+        parts.append(formats.pack(w, bias=rng.standard_normal(16), block=4, int8=q, scales=scales))
+    stacked = formats.stack_rows(parts)
+    np.testing.assert_array_equal(formats.densify(stacked), np.vstack([formats.densify(p) for p in parts]))
+    for back, part in zip(formats.split_rows(stacked, 3), parts, strict=True):
+        np.testing.assert_array_equal(formats.densify(back), formats.densify(part))
+        np.testing.assert_array_equal(back.bias, part.bias)
+    with pytest.raises(ValueError, match="share in_features"):
+        formats.stack_rows([parts[0], formats.pack(random_sparse(rng, 16, 12, 0.5), block=1)])
+    with pytest.raises(ValueError, match="equal parts"):
+        formats.split_rows(stacked, 5)

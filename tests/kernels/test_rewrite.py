@@ -84,13 +84,20 @@ def test_tiny_bert_on_matches_dense(kernels, tiny_bert, tmp_path):
     assert len(fused) == 2 and all("intermediate" in layer.name for layer in fused)
     assert "14/14" in report.summary() and "2 pairs fused" in report.summary()
     # Each FFN's up (GELU) and down layers run as one SparseLinearPair, and say so.
-    paired = {layer.name: layer.fused_with for layer in encoder if layer.fused_with}
+    paired = {layer.name: layer.fused_with for layer in encoder if layer.fused_kind == "pair"}
     assert len(paired) == 4 and all(paired[other] == name for name, other in paired.items())
     assert all(("intermediate" in name) != ("intermediate" in other) for name, other in paired.items())
     json.dumps(report.to_dict())
     unfused, report_unfused = kernels.compile_sparse(core, ov_model, F32, mode="on", fuse_gelu=False)
     assert not any(layer.activation_fused for layer in report_unfused.layers)
-    unpaired, report_unpaired = kernels.compile_sparse(core, ov_model, F32, mode="on", fuse_pairs=False)
+    # Q, K and V of each layer run as one SparseLinearSplit.
+    split = [layer for layer in encoder if layer.fused_kind == "split"]
+    assert len(split) == 6 and len({layer.fused_node for layer in split}) == 2
+    assert all(len(layer.fused_with.split(", ")) == 2 for layer in split)
+    assert "2 shared-input groups fused" in report.summary()
+    unpaired, report_unpaired = kernels.compile_sparse(
+        core, ov_model, F32, mode="on", fuse_pairs=False, fuse_siblings=False
+    )
     assert not any(layer.fused_with for layer in report_unpaired.layers)
     rng = np.random.default_rng(0)
     # (1, 5) is one token tile: the pair runs its two layers one after the other; (3, 40) is several.
@@ -115,7 +122,8 @@ def test_tiny_bert_on_matches_dense(kernels, tiny_bert, tmp_path):
         core2.compile_model(loaded, "CPU", F32)(feed)[0], dense(feed)[0], rtol=0, atol=1e-4
     )
     nodes = kernels.sparse_nodes(loaded)
-    assert sorted(node.get_type_name() for node in nodes).count("SparseLinearPair") == 2
+    kinds = sorted(node.get_type_name() for node in nodes)
+    assert kinds.count("SparseLinearPair") == 2 and kinds.count("SparseLinearSplit") == 2
     by_name = {name: w for node in nodes for name, w in kernels.dense_weights(node).items()}
     assert len(by_name) == 14
     for torch_name, weight in pruned.items():
@@ -142,7 +150,8 @@ def test_modes_off_and_auto(kernels, tiny_bert):
     assert all(layer.sparse and layer.crossover == 0.5 for layer in query)
     pooler = [layer for name, layer in reasons.items() if "pooler" in name]
     assert all(not layer.sparse and layer.sparsity == 0.0 for layer in pooler)
-    assert len(kernels.sparse_nodes(model)) == len(auto.sparse_layers) == 10
+    layers = [name for node in kernels.sparse_nodes(model) for name in kernels.dense_weights(node)]
+    assert len(layers) == len(auto.sparse_layers) == 10
     with pytest.raises(ValueError):
         kernels.rewrite(ov_model.clone(), mode="fast")
     no_table = kernels.rewrite(ov_model.clone(), mode="auto", table={})
