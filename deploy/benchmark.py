@@ -217,6 +217,7 @@ def _candidate(
     first_feed: dict[str, np.ndarray],
     sparse_kernels: str,
     twin_of: str | None = None,
+    name: str | None = None,
 ) -> _Variant:
     from pruneofa.deploy.pipeline import load
     from pruneofa.deploy.sparse_kernels import summary
@@ -231,7 +232,7 @@ def _candidate(
     layers = pipeline.sparse_layers
     kernels = " + sparse kernels" if layers else (", sparse kernels off" if twin_of else "")
     report = VariantReport(
-        label=f"{folder.name} ({pipeline.runtime} {weights}{kernels})",
+        label=f"{name or folder.name} ({pipeline.runtime} {weights}{kernels})",
         role="candidate",
         runtime=pipeline.runtime,
         weights=weights,
@@ -244,6 +245,23 @@ def _candidate(
         dense_twin_of=twin_of,
     )
     return _Variant(report, pipeline.engine, pipeline)
+
+
+def display_names(paths: list[Path]) -> dict[Path, str]:
+    """Each folder's name in the report: its own name, or as many parent folders as it takes to tell apart
+    folders of the same name (``run-85/sparse`` and ``run-90/sparse``); labels must be unique, because a
+    kernels-off twin finds its variant by label."""
+    parts = {path: Path(path).resolve().parts for path in paths}
+    names: dict[Path, str] = {}
+    for path in paths:
+        depth = 1
+        while depth < len(parts[path]):
+            mine = parts[path][-depth:]
+            if all(parts[other][-depth:] != mine for other in paths if other != path):
+                break
+            depth += 1
+        names[path] = "/".join(parts[path][-depth:])
+    return names
 
 
 def _peer(
@@ -439,13 +457,16 @@ def benchmark_model(
     seq = min(config.seq, graph.max_sequence_length(hf_config))
     first_feed = make_feed(tokenizer, input_names, 1, seq, int(hf_config.vocab_size))
     variants: list[_Variant] = []
+    names = display_names(paths)
     for path in paths:
         step(f"loading candidate {path}")
-        variant = _candidate(path, threads, first_feed, config.sparse_kernels)
+        variant = _candidate(path, threads, first_feed, config.sparse_kernels, name=names[path])
         variants.append(variant)
         step(f"  {variant.report.sparse_kernels}")
         if variant.report.sparse_layers:  # the same folder without the kernels, measured in the same rounds
-            variants.append(_candidate(path, threads, first_feed, "off", twin_of=variant.report.label))
+            variants.append(
+                _candidate(path, threads, first_feed, "off", twin_of=variant.report.label, name=names[path])
+            )
     first = variants[0].keep
     task = first.task
     for candidate in variants[1:]:

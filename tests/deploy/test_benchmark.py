@@ -109,3 +109,12 @@ def test_a_busy_machine_is_reported():
     assert busy_machine(2, load=0.3) is None
     warning = busy_machine(2, load=1.6)
     assert "busy" in warning and "1.6 on 2 cores" in warning
+
+
+def test_folders_of_the_same_name_get_labels_that_tell_them_apart(tmp_path):
+    from pruneofa.deploy.benchmark import display_names
+
+    a, b, c = tmp_path / "run-90" / "sparse", tmp_path / "run-85" / "sparse", tmp_path / "run-90" / "dense"
+    assert display_names([a, b, c]) == {a: "run-90/sparse", b: "run-85/sparse", c: "dense"}
+    x, y = tmp_path / "one" / "m" / "sparse", tmp_path / "two" / "m" / "sparse"
+    assert display_names([x, y]) == {x: "one/m/sparse", y: "two/m/sparse"}
