@@ -6,7 +6,8 @@ pruneofa-90, pruneofa-85, structured-50 and the control pruneofa-0 (the same pip
 → sparse transfer on each task with the dense MiniLM task teacher of the same seed → dev metrics, next to
 the dense MiniLM fine-tuned with the same task budget (the task teachers themselves). Task stages run once
 per seed (3 by default); pruning runs once per recipe (prune once, transfer many times). Optional rows:
-the cheaper distillation variants of pruneofa-90 (top-k, hidden states), on SST-2 and the first seed.
+the cheaper distillation variants of pruneofa-90 (top-k, hidden states, a bf16 teacher), on SST-2 and the
+first seed.
 
 Every stage is one `pruneofa` command. A stage whose output folder already has a pruneofa.json is
 skipped; an interrupted stage resumes from its Trainer checkpoint when the script is run again. So:
@@ -45,6 +46,7 @@ VARIANTS = {  # cheaper distillation for pruneofa-90: row name → distillation 
     "pruned-90-topk64": {"top_k": 64},
     "pruned-90-hidden": {"alpha_kd": 0.0, "hidden_states": 1.0},
     "pruned-90-topk64-hidden": {"top_k": 64, "hidden_states": 1.0},
+    "pruned-90-hidden-bf16": {"alpha_kd": 0.0, "hidden_states": 1.0, "teacher_precision": "bfloat16"},
 }
 STAGE_NAME = re.compile(rf"^(.+)-({'|'.join(TASKS)})-s(\d+)$")  # e.g. pruned-90-sst2-s1, teacher-rte-s0
 ROW_TITLES = {
@@ -56,6 +58,7 @@ ROW_TITLES = {
     "pruned-90-topk64": "90 %, top-64 distillation",
     "pruned-90-hidden": "90 %, hidden-state distillation alone",
     "pruned-90-topk64-hidden": "90 %, top-64 + hidden-state distillation",
+    "pruned-90-hidden-bf16": "90 %, hidden-state distillation alone, bf16 teacher",
 }
 
 
