@@ -163,30 +163,28 @@ def set_tile_tokens(tokens: int) -> None:
 ACTIVATIONS = {"none": 0, "gelu": 1}
 
 
-def _activations(x: np.ndarray, in_features: int) -> np.ndarray:
-    """``x`` as contiguous FP32 whose last dimension is ``in_features`` (the kernel trusts that width)."""
+def _call_arrays(x: np.ndarray, in_features: int, out_features: int):
+    """The library, ``x`` as contiguous FP32 whose last dimension is ``in_features`` (the kernel trusts
+    that width), its token count and an output array [..., out_features]."""
+    lib = _cdll()
+    if lib is None:
+        raise RuntimeError("pruneofa kernels are not available")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim < 1 or x.shape[-1] != in_features:
         raise ValueError(f"activations of shape {x.shape} do not end in the layer's {in_features} inputs")
-    return x
+    tokens = int(np.prod(x.shape[:-1], dtype=np.int64))
+    return lib, x, tokens, np.empty((*x.shape[:-1], out_features), np.float32)
 
 
 def spmm(x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none") -> np.ndarray:
     """Run the kernel directly on a ``SparseWeight`` (tests, benchmarks): ``act(x @ W.T + bias)`` for x [..., K]."""
-    lib = _cdll()
-    if lib is None:
-        raise RuntimeError("pruneofa kernels are not available")
-    x = _activations(x, weight.in_features)
-    tokens = int(np.prod(x.shape[:-1], dtype=np.int64))
-    y = np.empty((*x.shape[:-1], weight.out_features), np.float32)
-    arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
-    scales = None if weight.scales is None else np.ascontiguousarray(weight.scales, np.float32)
-    bias = None if weight.bias is None else np.ascontiguousarray(weight.bias, np.float32)
+    lib, x, tokens, y = _call_arrays(x, weight.in_features, weight.out_features)
+    keep: list = []
+    layer = _layer(weight, activation, keep)
     rc = lib.pruneofa_kernels_spmm(
-        x.ctypes.data, y.ctypes.data, tokens, weight.in_features, weight.out_features,
-        arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,
-        int(arrays[2].dtype == np.int8), None if scales is None else scales.ctypes.data,
-        None if bias is None else bias.ctypes.data, weight.block, ACTIVATIONS[activation], int(threads),
+        x.ctypes.data, y.ctypes.data, tokens, weight.in_features, weight.out_features, layer.row_ptr,
+        layer.col_idx, layer.n_blocks, layer.values, layer.int8, layer.scales, layer.bias, layer.block,
+        layer.activation, int(threads),
     )  # fmt: skip
     if rc != 0:
         raise ValueError("invalid sparse weight structure")
@@ -216,12 +214,7 @@ def spmm_pair(
     """Two ``SparseWeight`` layers in a row (a fused FFN pair; tests, benchmarks):
     ``act2(act1(x @ W1.T + b1) @ W2.T + b2)``. Returns the output and whether the intermediate stayed in
     per-thread tiles (False when there are too few token tiles for the threads)."""
-    lib = _cdll()
-    if lib is None:
-        raise RuntimeError("pruneofa kernels are not available")
-    x = _activations(x, first.in_features)
-    tokens = int(np.prod(x.shape[:-1], dtype=np.int64))
-    y = np.empty((*x.shape[:-1], second.out_features), np.float32)
+    lib, x, tokens, y = _call_arrays(x, first.in_features, second.out_features)
     keep: list = []
     a, b = _layer(first, first_activation, keep), _layer(second, second_activation, keep)
     fused = ctypes.c_int(0)

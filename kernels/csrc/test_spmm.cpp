@@ -53,15 +53,8 @@ Csr make(const Case& c, std::mt19937& rng) {
     return m;
 }
 
-bool run_case(const Case& c, std::mt19937& rng, Isa isa, int workers) {
-    Csr m = make(c, rng);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    std::vector<float> x(static_cast<size_t>(c.t * c.k));
-    for (auto& v : x) v = u(rng);
-    std::vector<float> y(static_cast<size_t>(c.t * c.n), std::nanf(""));
+SpmmProblem problem_of(const Case& c, const Csr& m) {
     SpmmProblem p;
-    p.x = x.data();
-    p.y = y.data();
     p.tokens = c.t;
     p.in_features = c.k;
     p.out_features = c.n;
@@ -74,6 +67,18 @@ bool run_case(const Case& c, std::mt19937& rng, Isa isa, int workers) {
     p.bias = c.bias ? m.bias.data() : nullptr;
     p.block = c.block;
     p.activation = c.activation;
+    return p;
+}
+
+bool run_case(const Case& c, std::mt19937& rng, Isa isa, int workers) {
+    Csr m = make(c, rng);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(c.t * c.k));
+    for (auto& v : x) v = u(rng);
+    std::vector<float> y(static_cast<size_t>(c.t * c.n), std::nanf(""));
+    SpmmProblem p = problem_of(c, m);
+    p.x = x.data();
+    p.y = y.data();
     if (const char* err = validate(p, static_cast<int64_t>(m.col_idx.size()))) {
         std::printf("invalid problem: %s\n", err);
         return false;
@@ -109,22 +114,6 @@ bool run_case(const Case& c, std::mt19937& rng, Isa isa, int workers) {
     return true;
 }
 
-SpmmProblem problem_of(const Case& c, const Csr& m) {
-    SpmmProblem p;
-    p.tokens = c.t;
-    p.in_features = c.k;
-    p.out_features = c.n;
-    p.row_ptr = m.row_ptr.data();
-    p.col_idx = m.col_idx.data();
-    p.int8 = c.int8;
-    p.values_f32 = c.int8 ? nullptr : m.vf.data();
-    p.values_i8 = c.int8 ? m.vi.data() : nullptr;
-    p.scales = c.int8 ? m.scales.data() : nullptr;
-    p.bias = c.bias ? m.bias.data() : nullptr;
-    p.block = c.block;
-    p.activation = c.activation;
-    return p;
-}
 
 // spmm_pair (fused or not, by the worker count) against two spmm calls: the same arithmetic, so the same
 // bits (the two-call path is itself checked against the reference above).

@@ -71,8 +71,16 @@ EXCUSED = [
     ("docs/deploy.md", "quickstart --output /tmp/qs", "pruneofa quickstart takes minutes"),
     ("docs/deploy.md", "benchmark /tmp/qs/dense", "needs the quickstart's folders and measures for a minute"),
     ("docs/deploy.md", "quickstart --output /tmp/qs90", "pruneofa quickstart takes minutes"),
-    ("docs/deploy.md", "benchmark /tmp/qs90/dense", "needs two quickstarts' folders and measures for minutes"),
-    ("docs/deploy.md", "benchmark /tmp/qs85/dense", "needs two quickstarts' folders and measures for minutes"),
+    (
+        "docs/deploy.md",
+        "benchmark /tmp/qs90/dense",
+        "needs two quickstarts' folders and measures for minutes",
+    ),
+    (
+        "docs/deploy.md",
+        "benchmark /tmp/qs85/dense",
+        "needs two quickstarts' folders and measures for minutes",
+    ),
     (
         "docs/deploy.md",
         "benchmark bench-out/deploy/",

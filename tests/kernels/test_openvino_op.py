@@ -32,6 +32,23 @@ def one_layer_model(weight, x_shape=(-1, -1, None)):
     return ov.Model([node.output(0)], [x], "one_sparse_layer")
 
 
+def infer_in_threads(compiled, inputs: list[np.ndarray], repeats: int = 1) -> dict[int, list[np.ndarray]]:
+    """Every input on its own thread and infer request, at once, ``repeats`` times; each one's outputs."""
+    results: dict[int, list[np.ndarray]] = {}
+
+    def worker(i: int) -> None:
+        request = compiled.create_infer_request()
+        for _ in range(repeats):
+            results[i] = [out.copy() for out in request.infer([inputs[i]]).values()]
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return results
+
+
 def test_dynamic_batch_and_sequence(kernels):
     import openvino as ov
 
@@ -76,18 +93,7 @@ def test_streams_threads_and_concurrent_requests(kernels, streams, threads):
         one_layer_model(sw), "CPU", {**F32, "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": threads}
     )
     inputs = [rng.standard_normal((1 + i % 3, 20 + 9 * i, 64)).astype(np.float32) for i in range(8)]
-    results: dict[int, np.ndarray] = {}
-
-    def worker(i: int) -> None:
-        request = compiled.create_infer_request()
-        for _ in range(3):
-            results[i] = request.infer([inputs[i]])[0].copy()
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    results = {i: outs[0] for i, outs in infer_in_threads(compiled, inputs, repeats=3).items()}
     # Asynchronous requests in flight together. No Python callback (AsyncInferQueue.set_callback): a
     # callback left on OpenVINO's stream threads needs the GIL when the compiled model is collected later,
     # and that collection (holding the GIL) joins those threads: a deadlock seen once in a full run.
@@ -161,18 +167,7 @@ def test_fused_pair_in_openvino(kernels, streams, threads, tmp_path):
     kernels.register(core)
     sparse = core.compile_model(model, "CPU", config)
     inputs = [rng.standard_normal((1 + i % 3, 1 + 23 * i, 40)).astype(np.float32) for i in range(6)]
-    results: dict[int, np.ndarray] = {}
-
-    def worker(i: int) -> None:
-        request = sparse.create_infer_request()
-        for _ in range(2):
-            results[i] = request.infer([inputs[i]])[0].copy()
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    results = {i: outs[0] for i, outs in infer_in_threads(sparse, inputs, repeats=2).items()}
     for i, x in enumerate(inputs):
         np.testing.assert_allclose(
             results[i], dense([x])[0], rtol=0, atol=1e-4, err_msg=f"input {i} {x.shape}"
@@ -227,17 +222,7 @@ def test_shared_input_layers_run_as_one_split_node(kernels, streams, threads, tm
     kernels.register(core)
     sparse = core.compile_model(model, "CPU", config)
     inputs = [rng.standard_normal((1 + i % 2, 1 + 29 * i, 40)).astype(np.float32) for i in range(5)]
-    results: dict[int, list] = {}
-
-    def worker(i: int) -> None:
-        request = sparse.create_infer_request()
-        results[i] = [out.copy() for out in request.infer([inputs[i]]).values()]
-
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    results = infer_in_threads(sparse, inputs)
     for i, x in enumerate(inputs):
         want = list(dense([x]).values())
         assert [w.shape for w in want] == [r.shape for r in results[i]]
