@@ -270,10 +270,8 @@ def _fuse_siblings(model: Any, report: SparseReport) -> int:
     """Merge SparseLinear nodes that read the same activation, with equal shape, block, value type, bias
     and activation and out_features a multiple of 16, into SparseLinearSplit nodes; returns how many."""
     by_name = {layer.name: layer for layer in report.sparse_layers}
-    ops = model.get_ordered_ops()
-    live = {op.get_name() for op in ops}
     groups: dict[tuple, list[Any]] = {}
-    for op in ops:
+    for op in model.get_ordered_ops():
         if op.get_type_name() != OP_TYPE:
             continue
         a = op.get_attributes()
@@ -287,7 +285,6 @@ def _fuse_siblings(model: Any, report: SparseReport) -> int:
         groups.setdefault(key, []).append(op)
     made = 0
     for key, members in groups.items():
-        members = [op for op in members if op.get_name() in live]
         for start in range(0, len(members), MAX_SPLIT_PARTS):
             chunk = members[start : start + MAX_SPLIT_PARTS]
             if len(chunk) < 2:
