@@ -66,14 +66,17 @@ IsaOps ops_for(Isa isa) {
     }
 }
 
-// Tokens per tile: 32 measured best on Zen 5 for every BERT shape, AVX2 and AVX-512 alike (the tile,
-// in_features rows of it, then sits in L1/L2; 64+ costs L2 bandwidth, 16 costs per-row overhead).
-// PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
-int64_t tile_tokens(int64_t in_features, int lanes) {
-    (void)in_features;
+// Tokens per tile. 32 measured best for one layer on one thread on Zen 5 (the tile, in_features rows of
+// it, then sits in L1/L2; 16 costs per-row overhead), AVX2 and AVX-512 alike. End to end with 2 threads
+// and the fused pairs, 64-token AVX-512 tiles measured 0-10 % faster on MiniLM (docs/kernels.md): four
+// FMAs per loaded weight instead of two, and each thread streams the weights once per 64 tokens. So
+// AVX-512 takes 64 when every thread still gets a whole tile (else the pair could not fuse and rows would
+// be split), otherwise 32. PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
+int64_t tile_tokens(int64_t tokens, int threads, int lanes) {
     const int forced = g_tile.load(std::memory_order_relaxed);
-    const int64_t tokens = forced > 0 ? forced : 32;
-    return std::min<int64_t>(8 * lanes, (tokens + lanes - 1) / lanes * lanes);
+    const int64_t automatic = lanes >= 16 && tokens >= 64 * int64_t(std::max(1, threads)) ? 64 : 32;
+    const int64_t wanted = forced > 0 ? forced : automatic;
+    return std::min<int64_t>(8 * lanes, (wanted + lanes - 1) / lanes * lanes);
 }
 
 // Scratch for a transposed activation tile: a per-thread buffer reused across calls (no allocation in
@@ -223,9 +226,9 @@ void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
     const IsaOps ops = ops_for(isa);
     const int lanes = ops.lanes();
     const int64_t k = p.in_features;
-    const int64_t tile = tile_tokens(k, lanes);
-    const int64_t tiles = (p.tokens + tile - 1) / tile;
     const int threads = std::max(1, par.concurrency());
+    const int64_t tile = tile_tokens(p.tokens, threads, lanes);
+    const int64_t tiles = (p.tokens + tile - 1) / tile;
     int64_t tile_groups = 1, row_groups = 1;
     split_work(tiles, threads, &tile_groups, &row_groups);
     const std::vector<int64_t> bounds = partition_rows(p, row_groups);
@@ -257,7 +260,8 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
 
 bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
     if (first.tokens <= 0) return false;
-    const int64_t tile = tile_tokens(first.in_features, ops_for(isa_supported(isa) ? isa : Isa::Scalar).lanes());
+    const int lanes = ops_for(isa_supported(isa) ? isa : Isa::Scalar).lanes();
+    const int64_t tile = tile_tokens(first.tokens, threads, lanes);
     int64_t tile_groups = 1, row_groups = 1;
     split_work((first.tokens + tile - 1) / tile, std::max(1, threads), &tile_groups, &row_groups);
     return row_groups == 1;
@@ -281,7 +285,7 @@ void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, con
     const IsaOps ops = ops_for(isa);
     const int lanes = ops.lanes();
     const int64_t k = first.in_features, h = first.out_features;
-    const int64_t tile = tile_tokens(k, lanes);
+    const int64_t tile = tile_tokens(first.tokens, threads, lanes);
     const int64_t tiles = (first.tokens + tile - 1) / tile;
     int64_t tile_groups = 1, row_groups = 1;
     split_work(tiles, threads, &tile_groups, &row_groups);
