@@ -440,6 +440,8 @@ def _ship_kernels(staging: Path, sparse: _SparseIR, model_xml: Path) -> dict[str
     OpenVINO core which adds that copy (as OVMS's ``--cpu_extension`` does) reads and compiles the model."""
     import openvino as ov
 
+    from pruneofa.kernels.rewrite import OP_TYPES, OPSET
+
     extensions = staging / EXTENSIONS_DIR
     extensions.mkdir()
     library = extensions / sparse.library.name
@@ -447,7 +449,7 @@ def _ship_kernels(staging: Path, sparse: _SparseIR, model_xml: Path) -> dict[str
     record = {
         "library": sparse.library.name,
         "sha256": sha256_file(library),
-        "operations": ["pruneofa::SparseLinear", "pruneofa::SparseLinearPair", "pruneofa::SparseLinearSplit"],
+        "operations": [f"{OPSET}::{op}" for op in OP_TYPES],
         "openvino_version": _openvino_version(),
         "note": "the library must match the OpenVINO version inside the OVMS image: rebuild it there "
         "(python -m pruneofa.kernels.build) if that version differs",

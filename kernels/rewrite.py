@@ -37,6 +37,7 @@ Mode = Literal["auto", "on", "off"]
 OP_TYPE = "SparseLinear"
 PAIR_OP_TYPE = "SparseLinearPair"
 SPLIT_OP_TYPE = "SparseLinearSplit"
+OP_TYPES = (OP_TYPE, PAIR_OP_TYPE, SPLIT_OP_TYPE)  # every operation the extension defines
 OPSET = "pruneofa"
 
 
@@ -446,8 +447,7 @@ def rewrite(
 
 def sparse_nodes(model: Any) -> list[Any]:
     """The SparseLinear, SparseLinearPair and SparseLinearSplit nodes of a model."""
-    kinds = (OP_TYPE, PAIR_OP_TYPE, SPLIT_OP_TYPE)
-    return [op for op in model.get_ordered_ops() if op.get_type_name() in kinds]
+    return [op for op in model.get_ordered_ops() if op.get_type_name() in OP_TYPES]
 
 
 def _read_layer(node: Any, first: int, in_features: int, out_features: int, block: int, has_bias: bool):

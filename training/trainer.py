@@ -12,6 +12,7 @@ the same as with the model's own logits; the 30,522-way matrix product is what i
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -36,9 +37,11 @@ _LABEL_KEYS = ("labels", "start_positions", "end_positions")
 logger = logging.getLogger("pruneofa.training")
 
 
+@functools.cache
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matrix products natively (CUDA with bf16, or a CPU with
-    AVX512_BF16 / AMX through oneDNN); elsewhere bf16 autocast is emulated and slower than float32."""
+    AVX512_BF16 / AMX through oneDNN); elsewhere bf16 autocast is emulated and slower than float32.
+    Cached: asked at every distillation step, and the hardware does not change."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
@@ -159,9 +162,10 @@ class DistillationTrainer(Trainer):
         outputs = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
         loss = outputs.loss
         if self.teacher is not None:
-            self.teacher.to(next(model.parameters()).device)
+            device = next(model.parameters()).device
+            self.teacher.to(device)
             teacher_inputs = {k: v for k, v in inputs.items() if k not in _LABEL_KEYS}
-            with torch.no_grad(), teacher_precision(self.distillation, next(model.parameters()).device):
+            with torch.no_grad(), teacher_precision(self.distillation, device):
                 teacher_out = (
                     self.teacher(**teacher_inputs, output_hidden_states=True)
                     if hidden
