@@ -125,9 +125,16 @@ def _features(op: Any) -> tuple[int, int]:
     return k, n
 
 
-def _sole_consumer(op: Any, kind: str) -> Any | None:
+def _sole_consumer(
+    op: Any, kind: str, live: set[str] | None = None, at_input: int | None = None
+) -> Any | None:
+    """The node of type ``kind`` that is ``op``'s only consumer, or None. ``live``: the unique names of the
+    model's nodes, when a replaced node that Python still holds (and that stays connected to its inputs)
+    must not count; ``at_input``: the consumer must read ``op`` at that input index."""
     targets = list(op.output(0).get_target_inputs())
-    if len(targets) != 1:
+    if live is not None:
+        targets = [t for t in targets if t.get_node().get_name() in live]
+    if len(targets) != 1 or (at_input is not None and targets[0].get_index() != at_input):
         return None
     consumer = targets[0].get_node()
     return consumer if consumer.get_type_name() == kind else None
@@ -203,17 +210,6 @@ def make_node(
     return node
 
 
-def _sparse_consumer(node: Any, live: set[str]) -> Any | None:
-    """The SparseLinear that is ``node``'s only consumer in the model, reading it as its activation (input
-    0). ``live``: the unique names of the model's nodes; a replaced node that Python still holds stays
-    connected to its inputs and must not count."""
-    targets = [t for t in node.output(0).get_target_inputs() if t.get_node().get_name() in live]
-    if len(targets) != 1 or targets[0].get_index() != 0:
-        return None
-    consumer = targets[0].get_node()
-    return consumer if consumer.get_type_name() == OP_TYPE else None
-
-
 def _fuse_pairs(model: Any, report: SparseReport) -> int:
     """Merge every SparseLinear whose only consumer is another SparseLinear into one SparseLinearPair
     (in graph order, each node in at most one pair); returns how many pairs were made."""
@@ -224,7 +220,7 @@ def _fuse_pairs(model: Any, report: SparseReport) -> int:
     live = {op.get_name() for op in ops}
     for first in [op for op in ops if op.get_type_name() == OP_TYPE]:
         name = first.get_friendly_name()
-        second = _sparse_consumer(first, live)
+        second = _sole_consumer(first, OP_TYPE, live, at_input=0)  # as its activation
         if name in used or second is None or second.get_friendly_name() in used:
             continue
         a, b = first.get_attributes(), second.get_attributes()
@@ -267,9 +263,10 @@ def _record_fusion(by_name: dict[str, LayerDecision], names: list[str], kind: st
 MAX_SPLIT_PARTS = 16  # the op's limit
 
 
-def _fuse_siblings(model: Any, report: SparseReport) -> int:
+def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.SparseWeight]) -> int:
     """Merge SparseLinear nodes that read the same activation, with equal shape, block, value type, bias
-    and activation and out_features a multiple of 16, into SparseLinearSplit nodes; returns how many."""
+    and activation and out_features a multiple of 16, into SparseLinearSplit nodes; returns how many.
+    ``packed``: each SparseLinear's weight as the rewrite packed it, by unique node name (not read back)."""
     by_name = {layer.name: layer for layer in report.sparse_layers}
     groups: dict[tuple, list[Any]] = {}
     for op in model.get_ordered_ops():
@@ -291,7 +288,7 @@ def _fuse_siblings(model: Any, report: SparseReport) -> int:
             if len(chunk) < 2:
                 continue
             names = [op.get_friendly_name() for op in chunk]
-            stacked = formats.stack_rows([next(iter(layer_weights(op).values())) for op in chunk])
+            stacked = formats.stack_rows([packed[op.get_name()] for op in chunk])
             node = make_split_node(chunk[0].input_value(0), stacked, len(chunk), names, activation=key[6])
             for i, op in enumerate(chunk):
                 tensor_names = set(op.output(0).get_names())
@@ -369,7 +366,7 @@ def rewrite(
     have = mode != "off" and library.available()
     isa = library.isa() if have else None
     report = SparseReport(mode=mode, isa=isa, kernels_available=have)
-    changed = False
+    packed: dict[str, formats.SparseWeight] = {}
     for op in model.get_ordered_ops():
         if not _linear_like(op):
             continue
@@ -429,18 +426,18 @@ def rewrite(
         sparse = _pack(weight, bias)
         node = make_node(op.input_value(0), sparse, name=op.get_friendly_name(), activation=activation)
         _replace(target, node)
+        packed[node.get_name()] = sparse  # unique, where friendly names may not be
         decision.sparse = True
         decision.bias_fused = bias is not None
         decision.activation_fused = None if gelu is None else activation
         decision.format = sparse.format
         decision.block = sparse.block
         decision.reason = "forced (mode=on)" if mode == "on" else "at or above crossover"
-        changed = True
-    if changed and fuse_pairs:
+    if packed and fuse_pairs:
         _fuse_pairs(model, report)
-    if changed and fuse_siblings:
-        _fuse_siblings(model, report)
-    if changed:
+    if packed and fuse_siblings:
+        _fuse_siblings(model, report, packed)
+    if packed:
         model.validate_nodes_and_infer_types()
     return report
 
