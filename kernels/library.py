@@ -86,7 +86,7 @@ def register(core: Any) -> bool:
 
 
 class _Layer(ctypes.Structure):
-    """``pruneofa_layer`` in csrc/extension.cpp: one layer of :func:`spmm_pair`."""
+    """``pruneofa_layer`` in csrc/extension.cpp: one layer of :func:`spmm` / :func:`spmm_pair`."""
 
     _fields_ = [
         ("in_features", ctypes.c_int64),
@@ -116,12 +116,10 @@ def _cdll() -> ctypes.CDLL | None:
             lib.pruneofa_kernels_set_isa.argtypes = [ctypes.c_char_p]
             lib.pruneofa_kernels_isa_supported.argtypes = [ctypes.c_char_p]
             lib.pruneofa_kernels_set_tile.argtypes = [ctypes.c_int]
-            p, i64 = ctypes.c_void_p, ctypes.c_int64
-            lib.pruneofa_kernels_spmm.argtypes = [p, p, i64, i64, i64, p, p, i64, p, ctypes.c_int, p, p,
-                                                  ctypes.c_int, ctypes.c_int, ctypes.c_int]  # fmt: skip
+            p, i64, layer = ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(_Layer)
+            lib.pruneofa_kernels_spmm.argtypes = [p, p, i64, layer, ctypes.c_int]
             lib.pruneofa_kernels_spmm.restype = ctypes.c_int
-            layer = ctypes.POINTER(_Layer)
-            lib.pruneofa_kernels_spmm_pair.argtypes = [p, p, i64, i64, layer, layer, ctypes.c_int,
+            lib.pruneofa_kernels_spmm_pair.argtypes = [p, p, i64, layer, layer, ctypes.c_int,
                                                        ctypes.POINTER(ctypes.c_int)]  # fmt: skip
             lib.pruneofa_kernels_spmm_pair.restype = ctypes.c_int
             _state["cdll"] = lib
@@ -181,11 +179,7 @@ def spmm(x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none")
     lib, x, tokens, y = _call_arrays(x, weight.in_features, weight.out_features)
     keep: list = []
     layer = _layer(weight, activation, keep)
-    rc = lib.pruneofa_kernels_spmm(
-        x.ctypes.data, y.ctypes.data, tokens, weight.in_features, weight.out_features, layer.row_ptr,
-        layer.col_idx, layer.n_blocks, layer.values, layer.int8, layer.scales, layer.bias, layer.block,
-        layer.activation, int(threads),
-    )  # fmt: skip
+    rc = lib.pruneofa_kernels_spmm(x.ctypes.data, y.ctypes.data, tokens, ctypes.byref(layer), int(threads))
     if rc != 0:
         raise ValueError("invalid sparse weight structure")
     return y
@@ -219,8 +213,7 @@ def spmm_pair(
     a, b = _layer(first, first_activation, keep), _layer(second, second_activation, keep)
     fused = ctypes.c_int(0)
     rc = lib.pruneofa_kernels_spmm_pair(
-        x.ctypes.data, y.ctypes.data, tokens, first.in_features, ctypes.byref(a), ctypes.byref(b), int(threads),
-        ctypes.byref(fused),
+        x.ctypes.data, y.ctypes.data, tokens, ctypes.byref(a), ctypes.byref(b), int(threads), ctypes.byref(fused),
     )  # fmt: skip
     if rc != 0:
         raise ValueError("invalid sparse weight structure, or the layers do not chain")

@@ -33,40 +33,7 @@ __attribute__((visibility("default"))) int pruneofa_kernels_set_isa(const char* 
 
 __attribute__((visibility("default"))) void pruneofa_kernels_set_tile(int tokens) { pruneofa::set_tile_tokens(tokens); }
 
-// Y = act(X · Wᵀ (+ bias)) (activation 0: none, 1: GELU erf) with the active path on `threads` TBB threads (0: all). Returns 0, or -1 with a
-// structure error (nothing computed).
-__attribute__((visibility("default"))) int pruneofa_kernels_spmm(const float* x, float* y, int64_t tokens,
-                                                                 int64_t in_features, int64_t out_features,
-                                                                 const int32_t* row_ptr, const int32_t* col_idx,
-                                                                 int64_t n_blocks, const void* values, int int8,
-                                                                 const float* scales, const float* bias, int block,
-                                                                 int activation, int threads) {
-    pruneofa::SpmmProblem p;
-    p.x = x;
-    p.y = y;
-    p.tokens = tokens;
-    p.in_features = in_features;
-    p.out_features = out_features;
-    p.row_ptr = row_ptr;
-    p.col_idx = col_idx;
-    p.int8 = int8 != 0;
-    p.values_f32 = int8 ? nullptr : static_cast<const float*>(values);
-    p.values_i8 = int8 ? static_cast<const int8_t*>(values) : nullptr;
-    p.scales = scales;
-    p.bias = bias;
-    p.block = block;
-    p.activation = activation;
-    if (pruneofa::validate(p, n_blocks) != nullptr) return -1;
-    if (threads > 0) {
-        tbb::task_arena arena(threads);
-        arena.execute([&] { pruneofa::spmm(p, pruneofa::active_isa(), pruneofa::ArenaParallel()); });
-    } else {
-        pruneofa::spmm(p, pruneofa::active_isa(), pruneofa::ArenaParallel());
-    }
-    return 0;
-}
-
-// One layer of a pair, as the Python side passes it (ctypes structure of the same layout).
+// One sparse layer as the Python side passes it (ctypes structure of the same layout, kernels/library.py).
 struct pruneofa_layer {
     int64_t in_features;
     int64_t out_features;
@@ -78,51 +45,74 @@ struct pruneofa_layer {
     int32_t block;
     const float* scales;
     const float* bias;
-    int32_t activation;
+    int32_t activation;  // 0: none, 1: GELU (erf), after the bias
 };
 
-// Y = second(first(X)) through spmm_pair (X [tokens, in_features], Y [tokens, second.out_features]).
-// Returns 0, or -1 with a structure error (nothing computed). `fused` (when not null) says whether the
-// intermediate stayed in per-thread tiles.
+}  // extern "C"
+
+namespace {
+
+// The problem for one layer over `tokens` rows (x and y left for the caller); false with a structure error.
+bool layer_problem(const pruneofa_layer& l, int64_t tokens, pruneofa::SpmmProblem* p) {
+    p->tokens = tokens;
+    p->in_features = l.in_features;
+    p->out_features = l.out_features;
+    p->row_ptr = l.row_ptr;
+    p->col_idx = l.col_idx;
+    p->int8 = l.int8 != 0;
+    p->values_f32 = l.int8 ? nullptr : static_cast<const float*>(l.values);
+    p->values_i8 = l.int8 ? static_cast<const int8_t*>(l.values) : nullptr;
+    p->scales = l.scales;
+    p->bias = l.bias;
+    p->block = l.block;
+    p->activation = l.activation;
+    return pruneofa::validate(*p, l.n_blocks) == nullptr;
+}
+
+// Runs `work` on `threads` TBB threads (0: the current arena, all of them).
+template <typename Work>
+void run_on(int threads, const Work& work) {
+    if (threads > 0) {
+        tbb::task_arena arena(threads);
+        arena.execute(work);
+    } else {
+        work();
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Y = act(X · Wᵀ (+ bias)) for X [tokens, layer.in_features], with the active path on `threads` TBB threads
+// (0: all). Returns 0, or -1 with a structure error (nothing computed).
+__attribute__((visibility("default"))) int pruneofa_kernels_spmm(const float* x, float* y, int64_t tokens,
+                                                                 const pruneofa_layer* layer, int threads) {
+    pruneofa::SpmmProblem p;
+    if (!layer_problem(*layer, tokens, &p)) return -1;
+    p.x = x;
+    p.y = y;
+    run_on(threads, [&] { pruneofa::spmm(p, pruneofa::active_isa(), pruneofa::ArenaParallel()); });
+    return 0;
+}
+
+// Y = second(first(X)) through spmm_pair (X [tokens, first.in_features], Y [tokens, second.out_features]).
+// Returns 0, or -1 with a structure error or layers that do not chain (nothing computed). `fused` (when
+// not null) says whether the intermediate stayed in per-thread tiles.
 __attribute__((visibility("default"))) int pruneofa_kernels_spmm_pair(const float* x, float* y, int64_t tokens,
-                                                                      int64_t in_features,
                                                                       const pruneofa_layer* first,
                                                                       const pruneofa_layer* second, int threads,
                                                                       int* fused) {
-    auto problem = [&](const pruneofa_layer& l) {
-        pruneofa::SpmmProblem p;
-        p.tokens = tokens;
-        p.in_features = l.in_features;
-        p.out_features = l.out_features;
-        p.row_ptr = l.row_ptr;
-        p.col_idx = l.col_idx;
-        p.int8 = l.int8 != 0;
-        p.values_f32 = l.int8 ? nullptr : static_cast<const float*>(l.values);
-        p.values_i8 = l.int8 ? static_cast<const int8_t*>(l.values) : nullptr;
-        p.scales = l.scales;
-        p.bias = l.bias;
-        p.block = l.block;
-        p.activation = l.activation;
-        return p;
-    };
-    if (first->in_features != in_features) return -1;
-    pruneofa::SpmmProblem a = problem(*first), b = problem(*second);
+    pruneofa::SpmmProblem a, b;
+    if (!layer_problem(*first, tokens, &a) || !layer_problem(*second, tokens, &b)) return -1;
+    if (pruneofa::validate_pair(a, b) != nullptr) return -1;
     a.x = x;
     b.y = y;
-    if (pruneofa::validate(a, first->n_blocks) != nullptr || pruneofa::validate(b, second->n_blocks) != nullptr ||
-        pruneofa::validate_pair(a, b) != nullptr)
-        return -1;
-    auto run = [&] {
+    run_on(threads, [&] {
         if (fused != nullptr)
             *fused = pruneofa::pair_fuses(a, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) ? 1 : 0;
         pruneofa::spmm_pair(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel());
-    };
-    if (threads > 0) {
-        tbb::task_arena arena(threads);
-        arena.execute(run);
-    } else {
-        run();
-    }
+    });
     return 0;
 }
 

@@ -46,7 +46,23 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer) {
                               "values must hold block entries per col_idx entry");
 }
 
-SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer, bool has_bias_input) {
+void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer) {
+    visitor.on_attribute("in_features", layer.in_features);
+    visitor.on_attribute("out_features", layer.out_features);
+    visitor.on_attribute("block", layer.block);
+    visitor.on_attribute("has_bias", layer.has_bias);
+    visitor.on_attribute("activation", layer.activation);
+}
+
+void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op) {
+    NODE_VALIDATION_CHECK(node, node->get_input_size() >= 4, op, " needs X, row_ptr, col_idx and values");
+    check_layer(node, 1, layer);
+    const size_t expected = 1 + layer_input_count(node, 1, layer.has_bias);
+    NODE_VALIDATION_CHECK(node, node->get_input_size() == expected, op, " expects ", expected,
+                          " inputs for its values type and has_bias, got ", node->get_input_size());
+}
+
+SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer) {
     const bool int8 = inputs[first + 2].get_element_type() == ov::element::i8;
     const size_t n_blocks = inputs[first + 1].get_size();
     OPENVINO_ASSERT(inputs[first].get_size() == size_t(layer.out_features + 1) &&
@@ -65,7 +81,7 @@ SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const La
     } else {
         p.values_f32 = inputs[first + 2].data<const float>();
     }
-    p.bias = has_bias_input ? inputs[first + 3 + (int8 ? 1 : 0)].data<const float>() : nullptr;
+    p.bias = layer.has_bias ? inputs[first + 3 + (int8 ? 1 : 0)].data<const float>() : nullptr;
     p.block = static_cast<int>(layer.block);
     p.activation = activation_code(layer.activation);
     return p;

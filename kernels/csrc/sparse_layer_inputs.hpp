@@ -1,4 +1,4 @@
-// Shared by SparseLinear and SparseLinearPair: how one sparse layer's constants sit among a node's inputs,
+// Shared by SparseLinear, SparseLinearPair and SparseLinearSplit: how one sparse layer's constants sit among a node's inputs,
 // their type/size checks, and the SpmmProblem built from them at evaluate().
 //
 // A layer's constants, from input `first`: row_ptr i32 [N + 1], col_idx i32 [n_blocks], values f32 or i8
@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include <openvino/core/attribute_visitor.hpp>
 #include <openvino/core/node.hpp>
 #include <openvino/runtime/tensor.hpp>
 
@@ -22,6 +23,12 @@ struct LayerAttrs {
     std::string activation = "none";
 };
 
+// Visits a one-layer op's attributes under their IR names: in_features, out_features, block, has_bias,
+// activation (SparseLinear's, and SparseLinearSplit's for the stacked matrix).
+void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer);
+// A one-layer op's input checks: X, then exactly the layer's constants from input 1 (by its values type
+// and has_bias), all checked by check_layer. `op` names the op in the messages.
+void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op);
 // Whether the values input (first + 2) is i8.
 bool layer_int8(const ov::Node* node, size_t first);
 // How many inputs the layer's constants take (3, 4 or 5).
@@ -29,7 +36,7 @@ size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias);
 // NODE_VALIDATION_CHECKs of the attributes, the constants' types and (when static) sizes.
 void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer);
 // The problem for this layer's constants (x, y and tokens left for the caller).
-SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer, bool has_bias_input);
+SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer);
 int activation_code(const std::string& activation);
 
 }  // namespace pruneofa

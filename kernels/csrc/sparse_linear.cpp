@@ -61,40 +61,23 @@ ov::Shape evaluated_shape(const ov::Tensor& x, int64_t in_features, int64_t out_
 
 SparseLinear::SparseLinear(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t block,
                            bool has_bias, std::string activation)
-    : Op(args),
-      m_in_features(in_features),
-      m_out_features(out_features),
-      m_block(block),
-      m_has_bias(has_bias),
-      m_activation(std::move(activation)) {
+    : Op(args), m_layer{in_features, out_features, block, has_bias, std::move(activation)} {
     constructor_validate_and_infer_types();
 }
 
-LayerAttrs SparseLinear::layer() const {
-    return {m_in_features, m_out_features, m_block, m_has_bias, m_activation};
-}
-
 void SparseLinear::validate_and_infer_types() {
-    NODE_VALIDATION_CHECK(this, get_input_size() >= 4, "SparseLinear needs X, row_ptr, col_idx and values");
-    check_layer(this, 1, layer());
-    const size_t expected = 1 + layer_input_count(this, 1, m_has_bias);
-    NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinear expects ", expected,
-                          " inputs for its values type and has_bias, got ", get_input_size());
+    check_single_layer(this, m_layer, "SparseLinear");
     check_x(this);
-    set_output_type(0, ov::element::f32, output_shape(this, m_in_features, m_out_features));
+    set_output_type(0, ov::element::f32, output_shape(this, m_layer.in_features, m_layer.out_features));
 }
 
 std::shared_ptr<ov::Node> SparseLinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
-    return std::make_shared<SparseLinear>(new_args, m_in_features, m_out_features, m_block, m_has_bias,
-                                          m_activation);
+    return std::make_shared<SparseLinear>(new_args, m_layer.in_features, m_layer.out_features, m_layer.block,
+                                          m_layer.has_bias, m_layer.activation);
 }
 
 bool SparseLinear::visit_attributes(ov::AttributeVisitor& visitor) {
-    visitor.on_attribute("in_features", m_in_features);
-    visitor.on_attribute("out_features", m_out_features);
-    visitor.on_attribute("block", m_block);
-    visitor.on_attribute("has_bias", m_has_bias);
-    visitor.on_attribute("activation", m_activation);
+    visit_layer(visitor, m_layer);
     return true;
 }
 
@@ -102,9 +85,9 @@ bool SparseLinear::has_evaluate() const { return true; }
 
 bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const ov::Tensor& x = inputs[0];
-    const ov::Shape y_shape = evaluated_shape(x, m_in_features, m_out_features);
+    const ov::Shape y_shape = evaluated_shape(x, m_layer.in_features, m_layer.out_features);
     outputs[0].set_shape(y_shape);
-    SpmmProblem p = layer_problem(inputs, 1, layer(), m_has_bias);
+    SpmmProblem p = layer_problem(inputs, 1, m_layer);
     p.x = x.data<const float>();
     p.y = outputs[0].data<float>();
     p.tokens = token_count(x.get_shape(), y_shape);
@@ -184,8 +167,8 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
     const ov::Shape y_shape = evaluated_shape(x, m_in_features, m_out_features);
     outputs[0].set_shape(y_shape);
     const size_t second_at = second_input();
-    SpmmProblem a = layer_problem(inputs, 1, first(), m_first_has_bias);
-    SpmmProblem b = layer_problem(inputs, second_at, second(), m_second_has_bias);
+    SpmmProblem a = layer_problem(inputs, 1, first());
+    SpmmProblem b = layer_problem(inputs, second_at, second());
     a.x = x.data<const float>();
     b.y = outputs[0].data<float>();
     a.tokens = b.tokens = token_count(x.get_shape(), y_shape);
@@ -201,48 +184,32 @@ SparseLinearSplit::SparseLinearSplit(const ov::OutputVector& args, int64_t in_fe
                                      int64_t parts, int64_t block, bool has_bias, std::string activation,
                                      std::string names)
     : Op(args),
-      m_in_features(in_features),
-      m_out_features(out_features),
+      m_layer{in_features, out_features, block, has_bias, std::move(activation)},
       m_parts(parts),
-      m_block(block),
-      m_has_bias(has_bias),
-      m_activation(std::move(activation)),
       m_names(std::move(names)) {
     constructor_validate_and_infer_types();
 }
 
-LayerAttrs SparseLinearSplit::layer() const {
-    return {m_in_features, m_out_features, m_block, m_has_bias, m_activation};
-}
-
 void SparseLinearSplit::validate_and_infer_types() {
-    NODE_VALIDATION_CHECK(this, get_input_size() >= 4, "SparseLinearSplit needs X, row_ptr, col_idx and values");
-    NODE_VALIDATION_CHECK(this, m_parts >= 1 && m_parts <= 16 && m_out_features % m_parts == 0 &&
-                                    (m_out_features / m_parts) % 16 == 0,
+    const int64_t rows = m_layer.out_features;
+    NODE_VALIDATION_CHECK(this, m_parts >= 1 && m_parts <= 16 && rows % m_parts == 0 && (rows / m_parts) % 16 == 0,
                           "parts must be 1..16 and divide out_features into multiples of 16, got ", m_parts,
-                          " parts of ", m_out_features);
-    check_layer(this, 1, layer());
-    const size_t expected = 1 + layer_input_count(this, 1, m_has_bias);
-    NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinearSplit expects ", expected,
-                          " inputs for its values type and has_bias, got ", get_input_size());
+                          " parts of ", rows);
+    check_single_layer(this, m_layer, "SparseLinearSplit");
     check_x(this);
     set_output_size(static_cast<size_t>(m_parts));
-    const ov::PartialShape part_shape = output_shape(this, m_in_features, m_out_features / m_parts);
+    const ov::PartialShape part_shape = output_shape(this, m_layer.in_features, rows / m_parts);
     for (int64_t i = 0; i < m_parts; ++i) set_output_type(static_cast<size_t>(i), ov::element::f32, part_shape);
 }
 
 std::shared_ptr<ov::Node> SparseLinearSplit::clone_with_new_inputs(const ov::OutputVector& new_args) const {
-    return std::make_shared<SparseLinearSplit>(new_args, m_in_features, m_out_features, m_parts, m_block,
-                                               m_has_bias, m_activation, m_names);
+    return std::make_shared<SparseLinearSplit>(new_args, m_layer.in_features, m_layer.out_features, m_parts,
+                                               m_layer.block, m_layer.has_bias, m_layer.activation, m_names);
 }
 
 bool SparseLinearSplit::visit_attributes(ov::AttributeVisitor& visitor) {
-    visitor.on_attribute("in_features", m_in_features);
-    visitor.on_attribute("out_features", m_out_features);
+    visit_layer(visitor, m_layer);
     visitor.on_attribute("parts", m_parts);
-    visitor.on_attribute("block", m_block);
-    visitor.on_attribute("has_bias", m_has_bias);
-    visitor.on_attribute("activation", m_activation);
     visitor.on_attribute("names", m_names);
     return true;
 }
@@ -251,14 +218,14 @@ bool SparseLinearSplit::has_evaluate() const { return true; }
 
 bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const ov::Tensor& x = inputs[0];
-    const int64_t part_rows = m_out_features / m_parts;
-    const ov::Shape y_shape = evaluated_shape(x, m_in_features, part_rows);
+    const int64_t part_rows = m_layer.out_features / m_parts;
+    const ov::Shape y_shape = evaluated_shape(x, m_layer.in_features, part_rows);
     float* parts[16] = {};
     for (int64_t i = 0; i < m_parts; ++i) {
         outputs[static_cast<size_t>(i)].set_shape(y_shape);
         parts[i] = outputs[static_cast<size_t>(i)].data<float>();
     }
-    SpmmProblem p = layer_problem(inputs, 1, layer(), m_has_bias);
+    SpmmProblem p = layer_problem(inputs, 1, m_layer);
     p.x = x.data<const float>();
     p.y_parts = parts;
     p.part_rows = part_rows;

@@ -51,13 +51,7 @@ public:
     bool has_evaluate() const override;
 
 private:
-    LayerAttrs layer() const;
-
-    int64_t m_in_features = 0;
-    int64_t m_out_features = 0;
-    int64_t m_block = 1;
-    bool m_has_bias = false;
-    std::string m_activation = "none";
+    LayerAttrs m_layer;
     // The sparse inputs are constants: their structure is checked on the first evaluate() only.
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
@@ -115,14 +109,8 @@ public:
     bool has_evaluate() const override;
 
 private:
-    LayerAttrs layer() const;
-
-    int64_t m_in_features = 0;
-    int64_t m_out_features = 0;
+    LayerAttrs m_layer;  // the stacked matrix: out_features counts all parts
     int64_t m_parts = 1;
-    int64_t m_block = 1;
-    bool m_has_bias = false;
-    std::string m_activation = "none";
     std::string m_names;
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;

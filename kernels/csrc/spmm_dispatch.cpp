@@ -208,6 +208,8 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks) {
     return nullptr;
 }
 
+namespace {
+
 // How the work is split between `threads` workers: `tile_groups` contiguous ranges of token tiles times
 // `row_groups` ranges of output rows. Splitting tokens needs no sharing at all (each worker transposes
 // its own tiles into its own cache and reads all weights); splitting rows is for few tiles. A worker
@@ -220,34 +222,58 @@ void split_work(int64_t tiles, int threads, int64_t* tile_groups, int64_t* row_g
     *row_groups = threads / best;
 }
 
+// How one call is cut up: the ISA's operations, the token-tile width and count, and the work split
+// (split_work). Computed once per call; spmm, pair_fuses and spmm_pair share it.
+struct TilePlan {
+    IsaOps ops;
+    int lanes;
+    int64_t tile;
+    int64_t tiles;
+    int64_t tile_groups = 1;
+    int64_t row_groups = 1;
+
+    TilePlan(const SpmmProblem& p, Isa isa, int threads)
+        : ops(ops_for(isa)), lanes(ops.lanes()), tile(tile_tokens(p.tokens, threads, lanes)),
+          tiles((p.tokens + tile - 1) / tile) {
+        split_work(tiles, threads, &tile_groups, &row_groups);
+    }
+
+    // Tile indices [begin, end) of tile group `tg`.
+    int64_t begin(int64_t tg) const { return tiles * tg / tile_groups; }
+    int64_t end(int64_t tg) const { return tiles * (tg + 1) / tile_groups; }
+
+    // Tile i of `p` over output rows [row_begin, row_end), its transposed activations in `xt`.
+    TileArgs args(const SpmmProblem& p, const float* xt, int64_t i, int64_t row_begin, int64_t row_end) const {
+        TileArgs a{};
+        a.p = &p;
+        a.xt = xt;
+        a.t0 = i * tile;
+        a.w_valid = std::min(tile, p.tokens - a.t0);
+        a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
+        a.row_begin = row_begin;
+        a.row_end = row_end;
+        return a;
+    }
+};
+
+Isa usable(Isa isa) { return isa_supported(isa) ? isa : Isa::Scalar; }
+
+}  // namespace
+
 void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
     if (p.tokens <= 0 || p.out_features <= 0) return;
-    if (!isa_supported(isa)) isa = Isa::Scalar;
-    const IsaOps ops = ops_for(isa);
-    const int lanes = ops.lanes();
     const int64_t k = p.in_features;
-    const int threads = std::max(1, par.concurrency());
-    const int64_t tile = tile_tokens(p.tokens, threads, lanes);
-    const int64_t tiles = (p.tokens + tile - 1) / tile;
-    int64_t tile_groups = 1, row_groups = 1;
-    split_work(tiles, threads, &tile_groups, &row_groups);
-    const std::vector<int64_t> bounds = partition_rows(p, row_groups);
-    row_groups = static_cast<int64_t>(bounds.size()) - 1;  // fewer when there are few rows
-    par.run(tile_groups * row_groups, [&](int64_t c) {
+    TilePlan plan(p, usable(isa), std::max(1, par.concurrency()));
+    const std::vector<int64_t> bounds = partition_rows(p, plan.row_groups);
+    const int64_t row_groups = static_cast<int64_t>(bounds.size()) - 1;  // fewer when there are few rows
+    par.run(plan.tile_groups * row_groups, [&](int64_t c) {
         const int64_t tg = c / row_groups, rg = c % row_groups;
         // One tile at a time in this worker's own scratch (thread-local: see ScratchLease).
-        ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, k * tile)));
-        for (int64_t i = tiles * tg / tile_groups; i < tiles * (tg + 1) / tile_groups; ++i) {
-            TileArgs a{};
-            a.p = &p;
-            a.xt = scratch.data();
-            a.t0 = i * tile;
-            a.w_valid = std::min(tile, p.tokens - a.t0);
-            a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
-            a.row_begin = bounds[rg];
-            a.row_end = bounds[rg + 1];
-            ops.transpose_in(p.x + a.t0 * k, k, a.w_valid, a.w_pad, scratch.data());
-            ops.rows(a);
+        ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, k * plan.tile)));
+        for (int64_t i = plan.begin(tg); i < plan.end(tg); ++i) {
+            const TileArgs a = plan.args(p, scratch.data(), i, bounds[rg], bounds[rg + 1]);
+            plan.ops.transpose_in(p.x + a.t0 * k, k, a.w_valid, a.w_pad, scratch.data());
+            plan.ops.rows(a);
         }
     });
 }
@@ -259,19 +285,14 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
 }
 
 bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    if (first.tokens <= 0) return false;
-    const int lanes = ops_for(isa_supported(isa) ? isa : Isa::Scalar).lanes();
-    const int64_t tile = tile_tokens(first.tokens, threads, lanes);
-    int64_t tile_groups = 1, row_groups = 1;
-    split_work((first.tokens + tile - 1) / tile, std::max(1, threads), &tile_groups, &row_groups);
-    return row_groups == 1;
+    return first.tokens > 0 && TilePlan(first, usable(isa), std::max(1, threads)).row_groups == 1;
 }
 
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
     if (first.tokens <= 0 || second.out_features <= 0) return;
-    if (!isa_supported(isa)) isa = Isa::Scalar;
-    const int threads = std::max(1, par.concurrency());
-    if (!pair_fuses(first, isa, threads)) {
+    isa = usable(isa);
+    const TilePlan plan(first, isa, std::max(1, par.concurrency()));
+    if (plan.row_groups != 1) {
         // Too few token tiles to give every thread its own: each layer splits its rows between threads,
         // which needs the whole intermediate between the two (exactly the two separate nodes' work).
         std::vector<float> hidden(static_cast<size_t>(first.tokens * first.out_features));
@@ -282,34 +303,17 @@ void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, con
         spmm(b, isa, par);
         return;
     }
-    const IsaOps ops = ops_for(isa);
-    const int lanes = ops.lanes();
     const int64_t k = first.in_features, h = first.out_features;
-    const int64_t tile = tile_tokens(first.tokens, threads, lanes);
-    const int64_t tiles = (first.tokens + tile - 1) / tile;
-    int64_t tile_groups = 1, row_groups = 1;
-    split_work(tiles, threads, &tile_groups, &row_groups);
-    par.run(tile_groups, [&](int64_t tg) {
+    par.run(plan.tile_groups, [&](int64_t tg) {
         // This worker's tiles, each through both layers: xt (K x tile) in, ht (H x tile) between.
-        ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, (k + h) * tile)));
+        ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, (k + h) * plan.tile)));
         float* xt = scratch.data();
-        float* ht = xt + k * tile;
-        for (int64_t i = tiles * tg / tile_groups; i < tiles * (tg + 1) / tile_groups; ++i) {
-            TileArgs a{};
-            a.p = &first;
-            a.xt = xt;
-            a.t0 = i * tile;
-            a.w_valid = std::min(tile, first.tokens - a.t0);
-            a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
-            a.row_begin = 0;
-            a.row_end = h;
-            ops.transpose_in(first.x + a.t0 * k, k, a.w_valid, a.w_pad, xt);
-            ops.rows_to_tile(a, ht);
-            TileArgs b = a;
-            b.p = &second;
-            b.xt = ht;
-            b.row_end = second.out_features;
-            ops.rows(b);
+        float* ht = xt + k * plan.tile;
+        for (int64_t i = plan.begin(tg); i < plan.end(tg); ++i) {
+            const TileArgs a = plan.args(first, xt, i, 0, h);
+            plan.ops.transpose_in(first.x + a.t0 * k, k, a.w_valid, a.w_pad, xt);
+            plan.ops.rows_to_tile(a, ht);
+            plan.ops.rows(plan.args(second, ht, i, 0, second.out_features));
         }
     });
 }

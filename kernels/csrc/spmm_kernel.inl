@@ -216,22 +216,33 @@ void rows_impl(const TileArgs& a) {
     }
 }
 
-template <bool I8>
-void rows_by_block(const TileArgs& a) {
-    switch (a.p->block) {
-        case 1: rows_impl<1, I8>(a); break;
-        case 2: rows_impl<2, I8>(a); break;
-        case 4: rows_impl<4, I8>(a); break;
-        case 8: rows_impl<8, I8>(a); break;
+// A block width and value type as a type (this file's own, not std::integral_constant: see
+// spmm_types.hpp on standard-library templates in the per-ISA objects).
+template <int B, bool I8>
+struct Layout {
+    static constexpr int block = B;
+    static constexpr bool int8 = I8;
+};
+
+// Calls kernel(Layout<block, int8>()) for the problem's block width and value type: the one place that
+// turns them into template arguments.
+template <typename Kernel>
+void with_layout(const SpmmProblem& p, const Kernel& kernel) {
+    switch (p.block * 2 + (p.int8 ? 1 : 0)) {
+        case 2: kernel(Layout<1, false>()); break;
+        case 3: kernel(Layout<1, true>()); break;
+        case 4: kernel(Layout<2, false>()); break;
+        case 5: kernel(Layout<2, true>()); break;
+        case 8: kernel(Layout<4, false>()); break;
+        case 9: kernel(Layout<4, true>()); break;
+        case 16: kernel(Layout<8, false>()); break;
+        case 17: kernel(Layout<8, true>()); break;
         default: break;  // rejected by validate()
     }
 }
 
 inline void rows_dispatch(const TileArgs& a) {
-    if (a.p->int8)
-        rows_by_block<true>(a);
-    else
-        rows_by_block<false>(a);
+    with_layout(*a.p, [&](auto layout) { rows_impl<decltype(layout)::block, decltype(layout)::int8>(a); });
 }
 
 // The first layer of a fused pair: rows [row_begin, row_end) of one tile written straight into the
@@ -249,20 +260,8 @@ void rows_to_tile_impl(const TileArgs& a, float* ht) {
     }
 }
 
-template <bool I8>
-void rows_to_tile_by_block(const TileArgs& a, float* ht) {
-    switch (a.p->block) {
-        case 1: rows_to_tile_impl<1, I8>(a, ht); break;
-        case 2: rows_to_tile_impl<2, I8>(a, ht); break;
-        case 4: rows_to_tile_impl<4, I8>(a, ht); break;
-        case 8: rows_to_tile_impl<8, I8>(a, ht); break;
-        default: break;  // rejected by validate()
-    }
-}
-
 inline void rows_to_tile_dispatch(const TileArgs& a, float* ht) {
-    if (a.p->int8)
-        rows_to_tile_by_block<true>(a, ht);
-    else
-        rows_to_tile_by_block<false>(a, ht);
+    with_layout(*a.p, [&](auto layout) {
+        rows_to_tile_impl<decltype(layout)::block, decltype(layout)::int8>(a, ht);
+    });
 }
