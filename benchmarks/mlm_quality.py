@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pruneofa.training.distill import kd_divergence
+
 DATA = Path("../shared/data")
 CORPUS = ("wikitext-2-raw/wiki.test.raw", "gutenberg", "tinyshakespeare")  # the study's mix
 
@@ -94,8 +96,7 @@ class Tally:
         )
         self.masked += int(where.sum())
         student = logits_of(self.model, batch)[keep]
-        log_s, log_t = F.log_softmax(student, -1), F.log_softmax(teacher, -1)
-        self.kl += float((log_t.exp() * (log_t - log_s)).sum())
+        self.kl += float(kd_divergence(student, teacher, temperature=1.0)) * len(student)  # mean → sum
         self.agree += float((student.argmax(-1) == teacher.argmax(-1)).sum())
         self.tokens += int(keep.sum())
 
