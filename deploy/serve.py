@@ -57,7 +57,7 @@ from starlette.requests import ClientDisconnect
 from pruneofa import __version__
 from pruneofa.core.errors import InputError, first_line
 from pruneofa.deploy.config import ServeConfig, serve_config
-from pruneofa.deploy.package import default_model_name
+from pruneofa.deploy.naming import default_model_name
 from pruneofa.deploy.pipeline import Pipeline
 
 logger = logging.getLogger("pruneofa.serve")

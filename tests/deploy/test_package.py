@@ -340,7 +340,7 @@ def test_the_fp32_baseline_of_a_qat_int8_folder_is_not_its_own_int8_file():
 def test_repositories_name_the_model_as_pruneofa_serve_does(export_once, tmp_path):
     """Issue 16.6: without --name the repository's model is named from the folder's manifest (not the folder,
     which is called openvino/onnx in a two-target export), the name pruneofa serve gives it."""
-    from pruneofa.deploy.package import default_model_name
+    from pruneofa.deploy.naming import default_model_name
 
     folder = export_once("bert", "text-classification")["openvino"].output
     name = default_model_name(folder)
@@ -434,7 +434,7 @@ def test_ovms_ships_the_sparse_ir_with_the_kernels_library_and_its_setting(spars
 
     from pruneofa import kernels
     from pruneofa.core.manifest import sha256_file
-    from pruneofa.deploy.package import default_model_name
+    from pruneofa.deploy.naming import default_model_name
 
     folder = sparse_ir_folder
     result = package_model(folder, package_config(format="ovms", output=tmp_path / "repo"), quiet=True)

@@ -22,7 +22,7 @@ from serving import running
 
 from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import read_manifest, write_manifest
-from pruneofa.deploy.package import default_model_name
+from pruneofa.deploy.naming import default_model_name
 from pruneofa.deploy.pipeline import load
 from pruneofa.deploy.serve import create_app, serve_config
 

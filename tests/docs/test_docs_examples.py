@@ -432,7 +432,7 @@ def ran(workdir) -> dict[str, float]:
 
 
 def test_documented_commands_run_as_written(workdir, ran):
-    from pruneofa.deploy.package import default_model_name
+    from pruneofa.deploy.naming import default_model_name
 
     folder, _ = workdir
     print("\n".join(f"{seconds:6.1f} s  {what}" for what, seconds in ran.items()))
