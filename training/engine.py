@@ -40,6 +40,7 @@ from pruneofa.core.tasks import TaskSpec
 from pruneofa.training.config import TrainConfig
 from pruneofa.training.datasets import qa_dataset, task_dataset
 from pruneofa.training.distill import DistillationConfig
+from pruneofa.training.progress import install_step_progress
 from pruneofa.training.recipe import Recipe, dump_recipe
 from pruneofa.training.trainer import DistillationTrainer
 
@@ -198,6 +199,7 @@ def run_training(
         kind=distill_kind,
         lr_factor=lr_factor,
     )
+    install_step_progress(trainer, kind)
     last = get_last_checkpoint(str(checkpoints))
     if last:
         print(f"pruneofa {kind}: resuming from {last}", file=sys.stderr)
