@@ -625,7 +625,9 @@ def _folder_files(folder: Path, task: TaskSpec, split: Split) -> list[Path]:
     )
 
 
-def _looks_like_hub_id(data: str) -> bool:
+def looks_like_hub_id(data: str) -> bool:
+    """Whether ``data`` (not an existing path) can be a hub dataset id: ``name`` or ``org/name``, no file
+    suffix, not starting like a path."""
     if data.startswith((".", "/", "~")) or data.count("/") > 1 or not _HUB_ID.match(data):
         return False
     return Path(data).suffix.lower() not in (*_TABLE_SUFFIXES, *_TEXT_SUFFIXES)
@@ -722,7 +724,7 @@ def load_examples(
                     yield from examples
 
         stream: Iterator[Example] = chained()
-    elif isinstance(data, str) and _looks_like_hub_id(data):
+    elif isinstance(data, str) and looks_like_hub_id(data):
         stream, where = _hub_examples(task, data, split, text_columns, label_column), data
     else:
         raise InputError(

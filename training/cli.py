@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 
 from pruneofa.core.cliargs import Command, add_config_arguments, command_line, config_from_args
+from pruneofa.core.errors import InputError
+from pruneofa.training import preflight
 from pruneofa.training.config import HeadWarmupOptions, TrainConfig
 
 GLUE_TASKS = "cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, squad"
@@ -36,6 +38,12 @@ def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_teacher(args: argparse.Namespace) -> int:
+    preflight.check_model(args.model)
+    if args.corpus is None and args.task is None:
+        raise InputError("give either --corpus (masked-LM teacher) or --task with --data (task teacher)")
+    preflight.check_sources(args.corpus, "--corpus")
+    preflight.check_task(args.task, args.data)
+    preflight.check_sources(args.data, "--data")
     from pruneofa.training.stages import prepare_teacher
 
     result = prepare_teacher(
@@ -64,6 +72,10 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    preflight.check_recipe(args.recipe)
+    preflight.check_model(args.model)
+    preflight.check_model(args.teacher, "--teacher")
+    preflight.check_sources(args.corpus, "--corpus")
     from pruneofa.training.stages import prune
 
     result = prune(
@@ -90,6 +102,12 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    preflight.check_recipe(args.recipe)
+    preflight.check_model(args.model, "SPARSE_MODEL")
+    if args.teacher is not None:
+        preflight.check_model(args.teacher, "--teacher")
+    preflight.check_task(args.task, args.data)
+    preflight.check_sources(args.data, "--data")
     from pruneofa.training.stages import finetune
 
     result = finetune(
@@ -113,9 +131,9 @@ COMMANDS = (
         description="Continue masked-LM training of a dense model on a text corpus (an MLM head tied to the word "
         "embeddings is added where the checkpoint has none, and first trained alone with the encoder frozen), "
         "or fine-tune a dense task teacher (--task, --data).",
-        epilog="examples:\n  pruneofa teacher --corpus ../shared/data/corpus/wikitext-2-raw --steps 300 "
+        epilog="examples:\n  pruneofa teacher --corpus Salesforce/wikitext --steps 300 "
         "--output runs/teacher-mlm\n"
-        "  pruneofa teacher --task sst2 --data ../shared/data/glue/SST-2 --steps 500 --output runs/teacher-sst2",
+        "  pruneofa teacher --task sst2 --data nyu-mll/glue --steps 500 --output runs/teacher-sst2",
         add_arguments=add_teacher_arguments,
         run=run_teacher,
     ),
@@ -124,7 +142,7 @@ COMMANDS = (
         help="prune once, at pre-training: masked-LM + distillation with the recipe's cubic schedule",
         description="Gradual magnitude pruning of the student during masked-LM training with distillation from "
         "the teacher (loss = a_task*MLM + a_kd*T^2*KL over all non-padding tokens). Masks are baked in at the end.",
-        epilog="example:\n  pruneofa prune runs/teacher-mlm --teacher runs/teacher-mlm --corpus ../shared/data/corpus "
+        epilog="example:\n  pruneofa prune runs/teacher-mlm --teacher runs/teacher-mlm --corpus Salesforce/wikitext "
         "--recipe pruneofa-90 --steps 600 --output runs/minilm-90",
         add_arguments=add_prune_arguments,
         run=run_prune,
@@ -135,7 +153,7 @@ COMMANDS = (
         description="Fine-tune a sparse pre-trained model on a GLUE task or SQuAD with its sparsity pattern "
         "locked (mask = weight != 0; pruned weights never regrow), distilling the dense task teacher; evaluates "
         "on dev.",
-        epilog="example:\n  pruneofa finetune runs/minilm-90 --task sst2 --data ../shared/data/glue/SST-2 "
+        epilog="example:\n  pruneofa finetune runs/minilm-90 --task sst2 --data nyu-mll/glue "
         "--teacher runs/teacher-sst2 --steps 500 --output runs/minilm-90-sst2",
         add_arguments=add_finetune_arguments,
         run=run_finetune,

@@ -88,7 +88,11 @@ class StepProgressCallback(TrainerCallback):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=state.max_steps, initial=state.global_step, desc=self.kind, unit="step", dynamic_ncols=True
+                total=state.max_steps,
+                initial=state.global_step,
+                desc=self.kind,
+                unit="step",
+                dynamic_ncols=True,
             )
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -98,7 +102,9 @@ class StepProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        line = progress_line(self.kind, state.global_step, state.max_steps, self.pace(state.global_step), logs)
+        line = progress_line(
+            self.kind, state.global_step, state.max_steps, self.pace(state.global_step), logs
+        )
         if self._bar is not None:
             self._bar.write(line, file=sys.stderr)
         else:
