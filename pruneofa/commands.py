@@ -40,7 +40,7 @@ def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
         "--recipe", help="recipe with the transfer and qat stages (default: the built-in qat-two-stage)"
     )
     add_config_arguments(parser, QATExportOptions)
-    add_budget_arguments(parser)
+    add_budget_arguments(parser, skip=("mlm_probability",))
 
 
 def run_qat(args: argparse.Namespace) -> int:

@@ -17,9 +17,10 @@ CORPUS_HELP = (
 )
 
 
-def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training budget (every :class:`TrainConfig` field), shared by every training command."""
-    add_config_arguments(parser.add_argument_group("training budget"), TrainConfig)
+def add_budget_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The training budget (the :class:`TrainConfig` fields, less ``skip``: those that do nothing for the
+    command, such as ``--stride`` where no SQuAD data is read), shared by every training command."""
+    add_config_arguments(parser.add_argument_group("training budget"), TrainConfig, skip=skip)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -68,11 +69,11 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="recipe YAML or built-in name: pruneofa-85, pruneofa-90, structured-50, pruneofa-0 (control)",
     )
-    add_budget_arguments(parser)
+    add_budget_arguments(parser, skip=("stride",))
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    preflight.check_recipe(args.recipe)
+    preflight.check_recipe(args.recipe, "prune", "schedule")
     preflight.check_model(args.model)
     preflight.check_model(args.teacher, "--teacher")
     preflight.check_sources(args.corpus, "--corpus")
@@ -98,11 +99,11 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="hub dataset id, GLUE folder or file, SQuAD JSON")
     parser.add_argument("--teacher", help="dense task teacher folder (distillation); omit to train without")
     parser.add_argument("--recipe", help="recipe for distillation/optimizer settings (default: T=2, 0.5/0.5)")
-    add_budget_arguments(parser)
+    add_budget_arguments(parser, skip=("mlm_probability",))
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    preflight.check_recipe(args.recipe)
+    preflight.check_recipe(args.recipe, "finetune")
     preflight.check_model(args.model, "SPARSE_MODEL")
     if args.teacher is not None:
         preflight.check_model(args.teacher, "--teacher")

@@ -17,24 +17,38 @@ from pruneofa.core.modelio import resolve_model_source
 from pruneofa.core.tasks import get_task
 
 
-def builtin_recipe_names() -> list[str]:
-    """The names of the recipes shipped in ``pruneofa.training.recipes`` (without importing torch)."""
+def builtin_recipes(section: str | None = None) -> dict[str, Path]:
+    """The recipes shipped in ``pruneofa.training.recipes`` (name → file), read without importing torch;
+    with ``section`` (``schedule``, ``qat``), only those that define it: what that command can run."""
+    import yaml
+
     folder = resources.files("pruneofa.training").joinpath("recipes")
-    return sorted(Path(str(p)).stem for p in folder.iterdir() if str(p).endswith(".yaml"))
+    found = {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    if section is None:
+        return dict(sorted(found.items()))
+    return {
+        name: path
+        for name, path in sorted(found.items())
+        if isinstance(data := yaml.safe_load(path.read_text(encoding="utf-8")), dict) and data.get(section)
+    }
 
 
-def check_recipe(recipe: str | None) -> None:
-    """A recipe is a built-in name or an existing YAML file."""
-    if recipe is None or recipe in builtin_recipe_names():
+def check_recipe(recipe: str | None, command: str, section: str | None = None) -> None:
+    """A recipe is an existing YAML file or a built-in name that ``command`` can run (one with ``section``)."""
+    if recipe is None:
         return
+    usable = builtin_recipes(section)
+    if recipe in usable:
+        return
+    names = ", ".join(usable)
+    if recipe in builtin_recipes():
+        raise InputError(f"recipe {recipe} has no {section}; 'pruneofa {command}' takes one of: {names}")
     path = Path(recipe).expanduser()
     if path.is_file():
         return
     if path.suffix.lower() in (".yaml", ".yml") or "/" in recipe:
         raise InputError(f"recipe file {recipe} does not exist; check the path")
-    raise InputError(
-        f"unknown recipe {recipe!r}; give a YAML file or a built-in recipe name: {', '.join(builtin_recipe_names())}"
-    )
+    raise InputError(f"unknown recipe {recipe!r}; give a YAML file or a built-in recipe name: {names}")
 
 
 def check_model(model: str | None, what: str = "MODEL") -> None:

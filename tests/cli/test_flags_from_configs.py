@@ -33,6 +33,9 @@ COMMANDS = {
     "run": (["--recipe", "r"], {RunOptions: {"recipe": "r"}}),
     "quickstart": ([], {QuickstartOptions: {}}),
 }
+# Budget fields a command leaves out because they do nothing there (no SQuAD windows in prune, no masking
+# in a task stage): they must be absent, not listed and ignored.
+SKIPPED = {"prune": {"stride"}, "finetune": {"mlm_probability"}, "qat": {"mlm_probability"}}
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:
@@ -59,6 +62,9 @@ def test_every_field_is_a_flag_with_the_configs_default_in_its_help(name):
     actions = {a.dest: a for a in _subparser(name)._actions}
     for config in configs:
         for field, info in config.model_fields.items():
+            if field in SKIPPED.get(name, ()):
+                assert field not in actions
+                continue
             action = actions[field]
             assert flag_of(field, info) in action.option_strings
             assert action.default is argparse.SUPPRESS, f"--{field} holds a default of its own"

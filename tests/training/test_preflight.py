@@ -41,3 +41,31 @@ def test_refused_in_one_line_without_importing_torch(argv, message, make_model, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_prune_offers_only_recipes_with_a_schedule():
+    from pruneofa.core.errors import InputError
+    from pruneofa.training.preflight import builtin_recipes, check_recipe
+
+    assert "qat-two-stage" in builtin_recipes() and "qat-two-stage" not in builtin_recipes("schedule")
+    assert "pruneofa-90" in builtin_recipes("schedule")
+    with pytest.raises(
+        InputError, match="has no schedule; 'pruneofa prune' takes one of: .*pruneofa-90"
+    ) as error:
+        check_recipe("qat-two-stage", "prune", "schedule")
+    assert "qat-two-stage" not in str(error.value).split("takes one of")[1]
+    check_recipe("qat-two-stage", "finetune")  # its distillation and optimizer serve a transfer
+
+
+@pytest.mark.parametrize(
+    ("command", "absent", "present"),
+    [("prune", "--stride", "--mlm-probability"), ("finetune", "--mlm-probability", "--stride"),
+     ("qat", "--mlm-probability", "--stride"), ("teacher", None, "--stride")],
+)  # fmt: skip
+def test_budget_flags_are_listed_only_where_they_apply(command, absent, present):
+    result = subprocess.run(
+        [sys.executable, "-m", "pruneofa", command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and present in result.stdout
+    if absent:
+        assert absent not in result.stdout
