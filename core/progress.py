@@ -103,7 +103,12 @@ def quiet_libraries(*names: str, level: int = logging.ERROR, capture: bool = Fal
 
 
 def quiet_third_party_at_start() -> None:
-    """What the command line sets once: no import-time chatter, no tokenizer fork warnings."""
+    """What the command line sets once: no import-time chatter, no tokenizer fork warnings, and no
+    progress bars that a library shows by default (transformers' "Loading weights" / "Writing model shards"
+    per model, ``datasets``' map bars) in the middle of pruneofa's own output: ``TQDM_DISABLE=1`` changes
+    tqdm's default only, so bars created with an explicit ``disable=`` (pruneofa's own, hub downloads)
+    still show; a user who wants them all sets ``TQDM_DISABLE=0``."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("torchao", "torch.utils._pytree", "nncf"):
