@@ -29,7 +29,7 @@ from pruneofa.calibration import make_config as calibrate_config
 from pruneofa.core.modelio import default_model_path
 from pruneofa.deploy.benchmark import benchmark_model
 from pruneofa.deploy.config import benchmark_config, package_config
-from pruneofa.deploy.package import package_model
+from pruneofa.deploy.packaging import package_model
 from pruneofa.exporter import export_model
 from pruneofa.exporter import make_config as export_config
 

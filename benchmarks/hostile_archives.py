@@ -30,7 +30,7 @@ GB = 1 << 30
 _RESTORE = """
 import sys
 from pruneofa.core.errors import InputError
-from pruneofa.deploy.package import unpack_archive
+from pruneofa.deploy.packaging import unpack_archive
 
 
 def peak_mb():

@@ -112,7 +112,7 @@ def add_package_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_package(args: argparse.Namespace) -> int:
-    from pruneofa.deploy.package import package_model
+    from pruneofa.deploy.packaging import package_model
 
     config = config_from_args(PackageConfig, args)
     result = package_model(args.folder, config, command=command_line(args), quiet=args.quiet)

@@ -203,7 +203,7 @@ def quickstart(options: QuickstartOptions, *, quiet: bool = False) -> dict[str, 
     from pruneofa.core.progress import Progress
     from pruneofa.deploy.benchmark import benchmark_model
     from pruneofa.deploy.config import BenchmarkConfig, PackageConfig
-    from pruneofa.deploy.package import package_model
+    from pruneofa.deploy.packaging import package_model
     from pruneofa.deploy.pipeline import load
     from pruneofa.deploy.sparse_kernels import summary as kernel_summary
     from pruneofa.exporter import ExportConfig, export_model

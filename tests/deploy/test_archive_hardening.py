@@ -20,7 +20,7 @@ import pytest
 
 from pruneofa.cli import main
 from pruneofa.deploy.config import package_config
-from pruneofa.deploy.package import package_model
+from pruneofa.deploy.packaging import package_model, unpack_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -226,7 +226,7 @@ def test_the_size_limit_refuses_before_decoding(tmp_path, capsys):
 _MEASURE = """
 import sys
 from pruneofa.core.errors import InputError
-from pruneofa.deploy.package import unpack_archive
+from pruneofa.deploy.packaging import unpack_archive
 
 
 def peak_mb():  # VmHWM: this process's own peak (ru_maxrss would carry over the parent's through exec)
@@ -426,21 +426,21 @@ def test_restoring_writes_only_inside_the_target(model_folder, tmp_path, capsys)
 
 def test_every_member_io_read_stays_small(model_folder, tmp_path):
     """The restore streams: no read of the archive asks for a whole weight file at once."""
-    from pruneofa.deploy import package
+    from pruneofa.deploy.packaging import archive_scan
 
     calls: list[int] = []
-    original = package._BoundedReader.read
+    original = archive_scan.BoundedReader.read
 
     def spy(self, size=-1):
         calls.append(size)
         return original(self, size)
 
     packed = _archive(model_folder, tmp_path / "dist")
-    package._BoundedReader.read = spy
+    archive_scan.BoundedReader.read = spy
     try:
-        package.unpack_archive(packed, tmp_path / "back", quiet=True)
+        unpack_archive(packed, tmp_path / "back", quiet=True)
     finally:
-        package._BoundedReader.read = original
+        archive_scan.BoundedReader.read = original
     assert calls and max(calls) <= 8 << 20
 
 

@@ -16,7 +16,7 @@ import pytest
 from pruneofa.cli import main
 from pruneofa.core.errors import InputError
 from pruneofa.deploy.config import package_config
-from pruneofa.deploy.package import package_model, unpack_archive
+from pruneofa.deploy.packaging import package_model, unpack_archive
 
 # The model_config part of OpenVINO Model Server's MODELS_CONFIG_SCHEMA (src/schema.cpp), as documented.
 OVMS_SCHEMA = {
@@ -324,7 +324,7 @@ def test_the_fp32_baseline_of_a_qat_int8_folder_is_not_its_own_int8_file():
     """Issue 16.3: the archive ratio of a QAT export was taken against its own INT8 file as 'FP32'."""
     from types import SimpleNamespace
 
-    from pruneofa.deploy.package import _dense_fp32_bytes
+    from pruneofa.deploy.packaging.archive_writer import _dense_fp32_bytes
 
     qat = SimpleNamespace(
         calibration=None,
