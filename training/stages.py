@@ -55,6 +55,10 @@ from pruneofa.training.recipe import load_recipe
 from pruneofa.training.schedule import rewinding_lr_factor, two_phase_lr_factor
 
 TEACHER_LR = 5e-5  # the reference's teacher preparation and student pruning: transformers' default
+# Sparse transfer (``finetune``) without --learning-rate: a sparse encoder wants a larger step than a dense
+# one (docs/training.md, "The task learning rate"); a recipe's optimizer rate is its pruning rate, not this.
+TRANSFER_LR = 2e-4
+TASK_TEACHER_LR = 5e-5  # a dense task teacher without --learning-rate
 
 
 def prepare_teacher(
@@ -161,6 +165,8 @@ def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, reci
         _, teacher, _ = load_model(teacher_dir, auto_class, allow_new_head=False, what="teacher")
     dataset = train_dataset(spec, data, tokenizer, config)
     callbacks, initial_zeros = [], {}
+    if stage == "finetune" and config.learning_rate is None:
+        config = config.model_copy(update={"learning_rate": TRANSFER_LR})
     if stage == "finetune":
         initial_zeros = zero_patterns(student, recipe.pruning if recipe else None)
         lock_sparsity(student, recipe.pruning if recipe else None)
@@ -178,7 +184,7 @@ def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, reci
         config=config,
         output=output,
         recipe=recipe,
-        default_lr=5e-5,
+        default_lr=TASK_TEACHER_LR,
     )
     trained = run.trainer.model
     layer_sparsity = {}

@@ -41,6 +41,8 @@ def test_finetune_keeps_the_pattern_and_records_the_dev_metric(pipeline):
     manifest = read_manifest(pipeline / "sparse-sst2")
     assert manifest.stage == "finetune" and manifest.training.teacher.endswith("sst2-teacher")
     assert "accuracy" in manifest.metrics and 0 <= manifest.metrics["accuracy"] <= 100
+    assert manifest.training.learning_rate == 2e-4  # sparse transfer's default (a dense teacher keeps 5e-5)
+    assert read_manifest(pipeline / "sst2-teacher").training.learning_rate == 5e-5
     sparse = transformers.AutoModelForMaskedLM.from_pretrained(pipeline / "sparse")
     tuned = transformers.AutoModelForSequenceClassification.from_pretrained(pipeline / "sparse-sst2")
     before = sparse.bert.encoder.layer[1].attention.self.query.weight == 0
