@@ -96,6 +96,12 @@ def export_model(
         exported_model = copy.deepcopy(reference)
         shrink_report = shrink_model(exported_model, spec)
         step(f"shrunk: {shrink_report.params_before:,} → {shrink_report.params_after:,} parameters")
+        if shrink_report.params_after == shrink_report.params_before:
+            print(
+                "pruneofa export: warning: --shrink removed nothing (no attention head or FFN neuron of this "
+                "model is all zero: it is dense or unstructured-sparse); the export is the same as without it",
+                file=sys.stderr,
+            )
 
     batches = parity.build_parity_batches(
         tokenizer,

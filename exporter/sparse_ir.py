@@ -60,6 +60,12 @@ def write_sparse_ir(
     model = ov.Core().read_model(str(dense_xml))
     before = _dense_weights(model)
     report = kernels.rewrite(model, mode)
+    if not report.sparse_layers:
+        raise InputError(
+            f"--sparse-ir: none of the {len(report.layers)} Linear layers is sparse enough for pruneofa's kernels "
+            f"(mode {mode}), so the sparse IR would be a copy of the dense one; export without --sparse-ir, or "
+            "prune the model first (pruneofa prune / finetune)"
+        )
     problems = []
     identical = True
     for node in kernels.sparse_nodes(model):

@@ -42,3 +42,24 @@ def test_sparse_ir_holds_the_op_with_the_same_weights_and_outputs(make_model, tm
 def test_sparse_ir_needs_the_openvino_target(make_model, tmp_path, capsys):
     code = main(["export", str(make_model("bert", "text-classification")), "--target", "onnx", "--sparse-ir"])
     assert code == 2 and "--sparse-ir writes an OpenVINO IR" in capsys.readouterr().err
+
+
+def test_sparse_ir_of_a_dense_model_is_refused_and_nothing_is_written(make_model, tmp_path, capsys):
+    out = tmp_path / "dense"
+    code = main(
+        [
+            "export",
+            str(make_model("bert", "text-classification")),
+            "--target",
+            "openvino",
+            "--output",
+            str(out),
+        ]
+        + ["--sparse-ir", "--parity-samples", "4", "--quiet"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert (
+        "--sparse-ir: none of the 14 Linear layers is sparse enough" in err[-1]
+        and "prune the model" in err[-1]
+    )

@@ -128,3 +128,14 @@ def test_shrink_export_has_smaller_matrices_and_matches_unshrunk_model(export_on
         assert any(24 in s and 32 in s for s in shapes) and not any(24 in s for s in plain_shapes)
     xml = results["openvino"].output / "openvino_model.bin"
     assert xml.stat().st_size < (plain["openvino"].output / "openvino_model.bin").stat().st_size
+
+
+def test_shrink_that_removes_nothing_says_so(make_model, tmp_path, capsys):
+    from pruneofa.cli import main
+
+    out = tmp_path / "dense-shrunk"
+    model = make_model("bert", "text-classification")
+    capsys.readouterr()
+    code = main(["export", str(model), "--target", "openvino", "--output", str(out), "--shrink", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: --shrink removed nothing" in err
