@@ -29,8 +29,8 @@ _EXPORTS = {
     "CompileSettings": "settings",
     "SparseDecision": "settings",
     "choose_settings": "settings",
-    "ValidationReport": "validate",
-    "validate_model": "validate",
+    "ValidationReport": "validation.reports",
+    "validate_model": "validation.validate",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
