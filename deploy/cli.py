@@ -80,7 +80,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from pruneofa.deploy.benchmark import benchmark_model, markdown_table
+    from pruneofa.deploy.benchmarking import benchmark_model, markdown_table
 
     config = config_from_args(BenchmarkConfig, args)
     report = benchmark_model(args.folders, config, command=command_line(args), quiet=args.quiet)
