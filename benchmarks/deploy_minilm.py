@@ -27,7 +27,7 @@ from export_minilm import prune_copy  # benchmarks/ is on sys.path when run as a
 from pruneofa.calibration import calibrate_model
 from pruneofa.calibration import make_config as calibrate_config
 from pruneofa.core.modelio import default_model_path
-from pruneofa.deploy.benchmark import benchmark_model
+from pruneofa.deploy.benchmarking import benchmark_model
 from pruneofa.deploy.config import benchmark_config, package_config
 from pruneofa.deploy.packaging import package_model
 from pruneofa.exporter import export_model

@@ -30,8 +30,9 @@ from pruneofa.calibration import make_config as calibrate_config
 from pruneofa.core.data import load_examples
 from pruneofa.core.modelio import default_model_path
 from pruneofa.core.tasks import get_task
+from pruneofa.deploy.config import ValidateConfig
 from pruneofa.deploy.runners import open_model
-from pruneofa.deploy.validate import ValidateConfig, validate_model
+from pruneofa.deploy.validation import validate_model
 from pruneofa.exporter import export_model
 from pruneofa.exporter import make_config as export_config
 

@@ -13,7 +13,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pruneofa.calibration.sparsity import account_int8_sparsity
 from pruneofa.core import report
 from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import CheckFailed, InputError
+from pruneofa.core.evaluation import Encoded, Forward, evaluate_encoded
 from pruneofa.core.fidelity import parity_options
 from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import (
@@ -40,6 +40,7 @@ from pruneofa.core.manifest import (
     read_manifest,
     write_manifest,
 )
+from pruneofa.core.metrics import primary
 from pruneofa.core.progress import Progress
 from pruneofa.core.runtime import MODEL_FILES, exact_engine
 from pruneofa.core.support import EXPORT_TASKS
@@ -153,10 +154,10 @@ def calibrate_model(
         if target == "openvino":
             validation = None
             if evaluation is not None:
-                items, labels = evaluation
+                items, examples = evaluation
                 validation = (
                     items,
-                    _validation_fn(task, items, labels, control_log),
+                    _validation_fn(task, items, examples, control_log),
                     # NNCF compares fractions: 1.0 - 0.95 > 0.05 in floating point, so give it the same
                     # tolerance as the check below, or a drop of exactly --max-drop is never accepted.
                     config.max_drop / 100.0 + _DROP_TOLERANCE / 100.0,
@@ -188,9 +189,9 @@ def calibrate_model(
         )
         control_failure = None
         if evaluation is not None:
-            items, labels = evaluation
+            items, examples = evaluation
             accuracy, control_failure = _check_accuracy_control(
-                task, config, items, labels, fp32_file, int8_file, export_task.outputs, kept, control_log
+                task, config, items, examples, fp32_file, int8_file, export_task.outputs, kept, control_log
             )
         batches = parity.build_parity_batches(
             tokenizer,
@@ -283,22 +284,10 @@ def _parity_hint(target: str, config: CalibrateConfig) -> str:
     return "; calibrate on more or more typical --samples, or lower the bound if that loss is acceptable"
 
 
-def _predictions(task: TaskSpec, outputs: list[np.ndarray]) -> list:
-    logits = outputs[0]
-    return (
-        [float(v) for v in logits.reshape(-1)]
-        if task.kind == "regression"
-        else [int(v) for v in logits.argmax(-1)]
-    )
-
-
-def _evaluate(
-    runner: Callable[[dict], list[np.ndarray]], task: TaskSpec, items: list[dict], labels: list
-) -> float:
-    from pruneofa.core.metrics import compute_metrics, primary
-
-    predictions = [p for item in items for p in _predictions(task, runner(item))]
-    return primary(task, compute_metrics(task, predictions, labels))
+def _evaluate(runner: Forward, task: TaskSpec, items: list[dict], examples: list) -> float:
+    """The primary metric (points) of the model ``runner`` runs, on the feeds ``items`` made from the
+    labelled ``examples`` (one each)."""
+    return primary(task, evaluate_encoded(runner, task, examples, Encoded(items)).metrics)
 
 
 _DROP_TOLERANCE = 1e-6  # points: metrics are shares of a few hundred examples, far coarser than this
@@ -316,24 +305,23 @@ class _ControlLog:
         return [metric for count, metric in self.calls if count == size]
 
 
-def _validation_fn(task: TaskSpec, items: list[dict], labels: list, log: _ControlLog | None = None):
+def _validation_fn(task: TaskSpec, items: list[dict], examples: list, log: _ControlLog | None = None):
     """NNCF's validation function: compiled model and items → the primary metric as a fraction.
 
-    NNCF may pass a subset of the items (when ranking layers), so labels are found by item identity
+    NNCF may pass a subset of the items (when ranking layers), so examples are found by item identity
     (NNCF hands the same objects back when the dataset has no transform function)."""
-    from pruneofa.core.metrics import compute_metrics, primary
-
-    label_of = {id(item): label for item, label in zip(items, labels, strict=True)}
+    example_of = {id(item): example for item, example in zip(items, examples, strict=True)}
 
     def validate(compiled_model: Any, subset) -> float:
-        predictions, references = [], []
-        for item in subset:
-            result = compiled_model(item)
-            predictions += _predictions(task, [np.asarray(result[0])])
-            references.append(label_of[id(item)])
-        metric = primary(task, compute_metrics(task, predictions, references))
+        subset = list(subset)
+
+        def forward(feed: dict) -> list[np.ndarray]:
+            return [np.asarray(compiled_model(feed)[0])]
+
+        scored = [example_of[id(item)] for item in subset]
+        metric = primary(task, evaluate_encoded(forward, task, scored, Encoded(subset)).metrics)
         if log is not None:
-            log.calls.append((len(references), metric))
+            log.calls.append((len(scored), metric))
         return metric / 100.0
 
     return validate
@@ -343,7 +331,7 @@ def _check_accuracy_control(
     task: TaskSpec,
     config: CalibrateConfig,
     items: list[dict],
-    labels: list,
+    examples: list,
     fp32_file: Path,
     int8_file: Path,
     outputs: tuple[str, ...],
@@ -352,8 +340,8 @@ def _check_accuracy_control(
 ) -> tuple[AccuracyControl, str | None]:
     """Measure the drop after NNCF's accuracy control ourselves (both files, the same labelled items) and
     hold it to ``--max-drop``; returns the manifest block and the failure, if any."""
-    fp32_metric = _evaluate(exact_engine(fp32_file, outputs), task, items, labels)
-    int8_metric = _evaluate(exact_engine(int8_file, outputs), task, items, labels)
+    fp32_metric = _evaluate(exact_engine(fp32_file, outputs), task, items, examples)
+    int8_metric = _evaluate(exact_engine(int8_file, outputs), task, items, examples)
     kept = kept_weights + [f"{name} (attention, activations)" for name in float_matmuls(int8_file)]
     whole = log.whole_set(len(items))
     drop = fp32_metric - int8_metric

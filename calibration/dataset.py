@@ -12,33 +12,19 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core.data import load_examples
-from pruneofa.core.qa import qa_window
+from pruneofa.core.evaluation import encode, inference_window
 from pruneofa.core.runtime import model_inputs
 from pruneofa.core.tasks import TaskSpec
-
-TEXT_MAX_LENGTH = 128
 
 
 def tokenize_examples(
     task: TaskSpec, examples: list, tokenizer: Any, input_names: list[str], model_max_length: int
 ) -> list[dict[str, np.ndarray]]:
-    """One feed per example (per feature for question answering)."""
-    if task.kind == "question-answering":
-        from pruneofa.core.qa import batches, prepare_qa_features
-
-        length, stride = qa_window(model_max_length)
-        features = prepare_qa_features(examples, tokenizer, max_length=length, stride=stride)
-        return [{k: v for k, v in feed.items() if k in input_names} for feed in batches(features, 1)]
-    feeds = []
-    for example in examples:
-        encoded = tokenizer(
-            *example.texts,
-            truncation=True,
-            max_length=min(TEXT_MAX_LENGTH, model_max_length),
-            return_tensors="np",
-        )
-        feeds.append(model_inputs(dict(encoded), input_names))
-    return feeds
+    """One feed per example (per SQuAD window for question answering), cut as every stage cuts its
+    inputs at inference (:func:`pruneofa.core.evaluation.inference_window`)."""
+    max_length, stride = inference_window(task, model_max_length)
+    encoded = encode(task, examples, tokenizer, batch_size=1, max_length=max_length, stride=stride)
+    return [model_inputs(feed, input_names) for feed in encoded.feeds]
 
 
 def calibration_feeds(
@@ -66,11 +52,10 @@ def evaluation_items(
     limit: int | None,
     model_max_length: int,
 ) -> tuple[list[dict[str, np.ndarray]], list]:
-    """Labelled dev examples for accuracy-controlled quantization (classification and regression)."""
+    """Labelled dev examples for accuracy-controlled quantization (classification and regression): one
+    feed per example, and the examples they were made from (their labels score the model)."""
     examples = load_examples(task, data, split="dev", limit=limit)
-    return tokenize_examples(task, examples, tokenizer, input_names, model_max_length), [
-        e.label for e in examples
-    ]
+    return tokenize_examples(task, examples, tokenizer, input_names, model_max_length), examples
 
 
 def pad_to_common_length(feeds: list[dict[str, np.ndarray]], pad_id: int) -> list[dict[str, np.ndarray]]:

@@ -1,13 +1,15 @@
-"""Atomic output folders: build beside the destination, move into place only when complete.
+"""Atomic outputs: a folder or a file is built beside its destination and moved into place only when
+complete.
 
-A crash, a failed check or Ctrl-C therefore never leaves a half-written model where a good one was
-expected, and an existing output is never half-overwritten.
+A crash, a failed check or Ctrl-C therefore never leaves a half-written model (or report) where a good
+one was expected, and an existing output is never half-overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -61,3 +63,22 @@ def atomic_output_dir(output: Path, *, overwrite: bool) -> Iterator[Path]:
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then ``os.replace`` it into place: a reader
+    (a CI artifact upload, a browser) sees the old file or the whole new one, never half of one, and two
+    runs writing the same path do not share a temporary file. The file gets the permissions a plain write
+    would give (the umask applies; ``tempfile.mkstemp`` would leave it readable by its owner only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise

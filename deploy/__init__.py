@@ -19,8 +19,8 @@ _EXPORTS = {
     "PackageConfig": "config",
     "ServeConfig": "config",
     "ValidateConfig": "config",
-    "BenchmarkReport": "benchmark",
-    "benchmark_model": "benchmark",
+    "BenchmarkReport": "benchmarking.report",
+    "benchmark_model": "benchmarking.benchmark",
     "PackageResult": "packaging",
     "package_model": "packaging",
     "unpack_archive": "packaging",
@@ -29,8 +29,8 @@ _EXPORTS = {
     "CompileSettings": "settings",
     "SparseDecision": "settings",
     "choose_settings": "settings",
-    "ValidationReport": "validate",
-    "validate_model": "validate",
+    "ValidationReport": "validation.reports",
+    "validate_model": "validation.validate",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -66,7 +66,7 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from pruneofa.deploy.validate import format_report, validate_model
+    from pruneofa.deploy.validation import format_report, validate_model
 
     report = validate_model(args.candidate, config_from_args(ValidateConfig, args), quiet=args.quiet)
     print(format_report(report))
@@ -80,7 +80,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from pruneofa.deploy.benchmark import benchmark_model, markdown_table
+    from pruneofa.deploy.benchmarking import benchmark_model, markdown_table
 
     config = config_from_args(BenchmarkConfig, args)
     report = benchmark_model(args.folders, config, command=command_line(args), quiet=args.quiet)

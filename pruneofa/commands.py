@@ -80,7 +80,7 @@ def run_qat(args: argparse.Namespace) -> int:
     if after.no_export:
         return 0
     from pruneofa.deploy.config import validate_config
-    from pruneofa.deploy.validate import format_report, validate_model
+    from pruneofa.deploy.validation import format_report, validate_model
     from pruneofa.exporter import export_model, make_config
 
     passed = True

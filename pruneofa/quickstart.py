@@ -201,7 +201,7 @@ def quickstart(options: QuickstartOptions, *, quiet: bool = False) -> dict[str, 
     from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
     from pruneofa.core.manifest import read_manifest
     from pruneofa.core.progress import Progress
-    from pruneofa.deploy.benchmark import benchmark_model
+    from pruneofa.deploy.benchmarking import benchmark_model
     from pruneofa.deploy.config import BenchmarkConfig, PackageConfig
     from pruneofa.deploy.packaging import package_model
     from pruneofa.deploy.pipeline import load

@@ -1,4 +1,5 @@
-"""Dev-set evaluation of a PyTorch model with the task's official metric (end of teacher/finetune)."""
+"""Dev-set evaluation of a PyTorch model with the task's official metric (end of teacher/finetune),
+through the evaluation routine every stage shares (:mod:`pruneofa.core.evaluation`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pruneofa.core.metrics import compute_metrics
+from pruneofa.core.evaluation import evaluate as evaluate_model
 from pruneofa.core.tasks import TaskSpec
 
 
@@ -22,26 +23,17 @@ def evaluate(
     batch_size: int = 32,
     stride: int = 128,
 ) -> dict[str, float]:
+    """The task's metrics (percent) of ``model`` on ``examples``, cut at ``seq_len`` tokens (SQuAD
+    contexts in windows of ``seq_len`` overlapping by ``stride``)."""
     model.eval()
     # After training on a GPU the model is still there: inputs follow it, outputs come back to the CPU.
     device = next(model.parameters()).device
-    if task.kind == "question-answering":
-        from pruneofa.core.qa import batches, postprocess_qa, prepare_qa_features
+    names = ("start_logits", "end_logits") if task.kind == "question-answering" else ("logits",)
 
-        features = prepare_qa_features(examples, tokenizer, max_length=seq_len, stride=stride)
-        starts, ends = [], []
-        for feed in batches(features, batch_size):
-            out = model(**{k: torch.from_numpy(v).to(device) for k, v in feed.items()})
-            starts.append(out.start_logits.float().cpu().numpy())
-            ends.append(out.end_logits.float().cpu().numpy())
-        return compute_metrics(task, postprocess_qa(examples, features, starts, ends), examples)
-    predictions: list = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        columns = list(zip(*(e.texts for e in chunk), strict=True))
-        encoded = tokenizer(*columns, padding=True, truncation=True, max_length=seq_len, return_tensors="pt")
-        logits = model(**encoded.to(device)).logits.float().cpu().numpy()
-        predictions += (
-            logits.reshape(-1).tolist() if task.kind == "regression" else np.argmax(logits, -1).tolist()
-        )
-    return compute_metrics(task, predictions, [e.label for e in examples])
+    def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = model(**{k: torch.from_numpy(v).to(device) for k, v in feed.items()})
+        return [getattr(out, name).float().cpu().numpy() for name in names]
+
+    return evaluate_model(
+        forward, task, examples, tokenizer, batch_size=batch_size, max_length=seq_len, stride=stride
+    ).metrics

@@ -9,9 +9,10 @@ import pytest
 
 from pruneofa.core.data import TextExample, load_examples
 from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import write_atomically
 from pruneofa.core.tasks import get_task
-from pruneofa.deploy import behaviour
-from pruneofa.deploy.validate import column_values, write_atomically
+from pruneofa.deploy.validation import behaviour, behaviour_by_task
+from pruneofa.deploy.validation.columns import column_values
 
 
 def _logits(predicted: list[int], confidence: list[float], classes: int = 2) -> np.ndarray:
@@ -46,7 +47,8 @@ def test_per_class_precision_recall_f1_by_hand():
     reference = np.array([0, 0, 0, 1, 1, 2])
     candidate = np.array([0, 1, 1, 1, 1, 2])  # two class-0 examples go to class 1
     rows = {
-        r.value: r for r in behaviour.class_scores(gold, reference, candidate, ["a", "b", "c"], min_size=3)
+        r.value: r
+        for r in behaviour_by_task.class_scores(gold, reference, candidate, ["a", "b", "c"], min_size=3)
     }
     a, b, c = rows["a"], rows["b"], rows["c"]
     # class a: candidate precision 1/1, recall 1/3, F1 = 2*1/(1+3) = 0.5
@@ -61,10 +63,12 @@ def test_per_class_precision_recall_f1_by_hand():
 
 def test_class_nobody_has_or_predicts_is_left_out_and_extra_ids_are_named():
     gold, preds = np.array([0, 1]), np.array([0, 2])
-    rows = behaviour.class_scores(gold, preds, preds, behaviour.label_names(["x", "y"], 3), min_size=1)
+    rows = behaviour_by_task.class_scores(
+        gold, preds, preds, behaviour_by_task.label_names(["x", "y"], 3), min_size=1
+    )
     assert [r.value for r in rows] == ["x", "y", "id 2"]
     assert rows[2].examples == 0 and rows[2].detail["candidate_predicted"] == 1.0
-    assert behaviour.label_names(["x", "y"], 2) == ["x", "y"]
+    assert behaviour_by_task.label_names(["x", "y"], 2) == ["x", "y"]
 
 
 def test_length_buckets_are_power_of_two_token_counts():
@@ -89,7 +93,7 @@ def test_slices_by_length_and_column_on_a_hand_made_set():
     cand_logits = _logits(cand_pred, [0.8, 0.7, 0.8, 0.8, 0.95, 0.8])
     lengths = [5, 5, 5, 40, 40, 200]  # buckets 1-16 ×3, 33-64 ×2, 129-256 ×1
     domain = ["news", "news", "web", "web", "web", "news"]
-    found = behaviour.classification_behaviour(
+    found = behaviour_by_task.classification_behaviour(
         labels=["neg", "pos"],
         gold=gold,
         reference_logits=ref_logits,
@@ -146,7 +150,7 @@ def test_regression_error_by_gold_range_is_reported_not_gated():
     gold = np.array([0.0, 1.0, 2.5, 4.0, 5.0])
     ref = gold + 0.05
     cand = np.array([0.0, 1.0, 2.5, 4.0, 3.0])  # the top score is under-predicted by 2
-    found = behaviour.regression_behaviour(
+    found = behaviour_by_task.regression_behaviour(
         gold=gold,
         reference=ref,
         candidate=cand,
@@ -169,17 +173,19 @@ def test_regression_error_by_gold_range_is_reported_not_gated():
 
 
 def test_question_answering_buckets():
-    assert behaviour.question_type("How many people live there?") == "how many/much"
-    assert behaviour.question_type("In what year did it open?") == "what"
-    assert behaviour.question_type("Whose idea was it?") == "who"
-    assert behaviour.question_type("Name the river.") == "other"
-    assert [behaviour.answer_length([a]) for a in ("Paris", "New York", "a b c d", "a b c d e f g")] == [
+    assert behaviour_by_task.question_type("How many people live there?") == "how many/much"
+    assert behaviour_by_task.question_type("In what year did it open?") == "what"
+    assert behaviour_by_task.question_type("Whose idea was it?") == "who"
+    assert behaviour_by_task.question_type("Name the river.") == "other"
+    assert [
+        behaviour_by_task.answer_length([a]) for a in ("Paris", "New York", "a b c d", "a b c d e f g")
+    ] == [
         "1 word",
         "2 words",
         "4-5 words",
         "6+ words",
     ]
-    found = behaviour.qa_behaviour(
+    found = behaviour_by_task.qa_behaviour(
         ids=["q1", "q2", "q3"],
         questions=["Who won?", "Who lost?", "When was it?"],
         contexts=["c1", "c2", "c3"],

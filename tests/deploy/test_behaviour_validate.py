@@ -113,18 +113,18 @@ def _run(case, *extra: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def gated(case, tmp_path_factory):
     """One run with every report and both new gates; HTML writes are watched for atomicity."""
-    from pruneofa.deploy import validate
+    from pruneofa.deploy.validation import reports
 
     out = tmp_path_factory.mktemp("gated")
     written = []
-    real = validate.write_atomically
+    real = reports.write_atomically
 
     def watched(path, text):
         written.append(Path(path))
         real(path, text)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(validate, "write_atomically", watched)
+        patch.setattr(reports, "write_atomically", watched)
         code, stdout, _ = _run(
             case,
             "--max-class-drop",

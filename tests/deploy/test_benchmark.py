@@ -11,7 +11,8 @@ from PIL import Image
 
 from pruneofa.cli import main
 from pruneofa.core.errors import InputError
-from pruneofa.deploy.benchmark import benchmark_model, source_model_of
+from pruneofa.deploy.benchmarking import benchmark_model
+from pruneofa.deploy.benchmarking.peers import source_model_of
 from pruneofa.deploy.config import benchmark_config
 
 
@@ -104,7 +105,7 @@ def test_bad_benchmark_input(export_once, tmp_path, capsys):
 
 
 def test_a_busy_machine_is_reported():
-    from pruneofa.deploy.benchmark import busy_machine
+    from pruneofa.deploy.benchmarking.measurement import busy_machine
 
     assert busy_machine(2, load=0.3) is None
     warning = busy_machine(2, load=1.6)
@@ -112,7 +113,7 @@ def test_a_busy_machine_is_reported():
 
 
 def test_folders_of_the_same_name_get_labels_that_tell_them_apart(tmp_path):
-    from pruneofa.deploy.benchmark import display_names
+    from pruneofa.deploy.benchmarking.report import display_names
 
     a, b, c = tmp_path / "run-90" / "sparse", tmp_path / "run-85" / "sparse", tmp_path / "run-90" / "dense"
     assert display_names([a, b, c]) == {a: "run-90/sparse", b: "run-85/sparse", c: "dense"}

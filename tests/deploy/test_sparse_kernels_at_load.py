@@ -76,7 +76,7 @@ def test_validate_runs_the_candidate_with_kernels_against_a_plain_reference(spar
 
 
 def test_benchmark_names_the_sparse_layers_and_measures_the_kernels_off_twin(sparse_ir, tmp_path):
-    from pruneofa.deploy.benchmark import benchmark_model, markdown_table
+    from pruneofa.deploy.benchmarking import benchmark_model, markdown_table
     from pruneofa.deploy.config import BenchmarkConfig
 
     report = benchmark_model(

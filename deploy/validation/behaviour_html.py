@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pruneofa.deploy.behaviour import Behaviour, GroupScore, ModelCalibration
+from pruneofa.deploy.validation.behaviour import Behaviour, GroupScore, ModelCalibration
 
 if TYPE_CHECKING:
-    from pruneofa.deploy.validate import ValidationReport
+    from pruneofa.deploy.validation.reports import ValidationReport
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }

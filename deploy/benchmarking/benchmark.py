@@ -1,0 +1,160 @@
+"""``pruneofa benchmark``: latency and throughput of exported folders beside the peers a user would
+otherwise run, in one process, on the same inputs, interleaved so that machine noise hits all alike.
+
+Peers are built from the source model recorded in the (first) folder's ``pruneofa.json`` lineage
+(:mod:`.peers`).
+
+Inputs are random token ids of exactly ``seq`` tokens (no padding), the same array for every variant.
+For each batch size: warm-up, then ``repeats`` rounds; in each round every variant runs for
+``duration / repeats`` seconds in turn. Percentiles are per round; the report gives their medians over
+rounds, throughput likewise (:mod:`.measurement`), and ratios of medians against each peer
+(:mod:`.report`, which also writes the table and the chart).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from pruneofa.core.cpu import detect_cpu
+from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.manifest import library_versions, now_utc, read_manifest, write_manifest
+from pruneofa.core.progress import Progress
+from pruneofa.core.runtime import ONNX_FILE, OPENVINO_XML, is_exported_folder
+from pruneofa.deploy.benchmarking.measurement import (
+    busy_machine,
+    interleaved_rounds,
+    machine_load_average,
+    make_feed,
+)
+from pruneofa.deploy.benchmarking.peers import Variant, candidate_variant, peer_variant, source_model_of
+from pruneofa.deploy.benchmarking.report import (
+    BenchmarkReport,
+    add_ratios,
+    display_names,
+    markdown_table,
+    report_manifest,
+    verdict,
+    write_chart,
+)
+from pruneofa.deploy.config import BenchmarkConfig
+from pruneofa.exporter import graph
+
+
+def benchmark_model(
+    folders: str | Path | list[str | Path],
+    config: BenchmarkConfig,
+    *,
+    command: list[str] | None = None,
+    quiet: bool = False,
+) -> BenchmarkReport:
+    """Benchmark one or more exported folders (candidates) against the peers in ``config.vs``.
+
+    The peers come from the first folder's source model; every candidate is compared with the same peers.
+    Writes ``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` to ``config.output`` (atomically)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    started = time.perf_counter()
+    step = Progress(quiet)
+    paths = [Path(f).expanduser().resolve() for f in (folders if isinstance(folders, list) else [folders])]
+    if not paths:
+        raise InputError("give at least one FOLDER to benchmark")
+    for path in paths:
+        if not is_exported_folder(path):
+            raise InputError(
+                f"{path} is not an exported folder (no {OPENVINO_XML} or {ONNX_FILE}); run 'pruneofa export' first"
+            )
+    output = config.output or Path("bench-out") / "benchmark" / paths[0].name
+    check_output_dir(output, overwrite=config.overwrite)
+    cpu = detect_cpu()
+    threads = config.threads or cpu.cores
+    source = source_model_of(paths[0])
+    step(f"CPU: {cpu.summary()}; {threads} threads for every variant; source model: {source or 'unknown'}")
+    load_average = machine_load_average()
+    busy = busy_machine(cpu.cores, load_average)
+    if load_average is not None:
+        step(f"machine load average {load_average:.2f} on {cpu.cores} cores")
+    if busy:
+        step(busy)
+
+    hf_config = AutoConfig.from_pretrained(paths[0], trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(paths[0], trust_remote_code=False)
+    manifest = read_manifest(paths[0])
+    input_names = (
+        list(manifest.export.inputs) if manifest and manifest.export else ["input_ids", "attention_mask"]
+    )
+    seq = min(config.seq, graph.max_sequence_length(hf_config))
+    first_feed = make_feed(tokenizer, input_names, 1, seq, int(hf_config.vocab_size))
+    variants: list[Variant] = []
+    names = display_names(paths)
+    for path in paths:
+        step(f"loading candidate {path}")
+        variant = candidate_variant(path, threads, first_feed, config.sparse_kernels, name=names[path])
+        variants.append(variant)
+        step(f"  {variant.report.sparse_kernels}")
+        if variant.report.sparse_layers:  # the same folder without the kernels, measured in the same rounds
+            variants.append(
+                candidate_variant(
+                    path, threads, first_feed, "off", twin_of=variant.report.label, name=names[path]
+                )
+            )
+    first = variants[0].keep
+    task = first.task
+    for candidate in variants[1:]:
+        if candidate.keep.task.name != task.name:
+            raise InputError(
+                f"{candidate.report.location} is a {candidate.keep.task.name} model but {paths[0]} is {task.name}; "
+                "benchmark folders of one task together"
+            )
+    seq = min(seq, min(v.keep.max_length for v in variants))
+    if seq < config.seq:
+        step(f"--seq {config.seq} is longer than the models allow; using {seq}")
+
+    with tempfile.TemporaryDirectory(prefix="pruneofa-bench-") as work:
+        for kind in config.vs:
+            variants.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
+        runnable = [v for v in variants if v.run is not None]
+        for batch in config.batches:
+            feed = make_feed(tokenizer, input_names, batch, seq, int(hf_config.vocab_size))
+            interleaved_rounds(
+                runnable,
+                feed,
+                batch,
+                warmup=config.warmup,
+                repeats=config.repeats,
+                duration=config.duration,
+                step=step,
+            )
+            runnable = [v for v in runnable if v.report.available]
+
+    reports = [v.report for v in variants]
+    add_ratios(reports)
+    fastest, statement = verdict(reports, cpu, config.batches)
+    report = BenchmarkReport(
+        created_at=now_utc(),
+        cpu=cpu.summary(),
+        isa=cpu.isa,
+        threads=threads,
+        seq=seq,
+        batches=config.batches,
+        duration_s=config.duration,
+        repeats=config.repeats,
+        source_model=source,
+        variants=reports,
+        fastest=fastest,
+        statement=statement,
+        command=command or ["pruneofa.deploy.benchmark_model", *map(str, paths)],
+        versions=library_versions(),
+        wall_time_s=round(time.perf_counter() - started, 1),
+        machine_load=busy,
+        load_average=load_average,
+    )
+    with atomic_output_dir(output, overwrite=config.overwrite) as staging:
+        write_manifest(staging, report_manifest(paths[0], report))
+        (staging / "benchmark.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        (staging / "benchmark.md").write_text(markdown_table(report) + "\n", encoding="utf-8")
+        write_chart(report, staging / "benchmark.png")
+    step(f"done: {output}/benchmark.json, benchmark.md, benchmark.png")
+    return report

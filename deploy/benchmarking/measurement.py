@@ -1,0 +1,162 @@
+"""How the benchmark measures: identical random inputs, warm-up, then interleaved rounds in which every
+variant runs for the same time in turn, so that machine noise hits all alike; per-round percentiles
+summarized by their median over rounds; peak memory while a variant loads; and a warning when the
+machine is already busy.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from pruneofa.core.progress import Progress
+
+
+class Measurement(BaseModel):
+    batch: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput_seq_s: float
+    iterations: int
+    rounds: int
+
+
+def machine_load_average() -> float | None:
+    """The 1-minute load average, where the system reports one."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_machine(cores: int, load: float | None = None) -> str | None:
+    """A warning when other processes already keep the cores busy (1-minute load average): OpenMP
+    threads then wait at every barrier for a core, so latencies, and ratios against PyTorch most of all,
+    are not what an idle machine gives (docs/deploy.md has the figures)."""
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            return None
+    if load < 0.5 * cores:
+        return None
+    return (
+        f"warning: the machine is busy (load average {load:.1f} on {cores} cores); latencies will be inflated, "
+        "PyTorch's OpenMP threads most of all — measure on an idle machine for figures to publish"
+    )
+
+
+class PeakRss:
+    """Peak resident memory of this process while the block runs (sampled every 5 ms), minus the start."""
+
+    def __enter__(self) -> PeakRss:
+        import psutil
+
+        self._process = psutil.Process()
+        gc.collect()
+        self.start = self._process.memory_info().rss
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._stop.wait(0.005)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def megabytes(self) -> float:
+        return round((self.peak - self.start) / 2**20, 1)
+
+
+def make_feed(tokenizer: Any, input_names: list[str], batch: int, seq: int, vocab: int, seed: int = 0):
+    """``batch`` × ``seq`` random ordinary tokens between the tokenizer's start and end tokens."""
+    rng = np.random.default_rng(seed)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    ordinary = np.array([i for i in range(vocab) if i not in special], dtype=np.int64)
+    ids = ordinary[rng.integers(0, len(ordinary), size=(batch, seq))]
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if start is not None:
+        ids[:, 0] = start
+    if end is not None:
+        ids[:, -1] = end
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if "token_type_ids" in input_names:
+        feed["token_type_ids"] = np.zeros_like(ids)
+    return feed
+
+
+def measure(run: Callable, feed: dict[str, np.ndarray], seconds: float, minimum: int = 3) -> list[float]:
+    """Milliseconds of each call of ``run(feed)`` for ``seconds`` (and at least ``minimum`` calls)."""
+    times = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < minimum or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        run(feed)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
+def summarize(batch: int, rounds: list[list[float]]) -> Measurement:
+    """The median over rounds of each round's percentiles and throughput."""
+    per_round = [np.percentile(r, [50, 90, 99]) for r in rounds]
+    throughput = [batch * len(r) / (sum(r) / 1000.0) for r in rounds]
+    return Measurement(
+        batch=batch,
+        p50_ms=round(float(np.median([p[0] for p in per_round])), 3),
+        p90_ms=round(float(np.median([p[1] for p in per_round])), 3),
+        p99_ms=round(float(np.median([p[2] for p in per_round])), 3),
+        throughput_seq_s=round(float(np.median(throughput)), 2),
+        iterations=sum(len(r) for r in rounds),
+        rounds=len(rounds),
+    )
+
+
+def interleaved_rounds(
+    variants: Sequence[Any],
+    feed: dict[str, np.ndarray],
+    batch: int,
+    *,
+    warmup: int,
+    repeats: int,
+    duration: float,
+    step: Progress,
+) -> None:
+    """Warm every variant up on ``feed``, then run ``repeats`` rounds in which each variant runs for
+    ``duration / repeats`` seconds in turn; each variant's report gets its :class:`Measurement` for
+    ``batch``. A variant that fails is marked unavailable with the reason and left out of the rounds."""
+    runnable = list(variants)
+    step(f"batch {batch}, seq {feed['input_ids'].shape[1]}: warm-up ({warmup} runs each)")
+    for variant in list(runnable):
+        try:
+            variant.specialize(feed)
+            for _ in range(max(warmup, 1)):
+                variant.run(feed)
+        except Exception as err:  # a runtime error in one variant is reported, not fatal
+            variant.report.available = False
+            variant.report.reason = f"failed at batch {batch}: {type(err).__name__}: {str(err)[:200]}"
+            runnable.remove(variant)
+    rounds: dict[int, list[list[float]]] = {id(v): [] for v in runnable}
+    share = duration / repeats
+    for round_index in range(repeats):
+        step(f"batch {batch}: round {round_index + 1}/{repeats} ({share:.1f} s per variant)")
+        for variant in runnable:
+            rounds[id(variant)].append(measure(variant.run, feed, share))
+    for variant in runnable:
+        variant.report.results.append(summarize(batch, rounds[id(variant)]))
