@@ -3,6 +3,7 @@
 // by tests and benchmarks without building an OpenVINO model.
 #include <openvino/core/extension.hpp>
 #include <openvino/core/op_extension.hpp>
+#include "sparse_layer_inputs.hpp"
 #include "sparse_linear.hpp"
 #include "spmm.hpp"
 #include "tbb_parallel.hpp"
@@ -30,6 +31,9 @@ __attribute__((visibility("default"))) int pruneofa_kernels_set_isa(const char* 
     pruneofa::Isa isa;
     return pruneofa::parse_isa(name, &isa) && pruneofa::set_active_isa(isa) ? 1 : 0;
 }
+
+// How many times a sparse layer's constants were checked in full (lengths and structure) at load.
+__attribute__((visibility("default"))) int64_t pruneofa_kernels_load_checks() { return pruneofa::full_layer_checks(); }
 
 __attribute__((visibility("default"))) void pruneofa_kernels_set_tile(int tokens) { pruneofa::set_tile_tokens(tokens); }
 

@@ -52,7 +52,8 @@ public:
 
 private:
     LayerAttrs m_layer;
-    // The sparse inputs are constants: their structure is checked on the first evaluate() only.
+    CheckedConstants m_load_checked;  // the constants validate_and_infer_types checked in full
+    // evaluate() checks the tensors it is given once more, on its first call (they are the constants).
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
 };
@@ -89,6 +90,7 @@ private:
     std::string m_second_activation = "none";
     std::string m_first_name;
     std::string m_second_name;
+    CheckedConstants m_load_checked;
     mutable std::atomic<bool> m_first_checked{false};
     mutable std::atomic<bool> m_second_checked{false};
     mutable std::mutex m_check_mutex;
@@ -112,6 +114,7 @@ private:
     LayerAttrs m_layer;  // the stacked matrix: out_features counts all parts
     int64_t m_parts = 1;
     std::string m_names;
+    CheckedConstants m_load_checked;
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
 };

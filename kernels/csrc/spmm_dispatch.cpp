@@ -7,6 +7,7 @@
 #include <new>
 #include <vector>
 
+#include "layer_layout.hpp"
 #include "spmm.hpp"
 
 namespace pruneofa {
@@ -196,16 +197,10 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks) {
                                                 p.y_parts == nullptr)))
         return "a split output needs part_rows dividing out_features, a multiple of 16, and its outputs";
     if (p.in_features < 0 || p.out_features < 0) return "negative feature count";
+    if (p.in_features > kMaxFeatures || p.out_features > kMaxFeatures) return "feature count too large";
     if (n_blocks > 0 && (p.int8 ? p.values_i8 == nullptr : p.values_f32 == nullptr)) return "values missing";
     if (p.int8 && p.out_features > 0 && p.scales == nullptr) return "INT8 values need per-row scales";
-    if (p.row_ptr == nullptr || (n_blocks > 0 && p.col_idx == nullptr)) return "row_ptr / col_idx missing";
-    if (p.row_ptr[0] != 0) return "row_ptr[0] must be 0";
-    for (int64_t n = 0; n < p.out_features; ++n)
-        if (p.row_ptr[n + 1] < p.row_ptr[n]) return "row_ptr must be non-decreasing";
-    if (p.row_ptr[p.out_features] != n_blocks) return "row_ptr[out_features] must equal the number of blocks";
-    for (int64_t j = 0; j < n_blocks; ++j)
-        if (p.col_idx[j] < 0 || int64_t(p.col_idx[j]) + p.block > p.in_features) return "column index out of range";
-    return nullptr;
+    return check_structure(p.row_ptr, p.out_features, p.col_idx, n_blocks, p.in_features, p.block);
 }
 
 namespace {
