@@ -286,6 +286,34 @@ int crafted_layouts(const std::vector<Isa>& isas) {
     return failures;
 }
 
+// The same problem on 1 worker and on `workers` (tokens split between them at multiples of the lanes),
+// and with every tile width: the same bits.
+bool run_thread_split(const Case& c, std::mt19937& rng, Isa isa, int workers) {
+    const Csr m = make(c, rng);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(c.t * c.k));
+    for (auto& v : x) v = u(rng);
+    std::vector<float> one(static_cast<size_t>(c.t * c.n)), many(one.size(), std::nanf(""));
+    SpmmProblem p = problem_of(c, m);
+    p.x = x.data();
+    p.y = one.data();
+    spmm(p, isa, SerialParallel(1));
+    for (int tile : {0, 16, 32, 64}) {
+        set_tile_tokens(tile);
+        p.y = many.data();
+        spmm(p, isa, SerialParallel(workers));
+        for (size_t i = 0; i < one.size(); ++i)
+            if (!(one[i] == many[i])) {
+                std::printf("THREAD SPLIT MISMATCH isa=%s t=%lld k=%lld n=%lld workers=%d tile=%d at %zu\n",
+                            isa_name(isa), (long long)c.t, (long long)c.k, (long long)c.n, workers, tile, i);
+                set_tile_tokens(0);
+                return false;
+            }
+    }
+    set_tile_tokens(0);
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -358,6 +386,18 @@ int main(int argc, char** argv) {
         if (validate(p, 0) == nullptr) {
             std::printf("a 12-row part was accepted\n");
             ++failures;
+        }
+    }
+    // Outputs independent of the thread count and tile width (tokens 1..200, 2..6 workers).
+    for (int i = 0; i < cases / 5 + 1; ++i) {
+        Case c{ts[rng() % 8], ks[rng() % 6], ns[rng() % 5], blocks[rng() % 4], sparsities[rng() % 4],
+               rng() % 2 == 0, rng() % 3 != 0, static_cast<int>(rng() % 2)};
+        c.t = 1 + static_cast<int64_t>(rng() % 200);
+        const int workers = 2 + static_cast<int>(rng() % 5);
+        for (Isa isa : isas) {
+            std::mt19937 local(static_cast<unsigned>(9000 + i));
+            failures += run_thread_split(c, local, isa, workers) ? 0 : 1;
+            ++run;
         }
     }
     failures += crafted_layouts(isas);

@@ -353,19 +353,15 @@ def test_read_sparse_ir_gives_one_line(kernels, saved_irs, tmp_path):
 def test_dynamic_shapes_do_not_repeat_the_load_check(kernels, saved_irs):
     """The O(nnz) check runs when the model is read, not at each inference (OpenVINO re-validates a clone
     of the node at every call with dynamic shapes)."""
-    import ctypes
-
     import openvino as ov
 
-    lib = kernels.library._cdll()
-    lib.pruneofa_kernels_load_checks.restype = ctypes.c_int64
     core = ov.Core()
     kernels.register(core)
-    before = lib.pruneofa_kernels_load_checks()
+    before = kernels.library.load_checks()
     compiled = core.compile_model(core.read_model(str(saved_irs["SparseLinearPair"])), "CPU", F32)
-    loaded = lib.pruneofa_kernels_load_checks()
+    loaded = kernels.library.load_checks()
     assert loaded > before
     request = compiled.create_infer_request()
     for seq in range(1, 20):
         request.infer([np.ones((1, seq, 40), np.float32)])
-    assert lib.pruneofa_kernels_load_checks() == loaded
+    assert kernels.library.load_checks() == loaded
