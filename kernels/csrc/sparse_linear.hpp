@@ -24,6 +24,11 @@
 // outputs of out_features / parts each. Inputs as SparseLinear's (the stacked rows); attributes
 // in_features, out_features (all parts), parts, block, has_bias, activation, and names (the original
 // layers' names, one per line, for sparsity accounting). Outputs: parts x f32 [..., out_features / parts].
+//
+// Every op checks its constants against its attributes in validate_and_infer_types, i.e. when a model is
+// read or built (check_layer in sparse_layer_inputs.hpp, layer_layout.hpp): an IR is untrusted input
+// (OpenVINO Model Server loads it with --cpu_extension), and a malformed one must fail there, not read out
+// of bounds at inference.
 #pragma once
 
 #include <atomic>
