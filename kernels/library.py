@@ -263,6 +263,17 @@ def _layer(weight: Any, activation: str, keep: list) -> _Layer:
     arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
     scales = None if weight.scales is None else np.ascontiguousarray(weight.scales, np.float32)
     bias = None if weight.bias is None else np.ascontiguousarray(weight.bias, np.float32)
+    n = weight.out_features
+    lengths_ok = (
+        arrays[0].size == n + 1
+        and arrays[2].size == arrays[1].size * weight.block
+        and (scales is None or scales.size == n)
+        and (bias is None or bias.size == n)
+    )
+    if not lengths_ok:
+        raise ValueError(
+            "invalid sparse weight structure: constant lengths do not match out_features / block"
+        )
     keep.extend([*arrays, scales, bias])
     return _Layer(
         weight.in_features, weight.out_features, arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,

@@ -365,3 +365,13 @@ def test_dynamic_shapes_do_not_repeat_the_load_check(kernels, saved_irs):
     for seq in range(1, 20):
         request.infer([np.ones((1, seq, 40), np.float32)])
     assert kernels.library.load_checks() == loaded
+
+
+def test_direct_kernel_call_checks_lengths_too(kernels):
+    """library.spmm (tests, benchmarks) refuses constants whose lengths do not match, as the ops do."""
+    from pruneofa.kernels import formats, library
+
+    sw = formats.pack(np.eye(4, dtype=np.float32), bias=np.zeros(4, np.float32))
+    sw.bias = sw.bias[:1]
+    with pytest.raises(ValueError, match="lengths do not match"):
+        library.spmm(np.ones((2, 4), np.float32), sw)
