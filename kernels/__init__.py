@@ -29,7 +29,11 @@ Public API::
 - ``mode="auto"`` replaces a layer when its sparsity reaches the crossover measured for its shape and
   ISA (``crossover.json``, written by ``benchmarks/kernels_layers.py``); ``"on"`` replaces every eligible
   layer; ``"off"`` none. Environment: ``PRUNEOFA_KERNELS_ISA=scalar|avx2|avx512`` forces a kernel path,
-  ``PRUNEOFA_KERNELS_DISABLE=1`` disables the kernels, ``PRUNEOFA_KERNELS_LIBRARY`` names a prebuilt library.
+  ``PRUNEOFA_KERNELS_DISABLE=1`` disables the kernels, ``PRUNEOFA_KERNELS_LIBRARY`` names a prebuilt library,
+  ``PRUNEOFA_KERNELS_TILE=<tokens>`` forces the token-tile width (else it follows the L2 size read at load;
+  ``PRUNEOFA_KERNELS_CACHE_SIZES=l1d,l2`` fakes those sizes).
+- The ops check every constant against their attributes when a model is read: a malformed or tampered IR
+  is refused then, with one line naming the op and the problem, never read out of bounds.
 
 Details and measurements: docs/kernels.md.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pruneofa.core.errors import InputError, last_line
 from pruneofa.kernels import library
 from pruneofa.kernels.rewrite import Mode, SparseReport, rewrite
 
@@ -60,7 +61,17 @@ def save_sparse_ir(model: Any, xml_path: str | Path) -> Path:
 
 
 def read_sparse_ir(core: Any, xml_path: str | Path) -> Any:
-    """Read an IR that contains SparseLinear ops (registers the extension first; RuntimeError without it)."""
+    """Read an IR that contains SparseLinear ops (registers the extension first; RuntimeError without it).
+
+    The ops check every constant against their attributes while the model is read; an IR that fails
+    (tampered or truncated) raises :class:`~pruneofa.core.errors.InputError` with OpenVINO's reason on
+    one line."""
     if not library.register(core):
         raise RuntimeError(f"{xml_path} needs the pruneofa kernels extension, which is unavailable here")
-    return core.read_model(str(xml_path))
+    try:
+        return core.read_model(str(xml_path))
+    except RuntimeError as err:
+        raise InputError(
+            f"{xml_path} is not a usable sparse IR ({last_line(err)}); re-export it with "
+            "'pruneofa export MODEL --target openvino --sparse-ir'"
+        ) from err

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,17 @@ def _cdll() -> ctypes.CDLL | None:
             lib.pruneofa_kernels_set_isa.argtypes = [ctypes.c_char_p]
             lib.pruneofa_kernels_isa_supported.argtypes = [ctypes.c_char_p]
             lib.pruneofa_kernels_set_tile.argtypes = [ctypes.c_int]
+            lib.pruneofa_kernels_tile_forced.restype = ctypes.c_int
+            lib.pruneofa_kernels_cache_sizes.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 2
+            lib.pruneofa_kernels_cache_sizes.restype = ctypes.c_char_p
+            lib.pruneofa_kernels_tile_width.argtypes = [
+                ctypes.c_int64,
+                ctypes.c_char_p,
+                ctypes.c_int64,
+                ctypes.c_int64,
+            ]
+            lib.pruneofa_kernels_tile_width.restype = ctypes.c_int64
+            lib.pruneofa_kernels_load_checks.restype = ctypes.c_int64
             p, i64, layer = ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(_Layer)
             lib.pruneofa_kernels_spmm.argtypes = [p, p, i64, layer, ctypes.c_int]
             lib.pruneofa_kernels_spmm.restype = ctypes.c_int
@@ -158,6 +170,68 @@ def set_tile_tokens(tokens: int) -> None:
         lib.pruneofa_kernels_set_tile(int(tokens))
 
 
+@dataclass(frozen=True)
+class CacheSizes:
+    """The per-core data caches the library read when it loaded (bytes; 0 when unknown), and from where:
+    ``PRUNEOFA_KERNELS_CACHE_SIZES`` ("l1d,l2" in bytes or with K/M, for tests or a CPU that misreports),
+    ``sysfs`` (cpu0's caches), ``sysconf`` or ``unknown``."""
+
+    l1d: int
+    l2: int
+    source: str
+
+    def describe(self) -> str:
+        if self.l2 <= 0:
+            return "cache sizes unknown"
+        return f"L1d {_size(self.l1d)}, L2 {_size(self.l2)} ({self.source})"
+
+
+def _size(n: int) -> str:
+    return f"{n // (1 << 20)} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n // 1024} KiB"
+
+
+def cache_sizes() -> CacheSizes | None:
+    """The caches the token-tile width is derived from (None when the library is unavailable)."""
+    lib = _cdll()
+    if lib is None:
+        return None
+    l1d, l2 = ctypes.c_int64(0), ctypes.c_int64(0)
+    source = lib.pruneofa_kernels_cache_sizes(ctypes.byref(l1d), ctypes.byref(l2)).decode()
+    return CacheSizes(l1d.value, l2.value, source)
+
+
+def tile_tokens(rows: int, isa: str | None = None, cache: tuple[int, int] | None = None) -> int | None:
+    """Tokens per tile for a layer whose transposed tile holds ``rows`` floats per token (its in_features;
+    in + hidden for a fused pair), on ``isa`` (default: the running one).
+
+    With ``cache=(l1d, l2)`` bytes: the policy alone for those caches (the widest of 64 / 32 / 16 tokens,
+    at most 4 vectors, whose tile fills at most half of L2; unknown caches (l2 = 0): 64 on AVX-512, 32
+    otherwise). Without: what a call would use now (``PRUNEOFA_KERNELS_TILE`` / :func:`set_tile_tokens`,
+    else the caches read at load). None when the library is unavailable."""
+    lib = _cdll()
+    if lib is None:
+        return None
+    name = (isa or lib.pruneofa_kernels_isa().decode()).encode()
+    l1d, l2 = cache if cache is not None else (0, -1)
+    width = lib.pruneofa_kernels_tile_width(int(rows), name, int(l1d), int(l2))
+    if width <= 0:
+        raise ValueError(f"unknown ISA {isa!r} (scalar, avx2 or avx512)")
+    return int(width)
+
+
+def tile_forced() -> int:
+    """The tile width forced by ``PRUNEOFA_KERNELS_TILE`` or :func:`set_tile_tokens` (0: none)."""
+    lib = _cdll()
+    return int(lib.pruneofa_kernels_tile_forced()) if lib is not None else 0
+
+
+def load_checks() -> int:
+    """How many times this process checked a sparse layer's constants in full (lengths and structure):
+    once per layer when a model is read, never per inference."""
+    lib = _cdll()
+    return int(lib.pruneofa_kernels_load_checks()) if lib is not None else 0
+
+
 ACTIVATIONS = {"none": 0, "gelu": 1}
 
 
@@ -189,6 +263,17 @@ def _layer(weight: Any, activation: str, keep: list) -> _Layer:
     arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
     scales = None if weight.scales is None else np.ascontiguousarray(weight.scales, np.float32)
     bias = None if weight.bias is None else np.ascontiguousarray(weight.bias, np.float32)
+    n = weight.out_features
+    lengths_ok = (
+        arrays[0].size == n + 1
+        and arrays[2].size == arrays[1].size * weight.block
+        and (scales is None or scales.size == n)
+        and (bias is None or bias.size == n)
+    )
+    if not lengths_ok:
+        raise ValueError(
+            "invalid sparse weight structure: constant lengths do not match out_features / block"
+        )
     keep.extend([*arrays, scales, bias])
     return _Layer(
         weight.in_features, weight.out_features, arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,

@@ -60,6 +60,7 @@ class LayerDecision:
     fused_with: str | None = None  # the other layers of the fused node this one runs in (comma-separated)
     fused_kind: str | None = None  # "pair" (SparseLinearPair) or "split" (SparseLinearSplit)
     fused_node: str | None = None  # that node's name
+    tile_tokens: int | None = None  # tokens per transposed activation tile for the node it runs in
 
 
 @dataclass
@@ -70,6 +71,9 @@ class SparseReport:
     isa: str | None
     kernels_available: bool
     layers: list[LayerDecision] = field(default_factory=list)
+    # Why the tiles are as wide as they are: the caches read at load (library.CacheSizes.describe()) or
+    # the PRUNEOFA_KERNELS_TILE override; None when nothing runs sparse.
+    tiles: str | None = None
 
     @property
     def sparse_layers(self) -> list[LayerDecision]:
@@ -92,6 +96,10 @@ class SparseReport:
         groups = len({layer.fused_node for layer in self.sparse_layers if layer.fused_kind == "split"})
         fused = f"; {pairs} pairs fused" if pairs else ""
         fused += f"; {groups} shared-input groups fused" if groups else ""
+        widths = sorted({layer.tile_tokens for layer in self.sparse_layers if layer.tile_tokens})
+        if widths:
+            span = f"{widths[0]}" if len(widths) == 1 else f"{widths[0]}-{widths[-1]}"
+            fused += f"; tiles of {span} tokens, {self.tiles}"
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
@@ -102,6 +110,7 @@ class SparseReport:
             "mode": self.mode,
             "isa": self.isa,
             "kernels_available": self.kernels_available,
+            "tiles": self.tiles,
             "summary": self.summary(),
             "layers": [asdict(layer) for layer in self.layers],
         }
@@ -439,7 +448,32 @@ def rewrite(
         _fuse_siblings(model, report, packed)
     if packed:
         model.validate_nodes_and_infer_types()
+        _record_tiles(model, report)
     return report
+
+
+def _record_tiles(model: Any, report: SparseReport) -> None:
+    """Each sparse layer's tile width (the kernel derives it per node from the floats per token its tile
+    holds: in_features, or in + hidden for a fused pair) and why: the caches read at load or the override."""
+    forced = library.tile_forced()
+    cache = library.cache_sizes()
+    why = cache.describe() if cache is not None else "cache sizes unknown"
+    report.tiles = f"PRUNEOFA_KERNELS_TILE={forced}" if forced else f"half of L2 at most: {why}"
+    by_name = {layer.name: layer for layer in report.sparse_layers}
+    for node in sparse_nodes(model):
+        attrs = node.get_attributes()
+        kind = node.get_type_name()
+        if kind == PAIR_OP_TYPE:
+            rows = int(attrs["in_features"]) + int(attrs["hidden_features"])
+            names = [str(attrs["first_name"]), str(attrs["second_name"])]
+        elif kind == SPLIT_OP_TYPE:
+            rows, names = int(attrs["in_features"]), str(attrs["names"]).split("\n")
+        else:
+            rows, names = int(attrs["in_features"]), [node.get_friendly_name()]
+        width = library.tile_tokens(rows)
+        for name in names:
+            if name in by_name:
+                by_name[name].tile_tokens = width
 
 
 def sparse_nodes(model: Any) -> list[Any]:

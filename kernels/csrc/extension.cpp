@@ -3,6 +3,7 @@
 // by tests and benchmarks without building an OpenVINO model.
 #include <openvino/core/extension.hpp>
 #include <openvino/core/op_extension.hpp>
+#include "sparse_layer_inputs.hpp"
 #include "sparse_linear.hpp"
 #include "spmm.hpp"
 #include "tbb_parallel.hpp"
@@ -31,7 +32,32 @@ __attribute__((visibility("default"))) int pruneofa_kernels_set_isa(const char* 
     return pruneofa::parse_isa(name, &isa) && pruneofa::set_active_isa(isa) ? 1 : 0;
 }
 
+// How many times a sparse layer's constants were checked in full (lengths and structure) at load.
+__attribute__((visibility("default"))) int64_t pruneofa_kernels_load_checks() { return pruneofa::full_layer_checks(); }
+
 __attribute__((visibility("default"))) void pruneofa_kernels_set_tile(int tokens) { pruneofa::set_tile_tokens(tokens); }
+
+// The tile-width override in force (PRUNEOFA_KERNELS_TILE or set_tile), 0 when none.
+__attribute__((visibility("default"))) int pruneofa_kernels_tile_forced() { return pruneofa::tile_tokens_forced(); }
+
+// The data-cache sizes read at load (bytes, 0 when unknown) and where they came from.
+__attribute__((visibility("default"))) const char* pruneofa_kernels_cache_sizes(int64_t* l1d, int64_t* l2) {
+    const pruneofa::CacheSizes& sizes = pruneofa::cache_sizes();
+    *l1d = sizes.l1d;
+    *l2 = sizes.l2;
+    return sizes.source;
+}
+
+// The token-tile width for a layer whose tile holds `rows` floats per token, on ISA `isa`: with l2 >= 0
+// for those cache sizes (the policy alone), with l2 < 0 as a call would now choose it. 0 for an unknown ISA.
+__attribute__((visibility("default"))) int64_t pruneofa_kernels_tile_width(int64_t rows, const char* isa_name,
+                                                                            int64_t l1d, int64_t l2) {
+    pruneofa::Isa isa;
+    if (!pruneofa::parse_isa(isa_name, &isa)) return 0;
+    if (l2 < 0) return pruneofa::tile_width(rows, isa);
+    const pruneofa::CacheSizes sizes{l1d, l2, "given"};
+    return pruneofa::tile_width(rows, isa, &sizes);
+}
 
 // One sparse layer as the Python side passes it (ctypes structure of the same layout, kernels/library.py).
 struct pruneofa_layer {

@@ -1,7 +1,11 @@
 #include "sparse_layer_inputs.hpp"
 
+#include <atomic>
+
 #include <openvino/core/except.hpp>
 #include <openvino/core/node.hpp>
+
+#include "layer_layout.hpp"
 
 namespace pruneofa {
 
@@ -17,33 +21,94 @@ int activation_code(const std::string& activation) {
     return activation == "gelu" ? kActivationGeluErf : kActivationNone;
 }
 
-void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer) {
-    NODE_VALIDATION_CHECK(node, layer.block == 1 || layer.block == 2 || layer.block == 4 || layer.block == 8,
-                          "block must be 1, 2, 4 or 8, got ", layer.block);
-    NODE_VALIDATION_CHECK(node, layer.in_features >= 0 && layer.out_features >= 0, "negative feature count");
+namespace {
+
+std::atomic<int64_t> g_full_checks{0};
+
+const ov::op::v0::Constant* constant_input(const ov::Node* node, size_t i) {
+    return ov::as_type<const ov::op::v0::Constant>(node->get_input_node_ptr(i));
+}
+
+}  // namespace
+
+std::string invalid_layer(const ov::Node* node) {
+    return std::string("invalid sparse layer in ") + node->get_type_name() + " '" + node->get_friendly_name() + "': ";
+}
+
+namespace {
+
+bool same_buffer(const ov::op::v0::Constant* a, const ov::op::v0::Constant* b) {
+    return a != nullptr && b != nullptr && a->get_data_ptr() == b->get_data_ptr() &&
+           a->get_byte_size() == b->get_byte_size() && a->get_element_type() == b->get_element_type() &&
+           a->get_shape() == b->get_shape();
+}
+
+}  // namespace
+
+void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full) {
+    const std::string attrs = check_attributes(layer.in_features, layer.out_features, layer.block);
+    NODE_VALIDATION_CHECK(node, attrs.empty(), invalid_layer(node), attrs);
     NODE_VALIDATION_CHECK(node, layer.activation == "none" || layer.activation == "gelu",
-                          "activation must be \"none\" or \"gelu\", got ", layer.activation);
+                          invalid_layer(node), "activation must be \"none\" or \"gelu\", got ", layer.activation);
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= first + 3, "a sparse layer needs row_ptr, col_idx and values");
+    const bool int8 = layer_int8(node, first);
     const size_t count = layer_input_count(node, first, layer.has_bias);
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= first + count, "a sparse layer expects ", count,
                           " constant inputs for its values type and has_bias");
     NODE_VALIDATION_CHECK(node, node->get_input_element_type(first) == ov::element::i32, "row_ptr must be i32");
     NODE_VALIDATION_CHECK(node, node->get_input_element_type(first + 1) == ov::element::i32, "col_idx must be i32");
-    NODE_VALIDATION_CHECK(node,
-                          node->get_input_element_type(first + 2) == ov::element::f32 || layer_int8(node, first),
+    NODE_VALIDATION_CHECK(node, node->get_input_element_type(first + 2) == ov::element::f32 || int8,
                           "values must be f32 or i8");
     for (size_t i = first + 3; i < first + count; ++i)
         NODE_VALIDATION_CHECK(node, node->get_input_element_type(i) == ov::element::f32, "scales and bias must be f32");
-    // Sizes only: OpenVINO calls validation on every inference with dynamic shapes, so the O(nnz)
-    // structure check runs once per node, in the first evaluate().
-    if (node->get_input_partial_shape(first).is_static())
-        NODE_VALIDATION_CHECK(node, ov::shape_size(node->get_input_shape(first)) == size_t(layer.out_features + 1),
-                              "row_ptr must hold out_features + 1 entries");
-    if (node->get_input_partial_shape(first + 1).is_static() && node->get_input_partial_shape(first + 2).is_static())
-        NODE_VALIDATION_CHECK(node,
-                              ov::shape_size(node->get_input_shape(first + 2)) ==
-                                  ov::shape_size(node->get_input_shape(first + 1)) * size_t(layer.block),
-                              "values must hold block entries per col_idx entry");
+    const char* names[] = {"row_ptr", "col_idx", "values", int8 ? "scales" : "bias", "bias"};
+    const ov::op::v0::Constant* constants[5] = {};
+    for (size_t i = 0; i < count; ++i) {
+        constants[i] = constant_input(node, first + i);
+        NODE_VALIDATION_CHECK(node, constants[i] != nullptr, invalid_layer(node), "its ", names[i], " (input ",
+                              first + i, ") must be a Constant: the weights are checked when the model is read");
+    }
+    if (!full) return;
+    g_full_checks.fetch_add(1, std::memory_order_relaxed);
+    auto size = [&](size_t i) { return static_cast<int64_t>(ov::shape_size(constants[i]->get_shape())); };
+    LayerLayout l;
+    l.in_features = layer.in_features;
+    l.out_features = layer.out_features;
+    l.block = layer.block;
+    l.has_bias = layer.has_bias;
+    l.int8 = int8;
+    l.row_ptr = static_cast<const int32_t*>(constants[0]->get_data_ptr());
+    l.row_ptr_size = size(0);
+    l.col_idx = static_cast<const int32_t*>(constants[1]->get_data_ptr());
+    l.col_idx_size = size(1);
+    l.values_size = size(2);
+    if (int8) l.scales_size = size(3);
+    if (layer.has_bias) l.bias_size = size(count - 1);
+    const std::string err = check_layout(l);
+    NODE_VALIDATION_CHECK(node, err.empty(), invalid_layer(node), err);
+}
+
+int64_t full_layer_checks() { return g_full_checks.load(std::memory_order_relaxed); }
+
+bool CheckedConstants::matches(const ov::Node* node) const {
+    if (m_constants.size() != node->get_input_size()) return false;
+    for (size_t i = 1; i < m_constants.size(); ++i)
+        if (!same_buffer(constant_input(node, i), m_constants[i].get())) return false;
+    return true;
+}
+
+void CheckedConstants::record(const ov::Node* node) {
+    m_constants.assign(node->get_input_size(), nullptr);
+    for (size_t i = 1; i < m_constants.size(); ++i)
+        m_constants[i] = ov::as_type_ptr<const ov::op::v0::Constant>(node->get_input_node_shared_ptr(i));
+}
+
+CheckedConstants CheckedConstants::carried_to(const ov::OutputVector& new_args) const {
+    if (m_constants.size() != new_args.size()) return {};
+    for (size_t i = 1; i < new_args.size(); ++i)
+        if (!same_buffer(ov::as_type<const ov::op::v0::Constant>(new_args[i].get_node()), m_constants[i].get()))
+            return {};
+    return *this;
 }
 
 void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer) {
@@ -54,20 +119,27 @@ void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer) {
     visitor.on_attribute("activation", layer.activation);
 }
 
-void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op) {
+void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op, bool full) {
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= 4, op, " needs X, row_ptr, col_idx and values");
-    check_layer(node, 1, layer);
+    check_layer(node, 1, layer, full);
     const size_t expected = 1 + layer_input_count(node, 1, layer.has_bias);
     NODE_VALIDATION_CHECK(node, node->get_input_size() == expected, op, " expects ", expected,
                           " inputs for its values type and has_bias, got ", node->get_input_size());
 }
 
 SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer) {
+    OPENVINO_ASSERT(inputs.size() >= first + 3, "sparse layer: row_ptr, col_idx and values missing");
     const bool int8 = inputs[first + 2].get_element_type() == ov::element::i8;
+    OPENVINO_ASSERT(inputs.size() >= first + 3 + (int8 ? 1 : 0) + (layer.has_bias ? 1 : 0),
+                    "sparse layer: scales or bias missing");
     const size_t n_blocks = inputs[first + 1].get_size();
     OPENVINO_ASSERT(inputs[first].get_size() == size_t(layer.out_features + 1) &&
                         inputs[first + 2].get_size() == n_blocks * size_t(layer.block),
                     "sparse layer: inputs do not match out_features / block");
+    const size_t n = static_cast<size_t>(layer.out_features);
+    OPENVINO_ASSERT((!int8 || inputs[first + 3].get_size() == n) &&
+                        (!layer.has_bias || inputs[first + 3 + (int8 ? 1 : 0)].get_size() == n),
+                    "sparse layer: scales and bias must hold out_features entries");
     SpmmProblem p;
     p.in_features = layer.in_features;
     p.out_features = layer.out_features;

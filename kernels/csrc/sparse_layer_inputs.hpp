@@ -5,10 +5,13 @@
 // [n_blocks * block], then scales f32 [N] only when the values are i8, then bias f32 [N] only with has_bias.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <openvino/core/attribute_visitor.hpp>
 #include <openvino/core/node.hpp>
+#include <openvino/op/constant.hpp>
 #include <openvino/runtime/tensor.hpp>
 
 #include "spmm_types.hpp"
@@ -28,13 +31,41 @@ struct LayerAttrs {
 void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer);
 // A one-layer op's input checks: X, then exactly the layer's constants from input 1 (by its values type
 // and has_bias), all checked by check_layer. `op` names the op in the messages.
-void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op);
+void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op, bool full);
 // Whether the values input (first + 2) is i8.
 bool layer_int8(const ov::Node* node, size_t first);
 // How many inputs the layer's constants take (3, 4 or 5).
 size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias);
-// NODE_VALIDATION_CHECKs of the attributes, the constants' types and (when static) sizes.
-void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer);
+// NODE_VALIDATION_CHECKs of the attributes and the constants' types; every weight input must be a Constant.
+// With `full`, also every constant's length and the structure (check_layout: O(N + n_blocks)); a node whose
+// constants were already checked (CheckedConstants) passes false.
+void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full);
+
+// The constant inputs a node last passed check_layer's full check with. OpenVINO re-runs
+// validate_and_infer_types on a fresh clone of the node at every inference with dynamic shapes (the CPU
+// plugin's shape inference for ops it does not know); the clone's constants share the original's buffers,
+// and clone_with_new_inputs carries this record over, so the O(nnz) check runs once per model, not per call.
+// The record holds the checked constants alive, so an equal data pointer always means the same bytes.
+// "invalid sparse layer in <op type> '<friendly name>': ", the start of every structural refusal (the last
+// line of OpenVINO's error, which pruneofa shows alone).
+std::string invalid_layer(const ov::Node* node);
+
+// How many full checks (check_layer with `full`) ran in this process: tests use it to see that inferences
+// with dynamic shapes do not repeat them.
+int64_t full_layer_checks();
+
+class CheckedConstants {
+public:
+    // Whether every input from 1 on is a Constant with the recorded buffer (data pointer, size, type).
+    bool matches(const ov::Node* node) const;
+    // Records the node's constant inputs (after a full check passed).
+    void record(const ov::Node* node);
+    // The record for a clone over `new_args`: this one where they share the recorded buffers, else empty.
+    CheckedConstants carried_to(const ov::OutputVector& new_args) const;
+
+private:
+    std::vector<std::shared_ptr<const ov::op::v0::Constant>> m_constants;  // by input index; X's is null
+};
 // The problem for this layer's constants (x, y and tokens left for the caller).
 SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer);
 int activation_code(const std::string& activation);

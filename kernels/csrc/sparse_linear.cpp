@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "layer_layout.hpp"
 #include "sparse_layer_inputs.hpp"
 #include "spmm.hpp"
 #include "tbb_parallel.hpp"
@@ -66,14 +67,20 @@ SparseLinear::SparseLinear(const ov::OutputVector& args, int64_t in_features, in
 }
 
 void SparseLinear::validate_and_infer_types() {
-    check_single_layer(this, m_layer, "SparseLinear");
+    const bool known = m_load_checked.matches(this);
+    check_single_layer(this, m_layer, "SparseLinear", !known);
+    if (!known) m_load_checked.record(this);
     check_x(this);
     set_output_type(0, ov::element::f32, output_shape(this, m_layer.in_features, m_layer.out_features));
 }
 
 std::shared_ptr<ov::Node> SparseLinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
-    return std::make_shared<SparseLinear>(new_args, m_layer.in_features, m_layer.out_features, m_layer.block,
-                                          m_layer.has_bias, m_layer.activation);
+    auto clone = std::make_shared<SparseLinear>();
+    clone->m_layer = m_layer;
+    clone->m_load_checked = m_load_checked.carried_to(new_args);
+    clone->set_arguments(new_args);
+    clone->constructor_validate_and_infer_types();
+    return clone;
 }
 
 bool SparseLinear::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -129,20 +136,36 @@ size_t SparseLinearPair::second_input() const { return 1 + layer_input_count(thi
 
 void SparseLinearPair::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, get_input_size() >= 7, "SparseLinearPair needs X and two layers' constants");
-    check_layer(this, 1, first());
+    const bool known = m_load_checked.matches(this);
+    check_layer(this, 1, first(), !known);
     const size_t second_at = second_input();
-    check_layer(this, second_at, second());
+    NODE_VALIDATION_CHECK(this, get_input_size() >= second_at + 3, "SparseLinearPair needs the second layer's constants");
+    check_layer(this, second_at, second(), !known);
     const size_t expected = second_at + layer_input_count(this, second_at, m_second_has_bias);
     NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinearPair expects ", expected,
                           " inputs for its values types and has_bias, got ", get_input_size());
+    if (!known) m_load_checked.record(this);
     check_x(this);
     set_output_type(0, ov::element::f32, output_shape(this, m_in_features, m_out_features));
 }
 
 std::shared_ptr<ov::Node> SparseLinearPair::clone_with_new_inputs(const ov::OutputVector& new_args) const {
-    return std::make_shared<SparseLinearPair>(new_args, m_in_features, m_hidden_features, m_out_features,
-                                              m_first_block, m_first_has_bias, m_first_activation, m_second_block,
-                                              m_second_has_bias, m_second_activation, m_first_name, m_second_name);
+    auto clone = std::make_shared<SparseLinearPair>();
+    clone->m_in_features = m_in_features;
+    clone->m_hidden_features = m_hidden_features;
+    clone->m_out_features = m_out_features;
+    clone->m_first_block = m_first_block;
+    clone->m_first_has_bias = m_first_has_bias;
+    clone->m_first_activation = m_first_activation;
+    clone->m_second_block = m_second_block;
+    clone->m_second_has_bias = m_second_has_bias;
+    clone->m_second_activation = m_second_activation;
+    clone->m_first_name = m_first_name;
+    clone->m_second_name = m_second_name;
+    clone->m_load_checked = m_load_checked.carried_to(new_args);
+    clone->set_arguments(new_args);
+    clone->constructor_validate_and_infer_types();
+    return clone;
 }
 
 bool SparseLinearPair::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -192,10 +215,11 @@ SparseLinearSplit::SparseLinearSplit(const ov::OutputVector& args, int64_t in_fe
 
 void SparseLinearSplit::validate_and_infer_types() {
     const int64_t rows = m_layer.out_features;
-    NODE_VALIDATION_CHECK(this, m_parts >= 1 && m_parts <= 16 && rows % m_parts == 0 && (rows / m_parts) % 16 == 0,
-                          "parts must be 1..16 and divide out_features into multiples of 16, got ", m_parts,
-                          " parts of ", rows);
-    check_single_layer(this, m_layer, "SparseLinearSplit");
+    const bool known = m_load_checked.matches(this);
+    check_single_layer(this, m_layer, "SparseLinearSplit", !known);
+    const std::string split = check_split(rows, m_parts);
+    NODE_VALIDATION_CHECK(this, split.empty(), invalid_layer(this), split);
+    if (!known) m_load_checked.record(this);
     check_x(this);
     set_output_size(static_cast<size_t>(m_parts));
     const ov::PartialShape part_shape = output_shape(this, m_layer.in_features, rows / m_parts);
@@ -203,8 +227,14 @@ void SparseLinearSplit::validate_and_infer_types() {
 }
 
 std::shared_ptr<ov::Node> SparseLinearSplit::clone_with_new_inputs(const ov::OutputVector& new_args) const {
-    return std::make_shared<SparseLinearSplit>(new_args, m_layer.in_features, m_layer.out_features, m_parts,
-                                               m_layer.block, m_layer.has_bias, m_layer.activation, m_names);
+    auto clone = std::make_shared<SparseLinearSplit>();
+    clone->m_layer = m_layer;
+    clone->m_parts = m_parts;
+    clone->m_names = m_names;
+    clone->m_load_checked = m_load_checked.carried_to(new_args);
+    clone->set_arguments(new_args);
+    clone->constructor_validate_and_infer_types();
+    return clone;
 }
 
 bool SparseLinearSplit::visit_attributes(ov::AttributeVisitor& visitor) {

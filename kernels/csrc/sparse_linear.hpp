@@ -24,6 +24,11 @@
 // outputs of out_features / parts each. Inputs as SparseLinear's (the stacked rows); attributes
 // in_features, out_features (all parts), parts, block, has_bias, activation, and names (the original
 // layers' names, one per line, for sparsity accounting). Outputs: parts x f32 [..., out_features / parts].
+//
+// Every op checks its constants against its attributes in validate_and_infer_types, i.e. when a model is
+// read or built (check_layer in sparse_layer_inputs.hpp, layer_layout.hpp): an IR is untrusted input
+// (OpenVINO Model Server loads it with --cpu_extension), and a malformed one must fail there, not read out
+// of bounds at inference.
 #pragma once
 
 #include <atomic>
@@ -52,7 +57,8 @@ public:
 
 private:
     LayerAttrs m_layer;
-    // The sparse inputs are constants: their structure is checked on the first evaluate() only.
+    CheckedConstants m_load_checked;  // the constants validate_and_infer_types checked in full
+    // evaluate() checks the tensors it is given once more, on its first call (they are the constants).
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
 };
@@ -89,6 +95,7 @@ private:
     std::string m_second_activation = "none";
     std::string m_first_name;
     std::string m_second_name;
+    CheckedConstants m_load_checked;
     mutable std::atomic<bool> m_first_checked{false};
     mutable std::atomic<bool> m_second_checked{false};
     mutable std::mutex m_check_mutex;
@@ -112,6 +119,7 @@ private:
     LayerAttrs m_layer;  // the stacked matrix: out_features counts all parts
     int64_t m_parts = 1;
     std::string m_names;
+    CheckedConstants m_load_checked;
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
 };

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "cpu_cache.hpp"
 #include "spmm_types.hpp"
 
 namespace pruneofa {
@@ -60,5 +61,11 @@ bool parse_isa(const char* name, Isa* out);
 
 // Token-tile width override for tuning (0 = automatic); PRUNEOFA_KERNELS_TILE sets it at load.
 void set_tile_tokens(int tokens);
+int tile_tokens_forced();  // the override in force (0: none)
+
+// The tile width (tokens) a layer whose tile holds `rows` floats per token (K; K + H for a fused pair) gets
+// on `isa`: from `cache` when given (the policy alone, ignoring the override), else as a call would now
+// (the override, or the caches read at load).
+int64_t tile_width(int64_t rows, Isa isa, const CacheSizes* cache = nullptr);
 
 }  // namespace pruneofa

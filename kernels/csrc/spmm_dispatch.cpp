@@ -7,6 +7,8 @@
 #include <new>
 #include <vector>
 
+#include "cpu_cache.hpp"
+#include "layer_layout.hpp"
 #include "spmm.hpp"
 
 namespace pruneofa {
@@ -66,17 +68,31 @@ IsaOps ops_for(Isa isa) {
     }
 }
 
-// Tokens per tile. 32 measured best for one layer on one thread on Zen 5 (the tile, in_features rows of
-// it, then sits in L1/L2; 16 costs per-row overhead), AVX2 and AVX-512 alike. End to end with 2 threads
-// and the fused pairs, 64-token AVX-512 tiles measured 0-10 % faster on MiniLM (docs/kernels.md): four
-// FMAs per loaded weight instead of two, and each thread streams the weights once per 64 tokens. So
-// AVX-512 takes 64 when every thread still gets a whole tile (else the pair could not fuse and rows would
-// be split), otherwise 32. PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
-int64_t tile_tokens(int64_t tokens, int threads, int lanes) {
+// Tokens per tile, from the per-core L2 (docs/kernels.md, "Tile width"): the loop streams each output row's
+// weights against an L2-resident transposed tile of `rows` floats per token (K, or K + H for a fused pair's
+// two tiles), so the tile takes the widest of 64 / 32 / 16 tokens (at most 4 vectors: the kernel keeps two
+// accumulator sets at every width, so a token's sum does not depend on the tile) that fills at most half of
+// L2, the other half left to the weights and outputs streaming through. On Zen 5 (1 MB L2) that gives 64
+// AVX-512 / 32 AVX2 tokens at MiniLM's and BERT-Base's shapes, the widths measured best there; on Zen 3
+// (512 KB) BERT-Base's 3072-wide layers drop to 16. Unknown caches: those Zen 5 widths.
+// PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
+int64_t round_to_lanes(int64_t tokens, int lanes) { return (tokens + lanes - 1) / lanes * lanes; }
+
+int64_t cache_tile_width(int64_t rows, int lanes, const CacheSizes& cache) {
+    const int64_t widest = 4 * int64_t(lanes);
+    const int64_t narrowest = round_to_lanes(16, lanes);
+    if (cache.l2 <= 0) return widest;
+    const int64_t budget = cache.l2 / 2;
+    int64_t width = widest;
+    while (width > narrowest && std::max<int64_t>(1, rows) * width * int64_t(sizeof(float)) > budget)
+        width = std::max(narrowest, round_to_lanes(width / 2, lanes));
+    return width;
+}
+
+int64_t tile_tokens(int64_t rows, int lanes) {
     const int forced = g_tile.load(std::memory_order_relaxed);
-    const int64_t automatic = lanes >= 16 && tokens >= 64 * int64_t(std::max(1, threads)) ? 64 : 32;
-    const int64_t wanted = forced > 0 ? forced : automatic;
-    return std::min<int64_t>(8 * lanes, (wanted + lanes - 1) / lanes * lanes);
+    if (forced > 0) return std::min<int64_t>(4 * int64_t(lanes), round_to_lanes(forced, lanes));
+    return cache_tile_width(rows, lanes, cache_sizes());
 }
 
 // Scratch for a transposed activation tile: a per-thread buffer reused across calls (no allocation in
@@ -189,6 +205,13 @@ bool set_active_isa(Isa isa) {
 
 void set_tile_tokens(int tokens) { g_tile.store(std::max(0, tokens), std::memory_order_relaxed); }
 
+int tile_tokens_forced() { return g_tile.load(std::memory_order_relaxed); }
+
+int64_t tile_width(int64_t rows, Isa isa, const CacheSizes* cache) {
+    const int lanes = isa == Isa::Avx512 ? 16 : 8;  // each ISA's vector width in floats (its lanes())
+    return cache != nullptr ? cache_tile_width(rows, lanes, *cache) : tile_tokens(rows, lanes);
+}
+
 const char* validate(const SpmmProblem& p, int64_t n_blocks) {
     if (p.block != 1 && p.block != 2 && p.block != 4 && p.block != 8) return "block must be 1, 2, 4 or 8";
     if (p.activation != kActivationNone && p.activation != kActivationGeluErf) return "unknown activation";
@@ -196,59 +219,59 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks) {
                                                 p.y_parts == nullptr)))
         return "a split output needs part_rows dividing out_features, a multiple of 16, and its outputs";
     if (p.in_features < 0 || p.out_features < 0) return "negative feature count";
+    if (p.in_features > kMaxFeatures || p.out_features > kMaxFeatures) return "feature count too large";
     if (n_blocks > 0 && (p.int8 ? p.values_i8 == nullptr : p.values_f32 == nullptr)) return "values missing";
     if (p.int8 && p.out_features > 0 && p.scales == nullptr) return "INT8 values need per-row scales";
-    if (p.row_ptr == nullptr || (n_blocks > 0 && p.col_idx == nullptr)) return "row_ptr / col_idx missing";
-    if (p.row_ptr[0] != 0) return "row_ptr[0] must be 0";
-    for (int64_t n = 0; n < p.out_features; ++n)
-        if (p.row_ptr[n + 1] < p.row_ptr[n]) return "row_ptr must be non-decreasing";
-    if (p.row_ptr[p.out_features] != n_blocks) return "row_ptr[out_features] must equal the number of blocks";
-    for (int64_t j = 0; j < n_blocks; ++j)
-        if (p.col_idx[j] < 0 || int64_t(p.col_idx[j]) + p.block > p.in_features) return "column index out of range";
-    return nullptr;
+    return check_structure(p.row_ptr, p.out_features, p.col_idx, n_blocks, p.in_features, p.block);
 }
 
 namespace {
 
-// How the work is split between `threads` workers: `tile_groups` contiguous ranges of token tiles times
-// `row_groups` ranges of output rows. Splitting tokens needs no sharing at all (each worker transposes
-// its own tiles into its own cache and reads all weights); splitting rows is for few tiles. A worker
-// whose range has several row groups re-transposes its tiles (K x 32 floats, a few % of the work).
-void split_work(int64_t tiles, int threads, int64_t* tile_groups, int64_t* row_groups) {
+// How the work is split between `threads` workers: `token_groups` contiguous token ranges times
+// `row_groups` ranges of output rows. Splitting tokens needs no sharing at all (each worker transposes its
+// own tokens into its own cache and reads all weights), and a fused pair keeps its intermediate per worker;
+// splitting rows is for too few tokens. Token ranges are cut at multiples of the lanes, as evenly as that
+// allows (`units` lane groups in all).
+void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_groups) {
     int64_t best = 1;
     for (int64_t d = 1; d <= threads; ++d)
-        if (threads % d == 0 && d <= tiles && (tiles % d == 0 || tiles >= 4 * d)) best = d;
-    *tile_groups = best;
+        if (threads % d == 0 && d <= units && (units % d == 0 || units >= 2 * d)) best = d;
+    *token_groups = best;
     *row_groups = threads / best;
 }
 
-// How one call is cut up: the ISA's operations, the token-tile width and count, and the work split
-// (split_work). Computed once per call; spmm, pair_fuses and spmm_pair share it.
+// How one call is cut up: the ISA's operations, the tile width, and the work split (split_work). Computed
+// once per call; spmm, pair_fuses and spmm_pair share it. Token group g covers [begin(g), end(g)), in tiles
+// of `tile` tokens from begin(g) (its last one narrower). Every token's sum is formed the same way whatever
+// tile or range holds it, so the output does not depend on the thread count.
 struct TilePlan {
     IsaOps ops;
     int lanes;
+    int64_t tokens;
     int64_t tile;
-    int64_t tiles;
-    int64_t tile_groups = 1;
+    int64_t units;  // lane groups of tokens
+    int64_t token_groups = 1;
     int64_t row_groups = 1;
 
-    TilePlan(const SpmmProblem& p, Isa isa, int threads)
-        : ops(ops_for(isa)), lanes(ops.lanes()), tile(tile_tokens(p.tokens, threads, lanes)),
-          tiles((p.tokens + tile - 1) / tile) {
-        split_work(tiles, threads, &tile_groups, &row_groups);
+    // `rows`: floats per token in a worker's tiles (K, or K + H for a fused pair).
+    TilePlan(const SpmmProblem& p, Isa isa, int threads, int64_t rows)
+        : ops(ops_for(isa)), lanes(ops.lanes()), tokens(p.tokens), tile(tile_tokens(rows, lanes)),
+          units((p.tokens + lanes - 1) / lanes) {
+        split_work(units, threads, &token_groups, &row_groups);
     }
 
-    // Tile indices [begin, end) of tile group `tg`.
-    int64_t begin(int64_t tg) const { return tiles * tg / tile_groups; }
-    int64_t end(int64_t tg) const { return tiles * (tg + 1) / tile_groups; }
+    int64_t begin(int64_t g) const { return std::min(tokens, units * g / token_groups * lanes); }
+    int64_t end(int64_t g) const { return begin(g + 1); }
 
-    // Tile i of `p` over output rows [row_begin, row_end), its transposed activations in `xt`.
-    TileArgs args(const SpmmProblem& p, const float* xt, int64_t i, int64_t row_begin, int64_t row_end) const {
+    // The tile of `p` starting at token t0 (its range ends at `range_end`) over output rows
+    // [row_begin, row_end), its transposed activations in `xt`.
+    TileArgs args(const SpmmProblem& p, const float* xt, int64_t t0, int64_t range_end, int64_t row_begin,
+                  int64_t row_end) const {
         TileArgs a{};
         a.p = &p;
         a.xt = xt;
-        a.t0 = i * tile;
-        a.w_valid = std::min(tile, p.tokens - a.t0);
+        a.t0 = t0;
+        a.w_valid = std::min(tile, range_end - t0);
         a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
         a.row_begin = row_begin;
         a.row_end = row_end;
@@ -263,15 +286,15 @@ Isa usable(Isa isa) { return isa_supported(isa) ? isa : Isa::Scalar; }
 void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
     if (p.tokens <= 0 || p.out_features <= 0) return;
     const int64_t k = p.in_features;
-    TilePlan plan(p, usable(isa), std::max(1, par.concurrency()));
+    TilePlan plan(p, usable(isa), std::max(1, par.concurrency()), k);
     const std::vector<int64_t> bounds = partition_rows(p, plan.row_groups);
     const int64_t row_groups = static_cast<int64_t>(bounds.size()) - 1;  // fewer when there are few rows
-    par.run(plan.tile_groups * row_groups, [&](int64_t c) {
+    par.run(plan.token_groups * row_groups, [&](int64_t c) {
         const int64_t tg = c / row_groups, rg = c % row_groups;
         // One tile at a time in this worker's own scratch (thread-local: see ScratchLease).
         ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, k * plan.tile)));
-        for (int64_t i = plan.begin(tg); i < plan.end(tg); ++i) {
-            const TileArgs a = plan.args(p, scratch.data(), i, bounds[rg], bounds[rg + 1]);
+        for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += plan.tile) {
+            const TileArgs a = plan.args(p, scratch.data(), t0, plan.end(tg), bounds[rg], bounds[rg + 1]);
             plan.ops.transpose_in(p.x + a.t0 * k, k, a.w_valid, a.w_pad, scratch.data());
             plan.ops.rows(a);
         }
@@ -285,13 +308,14 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
 }
 
 bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    return first.tokens > 0 && TilePlan(first, usable(isa), std::max(1, threads)).row_groups == 1;
+    return first.tokens > 0 &&
+           TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
 }
 
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
     if (first.tokens <= 0 || second.out_features <= 0) return;
     isa = usable(isa);
-    const TilePlan plan(first, isa, std::max(1, par.concurrency()));
+    const TilePlan plan(first, isa, std::max(1, par.concurrency()), first.in_features + first.out_features);
     if (plan.row_groups != 1) {
         // Too few token tiles to give every thread its own: each layer splits its rows between threads,
         // which needs the whole intermediate between the two (exactly the two separate nodes' work).
@@ -304,16 +328,16 @@ void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, con
         return;
     }
     const int64_t k = first.in_features, h = first.out_features;
-    par.run(plan.tile_groups, [&](int64_t tg) {
+    par.run(plan.token_groups, [&](int64_t tg) {
         // This worker's tiles, each through both layers: xt (K x tile) in, ht (H x tile) between.
         ScratchLease scratch(static_cast<size_t>(std::max<int64_t>(1, (k + h) * plan.tile)));
         float* xt = scratch.data();
         float* ht = xt + k * plan.tile;
-        for (int64_t i = plan.begin(tg); i < plan.end(tg); ++i) {
-            const TileArgs a = plan.args(first, xt, i, 0, h);
+        for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += plan.tile) {
+            const TileArgs a = plan.args(first, xt, t0, plan.end(tg), 0, h);
             plan.ops.transpose_in(first.x + a.t0 * k, k, a.w_valid, a.w_pad, xt);
             plan.ops.rows_to_tile(a, ht);
-            plan.ops.rows(plan.args(second, ht, i, 0, second.out_features));
+            plan.ops.rows(plan.args(second, ht, t0, plan.end(tg), 0, second.out_features));
         }
     });
 }

@@ -5,8 +5,8 @@
 //   add(a, b).
 // Design (after XNNPACK's f32-spmm): the dense dimension (tokens) is the one vectorized. A tile of
 // activations is transposed to xt[k][token] (w_pad tokens per row, kept in L2); for each output row and
-// each stored weight w at column k, `w * xt[k][:]` is accumulated into up to 8 vector registers. Sixteen
-// output rows are finished together (scale, bias, activation), then stored transposed into Y[t][n]: 16
+// each stored weight w at column k, `w * xt[k][:]` is accumulated into vector registers (at most 4 vectors
+// of tokens x 2 sets). Sixteen output rows are finished together (scale, bias, activation), then stored transposed into Y[t][n]: 16
 // floats = one full 64-byte line per token (8-row groups wrote half lines and cost more than the math at
 // high sparsity).
 // Only <cstdint> and intrinsics here: see spmm_types.hpp on why. Simd also provides mul, div, min, max
@@ -62,18 +62,16 @@ inline void row_all(const SpmmProblem& p, int64_t n, const float* xt, int64_t ws
     const typename Simd::V bias = Simd::set1(p.bias != nullptr ? p.bias[n] : 0.0f);
     int64_t v0 = 0;
     int64_t nv = ws / L;
-    for (; nv >= 8; nv -= 8, v0 += 8) row_pass<8, 1, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
-    if (nv >= 4) {
-        row_pass<4, 2, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
-        nv -= 4;
-        v0 += 4;
-    }
+    // Two accumulator sets in every pass: each token's sum is then formed in the same order whatever its
+    // place in the tile and the tile's width, so outputs do not depend on the tiling or the thread count
+    // (spmm_dispatch.cpp splits tokens between threads at any multiple of the lanes).
+    for (; nv >= 4; nv -= 4, v0 += 4) row_pass<4, 2, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
     if (nv >= 2) {
-        row_pass<2, 4, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
+        row_pass<2, 2, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
         nv -= 2;
         v0 += 2;
     }
-    if (nv >= 1) row_pass<1, 4, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
+    if (nv >= 1) row_pass<1, 2, B, I8>(p, jb, je, xt + v0 * L, ws, out + v0 * L, scale, bias);
 }
 
 inline void store_transposed_generic(const float* ybuf, int64_t ws, int rows, int64_t t_begin, int64_t t_end,

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "layer_layout.hpp"
 #include "spmm.hpp"
 
 using namespace pruneofa;
@@ -188,6 +189,131 @@ bool run_split(const Case& c, int parts, std::mt19937& rng, Isa isa, int workers
     return true;
 }
 
+// The layout check the ops run when a model is read (layer_layout.hpp), on the tampered constants of the
+// crafted-IR classes (tests/kernels/test_crafted_ir.py has the same classes as IR files): each must be
+// refused with a message, and the untampered layout accepted. Then the boundary case col_idx + block == K
+// runs through every ISA under the sanitizers (the last valid column is read, nothing past it).
+int crafted_layouts(const std::vector<Isa>& isas) {
+    std::mt19937 rng(77);
+    const Case c{20, 40, 33, 4, 0.5, true, true};
+    const Csr m = make(c, rng);
+    auto layout_of = [&](const Csr& x) {
+        LayerLayout l;
+        l.in_features = c.k;
+        l.out_features = c.n;
+        l.block = c.block;
+        l.has_bias = true;
+        l.int8 = true;
+        l.row_ptr = x.row_ptr.data();
+        l.row_ptr_size = static_cast<int64_t>(x.row_ptr.size());
+        l.col_idx = x.col_idx.data();
+        l.col_idx_size = static_cast<int64_t>(x.col_idx.size());
+        l.values_size = static_cast<int64_t>(x.vi.size());
+        l.scales_size = static_cast<int64_t>(x.scales.size());
+        l.bias_size = static_cast<int64_t>(x.bias.size());
+        return l;
+    };
+    int failures = 0;
+    if (!check_layout(layout_of(m)).empty()) {
+        std::printf("CRAFTED: the sound layout was refused: %s\n", check_layout(layout_of(m)).c_str());
+        ++failures;
+    }
+    struct Tamper {
+        const char* name;
+        void (*apply)(Csr&, LayerLayout&);
+    };
+    const Tamper tampers[] = {
+        {"row_ptr not monotonic", [](Csr& x, LayerLayout&) { x.row_ptr[1] = x.row_ptr.back(); }},
+        {"row_ptr[0] not 0", [](Csr& x, LayerLayout&) { x.row_ptr[0] = 1; }},
+        {"row_ptr ends past the blocks", [](Csr& x, LayerLayout&) { x.row_ptr.back() += 5; }},
+        {"col_idx = in_features", [](Csr& x, LayerLayout& l) { x.col_idx[x.col_idx.size() / 2] = int32_t(l.in_features); }},
+        {"col_idx + block > in_features", [](Csr& x, LayerLayout& l) { x.col_idx[0] = int32_t(l.in_features - l.block + 1); }},
+        {"col_idx negative", [](Csr& x, LayerLayout&) { x.col_idx[0] = -1; }},
+        {"col_idx huge", [](Csr& x, LayerLayout&) { x.col_idx[0] = INT32_MAX; }},
+        {"short row_ptr", [](Csr&, LayerLayout& l) { l.row_ptr_size -= 1; }},
+        {"short col_idx", [](Csr&, LayerLayout& l) { l.col_idx_size -= 1; }},
+        {"short values", [](Csr&, LayerLayout& l) { l.values_size -= 1; }},
+        {"1-entry bias", [](Csr&, LayerLayout& l) { l.bias_size = 1; }},
+        {"1-entry bias for 4M outputs", [](Csr&, LayerLayout& l) { l.out_features = 4 << 20; l.bias_size = 1; }},
+        {"no bias with has_bias", [](Csr&, LayerLayout& l) { l.bias_size = -1; }},
+        {"short scales", [](Csr&, LayerLayout& l) { l.scales_size -= 1; }},
+        {"block 3", [](Csr&, LayerLayout& l) { l.block = 3; }},
+        {"block 16", [](Csr&, LayerLayout& l) { l.block = 16; }},
+        {"in_features 0", [](Csr&, LayerLayout& l) { l.in_features = 0; }},
+        {"in_features negative", [](Csr&, LayerLayout& l) { l.in_features = -8; }},
+        {"out_features 2^62", [](Csr&, LayerLayout& l) { l.out_features = int64_t(1) << 62; }},
+    };
+    for (const Tamper& t : tampers) {
+        Csr x = m;
+        LayerLayout l = layout_of(x);
+        t.apply(x, l);
+        l.row_ptr = x.row_ptr.data();  // the copy's (possibly tampered) arrays
+        l.col_idx = x.col_idx.data();
+        if (check_layout(l).empty()) {
+            std::printf("CRAFTED: %s was accepted\n", t.name);
+            ++failures;
+        }
+    }
+    const int64_t bad_splits[][2] = {{96, 5}, {96, 0}, {96, 17}, {48, 2}};
+    for (const auto& split : bad_splits)
+        if (check_split(split[0], split[1]).empty()) {
+            std::printf("CRAFTED: a split of %lld rows in %lld parts was accepted\n", (long long)split[0],
+                        (long long)split[1]);
+            ++failures;
+        }
+    if (!check_split(96, 3).empty() || !check_split(48, 1).empty()) {
+        std::printf("CRAFTED: a sound split was refused\n");
+        ++failures;
+    }
+    // The last valid column of every row in use: read exactly up to in_features.
+    Csr edge = m;
+    for (auto& col : edge.col_idx) col = int32_t(c.k - c.block);
+    if (!check_layout(layout_of(edge)).empty()) {
+        std::printf("CRAFTED: col_idx + block == in_features was refused\n");
+        ++failures;
+    }
+    std::vector<float> x(static_cast<size_t>(c.t * c.k), 1.0f), y(static_cast<size_t>(c.t * c.n));
+    for (Isa isa : isas) {
+        SpmmProblem p = problem_of(c, edge);
+        p.x = x.data();
+        p.y = y.data();
+        if (validate(p, static_cast<int64_t>(edge.col_idx.size())) != nullptr) {
+            std::printf("CRAFTED: validate refused the edge layout\n");
+            ++failures;
+        }
+        spmm(p, isa, SerialParallel(2));
+    }
+    return failures;
+}
+
+// The same problem on 1 worker and on `workers` (tokens split between them at multiples of the lanes),
+// and with every tile width: the same bits.
+bool run_thread_split(const Case& c, std::mt19937& rng, Isa isa, int workers) {
+    const Csr m = make(c, rng);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(c.t * c.k));
+    for (auto& v : x) v = u(rng);
+    std::vector<float> one(static_cast<size_t>(c.t * c.n)), many(one.size(), std::nanf(""));
+    SpmmProblem p = problem_of(c, m);
+    p.x = x.data();
+    p.y = one.data();
+    spmm(p, isa, SerialParallel(1));
+    for (int tile : {0, 16, 32, 64}) {
+        set_tile_tokens(tile);
+        p.y = many.data();
+        spmm(p, isa, SerialParallel(workers));
+        for (size_t i = 0; i < one.size(); ++i)
+            if (!(one[i] == many[i])) {
+                std::printf("THREAD SPLIT MISMATCH isa=%s t=%lld k=%lld n=%lld workers=%d tile=%d at %zu\n",
+                            isa_name(isa), (long long)c.t, (long long)c.k, (long long)c.n, workers, tile, i);
+                set_tile_tokens(0);
+                return false;
+            }
+    }
+    set_tile_tokens(0);
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,6 +388,19 @@ int main(int argc, char** argv) {
             ++failures;
         }
     }
+    // Outputs independent of the thread count and tile width (tokens 1..200, 2..6 workers).
+    for (int i = 0; i < cases / 5 + 1; ++i) {
+        Case c{ts[rng() % 8], ks[rng() % 6], ns[rng() % 5], blocks[rng() % 4], sparsities[rng() % 4],
+               rng() % 2 == 0, rng() % 3 != 0, static_cast<int>(rng() % 2)};
+        c.t = 1 + static_cast<int64_t>(rng() % 200);
+        const int workers = 2 + static_cast<int>(rng() % 5);
+        for (Isa isa : isas) {
+            std::mt19937 local(static_cast<unsigned>(9000 + i));
+            failures += run_thread_split(c, local, isa, workers) ? 0 : 1;
+            ++run;
+        }
+    }
+    failures += crafted_layouts(isas);
     std::printf("test_spmm: %d runs over ISAs:", run);
     for (Isa isa : isas) std::printf(" %s", isa_name(isa));
     std::printf("; %d failures\n", failures);

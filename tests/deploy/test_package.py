@@ -491,3 +491,34 @@ def test_ovms_ships_the_sparse_ir_with_the_kernels_library_and_its_setting(spars
     assert filecmp.cmp(off.output / name / "1" / "model.xml", folder / "openvino_model.xml", shallow=False)
     assert not (off.output / "extensions").exists()
     assert "INFERENCE_PRECISION_HINT" not in (off.output / "config.json").read_text()
+
+
+def test_a_tampered_sparse_ir_is_refused_in_one_line(sparse_ir_folder, tmp_path, capsys):
+    """Issue 28: a sparse IR whose constants do not match its op's attributes (here a row_ptr one entry
+    short) is refused while package reads it, in one line, and nothing is written (the op checks its
+    constants when the model is read, before any inference)."""
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    folder = tmp_path / "folder"
+    shutil.copytree(sparse_ir_folder, folder)
+    xml = folder / "openvino_model_sparse.xml"
+    tree = ET.parse(xml)
+    layers = {layer.get("id"): layer for layer in tree.getroot().find("layers")}
+    op = next(layer for layer in layers.values() if layer.get("version") == "pruneofa")
+    edge = next(
+        edge
+        for edge in tree.getroot().find("edges")
+        if edge.get("to-layer") == op.get("id") and edge.get("to-port") == "1"
+    )
+    data = layers[edge.get("from-layer")].find("data")  # row_ptr: out_features + 1 int32
+    entries = int(data.get("shape")) - 1
+    data.set("shape", str(entries))
+    data.set("size", str(4 * entries))
+    layers[edge.get("from-layer")].find("output/port/dim").text = str(entries)
+    tree.write(xml)
+    capsys.readouterr()
+    code = main(["package", str(folder), "--format", "ovms", "--output", str(tmp_path / "repo")])
+    error = capsys.readouterr().err.strip()
+    assert code != 0 and "\n" not in error and not (tmp_path / "repo").exists()
+    assert "invalid sparse layer" in error and f"row_ptr holds {entries} entries" in error, error
