@@ -101,6 +101,7 @@ def _assert_refused(code: int, err: str, out: Path, *words: str) -> None:
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert all(word in err for word in words), err
+    assert err.count("refusing to unpack it") <= 1, err  # said once (issue 28.7)
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith((".out", ".pruneofa-unpack"))]
 
