@@ -49,7 +49,8 @@ examples:
   pruneofa package exports/sst2-ov-int8 --format archive --output dist/sst2
   pruneofa package dist/sst2/sst2-ov-int8.tar.xz --format folder --output exports/sst2-restored
 
-exit codes: 0 written; 2 bad input (nothing written)
+exit codes: 0 written; 2 bad input, or a model that is not the one its pruneofa.json describes or fails when
+run once (nothing written)
 """
 
 

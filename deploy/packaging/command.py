@@ -32,6 +32,7 @@ from pruneofa.deploy.packaging.files import (
     relative_files,
     subfolders,
 )
+from pruneofa.deploy.packaging.ir_checks import check_ir
 from pruneofa.deploy.packaging.repository import write_repository
 from pruneofa.deploy.packaging.signing import load_private_key
 from pruneofa.deploy.packaging.sparse_ir import sparse_ir
@@ -112,6 +113,10 @@ def package_model(
     kind, model_files = model_kind(path, files)
     source = read_manifest(path) if MANIFEST_NAME in files else None
     sparse = sparse_ir(path, files, format, config.sparse_kernels)
+    if format != "archive" and kind == "openvino":  # the IRs read below, and the one shipped
+        check_ir(model_files[0], model_files[1], source)
+        if sparse is not None:
+            check_ir(sparse.files[0], sparse.files[1], source)
     target = Path(output) if output else path.parent / f"{path.name}-{format}"
     check_output_dir(target, overwrite=overwrite)
     started = time.perf_counter()

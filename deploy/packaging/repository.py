@@ -21,8 +21,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pruneofa.core.errors import InputError
+from pruneofa.core.errors import InputError, last_line
 from pruneofa.core.runtime import OPENVINO_SPARSE_XML, OPENVINO_TOKENIZER_XML
+from pruneofa.deploy.packaging.ir_checks import probe
 from pruneofa.deploy.packaging.sparse_ir import EXTENSIONS_DIR, OVMS_MOUNT, SparseIR, ship_kernels
 
 _TOKENIZER_FILES = (
@@ -43,7 +44,13 @@ def _signature(model_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, A
     """Inputs and outputs of a model file: name, element type, shape with -1 for dynamic axes."""
     import openvino as ov
 
-    model = ov.Core().read_model(str(model_path))
+    try:
+        model = ov.Core().read_model(str(model_path))
+    except RuntimeError as err:
+        raise InputError(
+            f"{model_path} cannot be read by OpenVINO ({last_line(err)}); re-run the stage that wrote the "
+            "folder (pruneofa export / calibrate)"
+        ) from None
 
     def describe(ports) -> list[dict[str, Any]]:
         rows = []
@@ -168,14 +175,27 @@ def write_repository(
     """The ``ovms`` or ``triton`` repository of the model in ``staging``; returns the run's summary."""
     version = staging / name / "1"
     version.mkdir(parents=True)
-    record = None
+    record, probed = None, None
+    shipped = f"{name}/1/model.xml"
     if sparse is not None:
         shutil.copyfile(sparse.files[0], version / "model.xml")
         shutil.copyfile(sparse.files[1], version / "model.bin")
-        record = ship_kernels(staging, sparse, version / "model.xml")
+        record = ship_kernels(staging, sparse)
+        probed = probe(
+            version / "model.xml",
+            library=staging / EXTENSIONS_DIR / record["library"],
+            reference=model_files[0] if kind == "openvino" else None,
+            shipped_as=f"{sparse.files[0]} (packaged as {shipped})",
+        )
     elif kind == "openvino":
         shutil.copyfile(model_files[0], version / "model.xml")
         shutil.copyfile(model_files[1], version / "model.bin")
+        probed = probe(
+            version / "model.xml",
+            library=None,
+            reference=None,
+            shipped_as=f"{model_files[0]} (packaged as {shipped})",
+        )
     else:
         shutil.copyfile(model_files[0], version / "model.onnx")
     inputs, outputs = _signature(model_files[0])  # the standard model: the same inputs and outputs
@@ -195,6 +215,9 @@ def write_repository(
         "model_bytes": sum(p.stat().st_size for p in version.iterdir()),
         "tokenizer_files": len(tokenizer),
     }
+    if probed is not None:
+        summary["probe_outputs"] = len(probed["outputs"])
+        summary["probe_sparse_weights_compared"] = probed["sparse_weights_compared"]
     if record is not None:
         summary.update(
             model_file=OPENVINO_SPARSE_XML,
