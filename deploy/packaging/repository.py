@@ -7,10 +7,14 @@ Both servers load the repository as it is, from the directory given to ``--model
   config file, CPU, dynamic ``shape`` for every input) and ``NAME/1/model.xml|bin`` (or ``model.onnx``).
 * ``triton``: ``NAME/config.pbtxt`` (backend ``openvino`` for an IR folder, ``onnxruntime`` for ONNX;
   ``max_batch_size`` with the batch axis left out of ``dims``, the sequence axis ``-1``, dynamic batching,
-  CPU instances) and ``NAME/1/model.xml|bin`` or ``NAME/1/model.onnx``.
+  CPU instances) and ``NAME/1/model.xml|bin`` or ``NAME/1/model.onnx``. Triton's OpenVINO backend runs the
+  standard IR: it cannot load pruneofa's kernels, so a sparse IR is never put in a Triton repository.
 
 Both carry ``tokenizer/`` (the Hugging Face tokenizer files and config, and the OpenVINO tokenizer model
-where the folder has one) so that a client can turn text into the ``input_ids`` the servers expect. NAME is
+where the folder has one) so that a client can turn text into the ``input_ids`` the servers expect: at the
+top of an OVMS repository (OVMS serves only what config.json lists), inside ``NAME/`` in a Triton one
+(Triton loads every top-level folder as a model, and ignores a model folder's entries that are not
+numbered versions), with the run's ``pruneofa.json`` beside it. NAME is
 the one ``pruneofa serve`` gives the model (:func:`pruneofa.deploy.naming.default_model_name`: source
 model, target, precision). An OVMS repository of a sparse IR also ships the kernels (:mod:`.sparse_ir`)."""
 
@@ -209,7 +213,8 @@ def write_repository(
         (staging / name / "config.pbtxt").write_text(
             triton_config(name, backend, inputs, outputs, max_batch), encoding="utf-8"
         )
-    tokenizer = _copy_tokenizer(files, staging / "tokenizer")
+    # Triton treats every top-level folder as a model and ignores a model folder's non-numeric entries
+    tokenizer = _copy_tokenizer(files, (staging / name if format == "triton" else staging) / "tokenizer")
     summary: dict[str, Any] = {
         "model_name": name,
         "model_bytes": sum(p.stat().st_size for p in version.iterdir()),
