@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +83,35 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(partial)
         raise
+
+
+def read_bounded(
+    path: str | os.PathLike[str], limit: int, *, what: str = "file", fix: str = "give the right file"
+) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is an :class:`InputError`.
+
+    Devices (``/dev/zero``), FIFOs and sockets are refused before a byte is read (they never end, or
+    block), and at most ``limit + 1`` bytes are read, so a file that grows or lies about its size cannot
+    make the read unbounded."""
+    path = Path(path).expanduser()
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore the flag.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise InputError(f"{what} {path} is not a regular file; {fix}")
+            # The stated size refuses a large file unread; the bounded read, one that grows meanwhile.
+            data = b"" if status.st_size > limit else handle.read(limit + 1)
+    except OSError as err:
+        raise InputError(f"cannot read {what} {path} ({err.strerror or err}); {fix}") from err
+    if status.st_size > limit or len(data) > limit:
+        raise InputError(f"{what} {path} is over {_size(limit)}; {fix}")
+    return data
+
+
+def _size(limit: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= factor and limit % factor == 0:
+            return f"{limit // factor} {unit}"
+    return f"{limit} bytes"

@@ -46,10 +46,11 @@ examples:
   pruneofa package exports/sst2-ov-int8 --format ovms --output repo/ovms      # docker: --config_path /models/config.json
   pruneofa package exports/sst2-ov-int8 --format ovms --name sst2 --output repo/ovms-sst2   # name in the v2 URLs
   pruneofa package exports/sst2-onnx --format triton --output repo/triton     # tritonserver --model-repository
-  pruneofa package exports/sst2-ov-int8 --format archive --output dist/sst2
-  pruneofa package dist/sst2/sst2-ov-int8.tar.xz --format folder --output exports/sst2-restored
+  pruneofa package exports/sst2-ov-int8 --format archive --output dist/sst2 --name sst2
+  pruneofa package dist/sst2/sst2.tar.xz --format folder --output exports/sst2-restored
 
-exit codes: 0 written; 2 bad input (nothing written)
+exit codes: 0 written; 2 bad input, or a model that is not the one its pruneofa.json describes or fails when
+run once (nothing written)
 """
 
 

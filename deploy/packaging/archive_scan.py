@@ -106,7 +106,7 @@ def parse_index(data: bytes, limit: int) -> tuple[list[Entry], int]:
     for entry in index.files:
         name = entry.name
         if "/" in name or "\\" in name or "\x00" in name or name in (".", "..") or not name.isprintable():
-            raise Refused(f"the index names a file outside the folder ({name!r}); refusing to unpack it")
+            raise Refused(f"the index names a file outside the folder ({name!r})")
         if name.lower() in seen:
             raise Refused(f"the index names {name!r} twice")
         seen.add(name.lower())

@@ -32,6 +32,7 @@ from pruneofa.deploy.packaging.files import (
     relative_files,
     subfolders,
 )
+from pruneofa.deploy.packaging.ir_checks import check_ir
 from pruneofa.deploy.packaging.repository import write_repository
 from pruneofa.deploy.packaging.signing import load_private_key
 from pruneofa.deploy.packaging.sparse_ir import sparse_ir
@@ -97,10 +98,9 @@ def package_model(
         raise InputError(
             f"{path} is not a folder; give a folder written by 'pruneofa export' or 'pruneofa calibrate'"
         )
-    if format == "archive":  # restored beside it under the same name, by default
-        model_name = name or re.sub(r"[^A-Za-z0-9_.\-]", "_", path.name)
-    else:  # the name pruneofa serve gives the model too
-        model_name = name or default_model_name(path)
+    # the name pruneofa serve gives the model (all-MiniLM-L6-v2-openvino-int8, not the folder's openvino-int8),
+    # for repositories and archives alike: an archive restores under that name by default
+    model_name = name or default_model_name(path)
     if not _NAME.match(model_name):
         raise InputError(
             f"model name {model_name!r} is not usable by the servers; pass --name with letters, digits, _ . -"
@@ -112,6 +112,10 @@ def package_model(
     kind, model_files = model_kind(path, files)
     source = read_manifest(path) if MANIFEST_NAME in files else None
     sparse = sparse_ir(path, files, format, config.sparse_kernels)
+    if format != "archive" and kind == "openvino":  # the IRs read below, and the one shipped
+        check_ir(model_files[0], model_files[1], source)
+        if sparse is not None:
+            check_ir(sparse.files[0], sparse.files[1], source)
     target = Path(output) if output else path.parent / f"{path.name}-{format}"
     check_output_dir(target, overwrite=overwrite)
     started = time.perf_counter()
@@ -128,7 +132,10 @@ def package_model(
             )
         summary["wall_time_s"] = round(time.perf_counter() - started, 2)
         metrics = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
-        write_manifest(staging, _package_manifest(path, source, files, metrics, command))
+        # Triton loads every top-level folder of a repository as a model: its records go inside the model's
+        # folder, where Triton ignores what is not a numbered version
+        records = staging / model_name if format == "triton" else staging
+        write_manifest(records, _package_manifest(path, source, files, metrics, command))
         written = relative_files(staging)
     Progress(quiet).say(f"package ({format}) written to {target}: " + ", ".join(written))
     return PackageResult(target, format, written, summary)

@@ -7,10 +7,14 @@ Both servers load the repository as it is, from the directory given to ``--model
   config file, CPU, dynamic ``shape`` for every input) and ``NAME/1/model.xml|bin`` (or ``model.onnx``).
 * ``triton``: ``NAME/config.pbtxt`` (backend ``openvino`` for an IR folder, ``onnxruntime`` for ONNX;
   ``max_batch_size`` with the batch axis left out of ``dims``, the sequence axis ``-1``, dynamic batching,
-  CPU instances) and ``NAME/1/model.xml|bin`` or ``NAME/1/model.onnx``.
+  CPU instances) and ``NAME/1/model.xml|bin`` or ``NAME/1/model.onnx``. Triton's OpenVINO backend runs the
+  standard IR: it cannot load pruneofa's kernels, so a sparse IR is never put in a Triton repository.
 
 Both carry ``tokenizer/`` (the Hugging Face tokenizer files and config, and the OpenVINO tokenizer model
-where the folder has one) so that a client can turn text into the ``input_ids`` the servers expect. NAME is
+where the folder has one) so that a client can turn text into the ``input_ids`` the servers expect: at the
+top of an OVMS repository (OVMS serves only what config.json lists), inside ``NAME/`` in a Triton one
+(Triton loads every top-level folder as a model, and ignores a model folder's entries that are not
+numbered versions), with the run's ``pruneofa.json`` beside it. NAME is
 the one ``pruneofa serve`` gives the model (:func:`pruneofa.deploy.naming.default_model_name`: source
 model, target, precision). An OVMS repository of a sparse IR also ships the kernels (:mod:`.sparse_ir`)."""
 
@@ -21,8 +25,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pruneofa.core.errors import InputError
+from pruneofa.core.errors import InputError, last_line
 from pruneofa.core.runtime import OPENVINO_SPARSE_XML, OPENVINO_TOKENIZER_XML
+from pruneofa.deploy.packaging.ir_checks import probe
 from pruneofa.deploy.packaging.sparse_ir import EXTENSIONS_DIR, OVMS_MOUNT, SparseIR, ship_kernels
 
 _TOKENIZER_FILES = (
@@ -43,7 +48,13 @@ def _signature(model_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, A
     """Inputs and outputs of a model file: name, element type, shape with -1 for dynamic axes."""
     import openvino as ov
 
-    model = ov.Core().read_model(str(model_path))
+    try:
+        model = ov.Core().read_model(str(model_path))
+    except RuntimeError as err:
+        raise InputError(
+            f"{model_path} cannot be read by OpenVINO ({last_line(err)}); re-run the stage that wrote the "
+            "folder (pruneofa export / calibrate)"
+        ) from None
 
     def describe(ports) -> list[dict[str, Any]]:
         rows = []
@@ -168,14 +179,27 @@ def write_repository(
     """The ``ovms`` or ``triton`` repository of the model in ``staging``; returns the run's summary."""
     version = staging / name / "1"
     version.mkdir(parents=True)
-    record = None
+    record, probed = None, None
+    shipped = f"{name}/1/model.xml"
     if sparse is not None:
         shutil.copyfile(sparse.files[0], version / "model.xml")
         shutil.copyfile(sparse.files[1], version / "model.bin")
-        record = ship_kernels(staging, sparse, version / "model.xml")
+        record = ship_kernels(staging, sparse)
+        probed = probe(
+            version / "model.xml",
+            library=staging / EXTENSIONS_DIR / record["library"],
+            reference=model_files[0] if kind == "openvino" else None,
+            shipped_as=f"{sparse.files[0]} (packaged as {shipped})",
+        )
     elif kind == "openvino":
         shutil.copyfile(model_files[0], version / "model.xml")
         shutil.copyfile(model_files[1], version / "model.bin")
+        probed = probe(
+            version / "model.xml",
+            library=None,
+            reference=None,
+            shipped_as=f"{model_files[0]} (packaged as {shipped})",
+        )
     else:
         shutil.copyfile(model_files[0], version / "model.onnx")
     inputs, outputs = _signature(model_files[0])  # the standard model: the same inputs and outputs
@@ -189,12 +213,16 @@ def write_repository(
         (staging / name / "config.pbtxt").write_text(
             triton_config(name, backend, inputs, outputs, max_batch), encoding="utf-8"
         )
-    tokenizer = _copy_tokenizer(files, staging / "tokenizer")
+    # Triton treats every top-level folder as a model and ignores a model folder's non-numeric entries
+    tokenizer = _copy_tokenizer(files, (staging / name if format == "triton" else staging) / "tokenizer")
     summary: dict[str, Any] = {
         "model_name": name,
         "model_bytes": sum(p.stat().st_size for p in version.iterdir()),
         "tokenizer_files": len(tokenizer),
     }
+    if probed is not None:
+        summary["probe_outputs"] = len(probed["outputs"])
+        summary["probe_sparse_weights_compared"] = probed["sparse_weights_compared"]
     if record is not None:
         summary.update(
             model_file=OPENVINO_SPARSE_XML,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import read_bounded
 
 SIGNATURE_CONTEXT = b"pruneofa-archive-index-v2\n"  # what is signed: this, then the index bytes
 _KEY_FILE_LIMIT = 64 * 1024
@@ -24,13 +25,9 @@ def _crypto() -> Any:
 
 
 def _key_bytes(path: Path, flag: str) -> bytes:
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError as err:
-        raise InputError(f"cannot read {flag} {path} ({err.strerror}); give the key file's path") from err
-    if len(data) > _KEY_FILE_LIMIT:
-        raise InputError(f"{flag} {path} is not a key file (over 64 KiB)")
-    return data
+    """The key file's bytes, read with a bound: a device (``/dev/zero``), FIFO or file over 64 KiB is
+    refused before it is read whole."""
+    return read_bounded(path, _KEY_FILE_LIMIT, what=flag, fix="give the key file's path")
 
 
 def _not_a_key(path: Path, flag: str, kind: str, how: str) -> InputError:

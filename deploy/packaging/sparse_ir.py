@@ -4,8 +4,8 @@ A folder with a sparse IR (``openvino_model_sparse.xml``, from ``pruneofa export
 OVMS repository that serves it: the kernels library that defines pruneofa's op is copied to
 ``extensions/`` with a record of what it was built against, and the repository's ``README.md`` gives the
 start command with OVMS's ``--cpu_extension`` (a server parameter; config.json has no key for it). The copy
-is checked to read and compile the packaged model in a fresh OpenVINO core before anything moves into
-place."""
+is checked to run the packaged model once, in a fresh OpenVINO core in a child process, before anything
+moves into place (:mod:`.ir_checks`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pruneofa.core.errors import CheckFailed, InputError, last_line
+from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import sha256_file
 from pruneofa.core.runtime import OPENVINO_SPARSE_BIN, OPENVINO_SPARSE_XML
 
@@ -80,11 +80,9 @@ def _openvino_version() -> str:
     return openvino.get_version() if hasattr(openvino, "get_version") else openvino.__version__
 
 
-def ship_kernels(staging: Path, sparse: SparseIR, model_xml: Path) -> dict[str, Any]:
-    """Copy the kernels library to ``extensions/``, record what it was built against, and check that an
-    OpenVINO core which adds that copy (as OVMS's ``--cpu_extension`` does) reads and compiles the model."""
-    import openvino as ov
-
+def ship_kernels(staging: Path, sparse: SparseIR) -> dict[str, Any]:
+    """Copy the kernels library to ``extensions/`` and record what it was built against (the packaged
+    model is then run once with that copy: :func:`.ir_checks.probe`)."""
     from pruneofa.kernels.rewrite import OP_TYPES, OPSET
 
     extensions = staging / EXTENSIONS_DIR
@@ -101,13 +99,4 @@ def ship_kernels(staging: Path, sparse: SparseIR, model_xml: Path) -> dict[str, 
         "ovms_argument": f"--cpu_extension {OVMS_MOUNT}/{EXTENSIONS_DIR}/{sparse.library.name}",
     }
     (extensions / KERNELS_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    try:
-        core = ov.Core()
-        core.add_extension(str(library))
-        core.compile_model(core.read_model(str(model_xml)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    except RuntimeError as err:
-        raise CheckFailed(
-            f"the packaged sparse IR does not load with the packaged kernels library ({last_line(err)}); "
-            "re-export with 'pruneofa export --sparse-ir' using this pruneofa, or pass --sparse-kernels off"
-        ) from err
     return record

@@ -522,3 +522,64 @@ def test_a_tampered_sparse_ir_is_refused_in_one_line(sparse_ir_folder, tmp_path,
     error = capsys.readouterr().err.strip()
     assert code != 0 and "\n" not in error and not (tmp_path / "repo").exists()
     assert "invalid sparse layer" in error and f"row_ptr holds {entries} entries" in error, error
+
+
+def _tritonclient_model_config():
+    """``inference.ModelConfig`` as Triton's own client ships it (``tritonclient/grpc/model_config_pb2.py``,
+    generated from Triton's model_config.proto), loaded from the file so that grpcio is not needed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tritonclient")
+    if spec is None or spec.origin is None:
+        pytest.skip("tritonclient is not installed (pip install -r requirements.lock)")
+    path = Path(spec.origin).parent / "grpc" / "model_config_pb2.py"
+    module_spec = importlib.util.spec_from_file_location("_triton_model_config_pb2", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.ModelConfig
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx"])
+def test_a_triton_repository_holds_only_models_at_its_top(export_once, tmp_path, target):
+    """Issue 27.9: Triton loads every top-level folder of a repository as a model; ``tokenizer/`` and
+    ``pruneofa.json`` sat there beside the model. They go inside the model's folder, where Triton ignores
+    what is not a numbered version; the config parses into Triton's own ModelConfig."""
+    from google.protobuf import text_format
+
+    from pruneofa.deploy.naming import default_model_name
+
+    folder = export_once("bert", "question-answering")[target].output
+    name = default_model_name(folder)
+    repo = package_model(folder, package_config(format="triton", output=tmp_path / "repo"), quiet=True).output
+    assert sorted(p.name for p in repo.iterdir()) == [name]
+    model = repo / name
+    entries = {p.name for p in model.iterdir()}
+    assert entries == {"1", "config.pbtxt", "tokenizer", "pruneofa.json"}
+    versions = [e for e in entries if (model / e).is_dir() and e.isdigit() and not e.startswith("0")]
+    assert versions == ["1"]  # the only entry Triton reads as a version; the rest it ignores
+    assert (model / "tokenizer" / "tokenizer.json").is_file()
+    assert json.loads((model / "pruneofa.json").read_text())["stage"] == "package"
+    model_config = _tritonclient_model_config()
+    config = text_format.Parse((model / "config.pbtxt").read_text(), model_config())
+    assert config.name == name and config.max_batch_size == 64
+    assert config.backend == ("openvino" if target == "openvino" else "onnxruntime")
+    assert [i.name for i in config.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert {o.name for o in config.output} == {"start_logits", "end_logits"}
+    with pytest.raises(text_format.ParseError):  # Triton's schema is strict about field names
+        text_format.Parse("name: 'x'\nmax_batch: 4\n", model_config())
+
+
+def test_an_archive_is_named_like_the_model_it_holds(export_once, tmp_path):
+    """Issue 27.9: the archive of ``exports/x/openvino`` was ``openvino.tar.xz`` where the repositories and
+    ``pruneofa serve`` call the model ``x-openvino``; it restores under that name by default."""
+    from pruneofa.deploy.naming import default_model_name
+
+    folder = export_once("bert", "text-classification")["openvino"].output
+    name = default_model_name(folder)
+    assert folder.name == "openvino" and name != "openvino"
+    result = package_model(folder, package_config(format="archive", output=tmp_path / "dist"), quiet=True)
+    assert [p.name for p in result.output.glob("*.tar.xz")] == [f"{name}.tar.xz"]
+    restored = package_model(
+        result.output / f"{name}.tar.xz", package_config(format="folder"), quiet=True
+    ).output
+    assert restored == (result.output / name).resolve() and (restored / "openvino_model.xml").is_file()
