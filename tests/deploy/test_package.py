@@ -517,6 +517,11 @@ def test_a_tampered_sparse_ir_is_refused_in_one_line(sparse_ir_folder, tmp_path,
     data.set("size", str(4 * entries))
     layers[edge.get("from-layer")].find("output/port/dim").text = str(entries)
     tree.write(xml)
+    # Record the tampered size, as an attacker who rewrites the IR would, so that the op's own check at
+    # read time (not package's size check) is what refuses it.
+    manifest = json.loads((folder / "pruneofa.json").read_text())
+    manifest["export"]["files"][xml.name] = xml.stat().st_size
+    (folder / "pruneofa.json").write_text(json.dumps(manifest))
     capsys.readouterr()
     code = main(["package", str(folder), "--format", "ovms", "--output", str(tmp_path / "repo")])
     error = capsys.readouterr().err.strip()
