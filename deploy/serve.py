@@ -19,11 +19,9 @@ answered 503 (``Retry-After``), counted, reported, and the command exits 1 inste
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from pruneofa.core.errors import InputError
 from pruneofa.deploy.config import ServeConfig
-from pruneofa.deploy.pipeline import Pipeline
 from pruneofa.deploy.serving.app import create_app, infer_url, served_name
 from pruneofa.deploy.serving.batching import Lifecycle
 from pruneofa.deploy.serving.errors import INTERNAL_ERROR
@@ -51,7 +49,7 @@ def serve(
         batch_size=config.max_batch,
         sparse_kernels=config.sparse_kernels,
     )
-    pipeline(_warmup_input(pipeline))
+    pipeline(pipeline.task.warmup_input(pipeline.tokenizer), **pipeline.task.warmup_options)
     app = create_app(pipeline, config)
 
     def announce(port: int) -> None:
@@ -104,15 +102,6 @@ def _check_port(host: str, port: int) -> None:
             raise InputError(
                 f"cannot listen on {host}:{port} ({err.strerror}); pass another --port or stop what uses it"
             ) from err
-
-
-def _warmup_input(pipeline: Pipeline) -> Any:
-    task = pipeline.task.name
-    if task == "question-answering":
-        return {"question": "What is warm?", "context": "The server is warm after this request."}
-    if task == "fill-mask":
-        return f"The server is {pipeline.tokenizer.mask_token}."
-    return "The server is warming up."
 
 
 __all__ = ["INTERNAL_ERROR", "ServeConfig", "serve", "shutdown_report"]

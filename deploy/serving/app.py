@@ -27,9 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pruneofa import __version__
 from pruneofa.core.errors import InputError
+from pruneofa.core.inference import Pipeline
 from pruneofa.deploy.config import ServeConfig
 from pruneofa.deploy.naming import default_model_name
-from pruneofa.deploy.pipeline import Pipeline
 from pruneofa.deploy.serving import codec
 from pruneofa.deploy.serving.batching import Batcher, Lifecycle, Metrics
 from pruneofa.deploy.serving.errors import HttpError, error_response, short
@@ -68,10 +68,9 @@ class ModelService:
         self.pipeline = pipeline
         self.config = config
         self.name = served_name(pipeline.folder, config)
-        self.task = pipeline.task.name
+        self.task = pipeline.task
         self.metrics = Metrics()
         self.lifecycle = Lifecycle()
-        self.mask_token = getattr(pipeline.tokenizer, "mask_token", None)
         self.batcher: Batcher | None = None
 
     @asynccontextmanager
@@ -137,7 +136,7 @@ class ModelService:
     async def infer(self, model_name: str, request: Request, version: str | None = None) -> dict[str, Any]:
         self.check_model(model_name, version)
         body = await self.read_json(request)
-        items, parameters = codec.v2_items(self.task, body, self.config, self.mask_token)
+        items, parameters = codec.v2_items(self.task, body, self.config, self.pipeline.tokenizer)
         parameters = codec.v2_parameters(self.task, parameters)
         results = await self.run(items, parameters)
         response = {
@@ -158,9 +157,9 @@ class ModelService:
             fields = ", ".join(sorted(short(k, 30) for k in unknown))
             raise HttpError(400, f"unknown field(s) {fields}; send inputs and parameters")
         parameters = codec.check_parameters(self.task, body.get("parameters"))
-        items, many = codec.plain_items(self.task, body["inputs"], self.config, self.mask_token)
+        items, many = codec.plain_items(self.task, body["inputs"], self.config, self.pipeline.tokenizer)
         results = await self.run(items, parameters)
-        return JSONResponse(codec.plain_result(self.task, body["inputs"], parameters, results, many))
+        return JSONResponse(self.task.plain_result(body["inputs"], parameters, results, many))
 
     async def prometheus(self) -> Response:
         depth = self.batcher.queue.qsize() if self.batcher is not None else 0

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pruneofa.core.inference import Pipeline
 from pruneofa.deploy.config import ServeConfig
-from pruneofa.deploy.pipeline import Pipeline
 from pruneofa.deploy.serving.errors import CLOSE, HttpError
 
 logger = logging.getLogger("pruneofa.serve")
@@ -248,27 +248,8 @@ class Batcher:
             start += len(w.items)
 
     def _call(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
-        task = self.pipeline.task.name
-        options = dict(parameters)
-        if task == "feature-extraction":
-            options["return_tensors"] = True
-            if options.get("pooling") == "none":
-                options["pooling"] = None
-        if task == "question-answering":
-            options["doc_stride"] = safe_doc_stride(int(self.pipeline.max_length))
-        result = self.pipeline(items, **options)
-        return list(result)
-
-
-def safe_doc_stride(max_length: int, max_seq_len: int = 384, wanted: int = 128) -> int:
-    """The overlap of question-answering windows that always leaves the tokenizer room for context.
-
-    The pipeline cuts a long question to half the window and caps the overlap at half the window too, so
-    for a model with a short maximum length (under ~270 tokens) a long question leaves less context room
-    than the overlap, and the fast tokenizer panics (a Rust panic, raised as a BaseException). Overlap
-    128 (transformers' default) wherever the window allows it; less only for such models."""
-    window = min(max_seq_len, max_length)
-    return max(1, min(wanted, window // 2 - 5))  # 5 ≥ the special tokens of a BERT or RoBERTa pair
+        options = self.pipeline.task.serving_options(parameters, int(self.pipeline.max_length))
+        return list(self.pipeline(items, **options))
 
 
 @dataclass
