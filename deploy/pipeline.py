@@ -20,132 +20,94 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pruneofa.core.cpu import CpuInfo, detect_cpu
+from pruneofa.core.cpu import CpuInfo
 from pruneofa.core.errors import InputError
-from pruneofa.core.inference import INFERENCE_TASKS, Encoder, Pipeline, Stats
-from pruneofa.core.manifest import Manifest, read_manifest
-from pruneofa.core.runtime import (
-    OPENVINO_TOKENIZER_XML,
-    Engine,
-    model_file_for,
-    resolve_runtime,
-)
-from pruneofa.core.support import EXPORT_TASKS, ExportTask
-from pruneofa.deploy import sparse_kernels as kernel_policy
-from pruneofa.deploy.settings import CompileSettings, Hint, choose_settings, count_sparse_kernels
-from pruneofa.exporter import graph
+from pruneofa.core.inference import Encoder, Pipeline, Stats
+from pruneofa.core.runtime import OPENVINO_TOKENIZER_XML
+from pruneofa.deploy.config import LoadConfig
+from pruneofa.deploy.opening import open_folder
 
 logger = logging.getLogger("pruneofa.deploy")
 
 
-def _task_of(folder: Path, manifest: Manifest | None, config: Any) -> ExportTask:
-    if manifest is not None and manifest.export is not None:
-        return EXPORT_TASKS[manifest.export.task]
-    from pruneofa.core import modelio
+def load_config(**options: Any) -> LoadConfig:
+    """:class:`LoadConfig` from ``deploy.load``'s keywords; a bad one is a one-line InputError naming it."""
+    from pydantic import ValidationError
 
-    return modelio.resolve_task(config, None)
+    try:
+        return LoadConfig(**options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise InputError(
+                f"unknown option {where}; load takes {', '.join(LoadConfig.model_fields)}"
+            ) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(f"invalid {where}: {message}" if where else message) from None
 
 
 def load(
     folder: str | Path,
     runtime: str | None = None,
     *,
-    hint: Hint = "latency",
-    batch_size: int = 16,
-    max_length: int | None = None,
-    threads: int | None = None,
-    streams: int | None = None,
-    use_openvino_tokenizer: bool = True,
+    config: LoadConfig | None = None,
     cpu: CpuInfo | None = None,
-    sparse_kernels: str = "auto",
+    **options: Any,
 ) -> Pipeline:
     """Load an exported (or calibrated) folder as a pipeline for its task.
 
-    ``runtime``: ``openvino`` or ``onnxruntime`` (default: OpenVINO for an IR folder, ONNX Runtime for an
-    ONNX one). ``hint``/``threads``/``streams`` override the compile settings chosen for this CPU
-    (:func:`deploy.settings.choose_settings`); ``max_length`` lowers the truncation length.
+    Options are :class:`~pruneofa.deploy.config.LoadConfig`'s fields, as a ``config`` or as keywords:
+    ``runtime`` ``openvino`` or ``onnxruntime`` (default: OpenVINO for an IR folder, ONNX Runtime for an
+    ONNX one); ``task`` another task of the same model (``zero-shot-classification`` for an NLI export);
+    ``hint``/``threads``/``streams`` override the compile settings chosen for this CPU
+    (:func:`deploy.settings.choose_settings`); ``max_length`` lowers the truncation length;
     ``sparse_kernels`` (``auto``, ``on``, ``off``): pruneofa's sparse kernels for OpenVINO
     (:mod:`pruneofa.deploy.sparse_kernels`); ``pipeline.sparse_report`` says which layers ran sparse.
+    ``cpu`` replaces the detected CPU (tests).
     """
-    from transformers import AutoConfig, AutoTokenizer
-
-    path = Path(folder).expanduser()
-    if not path.is_dir():
-        raise InputError(
-            f"{path} is not a folder; give a folder written by 'pruneofa export' or 'pruneofa calibrate'"
-        )
-    if batch_size < 1:
-        raise InputError("batch_size must be at least 1")
-    from pruneofa.core.modelio import refuse_custom_code
-
-    refuse_custom_code(path)  # one clear "unsupported" line for a folder that ships its own model code
-    chosen = resolve_runtime(path, runtime)
-    model_file = model_file_for(path, chosen)
-    manifest = read_manifest(path)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(
-            f"{path} lacks a usable config.json or tokenizer ({type(err).__name__}); export the model with its "
-            "tokenizer files"
-        ) from err
-    export_task = _task_of(path, manifest, config)
-    task = INFERENCE_TASKS[export_task.name]
-    limit = graph.max_sequence_length(config)
-    if max_length is not None:
-        if max_length < 2:
-            raise InputError("max_length must be at least 2")
-        limit = min(limit, max_length)
-    weight_format = manifest.export.weight_format if manifest and manifest.export else None
-    cpu = cpu or detect_cpu()
-    settings = choose_settings(
-        cpu,
-        chosen,
-        hint=hint,
-        weight_format=weight_format,
-        sparsity=manifest.sparsity if manifest else None,
-        threads=threads,
-        streams=streams,
-        sparse_kernels=sparse_kernels,
-    )
-    engine = Engine(
-        model_file,
-        chosen,
-        export_task.outputs,
-        ov_config=settings.openvino_config(profile=settings.sparse.enabled) if chosen == "openvino" else None,
-        ort_options=settings.onnxruntime_options() if chosen == "onnxruntime" else None,
-        prepare=kernel_policy.preparer(settings.kernels, manifest, int8_gemm=cpu.has_int8_dot),
-    )
+    if config is None:
+        config = load_config(runtime=runtime, **options)
+    elif runtime is not None or options:
+        config = load_config(**(config.model_dump() | options | ({"runtime": runtime} if runtime else {})))
+    opened = open_folder(folder, config, cpu=cpu)
+    tokenizer = _tokenizer(opened.folder)
+    limit = opened.max_length if config.max_length is None else min(opened.max_length, config.max_length)
     ov_tokenizer = None
-    if use_openvino_tokenizer and task.openvino_tokenizer and (path / OPENVINO_TOKENIZER_XML).is_file():
-        ov_tokenizer = _compile_ov_tokenizer(path / OPENVINO_TOKENIZER_XML)
+    if (
+        config.use_openvino_tokenizer
+        and opened.task.openvino_tokenizer
+        and (opened.folder / OPENVINO_TOKENIZER_XML).is_file()
+    ):
+        ov_tokenizer = _compile_ov_tokenizer(opened.folder / OPENVINO_TOKENIZER_XML)
     stats = Stats()
     encoder = Encoder(tokenizer, limit, ov_tokenizer, stats)
-    pipeline = task.pipeline(
-        folder=path.resolve(),
-        task=task,
-        runtime=chosen,
-        settings=settings,
-        engine=engine,
+    if opened.settings is not None and opened.settings.sparse.enabled:
+        opened.verify_sparse(encoder.encode(["sparse kernels check"]))
+    return opened.task.pipeline(
+        folder=opened.folder,
+        task=opened.task,
+        runtime=opened.runtime,
+        settings=opened.settings,
+        engine=opened.engine,
         encoder=encoder,
-        config=config,
-        manifest=manifest,
-        batch_size=batch_size,
+        config=opened.config,
+        manifest=opened.manifest,
+        batch_size=config.batch_size,
         stats=stats,
-        kernels=kernel_policy.summary(engine.prepared, settings.kernels_reason),
+        kernels=opened.kernels,
     )
-    if settings.sparse.enabled:
-        feed = encoder.encode(["sparse kernels check"])
-        sparse_layers, fc_layers = count_sparse_kernels(engine.profile(feed))
-        pipeline.settings = _replace_sparse(settings, sparse_layers, fc_layers)
-    return pipeline
 
 
-def _replace_sparse(settings: CompileSettings, sparse_layers: int, fc_layers: int) -> CompileSettings:
-    from dataclasses import replace
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
 
-    return replace(settings, sparse=settings.sparse.with_verification(sparse_layers, fc_layers))
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(
+            f"{folder} lacks a usable tokenizer ({type(err).__name__}); export the model with its tokenizer files"
+        ) from err
 
 
 def _compile_ov_tokenizer(path: Path) -> Any:

@@ -45,6 +45,7 @@ def serve(
     pipeline = load(
         folder,
         config.runtime,
+        task=config.task,
         hint=config.hint,
         batch_size=config.max_batch,
         sparse_kernels=config.sparse_kernels,
