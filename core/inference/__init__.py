@@ -2,7 +2,7 @@
 registry that every user reads: :data:`INFERENCE_TASKS`."""
 
 from pruneofa.core.inference.base import Encoder, InferenceTask, Parameter, Pipeline, Stats, Tensor
-from pruneofa.core.inference.registry import INFERENCE_TASKS, get_inference_task, tasks_for_export
+from pruneofa.core.inference.registry import INFERENCE_TASKS, get_inference_task
 
 __all__ = [
     "INFERENCE_TASKS",
@@ -13,5 +13,4 @@ __all__ = [
     "Stats",
     "Tensor",
     "get_inference_task",
-    "tasks_for_export",
 ]

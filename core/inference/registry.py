@@ -12,6 +12,7 @@ from pruneofa.core.inference.fill_mask import FillMask
 from pruneofa.core.inference.question_answering import QuestionAnswering
 from pruneofa.core.inference.text_classification import TextClassification
 from pruneofa.core.inference.token_classification import TokenClassification
+from pruneofa.core.inference.zero_shot_classification import ZeroShotClassification
 
 INFERENCE_TASKS: dict[str, InferenceTask] = {
     task.name: task
@@ -21,6 +22,7 @@ INFERENCE_TASKS: dict[str, InferenceTask] = {
         QuestionAnswering(),
         FillMask(),
         FeatureExtraction(),
+        ZeroShotClassification(),
     )
 }
 
@@ -31,11 +33,3 @@ def get_inference_task(name: str) -> InferenceTask:
     if task is None:
         raise InputError(f"unknown task {name!r}; choose one of {', '.join(INFERENCE_TASKS)}")
     return task
-
-
-def tasks_for_export(export_task: str) -> list[str]:
-    """The tasks that can run a model exported for ``export_task`` (its own first)."""
-    return sorted(
-        (t.name for t in INFERENCE_TASKS.values() if t.export_task == export_task),
-        key=lambda n: n != export_task,
-    )
