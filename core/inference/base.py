@@ -22,6 +22,7 @@ import numpy as np
 
 from pruneofa.core.errors import InputError
 from pruneofa.core.parity_measures import ParityHook
+from pruneofa.core.support import EXPORT_TASKS, ExportTask
 
 logger = logging.getLogger("pruneofa.deploy")
 
@@ -257,6 +258,33 @@ class InferenceTask:
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+    # --- the export task's facts, for callers that hold a pipeline's task ---------------------------------
+
+    @property
+    def export(self) -> ExportTask:
+        """The export task whose model this task runs (its outputs, transformers and optimum classes)."""
+        return EXPORT_TASKS[self.export_task]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.export.outputs
+
+    @property
+    def auto_class(self) -> str:
+        return self.export.auto_class
+
+    @property
+    def optimum_ov_class(self) -> str:
+        return self.export.optimum_ov_class
+
+    @property
+    def optimum_ort_class(self) -> str:
+        return self.export.optimum_ort_class
+
+    @property
+    def per_token(self) -> bool:
+        return self.export.per_token
 
     def parity_inputs(self, samples: dict[str, Any]) -> list[Any]:
         """The packaged parity samples (``core/resources``) this task's parity texts come from: single
