@@ -26,7 +26,7 @@ import numpy as np
 
 from pruneofa.core.runtime import load_parity_samples
 from pruneofa.deploy.pipeline import load
-from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
+from pruneofa.deploy.serving import create_app, serve_config, uvicorn_server
 
 
 def _start(pipeline, **options):

@@ -36,88 +36,27 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pruneofa.core.inference import INFERENCE_TASKS
 from pruneofa.core.manifest import OutputParity, ParityCheck, ParityReport
+from pruneofa.core.parity_measures import (
+    NEIGHBOUR_TIE,
+    REGRESSION_TOLERANCE,
+    TOP_K,
+    TaskParity,
+    cosine,
+    neighbour_agreement,
+    real,
+)
 from pruneofa.core.support import EXPORT_TASKS
-
-TOP_K = 5
-REGRESSION_TOLERANCE = 0.1  # STS-B scores (0-5) count as equal within 0.1, as validate counts them
-MAX_ANSWER_TOKENS = 30  # as SQuAD post-processing (pruneofa.core.qa)
-# A text's nearest neighbour "agrees" when the candidate's choice is one the reference itself ranks
-# within this cosine of its own nearest: a near-tie in the reference (all-MiniLM-L6-v2 has pairs of
-# parity sentences 0.006 apart) says nothing about the candidate. The strict share is reported beside it.
-NEIGHBOUR_TIE = 0.01
 
 DEFAULT_MIN_AGREEMENT = 0.95
 DEFAULT_MIN_COSINE = 0.97
 DEFAULT_MIN_NEIGHBOURS = 0.9
 DEFAULT_MIN_TOPK_OVERLAP = 0.8
 
-
-@dataclass(frozen=True)
-class Measure:
-    """One comparison: ``label`` and ``stat`` name it in reports, ``option`` (a :class:`ParityOptions`
-    field) bounds it from below; ``None`` means reported, not gated."""
-
-    key: str
-    label: str
-    stat: str = ""
-    option: str | None = None
-    share: bool = True  # shown as a percentage
-
-
-@dataclass(frozen=True)
-class TaskParity:
-    """What parity means for one export task (``text-regression``: a one-output text-classification head)."""
-
-    name: str
-    compared: str
-    measures: tuple[Measure, ...]
-
-
-_AGREEMENT = "min_agreement"
+# Every parity row, from the task files (``text-regression``: a one-output text-classification head).
 TASK_PARITY: dict[str, TaskParity] = {
-    spec.name: spec
-    for spec in (
-        TaskParity(
-            "text-classification",
-            "the predicted label of each input",
-            (Measure("label_agreement", "label agreement", option=_AGREEMENT),),
-        ),
-        TaskParity(
-            "text-regression",
-            f"the score of each input, equal within {REGRESSION_TOLERANCE:g}",
-            (Measure("score_agreement", f"scores within {REGRESSION_TOLERANCE:g}", option=_AGREEMENT),),
-        ),
-        TaskParity(
-            "token-classification",
-            "the predicted label of each real token",
-            (Measure("token_agreement", "per-token label agreement", option=_AGREEMENT),),
-        ),
-        TaskParity(
-            "question-answering",
-            f"the best answer span of each input (at most {MAX_ANSWER_TOKENS} tokens)",
-            (Measure("span_agreement", "answer-span agreement", option=_AGREEMENT),),
-        ),
-        TaskParity(
-            "feature-extraction",
-            "mean-pooled embeddings of the parity texts (cosine similarity, nearest neighbours)",
-            (
-                Measure("cosine_mean", "embedding cosine", "mean", share=False),
-                Measure("cosine_min", "embedding cosine", "min", option="min_cosine", share=False),
-                Measure("neighbour_agreement", "nearest neighbour", "agreement", option="min_neighbours"),
-                Measure("neighbour_identical", "nearest neighbour", "identical"),
-                Measure("random_cosine_min", "random-token embedding cosine", "min", share=False),
-            ),
-        ),
-        TaskParity(
-            "fill-mask",
-            f"the top-{TOP_K} tokens predicted at each real token",
-            (
-                Measure("topk_overlap", f"top-{TOP_K} overlap", option="min_topk_overlap"),
-                Measure("top1_agreement", "top-1 agreement"),
-            ),
-        ),
-    )
+    row.name: row for task in INFERENCE_TASKS.values() for row in task.parity.rows
 }
 
 
@@ -175,73 +114,16 @@ def parity_options(config: Any) -> ParityOptions:
 
 
 def task_parity(task: str, num_outputs: int | None = None) -> TaskParity:
-    """The row of ``task`` (an export task); a text-classification head with one output is a regression."""
-    if task == "text-classification" and num_outputs == 1:
-        return TASK_PARITY["text-regression"]
-    try:
-        return TASK_PARITY[task]
-    except KeyError:
-        raise ValueError(f"no parity is defined for task {task!r}; known: {', '.join(TASK_PARITY)}") from None
+    """The row of ``task`` (an export task) for a head with ``num_outputs`` outputs (a text-classification
+    head with one output is a regression)."""
+    if task not in INFERENCE_TASKS:
+        known = ", ".join(INFERENCE_TASKS)
+        raise ValueError(f"no parity is defined for task {task!r}; known: {known}")
+    return INFERENCE_TASKS[task].parity.row(num_outputs)
 
 
 def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
-
-
-def _real(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Rows of a (batch, sequence, …) output at real tokens; other outputs unchanged."""
-    if values.ndim >= 2 and values.shape[:2] == mask.shape:
-        return values[mask.astype(bool)]
-    return values
-
-
-def pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over real tokens of a (batch, sequence, hidden) output: the sentence embedding."""
-    weights = mask.astype(np.float64)[..., None]
-    return (hidden.astype(np.float64) * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-
-
-def best_spans(start: np.ndarray, end: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(batch, 2) start and end of the best span over real tokens: end ≥ start, at most MAX_ANSWER_TOKENS."""
-    length = start.shape[1]
-    real = mask.astype(bool)
-    s = np.where(real, start.astype(np.float64), -np.inf)
-    e = np.where(real, end.astype(np.float64), -np.inf)
-    i, j = np.indices((length, length))
-    allowed = (j >= i) & (j - i < MAX_ANSWER_TOKENS)
-    scores = np.where(allowed[None], s[:, :, None] + e[:, None, :], -np.inf)
-    flat = scores.reshape(len(scores), -1).argmax(axis=1)
-    return np.stack(np.unravel_index(flat, (length, length)), axis=1)
-
-
-def top_k(logits: np.ndarray, k: int = TOP_K) -> np.ndarray:
-    """The k highest-scoring ids of each row, as sets are compared (order within the k is irrelevant)."""
-    k = min(k, logits.shape[-1])
-    return np.argpartition(-logits, k - 1, axis=-1)[..., :k]
-
-
-def similarities(embeddings: np.ndarray) -> np.ndarray:
-    """Cosine similarity of every row with every other row (the diagonal is -inf)."""
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -np.inf)
-    return similarity
-
-
-def neighbour_agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(agreement, identical): the share of rows whose nearest other row under ``candidate`` is the
-    reference's nearest or within :data:`NEIGHBOUR_TIE` of it by the reference's similarities, and the
-    share whose nearest row is exactly the same."""
-    ref_sim, got_sim = similarities(reference), similarities(candidate)
-    ref_nn, got_nn = ref_sim.argmax(axis=1), got_sim.argmax(axis=1)
-    rows = np.arange(len(reference))
-    close = ref_sim[rows, got_nn] >= ref_sim[rows, ref_nn] - NEIGHBOUR_TIE
-    return float(close.mean()), float((ref_nn == got_nn).mean())
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return (a * b).sum(axis=1) / norms
 
 
 @dataclass
@@ -277,11 +159,24 @@ class ParityMeter:
         if self.task not in EXPORT_TASKS:
             raise ValueError(f"unknown export task {self.task!r}")
         self._spec = EXPORT_TASKS[self.task]
+        self._hook = INFERENCE_TASKS[self.task].parity
 
-    def _count(self, key: str, agreeing: float, total: int) -> None:
+    def count(self, key: str, agreeing: float, total: int) -> None:
+        """Add ``agreeing`` of ``total`` comparisons to measure ``key`` (a task's measure calls it)."""
         sums = self._counts.setdefault(key, [0.0, 0])
         sums[0] += float(agreeing)
         sums[1] += total
+
+    def embeddings(self, reference: np.ndarray, candidate: np.ndarray, *, texts: bool) -> None:
+        """Pooled embeddings of one batch: cosines always, nearest neighbours for texts only."""
+        self._cosines[0 if texts else 1].append(cosine(reference, candidate))
+        if texts:
+            self._embeddings[0].append(reference)
+            self._embeddings[1].append(candidate)
+
+    def outputs_per_input(self, width: int) -> None:
+        """The head's output width, which picks the task's parity row (one output: a regression)."""
+        self._num_outputs = width
 
     def add(
         self,
@@ -296,55 +191,26 @@ class ParityMeter:
         for name, ref, got in zip(self._spec.outputs, reference, candidate, strict=True):
             ref, got = np.asarray(ref, np.float32), np.asarray(got, np.float32)
             errors = self._errors.setdefault(name, _OutputErrors())
-            ref_v = _real(ref, mask) if self._spec.per_token else ref
-            got_v = _real(got, mask) if self._spec.per_token else got
+            ref_v = real(ref, mask) if self._spec.per_token else ref
+            got_v = real(got, mask) if self._spec.per_token else got
             diff = np.abs(ref_v - got_v)
             errors.max_abs = max(errors.max_abs, float(diff.max(initial=0.0)))
             errors.sum_abs += float(diff.sum())
             errors.count += diff.size
             errors.max_ref = max(errors.max_ref, float(np.abs(ref_v).max(initial=0.0)))
-            if self.task == "question-answering":  # each output alone: argmax over real positions
-                ref_d = np.where(mask.astype(bool), ref, -np.inf).argmax(axis=1)
-                got_d = np.where(mask.astype(bool), got, -np.inf).argmax(axis=1)
+            if self._hook.decisions is not None:
+                ref_d, got_d = self._hook.decisions(ref, mask), self._hook.decisions(got, mask)
             else:
                 ref_d, got_d = ref_v.argmax(axis=-1), got_v.argmax(axis=-1)
             errors.agree += int((ref_d == got_d).sum())
             errors.decisions += ref_d.size
-        self._measure(mask, [np.asarray(r, np.float32) for r in reference], candidate, texts)
-
-    def _measure(self, mask: np.ndarray, reference: list[np.ndarray], candidate, texts: bool) -> None:
-        candidate = [np.asarray(c, np.float32) for c in candidate]
-        first_ref, first_got = reference[0], candidate[0]
-        if self.task == "text-classification":
-            self._num_outputs = first_ref.shape[-1]
-            if first_ref.shape[-1] == 1:
-                close = np.abs(first_ref.reshape(-1) - first_got.reshape(-1)) <= REGRESSION_TOLERANCE
-                self._count("score_agreement", close.sum(), close.size)
-            else:
-                same = first_ref.argmax(-1) == first_got.argmax(-1)
-                self._count("label_agreement", same.sum(), same.size)
-        elif self.task == "token-classification":
-            same = _real(first_ref, mask).argmax(-1) == _real(first_got, mask).argmax(-1)
-            self._count("token_agreement", same.sum(), same.size)
-        elif self.task == "question-answering":
-            ref_spans = best_spans(reference[0], reference[1], mask)
-            got_spans = best_spans(candidate[0], candidate[1], mask)
-            same = (ref_spans == got_spans).all(axis=1)
-            self._count("span_agreement", same.sum(), same.size)
-        elif self.task == "feature-extraction":
-            ref_p, got_p = pooled(first_ref, mask), pooled(first_got, mask)
-            self._cosines[0 if texts else 1].append(cosine(ref_p, got_p))
-            if texts:
-                self._embeddings[0].append(ref_p)
-                self._embeddings[1].append(got_p)
-        elif self.task == "fill-mask":
-            ref_l, got_l = _real(first_ref, mask), _real(first_got, mask)
-            ref_k, got_k = top_k(ref_l), top_k(got_l)
-            k = ref_k.shape[-1]
-            overlap = (ref_k[:, :, None] == got_k[:, None, :]).any(axis=2).sum(axis=1) / k
-            self._count("topk_overlap", overlap.sum(), overlap.size)
-            same = ref_l.argmax(-1) == got_l.argmax(-1)
-            self._count("top1_agreement", same.sum(), same.size)
+        self._hook.measure(
+            self,
+            mask,
+            [np.asarray(r, np.float32) for r in reference],
+            [np.asarray(c, np.float32) for c in candidate],
+            texts,
+        )
 
     def measures(self) -> dict[str, float]:
         """The task's measures so far (a measure with nothing to measure yet is left out)."""

@@ -1,7 +1,10 @@
 """Deployment: pipelines over exported folders, validation, benchmarking, serving, model repositories.
 
 Public API:
-* :func:`load` (``pruneofa.deploy.load(folder)``): a Hugging Face-shaped pipeline on OpenVINO or ONNX Runtime;
+* :func:`load` (``pruneofa.deploy.load(folder, **options)``, options as in :class:`LoadConfig`): a Hugging
+  Face-shaped pipeline on OpenVINO or ONNX Runtime;
+* :func:`open_folder` with :class:`OpenConfig`: the one way to open an exported folder (the engine, its
+  task, runtime, settings, kernel report and manifest), used by ``load``, serve and validate's runners;
 * :func:`choose_settings`: compile settings (hint, streams, threads, sparse kernels) for this CPU;
 * :func:`validate_model` (``pruneofa validate``) with :class:`ValidateConfig`;
 * :func:`benchmark_model` (``pruneofa benchmark``) with :class:`BenchmarkConfig`;
@@ -16,6 +19,8 @@ from pruneofa.core.lazy import lazy_exports
 
 _EXPORTS = {
     "BenchmarkConfig": "config",
+    "LoadConfig": "config",
+    "OpenConfig": "config",
     "PackageConfig": "config",
     "ServeConfig": "config",
     "ValidateConfig": "config",
@@ -24,6 +29,8 @@ _EXPORTS = {
     "PackageResult": "packaging",
     "package_model": "packaging",
     "unpack_archive": "packaging",
+    "OpenedFolder": "opening",
+    "open_folder": "opening",
     "Pipeline": "pipeline",
     "load": "pipeline",
     "CompileSettings": "settings",

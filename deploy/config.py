@@ -172,6 +172,12 @@ class ServeConfig(BaseModel):
     runtime: Runtime | None = Field(
         None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
     )
+    task: str | None = Field(
+        None,
+        description="serve the folder as this task (zero-shot-classification: an NLI text-classification "
+        "export)",
+        json_schema_extra=cli(default_text="the folder's export task"),
+    )
     sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP)
     hint: Hint = Field("latency", description="OpenVINO performance hint")
     max_batch: int = Field(16, ge=1, le=4096, description="texts per dynamic batch")
@@ -252,6 +258,42 @@ class PackageConfig(BaseModel):
         32 << 30,
         ge=1,
         description="restore: refuse an archive whose files add up to more bytes than this",
+    )
+
+
+class OpenConfig(BaseModel):
+    """How an exported folder is opened (:func:`pruneofa.deploy.opening.open_folder`): runtime, task,
+    compile settings and sparse kernels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: str | None = Field(
+        None,
+        description="openvino or onnxruntime (aliases ov, onnx)",
+        json_schema_extra=cli(default_text="OpenVINO for an IR folder, ONNX Runtime for an ONNX one"),
+    )
+    task: str | None = Field(
+        None,
+        description="run the folder as this task (zero-shot-classification: an NLI text-classification "
+        "export)",
+        json_schema_extra=cli(default_text="the folder's export task"),
+    )
+    hint: Hint = Field("latency", description="OpenVINO performance hint")
+    threads: int | None = Field(None, ge=1, description="inference threads (default: chosen for this CPU)")
+    streams: int | None = Field(None, ge=1, description="inference streams (default: chosen for this CPU)")
+    sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP)
+
+
+class LoadConfig(OpenConfig):
+    """Options of ``deploy.load(folder, **options)``: how the folder is opened, and the pipeline's batch
+    size, truncation length and tokenizer."""
+
+    batch_size: int = Field(16, ge=1, description="inputs per model call")
+    max_length: int | None = Field(
+        None, ge=2, description="truncate inputs to this many tokens (at most the model's own maximum)"
+    )
+    use_openvino_tokenizer: bool = Field(
+        True, description="tokenize with the folder's OpenVINO tokenizer model where the task allows it"
     )
 
 

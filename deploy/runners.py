@@ -11,20 +11,17 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core import modelio
-from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import InputError
-from pruneofa.core.manifest import read_manifest
 from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
 from pruneofa.core.runtime import (
-    Engine,
     TorchRunner,
     exported_file,
     model_input_names,
     model_inputs,
-    runtime_of,
 )
-from pruneofa.core.support import EXPORT_TASKS, ExportTask
-from pruneofa.deploy.sparse_kernels import effective_mode, preparer, summary
+from pruneofa.core.support import ExportTask
+from pruneofa.deploy.config import OpenConfig
+from pruneofa.deploy.opening import open_folder
 from pruneofa.exporter import graph
 
 
@@ -53,38 +50,22 @@ def open_model(location: str, export_task: str | None = None, *, sparse_kernels:
     found = exported_file(path) if path.is_dir() else None
     if found is not None:
         kind, model_file = found
-        manifest = read_manifest(path)
-        recorded = manifest.export.task if manifest and manifest.export else None
-        if export_task and recorded and export_task != recorded:
-            raise InputError(
-                f"{path} holds a {recorded} model, not {export_task}; check --task and the folder"
-            )
-        task_name = export_task or recorded
-        if task_name is None:
-            task_name = modelio.resolve_task(
-                modelio.load_config(modelio.ModelSource(str(path), True, path.name)), None
-            ).name
-        task = EXPORT_TASKS[task_name]
-        config = modelio.load_config(modelio.ModelSource(str(path), True, path.name))
-        weights = manifest.export.weight_format.upper() if manifest and manifest.export else "exported"
-        mode, why = effective_mode(sparse_kernels, runtime_of(kind), amx_sparse=False)
-        engine = Engine(
-            model_file,
-            runtime_of(kind),
-            task.outputs,
-            ov_config={"INFERENCE_PRECISION_HINT": "f32"},  # the file's weights, not a bf16 execution
-            prepare=preparer(mode, manifest, int8_gemm=detect_cpu().has_int8_dot),
+        opened = open_folder(path, OpenConfig(task=export_task, sparse_kernels=sparse_kernels), tuned=False)
+        weights = (
+            opened.manifest.export.weight_format.upper()
+            if opened.manifest and opened.manifest.export
+            else "exported"
         )
         return Runner(
             label=f"{kind} {weights} ({path.name})",
             kind=kind,
-            location=str(path.resolve()),
+            location=str(opened.folder),
             input_names=model_input_names(model_file),
-            task=task,
-            call=engine,
+            task=opened.export_task,
+            call=opened.engine,
             tokenizer_source=str(path),
-            max_length=graph.max_sequence_length(config),
-            sparse_kernels=summary(engine.prepared, why),
+            max_length=opened.max_length,
+            sparse_kernels=opened.kernels,
         )
     source = modelio.resolve_model_source(location)
     config = modelio.load_config(source)

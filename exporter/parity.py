@@ -19,6 +19,7 @@ import numpy as np
 
 from pruneofa.core.fidelity import ParityMeter, ParityOptions
 from pruneofa.core.fidelity import failure_reason as _failure_reason
+from pruneofa.core.inference import INFERENCE_TASKS
 from pruneofa.core.manifest import ParityReport
 from pruneofa.core.runtime import load_parity_samples, model_inputs
 from pruneofa.core.support import ExportTask
@@ -45,10 +46,7 @@ def build_parity_batches(
 ) -> ParityBatches:
     """About three quarters packaged texts (as many as exist), the rest random-length token sequences."""
     data = load_parity_samples()
-    if task.name == "question-answering":
-        texts: list[Any] = [(qa["question"], qa["context"]) for qa in data["qa"]]
-    else:
-        texts = list(data["sentences"]) + [tuple(pair) for pair in data["pairs"]]
+    texts: list[Any] = INFERENCE_TASKS[task.name].parity_inputs(data)
     rng = np.random.default_rng(seed)
     n_texts = min(len(texts), samples - max(1, samples // 4)) if samples > 1 else 1
     n_random = samples - n_texts

@@ -8,7 +8,7 @@ import pytest
 
 from pruneofa.calibration.config import CalibrateConfig
 from pruneofa.cli import main
-from pruneofa.core import fidelity
+from pruneofa.core import fidelity, parity_measures
 from pruneofa.core.fidelity import ParityMeter, ParityOptions, failure_reason
 from pruneofa.core.manifest import read_manifest
 from pruneofa.core.support import EXPORT_TASKS
@@ -81,7 +81,7 @@ def test_question_answering_compares_best_spans_over_real_tokens():
     mask = _mask([10, 10], 12)
     start, end = np.zeros((2, 12), np.float32), np.zeros((2, 12), np.float32)
     start[:, 2], end[:, 4] = 5, 5  # span (2, 4) in both examples
-    assert list(map(tuple, fidelity.best_spans(start, end, mask))) == [(2, 4), (2, 4)]
+    assert list(map(tuple, parity_measures.best_spans(start, end, mask))) == [(2, 4), (2, 4)]
     padded_start = start.copy()
     padded_start[:, 11] = 100  # a huge logit at a padding position changes nothing
     report = _report("question-answering", mask, [start, end], [padded_start, end])

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pruneofa.deploy.serve import create_app, serve_config, uvicorn_server
+from pruneofa.deploy.serving import create_app, serve_config, uvicorn_server
 
 
 @contextmanager

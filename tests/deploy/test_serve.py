@@ -24,7 +24,7 @@ from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import read_manifest, write_manifest
 from pruneofa.deploy.naming import default_model_name
 from pruneofa.deploy.pipeline import load
-from pruneofa.deploy.serve import create_app, serve_config
+from pruneofa.deploy.serving import create_app, serve_config
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_default_names_of_calibrated_hub_default_and_unrecorded_folders(export_o
 
 def test_name_overrides_and_a_name_that_cannot_be_in_a_url_is_refused(classifier, capsys):
     from pruneofa.cli import main
-    from pruneofa.deploy.serve import served_name
+    from pruneofa.deploy.serving import served_name
 
     assert served_name(classifier.folder, serve_config(name="sst2")) == "sst2"
     with pytest.raises(InputError, match="--name"):
@@ -260,7 +260,7 @@ def test_shutdown_finishes_requests_in_flight(classifier):
                     assert time.time() < deadline
                     await asyncio.sleep(0.01)
                 server.handle_exit(signal.SIGTERM, None)
-                assert app.state.model_state["draining"]
+                assert app.state.lifecycle.draining
                 return await asyncio.gather(*pending)
 
         responses = asyncio.run(scenario())

@@ -1,0 +1,232 @@
+"""The ASGI application: the served model's routes (KServe v2, ``/predict``, ``/metrics``), its readiness,
+and how a refused request is answered.
+
+Endpoints
+* KServe v2 / Open Inference Protocol (the REST API OpenVINO Model Server and Triton speak):
+  ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}[/versions/1]``,
+  ``GET /v2/models/{name}[/versions/1]/ready``, ``POST /v2/models/{name}[/versions/1]/infer`` with BYTES
+  inputs (the task's input tensors: ``text`` [and ``text_pair``]; ``question`` and ``context`` for
+  question answering).
+* ``POST /predict``: ``{"inputs": ..., "parameters": {...}}`` → the Hugging Face-pipeline-shaped result.
+* ``GET /metrics``: Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pruneofa import __version__
+from pruneofa.core.errors import InputError
+from pruneofa.core.inference import Pipeline
+from pruneofa.deploy.config import ServeConfig
+from pruneofa.deploy.naming import default_model_name
+from pruneofa.deploy.serving import codec
+from pruneofa.deploy.serving.batching import Batcher, Lifecycle, Metrics
+from pruneofa.deploy.serving.errors import HttpError, error_response, short
+from pruneofa.deploy.serving.hardening import Guard
+from pruneofa.deploy.serving.requests import parse_json, read_body
+
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what OVMS and Triton accept, and URL-safe
+
+
+def served_name(folder: str | Path, config: ServeConfig) -> str:
+    """The model's name in the v2 URLs: ``--name``, else the one :func:`default_model_name` derives from the
+    folder's ``pruneofa.json`` (the name ``pruneofa package`` gives it in an OVMS or Triton repository)."""
+    if config.name is None:
+        return default_model_name(folder)
+    if not _SERVED_NAME.match(config.name):
+        raise InputError(
+            f"--name {short(config.name)} cannot be part of a URL; use letters, digits, _ . - "
+            "(starting with a letter or digit)"
+        )
+    return config.name
+
+
+def infer_url(host: str, port: int, name: str) -> str:
+    """The KServe v2 infer URL of the served model, with an address a client on this machine can use."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/v2/models/{name}/infer"
+
+
+class ModelService:
+    """One served model: its name and pipeline, its readiness (:class:`Lifecycle`, the one record of it),
+    and the route handlers that check a request, queue it on the batcher and encode the answer."""
+
+    def __init__(self, pipeline: Pipeline, config: ServeConfig) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.name = served_name(pipeline.folder, config)
+        self.task = pipeline.task
+        self.metrics = Metrics()
+        self.lifecycle = Lifecycle()
+        self.batcher: Batcher | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        self.batcher = app.state.batcher = Batcher(self.pipeline, self.config, self.metrics)
+        self.lifecycle.batcher = self.batcher
+        self.batcher.start()
+        self.lifecycle.ready = True
+        yield
+        self.lifecycle.ready = False
+        self.lifecycle.draining = True
+        await self.batcher.stop()
+
+    def begin_drain(self) -> None:
+        """Thread-safe (signal handlers call it): stop being ready, start the graceful-shutdown clock."""
+        self.lifecycle.draining = True
+        if self.batcher is not None:
+            self.batcher.drain_within(self.config.graceful_timeout_s)
+
+    # --- helpers of the handlers -----------------------------------------------------------------------
+
+    def check_model(self, model_name: str, version: str | None = None) -> None:
+        if model_name != self.name or version not in (None, "1"):
+            raise HttpError(
+                404,
+                f"unknown model {short(model_name)}"
+                + (f" version {short(version)}" if version else "")
+                + f"; this server has {self.name!r} version 1",
+            )
+
+    async def read_json(self, request: Request) -> Any:
+        return parse_json(await read_body(request, self.config), self.config.max_json_depth)
+
+    async def run(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
+        if not self.lifecycle.serving or self.batcher is None:
+            raise HttpError(
+                503, "the server is shutting down; retry on another replica", {"Retry-After": "1"}
+            )
+        try:
+            return await self.batcher.submit(items, parameters)
+        except InputError as err:
+            raise HttpError(400, str(err)) from None
+
+    # --- the route handlers ----------------------------------------------------------------------------
+
+    async def server_metadata(self) -> dict[str, Any]:
+        return {"name": "pruneofa", "version": __version__, "extensions": []}
+
+    async def live(self) -> Response:
+        return Response(status_code=200)
+
+    async def server_ready(self) -> Response:
+        return Response(status_code=200 if self.lifecycle.serving else 503)
+
+    async def model_metadata(self, model_name: str, version: str | None = None) -> dict[str, Any]:
+        self.check_model(model_name, version)
+        return codec.model_metadata(self.name, self.pipeline)
+
+    async def model_ready(self, model_name: str, version: str | None = None) -> Response:
+        self.check_model(model_name, version)
+        return Response(status_code=200 if self.lifecycle.serving else 503)
+
+    async def infer(self, model_name: str, request: Request, version: str | None = None) -> dict[str, Any]:
+        self.check_model(model_name, version)
+        body = await self.read_json(request)
+        items, parameters = codec.v2_items(self.task, body, self.config, self.pipeline.tokenizer)
+        parameters = codec.v2_parameters(self.task, parameters)
+        results = await self.run(items, parameters)
+        response = {
+            "model_name": self.name,
+            "model_version": "1",
+            "outputs": codec.v2_outputs(self.task, results),
+        }
+        if "id" in body:
+            response["id"] = body["id"]
+        return response
+
+    async def predict(self, request: Request) -> Any:
+        body = await self.read_json(request)
+        if not isinstance(body, dict) or "inputs" not in body:
+            raise HttpError(400, 'the request must be a JSON object {"inputs": ..., "parameters": {...}}')
+        unknown = set(body) - {"inputs", "parameters"}
+        if unknown:
+            fields = ", ".join(sorted(short(k, 30) for k in unknown))
+            raise HttpError(400, f"unknown field(s) {fields}; send inputs and parameters")
+        parameters = codec.check_parameters(self.task, body.get("parameters"))
+        items, many = codec.plain_items(self.task, body["inputs"], self.config, self.pipeline.tokenizer)
+        results = await self.run(items, parameters)
+        return JSONResponse(self.task.plain_result(body["inputs"], parameters, results, many))
+
+    async def prometheus(self) -> Response:
+        depth = self.batcher.queue.qsize() if self.batcher is not None else 0
+        self.metrics.queue_depth.set(depth)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _http_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, HttpError)
+    return error_response(err.status, err.message, err.headers)
+
+
+async def _routing_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, StarletteHTTPException)
+    headers = dict(err.headers or {})
+    if err.status_code == 404:
+        message = f"no endpoint {short(request.url.path)}; see GET /v2, POST /predict, GET /metrics"
+    elif err.status_code == 405:
+        message = f"{request.method} is not allowed here; use {headers.get('Allow', 'another method')}"
+    else:
+        message = str(err.detail)
+    return error_response(err.status_code, message, headers)
+
+
+async def _invalid(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RequestValidationError)
+    first = (err.errors() or [{}])[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(400, f"invalid request: {where}: {first.get('msg', 'invalid')}")
+
+
+def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
+    """The ASGI application serving ``pipeline`` (``uvicorn.run(create_app(load(folder)))`` works)."""
+    service = ModelService(pipeline, config or ServeConfig())
+    docs = {"docs_url": "/docs", "openapi_url": "/openapi.json"} if service.config.docs else {}
+    app = FastAPI(
+        title=f"pruneofa serve: {service.name}",
+        version=__version__,
+        lifespan=service.lifespan,
+        redoc_url=None,
+        **({"docs_url": None, "openapi_url": None} | docs),
+    )
+    app.state.metrics = service.metrics
+    app.state.lifecycle = service.lifecycle
+    app.state.begin_drain = service.begin_drain
+    app.add_exception_handler(HttpError, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _routing_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_middleware(
+        Guard,
+        metrics=service.metrics,
+        lifecycle=service.lifecycle,
+        max_header_bytes=service.config.max_header_bytes,
+    )
+    routes = [
+        ("/v2", service.server_metadata, "GET"),
+        ("/v2/health/live", service.live, "GET"),
+        ("/v2/health/ready", service.server_ready, "GET"),
+        ("/v2/models/{model_name}", service.model_metadata, "GET"),
+        ("/v2/models/{model_name}/versions/{version}", service.model_metadata, "GET"),
+        ("/v2/models/{model_name}/ready", service.model_ready, "GET"),
+        ("/v2/models/{model_name}/versions/{version}/ready", service.model_ready, "GET"),
+        ("/v2/models/{model_name}/infer", service.infer, "POST"),
+        ("/v2/models/{model_name}/versions/{version}/infer", service.infer, "POST"),
+        ("/predict", service.predict, "POST"),
+        ("/metrics", service.prometheus, "GET"),
+    ]
+    for path, handler, method in routes:
+        app.add_api_route(path, handler, methods=[method])
+    return app
