@@ -67,8 +67,9 @@ def export_model(
     step = Progress(quiet)
     source = modelio.resolve_model_source(model)
     outputs = _output_dirs(config, source.display_name)
+    inputs = [source.path]
     for out in outputs.values():
-        check_output_dir(out, overwrite=config.overwrite)
+        check_output_dir(out, overwrite=config.overwrite, inputs=inputs)
     parent_manifest = read_manifest(source.path) if source.local else None
 
     step(f"loading {source.location}")
@@ -128,7 +129,9 @@ def export_model(
         shared_time = time.perf_counter() - started
         for target in config.targets:
             target_started = time.perf_counter()
-            staging = commit_all.enter_context(atomic_output_dir(outputs[target], overwrite=config.overwrite))
+            staging = commit_all.enter_context(
+                atomic_output_dir(outputs[target], overwrite=config.overwrite, inputs=inputs)
+            )
             if is_qat:
                 model_file, weight_format, converted, note = _write_qat_target(
                     target, reference, spec, staging, config, tokenizer, task, step

@@ -40,6 +40,7 @@ from pruneofa.training.engine import (
     load_dev,
     load_model,
     run_training,
+    stage_inputs,
     task_head_options,
     train_dataset,
 )
@@ -185,7 +186,8 @@ def qat(
     spec = get_task(task)
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
-    output = default_output(config, name, f"{spec.name}-qat")
+    inputs = stage_inputs(model, data, teacher, recipe)
+    output = default_output(config, name, f"{spec.name}-qat", inputs=inputs)
     transfer_steps = 0
     if not _is_task_model(model, spec):
         transfer_steps = max(1, round(plan.transfer.share * config.steps))
@@ -206,6 +208,7 @@ def qat(
                     }
                 ),
                 output=stage1,
+                inputs=inputs,
                 teacher_dir=teacher,
                 recipe=plan,
                 command=[*(command or ["pruneofa.training.qat"]), "(stage 1)"],
@@ -296,6 +299,7 @@ def qat(
         tokenizer=tokenizer,
         source=source,
         output=output,
+        inputs=inputs,
         config=config,
         info=info,
         metrics=metrics,

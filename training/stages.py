@@ -37,6 +37,7 @@ from pruneofa.training.engine import (
     load_model,
     mlm_collator,
     run_training,
+    stage_inputs,
     task_head_options,
     train_dataset,
 )
@@ -88,7 +89,8 @@ def prepare_teacher(
         raise InputError(f"--head-learning-rate must be positive, got {head_learning_rate}")
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
-    output = default_output(config, name, "teacher")
+    inputs = stage_inputs(model, corpus, data)
+    output = default_output(config, name, "teacher", inputs=inputs)
     if corpus is not None:
         source, student, added = load_model(
             model, "AutoModelForMaskedLM", allow_new_head=True, what="model", keep_pooler=True
@@ -127,6 +129,7 @@ def prepare_teacher(
             tokenizer=tokenizer,
             source=source,
             output=output,
+            inputs=inputs,
             config=config,
             info=info,
             metrics=metrics,
@@ -141,6 +144,7 @@ def prepare_teacher(
         data,
         config,
         output=output,
+        inputs=inputs,
         teacher_dir=None,
         recipe=None,
         command=command,
@@ -148,9 +152,10 @@ def prepare_teacher(
     )
 
 
-def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, recipe, command, stage):
+def train_task(model, spec: TaskSpec, data, config, *, output, inputs, teacher_dir, recipe, command, stage):
     """Fine-tune ``model`` on ``spec`` (a dense task teacher, or sparse transfer with the pattern locked
-    when ``stage`` is ``finetune``), evaluate on dev and write the folder."""
+    when ``stage`` is ``finetune``), evaluate on dev and write the folder; ``inputs`` as in
+    :func:`~pruneofa.training.engine.finish`."""
     from transformers import AutoTokenizer, DataCollatorWithPadding
 
     auto_class, labels = task_head_options(spec)
@@ -211,6 +216,7 @@ def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, reci
         tokenizer=tokenizer,
         source=source,
         output=output,
+        inputs=inputs,
         config=config,
         info=info,
         metrics=metrics,
@@ -241,12 +247,14 @@ def prune(
     schedule = plan.schedule.at(config.steps)
     # A family without a known layer layout (ALBERT's shared layers, DeBERTa's fused Q/K/V, ...) is refused
     # in one line before any model is loaded; export, calibrate and validate still take it.
-    modelio.layout_spec(modelio.load_config(modelio.resolve_model_source(model)), "prune")
+    named = modelio.resolve_model_source(model)
+    modelio.layout_spec(modelio.load_config(named), "prune")
+    inputs = stage_inputs(model, teacher, corpus, recipe)
+    output = default_output(config, named.display_name, "pruned", inputs=inputs)
     set_seed(config.seed)
     source, student, _ = load_model(
         model, "AutoModelForMaskedLM", allow_new_head=False, what="model", keep_pooler=True
     )
-    output = default_output(config, source.display_name, "pruned")
     _, teacher_model, _ = load_model(
         teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher", keep_pooler=True
     )
@@ -302,6 +310,7 @@ def prune(
         tokenizer=tokenizer,
         source=source,
         output=output,
+        inputs=inputs,
         config=config,
         info=info,
         metrics={},
@@ -327,13 +336,17 @@ def finetune(
     set_seed(config.seed)
     spec = get_task(task)
     plan = load_recipe(recipe) if recipe is not None else None
-    output = default_output(config, modelio.resolve_model_source(model).display_name, f"{spec.name}")
+    inputs = stage_inputs(model, data, teacher, recipe)
+    output = default_output(
+        config, modelio.resolve_model_source(model).display_name, spec.name, inputs=inputs
+    )
     return train_task(
         model,
         spec,
         data,
         config,
         output=output,
+        inputs=inputs,
         teacher_dir=teacher,
         recipe=plan,
         command=command,
