@@ -109,7 +109,9 @@ def atomic_output_dir(output: Path, *, overwrite: bool, inputs: Inputs) -> Itera
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int, *, what: str = "file") -> bytes:
+def read_bounded(
+    path: str | os.PathLike[str], limit: int, *, what: str = "file", fix: str = "give the right file"
+) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; anything else is an :class:`InputError`.
 
     Devices (``/dev/zero``), FIFOs and sockets are refused before a byte is read (they never end, or
@@ -120,13 +122,15 @@ def read_bounded(path: str | os.PathLike[str], limit: int, *, what: str = "file"
         # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore the flag.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise InputError(f"{what} {path} is not a regular file; give the path of a file")
-            data = handle.read(limit + 1)
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise InputError(f"{what} {path} is not a regular file; {fix}")
+            # The stated size refuses a large file unread; the bounded read, one that grows meanwhile.
+            data = b"" if status.st_size > limit else handle.read(limit + 1)
     except OSError as err:
-        raise InputError(f"cannot read {what} {path} ({err.strerror or err}); check the path") from err
-    if len(data) > limit:
-        raise InputError(f"{what} {path} is over {_size(limit)}; give the right file")
+        raise InputError(f"cannot read {what} {path} ({err.strerror or err}); {fix}") from err
+    if status.st_size > limit or len(data) > limit:
+        raise InputError(f"{what} {path} is over {_size(limit)}; {fix}")
     return data
 
 

@@ -180,7 +180,7 @@ def qat(
     ``model`` is a fine-tuned sparse task model (stage 2 only) or a sparse pre-trained model (stage 1
     sparse transfer first). The output folder is a QAT model folder (:mod:`pruneofa.core.qatfolder`).
     """
-    from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
 
     plan: Recipe = load_recipe(recipe if recipe is not None else "qat-two-stage")
     spec = get_task(task)
@@ -223,7 +223,7 @@ def qat(
     )
     auto_class, _ = task_head_options(spec)
     source, student, _ = load_model(model, auto_class, allow_new_head=False, what="model")
-    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(source)
     teacher_model = None
     if teacher is not None:
         _, teacher_model, _ = load_model(teacher, auto_class, allow_new_head=False, what="teacher")

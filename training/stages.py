@@ -77,7 +77,7 @@ def prepare_teacher(
     each phase has its own linear warm-up and decay. Otherwise (or with ``head_warmup=0``) every weight
     learns from step 0, as before: distilling through a head trained together with the encoder from a
     random start passes the signal through a barely trained 30,522-way layer."""
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     if (corpus is None) == (task is None):
         raise InputError("give either --corpus (masked-LM teacher) or --task with --data (task teacher)")
@@ -95,7 +95,7 @@ def prepare_teacher(
         source, student, added = load_model(
             model, "AutoModelForMaskedLM", allow_new_head=True, what="model", keep_pooler=True
         )
-        tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+        tokenizer = modelio.load_tokenizer(source)
         dataset = mlm_blocks(
             corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
         )
@@ -156,11 +156,11 @@ def train_task(model, spec: TaskSpec, data, config, *, output, inputs, teacher_d
     """Fine-tune ``model`` on ``spec`` (a dense task teacher, or sparse transfer with the pattern locked
     when ``stage`` is ``finetune``), evaluate on dev and write the folder; ``inputs`` as in
     :func:`~pruneofa.training.engine.finish`."""
-    from transformers import AutoTokenizer, DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding
 
     auto_class, labels = task_head_options(spec)
     source, student, _ = load_model(model, auto_class, allow_new_head=True, what="model", **labels)
-    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(source)
     teacher = None
     if teacher_dir is not None:
         _, teacher, _ = load_model(teacher_dir, auto_class, allow_new_head=False, what="teacher")
@@ -237,7 +237,7 @@ def prune(
 ) -> TrainResult:
     """Prune a pre-trained model during masked-LM training with distillation from ``teacher``; the
     checkpoint's pooler, where it has one, is kept and pruned with the encoder (as in the paper)."""
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     plan = load_recipe(recipe)
     if plan.schedule is None:
@@ -258,7 +258,7 @@ def prune(
     _, teacher_model, _ = load_model(
         teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher", keep_pooler=True
     )
-    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(source)
     apply_pruning(student, plan.pruning)
     dataset = mlm_blocks(
         corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
