@@ -126,10 +126,11 @@ def read_bounded(
             if not stat.S_ISREG(status.st_mode):
                 raise InputError(f"{what} {path} is not a regular file; {fix}")
             # The stated size refuses a large file unread; the bounded read, one that grows meanwhile.
-            data = b"" if status.st_size > limit else handle.read(limit + 1)
+            stated = status.st_size
+            data = b"" if stated > limit else handle.read(limit + 1)
     except OSError as err:
         raise InputError(f"cannot read {what} {path} ({err.strerror or err}); {fix}") from err
-    if status.st_size > limit or len(data) > limit:
+    if stated > limit or len(data) > limit:
         raise InputError(f"{what} {path} is over {_size(limit)}; {fix}")
     return data
 

@@ -82,6 +82,14 @@ def folder_source(folder: str | Path) -> ModelSource:
     return ModelSource(str(path), True, path.name)
 
 
+def source_for(location: str | Path) -> ModelSource:
+    """:func:`folder_source` for an existing folder, :func:`resolve_model_source` for anything else (a hub
+    id): for callers that load a config or tokenizer from wherever a runner's files are."""
+    if Path(location).expanduser().is_dir():
+        return folder_source(location)
+    return resolve_model_source(str(location))
+
+
 def _check_local_folder(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise InputError(

@@ -224,3 +224,11 @@ def test_bad_ir_xml_is_one_line(tmp_path, text, message):
 def test_a_real_exported_ir_passes(export_once):
     exported = export_once("bert", "text-classification", None, targets=["openvino"], parity_samples=4)
     check_ir_xml(exported["openvino"].output / "openvino_model.xml")
+
+
+def test_source_for_a_folder_and_a_hub_id(folder):
+    assert modelio.source_for(folder).local and modelio.source_for(str(folder)).location == str(
+        folder.resolve()
+    )
+    hub = modelio.source_for("org/some-model")
+    assert not hub.local and hub.location == "org/some-model"
