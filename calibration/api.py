@@ -23,7 +23,7 @@ from pruneofa.calibration import quantize
 from pruneofa.calibration.config import CalibrateConfig
 from pruneofa.calibration.dataset import calibration_feeds, evaluation_items, pad_to_common_length
 from pruneofa.calibration.sparsity import account_int8_sparsity
-from pruneofa.core import report
+from pruneofa.core import modelio, report
 from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import CheckFailed, InputError
 from pruneofa.core.evaluation import Encoded, Forward, evaluate_encoded
@@ -95,7 +95,6 @@ def calibrate_model(
     exported: str | Path, config: CalibrateConfig, *, command: list[str] | None = None, quiet: bool = False
 ) -> CalibrationResult:
     """Quantize an FP32 export folder to INT8; raises InputError/CheckFailed with nothing written."""
-    from transformers import AutoConfig, AutoTokenizer
 
     started = time.perf_counter()
     folder = Path(exported).expanduser().resolve()
@@ -103,11 +102,12 @@ def calibrate_model(
     task = get_task(config.task)
     _check_task(task, fp32_manifest.export.task, config, target)
     output = config.output or folder.with_name(folder.name + "-int8")
-    check_output_dir(output, overwrite=config.overwrite)
+    inputs = [folder, config.data, config.eval_data]
+    check_output_dir(output, overwrite=config.overwrite, inputs=inputs)
     say = Progress(quiet).say
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(modelio.folder_source(folder))
+    hf_config = modelio.load_config(modelio.folder_source(folder))
     input_names = fp32_manifest.export.inputs
     max_length = graph.max_sequence_length(hf_config)
     feeds = calibration_feeds(
@@ -142,7 +142,7 @@ def calibrate_model(
     export_task = EXPORT_TASKS[fp32_manifest.export.task]
     with (
         tempfile.TemporaryDirectory(prefix="pruneofa-calibrate-") as work,
-        atomic_output_dir(output, overwrite=config.overwrite) as staging,
+        atomic_output_dir(output, overwrite=config.overwrite, inputs=inputs) as staging,
     ):
         for item in folder.iterdir():
             if item.is_file() and item.name not in MODEL_FILES[target] + ("pruneofa.json",):

@@ -1,8 +1,11 @@
 """Atomic outputs: a folder or a file is built beside its destination and moved into place only when
 complete.
 
-A crash, a failed check or Ctrl-C therefore never leaves a half-written model (or report) where a good
-one was expected, and an existing output is never half-overwritten.
+A crash, a failed check or Ctrl-C therefore never leaves a half-written model (or report) where a good one was
+expected, and an existing output is never half-overwritten. Every command that writes names its inputs,
+so that an output which is, contains or lies inside one of them is refused before anything is touched
+(``--overwrite`` would otherwise swap the input itself away). Small files a user hands in (keys) are read
+with a bound (:func:`read_bounded`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,52 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pruneofa.core.errors import InputError
 
+Inputs = Iterable["str | os.PathLike[str] | None"]
 
-def check_output_dir(output: Path, *, overwrite: bool) -> Path:
-    """Refuse an output that exists and is not empty (unless ``overwrite``) or that cannot be written."""
-    output = Path(output).expanduser().resolve()
+
+def _local(path: str | os.PathLike[str]) -> Path | None:
+    """The resolved path of an input that exists on disk (a hub id or dataset name is not a path: ``None``)."""
+    candidate = Path(path).expanduser()
+    return candidate.resolve() if os.path.lexists(candidate) else None
+
+
+def refuse_overlap(output: str | os.PathLike[str], inputs: Inputs, *, what: str = "output") -> Path:
+    """Refuse an ``output`` that is, contains or lies inside any of ``inputs`` (symbolic links resolved).
+
+    Writing there would replace (with ``--overwrite``), delete or add to the very files the command
+    reads. ``None`` and inputs that are not paths on disk (hub ids, dataset names) are skipped. Returns
+    the resolved output."""
+    resolved = Path(output).expanduser().resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = _local(item)
+        if source is None:
+            continue
+        if resolved == source:
+            relation = "is the input"
+        elif resolved in source.parents:
+            relation = "contains the input"
+        elif source in resolved.parents:
+            relation = "lies inside the input"
+        else:
+            continue
+        raise InputError(
+            f"{what} {resolved} {relation} {source}; writing there would replace or change what the command "
+            "reads: choose a --output outside it"
+        )
+    return resolved
+
+
+def check_output_dir(output: Path, *, overwrite: bool, inputs: Inputs) -> Path:
+    """Refuse an output that is, contains or lies inside one of ``inputs`` (every local file or folder the
+    command reads), that exists and is not empty (unless ``overwrite``) or that cannot be written."""
+    output = refuse_overlap(output, inputs)
     if output.exists() and not output.is_dir():
         raise InputError(f"output {output} exists and is a file; choose another --output")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
@@ -40,9 +80,13 @@ def check_output_dir(output: Path, *, overwrite: bool) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(output: Path, *, overwrite: bool) -> Iterator[Path]:
-    """Yield an empty temporary folder on the same file system; on success it replaces ``output``."""
-    output = check_output_dir(output, overwrite=overwrite)
+def atomic_output_dir(output: Path, *, overwrite: bool, inputs: Inputs) -> Iterator[Path]:
+    """Yield an empty temporary folder on the same file system; on success it replaces ``output``.
+
+    ``inputs`` are the local files and folders the command reads (see :func:`check_output_dir`); they are
+    checked again here, right before the old output is swapped away."""
+    inputs = list(inputs)
+    output = check_output_dir(output, overwrite=overwrite, inputs=inputs)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
@@ -51,6 +95,7 @@ def atomic_output_dir(output: Path, *, overwrite: bool) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     backup = None
+    refuse_overlap(output, inputs)  # a link changed while the work ran must not redirect the swap
     if output.exists():
         backup = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
         backup.rmdir()
@@ -102,10 +147,11 @@ def read_bounded(
             if not stat.S_ISREG(status.st_mode):
                 raise InputError(f"{what} {path} is not a regular file; {fix}")
             # The stated size refuses a large file unread; the bounded read, one that grows meanwhile.
-            data = b"" if status.st_size > limit else handle.read(limit + 1)
+            stated = status.st_size
+            data = b"" if stated > limit else handle.read(limit + 1)
     except OSError as err:
         raise InputError(f"cannot read {what} {path} ({err.strerror or err}); {fix}") from err
-    if status.st_size > limit or len(data) > limit:
+    if stated > limit or len(data) > limit:
         raise InputError(f"{what} {path} is over {_size(limit)}; {fix}")
     return data
 

@@ -9,7 +9,6 @@ or unknown manifest is a one-line :class:`~pruneofa.core.errors.InputError`, nev
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from datetime import UTC, datetime
 from importlib import metadata
@@ -19,8 +18,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pruneofa.core.errors import InputError
+from pruneofa.core.jsonfile import read_json
 
 MANIFEST_NAME = "pruneofa.json"
+MANIFEST_BYTES = 16 << 20  # a manifest with per-tensor records of a large model is a few MB
 SCHEMA_VERSION = 1
 _TRACKED_LIBRARIES = (
     "pruneofa",
@@ -341,12 +342,8 @@ def read_manifest(folder: Path) -> Manifest | None:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(
-            f"{path} is not valid JSON ({err}); delete it or re-run the stage that wrote it"
-        ) from err
+    # Bounded (size, nesting depth): a folder from elsewhere may hold any pruneofa.json.
+    raw = read_json(path, limit=MANIFEST_BYTES, fix="delete it or re-run the stage that wrote it")
     if not isinstance(raw, dict) or raw.get("tool") != "pruneofa":
         raise InputError(
             f'{path} is not a pruneofa manifest (no "tool": "pruneofa"); move it away or delete it'

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pruneofa.core.errors import InputError, first_line
+from pruneofa.core.jsonfile import read_json
+from pruneofa.core.modelcheck import check_config, check_config_json, check_tokenizer_files
 from pruneofa.core.support import (
     ARCHITECTURES,
     EXPORT_TASKS,
@@ -73,6 +75,21 @@ def resolve_model_source(model: str | None) -> ModelSource:
     return ModelSource(model, False, model.rsplit("/", 1)[-1])
 
 
+def folder_source(folder: str | Path) -> ModelSource:
+    """A local folder as a :class:`ModelSource` without the checks of a model to load (an exported folder
+    has no weights file), for :func:`load_config` and :func:`load_tokenizer`."""
+    path = Path(folder).expanduser().resolve()
+    return ModelSource(str(path), True, path.name)
+
+
+def source_for(location: str | Path) -> ModelSource:
+    """:func:`folder_source` for an existing folder, :func:`resolve_model_source` for anything else (a hub
+    id): for callers that load a config or tokenizer from wherever a runner's files are."""
+    if Path(location).expanduser().is_dir():
+        return folder_source(location)
+    return resolve_model_source(str(location))
+
+
 def _check_local_folder(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise InputError(
@@ -113,13 +130,11 @@ def refuse_custom_code(folder: str | Path) -> None:
 
 
 def _json_object(path: Path) -> dict[str, Any]:
-    """A JSON file's top-level object, ``{}`` when absent or unreadable (transformers reports those)."""
-    import json
-
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+    """A JSON file's top-level object, ``{}`` when absent or not an object (transformers reports that);
+    a file too large, too deep or not JSON is an :class:`InputError` (bounded read, see core.jsonfile)."""
+    if not path.exists():
         return {}
+    value = read_json(path, fix="fix it or copy the file of the base model")
     return value if isinstance(value, dict) else {}
 
 
@@ -147,18 +162,36 @@ def _custom_code_message(location: str, why: str = "it needs Python code shipped
 
 
 def load_config(source: ModelSource) -> Any:
+    """The transformers config of ``source``, its sizes checked (:func:`~pruneofa.core.modelcheck.check_config`:
+    an impossible or absurd config is refused before a model is built from it)."""
     from transformers import AutoConfig
 
+    if source.local:
+        refuse_custom_code(source.location)  # also reads config.json with bounds first
+        check_config_json(_json_object(Path(source.location) / "config.json"), source.location)
     try:
-        return AutoConfig.from_pretrained(source.location, trust_remote_code=False)
-    except (OSError, ValueError, KeyError) as err:
+        config = AutoConfig.from_pretrained(source.location, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, *_strict_config_errors()) as err:
         if _needs_custom_code(err):
             raise InputError(_custom_code_message(source.location)) from err
         where = "folder" if source.local else "hub id"
-        reason = first_line(err)
+        reason = (
+            " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+        )
         raise InputError(
             f"cannot read a transformers config from {where} {source.location}: {reason}"
         ) from err
+    check_config(config, source.location)
+    return config
+
+
+def _strict_config_errors() -> tuple[type[Exception], ...]:
+    """huggingface_hub's validation errors of typed configs (recent transformers), where it has them."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:
+        return ()
+    return (StrictDataclassError,)
 
 
 def architecture_spec(config: Any) -> ArchitectureSpec:
@@ -239,8 +272,8 @@ def load_model(source: ModelSource, task: ExportTask) -> Any:
         # torch's weights_only unpickler raises UnpicklingError; transformers may re-raise it as OSError.
         if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err) or "Unpickl" in str(err):
             raise InputError(
-                f"{source.location}: pytorch_model.bin holds more than tensors and was refused (unpickling it "
-                "could run code); convert it to model.safetensors with a tool you trust"
+                f"{source.location}: {_refused_pickle(source)} holds more than tensors and was refused "
+                "(unpickling it could run code); convert it to model.safetensors with a tool you trust"
             ) from err
         reason = first_line(err)
         raise InputError(f"cannot load {task.auto_class} from {source.location}: {reason}") from err
@@ -262,15 +295,49 @@ def load_model(source: ModelSource, task: ExportTask) -> Any:
     return model
 
 
+def _refused_pickle(source: ModelSource) -> str:
+    """The name of the pickle file (``pytorch_model.bin`` or one shard of it) that torch's safe unpickler
+    refuses; the error itself does not say which shard it was reading."""
+    import torch
+
+    files = sorted(Path(source.location).glob("pytorch_model*.bin")) if source.local else []
+    for path in files:
+        try:
+            torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+        except pickle.UnpicklingError:
+            return path.name
+        except Exception:  # not a zip-format checkpoint (mmap needs one): read it plainly, still safely
+            try:
+                torch.load(path, weights_only=True, map_location="cpu")
+            except Exception:
+                return path.name
+    return files[0].name if len(files) == 1 else "pytorch_model.bin"
+
+
 def load_tokenizer(source: ModelSource) -> Any:
+    """The tokenizer of ``source``; a local folder's tokenizer files are checked first (size, nesting,
+    JSON: :func:`~pruneofa.core.modelcheck.check_tokenizer_files`), and whatever the tokenizer library
+    still raises (tokenizers raises bare ``Exception`` and, from Rust, ``PanicException``) is one line."""
     from transformers import AutoTokenizer
 
+    if source.local:
+        check_tokenizer_files(source.location)
     try:
         return AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as err:
         if _needs_custom_code(err):
             raise InputError(_custom_code_message(source.location)) from err
-        raise InputError(
-            f"no usable tokenizer in {source.location} ({type(err).__name__}); copy the tokenizer files of the "
-            "base model (tokenizer.json or vocab files) into the folder"
-        ) from err
+        raise _no_tokenizer(source, err) from err
+    except Exception as err:  # tokenizers' own parse errors are bare Exceptions
+        raise _no_tokenizer(source, err) from err
+    except BaseException as err:
+        if type(err).__name__ != "PanicException":  # pyo3's, a BaseException: a Rust panic in tokenizers
+            raise
+        raise _no_tokenizer(source, err) from None
+
+
+def _no_tokenizer(source: ModelSource, err: BaseException) -> InputError:
+    return InputError(
+        f"no usable tokenizer in {source.location} ({type(err).__name__}: {first_line(err)}); copy the "
+        "tokenizer files of the base model (tokenizer.json or vocab files) into the folder"
+    )

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pruneofa.core.errors import InputError, first_line
+from pruneofa.core.jsonfile import read_json
+from pruneofa.core.modelcheck import check_config
 
 QAT_WEIGHTS = "qat_model.safetensors"
 NNCF_CONFIG = "nncf_config.json"
@@ -55,14 +57,12 @@ def load_qat_model(folder: str | Path) -> Any:
     if not (folder / QAT_WEIGHTS).is_file():
         raise InputError(f"{folder} has {NNCF_CONFIG} but no {QAT_WEIGHTS}; rerun 'pruneofa qat'")
     config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    check_config(config, str(folder))
     architecture = (getattr(config, "architectures", None) or [None])[0]
     model_class = getattr(transformers, architecture or "", None)
     if model_class is None:
         raise InputError(f"{folder}/config.json names no known architecture ({architecture!r})")
-    try:
-        hooks = json.loads((folder / NNCF_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{folder / NNCF_CONFIG} is not valid JSON: {err}") from err
+    hooks = read_json(folder / NNCF_CONFIG, fix="rerun 'pruneofa qat'")
     model = model_class(config).eval()
     model = nncf.torch.load_from_config(model, hooks)
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pruneofa.core import modelio
 from pruneofa.core.cpu import CpuInfo, detect_cpu
 from pruneofa.core.errors import InputError
 from pruneofa.core.inference import INFERENCE_TASKS, InferenceTask, get_inference_task
@@ -82,10 +83,8 @@ def _task(path: Path, manifest: Manifest | None, config: Any, requested: str | N
 
 
 def _config(path: Path) -> Any:
-    from transformers import AutoConfig
-
     try:
-        return AutoConfig.from_pretrained(path, trust_remote_code=False)
+        return modelio.load_config(modelio.folder_source(path))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(
             f"{path} lacks a usable config.json ({type(err).__name__}); export the model with its config"

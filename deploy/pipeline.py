@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pruneofa.core import modelio
 from pruneofa.core.cpu import CpuInfo
 from pruneofa.core.errors import InputError
 from pruneofa.core.inference import Encoder, Pipeline, Stats
@@ -100,10 +101,8 @@ def load(
 
 
 def _tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        return modelio.load_tokenizer(modelio.folder_source(folder))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(
             f"{folder} lacks a usable tokenizer ({type(err).__name__}); export the model with its tokenizer files"

@@ -35,6 +35,7 @@ from pruneofa.core.manifest import (
 from pruneofa.core.progress import Progress
 from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
 from pruneofa.core.runtime import ONNX_FILE, OPENVINO_XML, TorchRunner, exact_engine
+from pruneofa.core.support import ArchitectureSpec, ExportTask
 from pruneofa.exporter import graph, parity, qat_export, sparsity
 from pruneofa.exporter.config import DEFAULT_ATOL, ExportConfig
 from pruneofa.exporter.shrink import shrink_model
@@ -55,6 +56,24 @@ def _output_dirs(config: ExportConfig, display_name: str) -> dict[str, Path]:
     return {t: config.output / t for t in config.targets}
 
 
+def read_export_input(
+    source: modelio.ModelSource, config: ExportConfig
+) -> tuple[Manifest | None, Any, ArchitectureSpec, ExportTask, Any]:
+    """What export reads from MODEL before it builds anything: its manifest, config (sizes checked),
+    family, task and tokenizer (files checked). Every problem is an :class:`InputError`, whatever the
+    files hold (tests/core/test_model_folder_fuzz.py runs this on mutated folders)."""
+    parent_manifest = read_manifest(source.path) if source.local else None
+    hf_config = modelio.load_config(source)
+    spec = (
+        modelio.layout_spec(hf_config, "export --shrink")
+        if config.shrink
+        else modelio.architecture_spec(hf_config)
+    )
+    task = modelio.resolve_task(hf_config, config.task)
+    tokenizer = modelio.load_tokenizer(source)
+    return parent_manifest, hf_config, spec, task, tokenizer
+
+
 def export_model(
     model: str | None, config: ExportConfig, *, command: list[str] | None = None, quiet: bool = False
 ) -> list[ExportResult]:
@@ -67,19 +86,11 @@ def export_model(
     step = Progress(quiet)
     source = modelio.resolve_model_source(model)
     outputs = _output_dirs(config, source.display_name)
+    inputs = [source.path]
     for out in outputs.values():
-        check_output_dir(out, overwrite=config.overwrite)
-    parent_manifest = read_manifest(source.path) if source.local else None
-
+        check_output_dir(out, overwrite=config.overwrite, inputs=inputs)
     step(f"loading {source.location}")
-    hf_config = modelio.load_config(source)
-    spec = (
-        modelio.layout_spec(hf_config, "export --shrink")
-        if config.shrink
-        else modelio.architecture_spec(hf_config)
-    )
-    task = modelio.resolve_task(hf_config, config.task)
-    tokenizer = modelio.load_tokenizer(source)
+    parent_manifest, hf_config, spec, task, tokenizer = read_export_input(source, config)
     is_qat = source.local and is_qat_folder(source.path)
     if is_qat:
         _check_qat_options(config)
@@ -134,7 +145,9 @@ def export_model(
         shared_time = time.perf_counter() - started
         for target in config.targets:
             target_started = time.perf_counter()
-            staging = commit_all.enter_context(atomic_output_dir(outputs[target], overwrite=config.overwrite))
+            staging = commit_all.enter_context(
+                atomic_output_dir(outputs[target], overwrite=config.overwrite, inputs=inputs)
+            )
             if is_qat:
                 model_file, weight_format, converted, note = _write_qat_target(
                     target, reference, spec, staging, config, tokenizer, task, step

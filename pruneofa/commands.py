@@ -64,7 +64,11 @@ def run_qat(args: argparse.Namespace) -> int:
     else:
         if not after.no_export:  # fail before training, not after, when an export folder is in the way
             for target in after.export:
-                check_output_dir(Path(f"{planned}-{target}"), overwrite=config.overwrite)
+                check_output_dir(
+                    Path(f"{planned}-{target}"),
+                    overwrite=config.overwrite,
+                    inputs=[args.model, args.data, args.teacher, args.recipe],
+                )
         result = qat(
             args.model,
             config,

@@ -209,9 +209,9 @@ def quickstart(options: QuickstartOptions, *, quiet: bool = False) -> dict[str, 
     from pruneofa.exporter import ExportConfig, export_model
 
     step = Progress(quiet)
-    check_output_dir(options.output, overwrite=options.overwrite)
     source = modelio.resolve_model_source(None)
-    with atomic_output_dir(options.output, overwrite=options.overwrite) as staging:
+    check_output_dir(options.output, overwrite=options.overwrite, inputs=[source.path])
+    with atomic_output_dir(options.output, overwrite=options.overwrite, inputs=[source.path]) as staging:
         step(f"1/5 exporting the dense model ({source.display_name}) to OpenVINO, parity checked")
         export = ExportConfig(targets=["openvino"], task="feature-extraction", output=staging / "dense")
         export_model(source.location, export, quiet=True)

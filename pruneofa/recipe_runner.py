@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pruneofa.core.errors import InputError, PruneofaError
+from pruneofa.core.fsutil import refuse_overlap
 from pruneofa.core.manifest import read_manifest
 from pruneofa.core.yamlfile import load_yaml_model
 
@@ -134,11 +135,16 @@ def data_root_of(recipe: PipelineRecipe, data_root: str | None) -> str:
 _LOCAL = re.compile(r"^(/|\./|\.\./|~)")
 
 
-def check_inputs(recipe: PipelineRecipe, stages: list[PlannedStage], data_root: str | None) -> None:
+def check_inputs(
+    recipe: PipelineRecipe, stages: list[PlannedStage], data_root: str | None, *, output: Path
+) -> None:
     """Every data path and local model a stage names exists, before any work starts (a missing data root
-    would otherwise fail only after the first stage has loaded its model). Outputs of earlier stages, hub
-    ids and hub datasets are not checked here: they are made by the run or fetched by the command."""
+    would otherwise fail only after the first stage has loaded its model), and the output root is not,
+    does not contain and does not lie inside any of them (or the recipe's model): a stage's
+    ``--overwrite`` there would replace what the run reads. Outputs of earlier stages, hub ids and hub
+    datasets are not checked here: they are made by the run or fetched by the command."""
     data = data_root_of(recipe, data_root)
+    local: list[Path] = [Path(recipe.model).expanduser()]
     for planned in stages:
         raw = [planned.stage.model, *_flat(planned.stage.options.values())]
         for value in raw:
@@ -154,6 +160,8 @@ def check_inputs(recipe: PipelineRecipe, stages: list[PlannedStage], data_root: 
                         else "fix the path in the recipe"
                     )
                     raise InputError(f"stage {planned.stage.name}: {path} does not exist; {hint}")
+                local.append(path)
+    refuse_overlap(output, local, what="output root")
 
 
 @dataclass
@@ -355,8 +363,8 @@ def run_pipeline(
     stages = plan(recipe, output=output, data_root=data_root)
     for planned in stages:
         check(planned.argv)
-    check_inputs(recipe, stages, data_root)
     root = Path(output or recipe.output)
+    check_inputs(recipe, stages, data_root, output=root)
     outcomes: list[StageOutcome] = []
     failed = False
     for planned in stages:

@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 
 from pruneofa.core import modelio
 from pruneofa.core.errors import InputError
-from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
+from pruneofa.core.fsutil import Inputs, atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import (
     Manifest,
     SourceInfo,
@@ -231,6 +232,7 @@ def finish(
     tokenizer: Any,
     source: Any,
     output: Path,
+    inputs: Inputs,
     config: TrainConfig,
     info: dict[str, Any],
     metrics: dict[str, float],
@@ -241,9 +243,10 @@ def finish(
     qat: Any = None,
 ) -> TrainResult:
     """Write the output folder atomically: model (``save(model, folder)`` or ``save_pretrained``),
-    tokenizer, recipe and ``pruneofa.json``; then drop the checkpoints."""
+    tokenizer, recipe and ``pruneofa.json``; then drop the checkpoints. ``inputs``: what the stage read
+    (model, teacher, data, recipe), which the output may not be, contain or lie inside."""
     parent = read_manifest(source.path) if source.local else None
-    with atomic_output_dir(output, overwrite=config.overwrite) as staging:
+    with atomic_output_dir(output, overwrite=config.overwrite, inputs=inputs) as staging:
         if save is None:
             model.save_pretrained(staging)
         else:
@@ -272,9 +275,20 @@ def finish(
     return TrainResult(output, manifest)
 
 
-def default_output(config: TrainConfig, name: str, stage: str) -> Path:
+def default_output(config: TrainConfig, name: str, stage: str, *, inputs: Inputs) -> Path:
+    """``--output`` or ``runs/NAME-STAGE``, checked before training (see :func:`check_output_dir`)."""
     output = config.output or Path("runs") / f"{name}-{stage}"
-    return check_output_dir(output, overwrite=config.overwrite)
+    return check_output_dir(output, overwrite=config.overwrite, inputs=inputs)
+
+
+def stage_inputs(*items: str | Path | Sequence[str] | None) -> list[str | Path]:
+    """The local inputs a stage names (model, teacher, data, corpus sources, recipe) as one flat list."""
+    flat: list[str | Path] = []
+    for item in items:
+        if item is None:
+            continue
+        flat.extend([item] if isinstance(item, str | Path) else item)
+    return flat
 
 
 def check_same_pattern_on_every_rank(trainer: Any, kind: str) -> str:

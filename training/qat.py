@@ -40,6 +40,7 @@ from pruneofa.training.engine import (
     load_dev,
     load_model,
     run_training,
+    stage_inputs,
     task_head_options,
     train_dataset,
 )
@@ -179,13 +180,14 @@ def qat(
     ``model`` is a fine-tuned sparse task model (stage 2 only) or a sparse pre-trained model (stage 1
     sparse transfer first). The output folder is a QAT model folder (:mod:`pruneofa.core.qatfolder`).
     """
-    from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
 
     plan: Recipe = load_recipe(recipe if recipe is not None else "qat-two-stage")
     spec = get_task(task)
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
-    output = default_output(config, name, f"{spec.name}-qat")
+    inputs = stage_inputs(model, data, teacher, recipe)
+    output = default_output(config, name, f"{spec.name}-qat", inputs=inputs)
     transfer_steps = 0
     if not _is_task_model(model, spec):
         transfer_steps = max(1, round(plan.transfer.share * config.steps))
@@ -206,6 +208,7 @@ def qat(
                     }
                 ),
                 output=stage1,
+                inputs=inputs,
                 teacher_dir=teacher,
                 recipe=plan,
                 command=[*(command or ["pruneofa.training.qat"]), "(stage 1)"],
@@ -220,7 +223,7 @@ def qat(
     )
     auto_class, _ = task_head_options(spec)
     source, student, _ = load_model(model, auto_class, allow_new_head=False, what="model")
-    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(source)
     teacher_model = None
     if teacher is not None:
         _, teacher_model, _ = load_model(teacher, auto_class, allow_new_head=False, what="teacher")
@@ -296,6 +299,7 @@ def qat(
         tokenizer=tokenizer,
         source=source,
         output=output,
+        inputs=inputs,
         config=config,
         info=info,
         metrics=metrics,

@@ -37,6 +37,7 @@ from pruneofa.training.engine import (
     load_model,
     mlm_collator,
     run_training,
+    stage_inputs,
     task_head_options,
     train_dataset,
 )
@@ -80,7 +81,7 @@ def prepare_teacher(
     each phase has its own linear warm-up and decay. Otherwise (or with ``head_warmup=0``) every weight
     learns from step 0, as before: distilling through a head trained together with the encoder from a
     random start passes the signal through a barely trained 30,522-way layer."""
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     if (corpus is None) == (task is None):
         raise InputError("give either --corpus (masked-LM teacher) or --task with --data (task teacher)")
@@ -92,12 +93,13 @@ def prepare_teacher(
         raise InputError(f"--head-learning-rate must be positive, got {head_learning_rate}")
     set_seed(config.seed)
     name = modelio.resolve_model_source(model).display_name
-    output = default_output(config, name, "teacher")
+    inputs = stage_inputs(model, corpus, data)
+    output = default_output(config, name, "teacher", inputs=inputs)
     if corpus is not None:
         source, student, added = load_model(
             model, "AutoModelForMaskedLM", allow_new_head=True, what="model", keep_pooler=True
         )
-        tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+        tokenizer = modelio.load_tokenizer(source)
         dataset = mlm_blocks(
             corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
         )
@@ -131,6 +133,7 @@ def prepare_teacher(
             tokenizer=tokenizer,
             source=source,
             output=output,
+            inputs=inputs,
             config=config,
             info=info,
             metrics=metrics,
@@ -145,6 +148,7 @@ def prepare_teacher(
         data,
         config,
         output=output,
+        inputs=inputs,
         teacher_dir=None,
         recipe=None,
         command=command,
@@ -152,14 +156,15 @@ def prepare_teacher(
     )
 
 
-def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, recipe, command, stage):
+def train_task(model, spec: TaskSpec, data, config, *, output, inputs, teacher_dir, recipe, command, stage):
     """Fine-tune ``model`` on ``spec`` (a dense task teacher, or sparse transfer with the pattern locked
-    when ``stage`` is ``finetune``), evaluate on dev and write the folder."""
-    from transformers import AutoTokenizer, DataCollatorWithPadding
+    when ``stage`` is ``finetune``), evaluate on dev and write the folder; ``inputs`` as in
+    :func:`~pruneofa.training.engine.finish`."""
+    from transformers import DataCollatorWithPadding
 
     auto_class, labels = task_head_options(spec)
     source, student, _ = load_model(model, auto_class, allow_new_head=True, what="model", **labels)
-    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(source)
     teacher = None
     if teacher_dir is not None:
         _, teacher, _ = load_model(teacher_dir, auto_class, allow_new_head=False, what="teacher")
@@ -217,6 +222,7 @@ def train_task(model, spec: TaskSpec, data, config, *, output, teacher_dir, reci
         tokenizer=tokenizer,
         source=source,
         output=output,
+        inputs=inputs,
         config=config,
         info=info,
         metrics=metrics,
@@ -237,7 +243,7 @@ def prune(
 ) -> TrainResult:
     """Prune a pre-trained model during masked-LM training with distillation from ``teacher``; the
     checkpoint's pooler, where it has one, is kept and pruned with the encoder (as in the paper)."""
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     plan = load_recipe(recipe)
     if plan.schedule is None:
@@ -247,16 +253,18 @@ def prune(
     schedule = plan.schedule.at(config.steps)
     # A family without a known layer layout (ALBERT's shared layers, DeBERTa's fused Q/K/V, ...) is refused
     # in one line before any model is loaded; export, calibrate and validate still take it.
-    modelio.layout_spec(modelio.load_config(modelio.resolve_model_source(model)), "prune")
+    named = modelio.resolve_model_source(model)
+    modelio.layout_spec(modelio.load_config(named), "prune")
+    inputs = stage_inputs(model, teacher, corpus, recipe)
+    output = default_output(config, named.display_name, "pruned", inputs=inputs)
     set_seed(config.seed)
     source, student, _ = load_model(
         model, "AutoModelForMaskedLM", allow_new_head=False, what="model", keep_pooler=True
     )
-    output = default_output(config, source.display_name, "pruned")
     _, teacher_model, _ = load_model(
         teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher", keep_pooler=True
     )
-    tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
+    tokenizer = modelio.load_tokenizer(source)
     apply_pruning(student, plan.pruning)
     dataset = mlm_blocks(
         corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
@@ -308,6 +316,7 @@ def prune(
         tokenizer=tokenizer,
         source=source,
         output=output,
+        inputs=inputs,
         config=config,
         info=info,
         metrics={},
@@ -333,13 +342,17 @@ def finetune(
     set_seed(config.seed)
     spec = get_task(task)
     plan = load_recipe(recipe) if recipe is not None else None
-    output = default_output(config, modelio.resolve_model_source(model).display_name, f"{spec.name}")
+    inputs = stage_inputs(model, data, teacher, recipe)
+    output = default_output(
+        config, modelio.resolve_model_source(model).display_name, spec.name, inputs=inputs
+    )
     return train_task(
         model,
         spec,
         data,
         config,
         output=output,
+        inputs=inputs,
         teacher_dir=teacher,
         recipe=plan,
         command=command,

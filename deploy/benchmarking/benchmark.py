@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pruneofa.core import modelio
 from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import InputError
 from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
@@ -54,7 +55,6 @@ def benchmark_model(
 
     The peers come from the first folder's source model; every candidate is compared with the same peers.
     Writes ``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` to ``config.output`` (atomically)."""
-    from transformers import AutoConfig, AutoTokenizer
 
     started = time.perf_counter()
     step = Progress(quiet)
@@ -67,7 +67,7 @@ def benchmark_model(
                 f"{path} is not an exported folder (no {OPENVINO_XML} or {ONNX_FILE}); run 'pruneofa export' first"
             )
     output = config.output or Path("bench-out") / "benchmark" / paths[0].name
-    check_output_dir(output, overwrite=config.overwrite)
+    check_output_dir(output, overwrite=config.overwrite, inputs=paths)
     cpu = detect_cpu()
     threads = config.threads or cpu.cores
     source = source_model_of(paths[0])
@@ -79,8 +79,8 @@ def benchmark_model(
     if busy:
         step(busy)
 
-    hf_config = AutoConfig.from_pretrained(paths[0], trust_remote_code=False)
-    tokenizer = AutoTokenizer.from_pretrained(paths[0], trust_remote_code=False)
+    hf_config = modelio.load_config(modelio.folder_source(paths[0]))
+    tokenizer = modelio.load_tokenizer(modelio.folder_source(paths[0]))
     manifest = read_manifest(paths[0])
     input_names = (
         list(manifest.export.inputs) if manifest and manifest.export else ["input_ids", "attention_mask"]
@@ -151,7 +151,7 @@ def benchmark_model(
         machine_load=busy,
         load_average=load_average,
     )
-    with atomic_output_dir(output, overwrite=config.overwrite) as staging:
+    with atomic_output_dir(output, overwrite=config.overwrite, inputs=paths) as staging:
         write_manifest(staging, report_manifest(paths[0], report))
         (staging / "benchmark.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (staging / "benchmark.md").write_text(markdown_table(report) + "\n", encoding="utf-8")

@@ -137,14 +137,14 @@ def unpack_archive(
         )
     public_key = load_public_key(Path(verify)) if verify is not None else None
     target = Path(output).expanduser().resolve()
-    check_output_dir(target, overwrite=overwrite)
+    check_output_dir(target, overwrite=overwrite, inputs=[path, verify])
     try:
         with open_archive(path) as (tar, raw):
             scan = scan_archive(tar, max_unpacked_bytes)
             if public_key is not None:
                 check_signature(path, public_key, Path(verify), scan.index or b"", scan.signature)
             _check_free_space(target, scan)
-            with atomic_output_dir(target, overwrite=overwrite) as staging:
+            with atomic_output_dir(target, overwrite=overwrite, inputs=[path, verify]) as staging:
                 with tempfile.TemporaryDirectory(prefix=".pruneofa-unpack-", dir=staging.parent) as scratch:
                     restored = _Restorer(tar, scan, staging, Path(scratch)).run()
                 check_stream_end(raw)

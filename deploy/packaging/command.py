@@ -117,9 +117,10 @@ def package_model(
         if sparse is not None:
             check_ir(sparse.files[0], sparse.files[1], source)
     target = Path(output) if output else path.parent / f"{path.name}-{format}"
-    check_output_dir(target, overwrite=overwrite)
+    inputs = [path, config.sign]
+    check_output_dir(target, overwrite=overwrite, inputs=inputs)
     started = time.perf_counter()
-    with atomic_output_dir(target, overwrite=overwrite) as staging:
+    with atomic_output_dir(target, overwrite=overwrite, inputs=inputs) as staging:
         if format == "archive":
             if subfolders(path):
                 raise InputError(

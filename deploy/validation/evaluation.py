@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from pruneofa.core import modelio
 from pruneofa.core.errors import InputError
 from pruneofa.core.evaluation import (
     Encoded,
@@ -41,10 +42,8 @@ def task_for(candidate: str, requested: str | None) -> TaskSpec:
 
 def tokenizer_of(runner: Runner) -> Any:
     """The tokenizer saved beside a model (one-line error when there is none)."""
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(runner.tokenizer_source, trust_remote_code=False)
+        return modelio.load_tokenizer(modelio.source_for(runner.tokenizer_source))
     except (OSError, ValueError) as err:
         raise InputError(
             f"no tokenizer in {runner.tokenizer_source}; export the model with its tokenizer"

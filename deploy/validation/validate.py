@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pruneofa.core.data import load_examples
 from pruneofa.core.errors import InputError
+from pruneofa.core.fsutil import refuse_overlap
 from pruneofa.core.manifest import content_digest, hash_model_files, library_versions, now_utc, read_manifest
 from pruneofa.deploy.config import ValidateConfig
 from pruneofa.deploy.runners import check_same_task, open_model
@@ -30,6 +31,9 @@ from pruneofa.deploy.validation.reports import ModelScore, ValidationReport, wri
 def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = False) -> ValidationReport:
     """Run the gate; the report's ``passed`` says whether the candidate is within bounds."""
     started = time.perf_counter()
+    for written in (config.report, config.junit, config.html):
+        if written is not None:  # a report path must not replace the models or the data it describes
+            refuse_overlap(written, [candidate, config.reference, config.data], what="report")
     task = task_for(candidate, config.task)
     check_options(task, config)
     examples = load_examples(task, config.data, split=config.split, limit=config.limit)
