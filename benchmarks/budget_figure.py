@@ -218,7 +218,7 @@ def figure(records: list[dict[str, Any]]):
     shown = [p.mean - p.sd for points in [*lines.values(), strong] for p in points]
     ax.set_ylim(
         min([*shown, PAPER_GAP[0]]) - 0.5,
-        max(0.5, *(p.mean + p.sd + 0.5 for ps in lines.values() for p in ps)),
+        max([0.5, *(p.mean + p.sd + 0.5 for ps in lines.values() for p in ps)]),
     )
     ax.set_xscale("log")
     ax.set_xlabel("pruning steps (batch 32 × 64 tokens; log scale)")
