@@ -357,6 +357,28 @@ def budget_table(records: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def third_seed_advice(records: dict[str, dict[str, Any]]) -> str:
+    """Where the seeds' spread of the gap exceeds its change to the next pruning budget, the point needs a
+    third seed (issue 26) before the change can be read as one."""
+    table = accuracies(records)
+    flagged = []
+    for teacher, steps in sorted({(k[1], k[3]) for k in table if k[0] == "90-hkd"}):
+        budgets = sorted(k[2] for k in table if k[0] == "90-hkd" and k[1] == teacher and k[3] == steps)
+        for low, high in zip(budgets, budgets[1:], strict=False):
+            a, b = gaps(table, "90-hkd", teacher, low, steps), gaps(table, "90-hkd", teacher, high, steps)
+            if len(a) < 2 or len(b) < 2:
+                continue
+            spread = max(statistics.stdev(a), statistics.stdev(b))
+            change = statistics.mean(b) - statistics.mean(a)
+            if spread > abs(change):
+                flagged.append(
+                    f"{low} → {high} pruning steps at {steps} transfer steps (sd {spread:.2f} > change {change:+.2f})"
+                )
+    if not flagged:
+        return "No point's seed spread exceeds the gap's change between budgets (2 seeds suffice so far)."
+    return "Needs a third seed (--seeds 0,1,2): " + "; ".join(flagged)
+
+
 def side_table(records: dict[str, dict[str, Any]], rows: list[str], reference: str, tasks: list[str]) -> str:
     """The check rows (full-vocabulary KD, blocks) against the reference row at the same budgets."""
     lines = [
@@ -403,6 +425,8 @@ def report(results: Path) -> str:
         "the same seed and transfer steps:",
         "",
         budget_table(records),
+        "",
+        third_seed_advice(records),
         "",
         "Full-vocabulary KD against the sweep's hidden-state KD:",
         "",

@@ -94,8 +94,8 @@ def test_a_lost_machine_reruns_only_the_models_that_unfinished_stages_need(sweep
     assert sweep.required(stages, tmp_path, evaluations) == set()
 
 
-def _synthetic(path: Path, *, slope: float = 2.0, intercept: float = -8.0) -> None:
-    """Records of a sweep whose gap is intercept + slope·log10(steps) ± 0.2 (seed 0 +, seed 1 −)."""
+def _synthetic(path: Path, *, slope: float = 2.0, intercept: float = -8.0, noise: float = 0.2) -> None:
+    """Records of a sweep whose gap is intercept + slope·log10(steps) ± noise (seed 0 +, seed 1 −)."""
     base = {"cpu": "test CPU", "isa": ["avx2"], "steps": 1, "step_time_s": 1.0, "wall_s": 60.0}
     records = []
     for transfer in (300, 1200):
@@ -108,7 +108,7 @@ def _synthetic(path: Path, *, slope: float = 2.0, intercept: float = -8.0) -> No
             )
             for teacher, prunes in ((400, (300, 1200, 4800)), (1600, (4800,))):
                 for prune in prunes:
-                    gap = intercept + slope * math.log10(prune) + (0.2 if seed == 0 else -0.2)
+                    gap = intercept + slope * math.log10(prune) + (noise if seed == 0 else -noise)
                     for row, value in (("90-hkd", gap), ("0-hkd", 0.3)):
                         name = f"pruned-{row}-t{teacher}-p{prune}-sst2-f{transfer}-s{seed}"
                         records.append(
@@ -164,4 +164,14 @@ def test_the_report_pairs_seeds_and_names_every_stage(sweep, tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| 400 / 300 / 300 |"))
     assert "-3.05 ± 0.28 (2)" in row and "0.30 ± 0.00 (2)" in row
     assert "| 1600 / 4800 / 1200 |" in text
+    assert "2 seeds suffice so far" in text  # sd 0.28 against a change of 1.2 points per 4x steps
     assert text.count("test CPU (avx2)") == len(sweep.latest(sweep.read_records(results)))
+
+
+def test_a_spread_larger_than_the_change_asks_for_a_third_seed(sweep, tmp_path):
+    results = tmp_path / "results.jsonl"
+    _synthetic(results, noise=2.0)  # sd 2.83 between two seeds, the gap changes by 1.2 per 4x steps
+    advice = sweep.third_seed_advice(sweep.latest(sweep.read_records(results)))
+    assert (
+        advice.startswith("Needs a third seed") and "300 → 1200 pruning steps at 300 transfer steps" in advice
+    )
