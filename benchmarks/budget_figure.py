@@ -225,7 +225,7 @@ def figure(records: list[dict[str, Any]]):
     ax.set_ylabel("SST-2 dev accuracy: 90 % − dense (points)")
     ax.set_title("MiniLM, 90 % unstructured: the gap to dense against the pruning budget")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig, "; ".join(words)
 
