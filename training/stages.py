@@ -251,7 +251,16 @@ def prune(
         teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher", keep_pooler=True
     )
     tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
-    apply_pruning(student, plan.pruning)
+    pruned_layers = apply_pruning(student, plan.pruning)
+    if plan.pruning.pattern == "block":
+        rows, cols = plan.pruning.block_shape
+        for layer in pruned_layers:
+            shape = tuple(layer.module.weight.shape)
+            if shape[0] % rows or shape[1] % cols:
+                raise InputError(
+                    f"recipe {plan.name}: block_shape {rows}x{cols} does not divide {layer.name} "
+                    f"(weight {shape[0]}x{shape[1]}); choose a block shape that divides every pruned layer"
+                )
     dataset = mlm_blocks(
         corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
     )

@@ -91,3 +91,29 @@ def test_block_recipe_prunes_whole_blocks_and_transfer_keeps_them(tmp_path, pipe
     for key, weight in after.items():
         assert torch.equal(_zero_blocks(weight, shape), blocks[key]), key  # every block kept, none regrown
         assert not torch.equal(weight, before[key]), key  # the kept weights did train
+
+
+def test_a_block_shape_that_does_not_divide_a_layer_is_refused_before_training(
+    tmp_path, pipeline, corpus, capsys
+):
+    recipe = tmp_path / "blocks.yaml"
+    recipe.write_text(
+        "name: b\npruning: {pattern: block, block_shape: [1, 5]}\nschedule: {final_sparsity: 0.9}\n"
+    )
+    model = str(pipeline / "mlm")
+    argv = ["prune", model, "--teacher", model, "--corpus", str(corpus), "--recipe", str(recipe)]
+    assert main([*argv, *BUDGET, "--output", str(tmp_path / "o")]) != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not progress bars
+    assert len(errors) == 1 and "block_shape 1x5 does not divide" in errors[0], errors
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_block_shape_below_one_is_refused_with_one_line(tmp_path):
+    from pruneofa.core.errors import InputError
+
+    recipe = tmp_path / "blocks.yaml"
+    recipe.write_text(
+        "name: b\npruning: {pattern: block, block_shape: [0, 4]}\nschedule: {final_sparsity: 0.9}\n"
+    )
+    with pytest.raises(InputError, match="block_shape"):
+        load_recipe(recipe)
