@@ -141,7 +141,7 @@ def plot(run: Run, series: dict[str, list[tuple[int, float, float]]], path: Path
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    steps = range(0, run.steps + 1)
+    steps = range(1, run.steps + 1)  # after k = 1 … T optimizer steps, as the Trainer logs
     schedule, optimizer = run.recipe.schedule, run.recipe.optimizer
     curves = (
         (
