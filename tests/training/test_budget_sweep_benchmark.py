@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -175,3 +176,81 @@ def test_a_spread_larger_than_the_change_asks_for_a_third_seed(sweep, tmp_path):
     assert (
         advice.startswith("Needs a third seed") and "300 → 1200 pruning steps at 300 transfer steps" in advice
     )
+
+
+FAKE_PRUNEOFA = """
+import sys
+from pathlib import Path
+
+from pruneofa.core.manifest import Manifest, SourceInfo, TrainingInfo, write_manifest
+
+argv = sys.argv[1:]
+output = Path(argv[argv.index("--output") + 1])
+with open(sys.argv[0] + ".calls", "a") as calls:
+    calls.write(output.name + "\\n")
+output.mkdir(parents=True)
+kind = {"prune": "prune", "finetune": "finetune"}.get(argv[0], "task-teacher")
+training = TrainingInfo(
+    kind=kind, task="sst2", data="d", steps=2, batch_size=1, seq_len=16, learning_rate=1e-4, seed=0,
+    wall_time_s=1.0, step_time_s=0.5, loss_curve=[{"step": 1.0, "loss": 1.0, "sparsity": 0.0}],
+)
+manifest = Manifest(
+    stage="teacher", command=["pruneofa", *argv], created_at="2026-12-07T00:00:00+00:00", versions={},
+    source=SourceInfo(model="m", model_type="bert"), training=training,
+    metrics={"accuracy": 80.0} if argv[0] != "prune" and "--task" in argv else {},
+)
+write_manifest(output, manifest)
+"""
+
+
+def test_records_outlive_the_out_folder_and_only_missing_work_is_redone(sweep, tmp_path):
+    """The sweep as it runs across sessions: every finished stage appends its record; with the out folder
+    gone, recorded points are not run again, and an unrecorded one re-runs just the models it needs."""
+    fake = tmp_path / "pruneofa_fake.py"
+    fake.write_text(FAKE_PRUNEOFA)
+    calls = Path(str(fake) + ".calls")
+    out, results = tmp_path / "out", tmp_path / "results.jsonl"
+    budgets = sweep.SweepBudgets([4], [2], 4, 0, 999, 999, 2, ["sst2"], [0])
+    options = dict(
+        common=[], corpus="c.txt", data=Path("data"), model=[], mlm_limit=[], task_options=[], lr=2e-4
+    )
+
+    def run() -> list[str]:
+        calls.unlink(missing_ok=True)
+        assert (
+            sweep.run(sweep.plan(out, budgets, **options), out, results, [sys.executable, str(fake)], None)
+            == 0
+        )
+        return calls.read_text().split() if calls.exists() else []
+
+    first = run()
+    assert first == [
+        "teacher-mlm-t4",
+        "pruned-90-hkd-t4-p4",
+        "dense-sst2-f2-s0",
+        "pruned-90-hkd-t4-p4-sst2-f2-s0",
+        "pruned-0-hkd-t4-p4",
+        "pruned-0-hkd-t4-p4-sst2-f2-s0",
+    ]
+    records = sweep.read_records(results)
+    assert [r["stage"] for r in records] == first
+    transfer = records[3]
+    assert (
+        transfer["metrics"] == {"accuracy": 80.0} and transfer["seed"] == 0 and transfer["prune_steps"] == 4
+    )
+    assert transfer["cpu"] and isinstance(transfer["isa"], list) and transfer["wall_s"] > 0
+    assert "--output" in transfer["command"] and records[1]["log"] == [
+        {"step": 1.0, "loss": 1.0, "sparsity": 0.0}
+    ]
+
+    shutil.rmtree(out)  # a new machine: nothing on disk, every point recorded
+    assert run() == []
+    # a point whose record is missing re-runs with the models it reads, and no other
+    results.write_text("".join(line + "\n" for line in results.read_text().splitlines()[:-1]))
+    assert run() == [
+        "teacher-mlm-t4",
+        "dense-sst2-f2-s0",
+        "pruned-0-hkd-t4-p4",
+        "pruned-0-hkd-t4-p4-sst2-f2-s0",
+    ]
+    assert len(sweep.latest(sweep.read_records(results))) == 6
