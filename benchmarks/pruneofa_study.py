@@ -18,6 +18,12 @@ skipped; an interrupted stage resumes from its Trainer checkpoint when the scrip
 Order: MLM teacher, the four pruning runs, then for each seed and each task the dense teacher and the
 four transfers, then each variant's pruning run and transfer; so a study cut short still has whole
 seeds of the headline rows on every task.
+
+`--sweep` runs the budget sweep instead (benchmarks/budget_sweep.py: the 90 % gap to dense over pruning
+and transfer budgets, recorded stage by stage in a committed results file that `--report` reads):
+
+    .venv/bin/python benchmarks/pruneofa_study.py --sweep --out /root/study3            # run / continue
+    .venv/bin/python benchmarks/pruneofa_study.py --sweep --report --figure docs/figures/budget_gap.png
 """
 
 from __future__ import annotations
@@ -214,6 +220,56 @@ def _steps_per_task(text: str) -> dict[str, int]:
     return {task: named.get(task, fallback) for task in TASKS}
 
 
+def pruneofa_command() -> list[str]:
+    script = Path(sys.executable).with_name("pruneofa")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "pruneofa"]
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """The budget sweep: plan, run what is missing, or report from the results file."""
+    import budget_sweep
+
+    dry = bool(args.eval_limit or args.mlm_limit)
+    results = args.results or (args.out / "budget_sweep.jsonl" if dry else budget_sweep.RESULTS)
+    if args.report:
+        print(budget_sweep.report(results))
+        if args.figure:
+            import budget_figure
+
+            print(budget_figure.draw(budget_sweep.read_records(results), args.figure))
+        return 0
+    ints = [
+        [int(v) for v in text.split(",") if v.strip()] for text in (args.prune_budgets, args.transfer_budgets)
+    ]
+    budgets = budget_sweep.SweepBudgets(
+        prune=ints[0],
+        transfer=ints[1],
+        teacher=args.teacher_steps,
+        strong_teacher=args.strong_teacher_steps,
+        check=args.check_budget,
+        block=args.block_budget,
+        block_transfer=args.block_transfer_steps,
+        block_tasks=[t.strip() for t in args.block_tasks.split(",") if t.strip()],
+        seeds=args.seeds,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    task_options = ["--train-limit", str(args.train_limit)] if args.train_limit else []
+    task_options += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
+    common = ["--seq-len", str(args.seq_len), "--batch-size", "32", "--save-steps", str(args.save_steps)]
+    stages = budget_sweep.plan(
+        args.out.resolve(),
+        budgets,
+        common=[*common, "--logging-steps", "10"],
+        corpus=",".join(str(args.data / "corpus" / source) for source in args.corpus),
+        data=args.data,
+        model=[str(args.model)] if args.model else [],
+        mlm_limit=["--train-limit", str(args.mlm_limit)] if args.mlm_limit else [],
+        task_options=task_options,
+        lr=args.task_learning_rate,
+    )
+    return budget_sweep.run(stages, args.out.resolve(), results, pruneofa_command(), args.deadline_s)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -235,7 +291,9 @@ def main() -> int:
         "steps, 55.96 vs 79.01 on SST-2, while the dense model gave 85.44 vs 85.55)",
     )
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--seeds", default="0,1,2", help="seeds of the task stages (teachers and transfers)")
+    parser.add_argument(
+        "--seeds", help="seeds of the task stages (teachers and transfers); default 0,1,2 (the sweep: 0,1)"
+    )
     parser.add_argument(
         "--tasks", default="sst2,mrpc", help=f"comma-separated downstream tasks ({', '.join(TASKS)})"
     )
@@ -249,9 +307,32 @@ def main() -> int:
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (resume points)")
     parser.add_argument("--deadline-s", type=float, help="start no new stage after this many seconds")
     parser.add_argument("--report", action="store_true", help="only print the tables of finished stages")
+    sweep = parser.add_argument_group("the budget sweep (--sweep; benchmarks/budget_sweep.py)")
+    sweep.add_argument("--sweep", action="store_true", help="run (or --report) the budget sweep")
+    sweep.add_argument("--prune-budgets", default="300,1200,4800", help="pruning steps of the sweep's points")
+    sweep.add_argument("--transfer-budgets", default="300,1200", help="SST-2 transfer steps of every point")
+    sweep.add_argument(
+        "--strong-teacher-steps",
+        type=int,
+        default=1600,
+        help="teacher preparation of the extra row at the largest pruning budget (0: none)",
+    )
+    sweep.add_argument("--check-budget", type=int, default=1200, help="pruning steps of the full-KD check")
+    sweep.add_argument("--block-budget", type=int, default=1200, help="pruning steps of the block rows")
+    sweep.add_argument(
+        "--block-transfer-steps", type=int, default=300, help="transfer steps of the block rows"
+    )
+    sweep.add_argument("--block-tasks", default="sst2,mrpc", help="tasks of the block rows")
+    sweep.add_argument(
+        "--results",
+        type=Path,
+        help="the sweep's results file (default: benchmarks/results/budget_sweep.jsonl, the committed one; "
+        "OUT/budget_sweep.jsonl when --eval-limit or --mlm-limit make it a dry run)",
+    )
+    sweep.add_argument("--figure", type=Path, help="--report: also draw the gap-against-budget figure here")
     args = parser.parse_args()
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.seeds = [int(s) for s in (args.seeds or ("0,1" if args.sweep else "0,1,2")).split(",") if s.strip()]
     args.rows = {r.strip() for r in args.rows.split(",") if r.strip()}
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     args.corpus = [c.strip() for c in args.corpus.split(",") if c.strip()]
@@ -263,10 +344,11 @@ def main() -> int:
     ):
         if not given <= set(known):
             parser.error(f"{flag}: unknown {sorted(given - set(known))}; use {', '.join(known)}")
+    if args.sweep:
+        return run_sweep(args)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
-        script = Path(sys.executable).with_name("pruneofa")
-        pruneofa = [str(script)] if script.is_file() else [sys.executable, "-m", "pruneofa"]
+        pruneofa = pruneofa_command()
         began = time.perf_counter()
         for name, argv in stages(args.out, args):
             if (args.out / name / "pruneofa.json").is_file():

@@ -50,7 +50,7 @@ PAPER = dict(alpha_task=0.5, alpha_kd=0.5, temperature=2.0, pooler=1.0)  # the p
 def loss_of(teacher, kind: str, **distillation):
     """The training code's loss for one batch (``DistillationTrainer.compute_loss``, no Trainer set-up)."""
     trainer = DistillationTrainer.__new__(DistillationTrainer)
-    trainer.teacher, trainer.kind, trainer._kd_sum, trainer._kd_count = teacher, kind, 0.0, 0
+    trainer.teacher, trainer.kind, trainer._terms = teacher, kind, {}
     trainer.distillation = DistillationConfig(**distillation)
     if teacher is not None:
         teacher.eval().requires_grad_(False)

@@ -26,7 +26,11 @@ from pruneofa.core.progress import progress_logger
 # Logged keys shown on the line, in this order, with their short names; others are left to report_to.
 _SHOWN = (
     ("loss", "loss"),
+    ("mlm_loss", "mlm"),
+    ("task_loss", "task"),
     ("kd_loss", "kd"),
+    ("hidden_loss", "hidden"),
+    ("pooler_loss", "pooler"),
     ("sparsity", "sparsity"),
     ("learning_rate", "lr"),
 )

@@ -265,7 +265,16 @@ def prune(
         teacher, "AutoModelForMaskedLM", allow_new_head=False, what="teacher", keep_pooler=True
     )
     tokenizer = modelio.load_tokenizer(source)
-    apply_pruning(student, plan.pruning)
+    pruned_layers = apply_pruning(student, plan.pruning)
+    if plan.pruning.pattern == "block":
+        rows, cols = plan.pruning.block_shape
+        for layer in pruned_layers:
+            shape = tuple(layer.module.weight.shape)
+            if shape[0] % rows or shape[1] % cols:
+                raise InputError(
+                    f"recipe {plan.name}: block_shape {rows}x{cols} does not divide {layer.name} "
+                    f"(weight {shape[0]}x{shape[1]}); choose a block shape that divides every pruned layer"
+                )
     dataset = mlm_blocks(
         corpus, tokenizer, seq_len=config.seq_len, limit=config.train_limit, seed=config.seed
     )
@@ -295,9 +304,18 @@ def prune(
     achieved = {m.name: float((m.weight == 0).float().mean()) for m in pruned_modules(pruned)}
     remove_pruning(pruned)
     if plan.pruning.pattern != "structured":
+        # masks prune a whole number of blocks (1 weight for unstructured): half a block of rounding, plus one
+        block = (
+            plan.pruning.block_shape[0] * plan.pruning.block_shape[1]
+            if plan.pruning.pattern == "block"
+            else 1
+        )
         for name, value in achieved.items():
             numel = dict(pruned.named_modules())[name].weight.numel()
-            if abs(value - schedule.final_sparsity) > 1.5 / numel and plan.pruning.scope == "uniform":
+            if (
+                abs(value - schedule.final_sparsity) > (block / 2 + 1) / numel
+                and plan.pruning.scope == "uniform"
+            ):
                 raise CheckFailed(
                     f"{name} ended at {value:.4f} sparsity, not the recipe's {schedule.final_sparsity}"
                 )

@@ -117,7 +117,7 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher
         self.distillation = distillation
         self.kind = kind
-        self._kd_sum, self._kd_count = 0.0, 0
+        self._terms: dict[str, tuple[float, int]] = {}  # loss term → (sum, count) since the last log
         if teacher is not None:
             teacher.eval()
             for parameter in teacher.parameters():
@@ -176,10 +176,12 @@ class DistillationTrainer(Trainer):
             )
             loss = combined_loss(loss, kd, self.distillation)
             if hidden:
-                loss = loss + self.distillation.hidden_states * hidden_state_loss(
+                hidden_term = hidden_state_loss(
                     outputs.hidden_states, teacher_out.hidden_states, inputs.get("attention_mask")
                 )
-            self._record_kd(kd)
+                loss = loss + self.distillation.hidden_states * hidden_term
+                self._record("hidden_loss", hidden_term)
+            self._record("kd_loss", kd)
         return (loss, outputs) if return_outputs else loss
 
     def _masked_lm_loss(self, model, inputs) -> torch.Tensor:
@@ -207,6 +209,7 @@ class DistillationTrainer(Trainer):
             mlm = F.cross_entropy(masked_logits.float(), targets[masked])
         else:  # no token masked in this batch: no MLM signal, but a loss the graph can use
             mlm = head.sum() * 0.0
+        self._record("mlm_loss", mlm)
         if teacher is None:
             return mlm
         teacher.to(head.device)
@@ -230,20 +233,22 @@ class DistillationTrainer(Trainer):
                     head, decoder.weight, decoder.bias, teacher_logits, config.top_k, config.temperature
                 )
             loss = loss + config.alpha_kd * kd
-            self._record_kd(kd)
+            self._record("kd_loss", kd)
         if hidden:
-            loss = loss + config.hidden_states * hidden_state_loss(
-                out.hidden_states, teacher_out.hidden_states, keep
-            )
+            hidden_term = hidden_state_loss(out.hidden_states, teacher_out.hidden_states, keep)
+            loss = loss + config.hidden_states * hidden_term
+            self._record("hidden_loss", hidden_term)
         if config.pooler > 0 and "pooled" in pooled and "pooled" in teacher_pooled:
-            loss = loss + config.pooler * F.mse_loss(
-                pooled["pooled"].float(), teacher_pooled["pooled"].float()
-            )
+            pooler_term = F.mse_loss(pooled["pooled"].float(), teacher_pooled["pooled"].float())
+            loss = loss + config.pooler * pooler_term
+            self._record("pooler_loss", pooler_term)
         return loss
 
-    def _record_kd(self, kd: torch.Tensor) -> None:
-        self._kd_sum += float(kd.detach())
-        self._kd_count += 1
+    def _record(self, term: str, value: torch.Tensor) -> None:
+        """Accumulate an unweighted loss term (``kd_loss``, ``mlm_loss``, ``hidden_loss``, ``pooler_loss``)
+        until the next log line, which shows its mean: the terms' shares of the loss along the run."""
+        total, count = self._terms.get(term, (0.0, 0))
+        self._terms[term] = (total + float(value.detach()), count + 1)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Checkpoints of a model with NNCF quantizers: NNCF shares one scale among the Q/K/V inputs, which
@@ -261,7 +266,8 @@ class DistillationTrainer(Trainer):
         self.model.config.save_pretrained(output_dir)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        if self._kd_count and "loss" in logs:
-            logs["kd_loss"] = round(self._kd_sum / self._kd_count, 4)
-            self._kd_sum, self._kd_count = 0.0, 0
+        if self._terms and "loss" in logs:
+            for term, (total, count) in self._terms.items():
+                logs[term] = round(total / count, 4)
+            self._terms = {}
         super().log(logs, *args, **kwargs)

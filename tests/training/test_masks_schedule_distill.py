@@ -313,7 +313,7 @@ def test_hidden_state_distillation_adds_its_term():
 
     def loss_with(weight: float) -> float:
         trainer = DistillationTrainer.__new__(DistillationTrainer)  # compute_loss only: no Trainer set-up
-        trainer.teacher, trainer.kind, trainer._kd_sum, trainer._kd_count = teacher, "classification", 0.0, 0
+        trainer.teacher, trainer.kind, trainer._terms = teacher, "classification", {}
         trainer.distillation = DistillationConfig(hidden_states=weight)
         return float(trainer.compute_loss(student, batch))
 

@@ -219,7 +219,7 @@ def _mlm_pair():
 
 def _loss(student, teacher, batch, **distillation) -> float:
     trainer = DistillationTrainer.__new__(DistillationTrainer)  # compute_loss only: no Trainer set-up
-    trainer.teacher, trainer.kind, trainer._kd_sum, trainer._kd_count = teacher, "masked-lm", 0.0, 0
+    trainer.teacher, trainer.kind, trainer._terms = teacher, "masked-lm", {}
     trainer.distillation = DistillationConfig(**distillation)
     return float(trainer.compute_loss(student, batch))
 
