@@ -58,6 +58,18 @@ bool isa_compiled(Isa isa);
 const char* isa_name(Isa isa);
 bool parse_isa(const char* name, Isa* out);
 
+// INT8 compute and 4 x 1 blocks (spmm_int8_dispatch.cpp). validate() hands problems with block_rows != 1
+// or act_quant != kActQuantNone to validate_extended, spmm() hands INT8 compute to spmm_q8, and spmm_pair
+// runs such layers one after the other (the intermediate is quantized again anyway).
+const char* validate_extended(const SpmmProblem& p, int64_t n_blocks);
+void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par);
+// Each row's sum of INT8 values ([out_features]) for SpmmProblem::row_sums (1 x 4 INT8 blocks).
+void row_sums_of(const SpmmProblem& p, int32_t* out);
+// The INT8 instruction route an ISA level runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its
+// largest quantized activation (255, or 127 on "avx2").
+const char* q8_route_name(Isa isa);
+int q8_levels(Isa isa);
+
 // Token-tile width override for tuning (0 = automatic); PRUNEOFA_KERNELS_TILE sets it at load.
 void set_tile_tokens(int tokens);
 

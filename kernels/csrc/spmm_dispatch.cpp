@@ -133,6 +133,7 @@ std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks) {
     chunks = std::max<int64_t>(1, std::min(chunks, groups));
     auto cost = [&](int64_t group) {
         const int64_t row = std::min(group * kRows, n);
+        if (p.block_rows == 4) return int64_t(p.row_ptr[row / 4]) * 4 + row * 4;
         return int64_t(p.row_ptr[row]) * p.block + row * 4;
     };
     std::vector<int64_t> bounds(chunks + 1, 0);
@@ -190,6 +191,7 @@ bool set_active_isa(Isa isa) {
 void set_tile_tokens(int tokens) { g_tile.store(std::max(0, tokens), std::memory_order_relaxed); }
 
 const char* validate(const SpmmProblem& p, int64_t n_blocks) {
+    if (p.block_rows != 1 || p.act_quant != kActQuantNone) return validate_extended(p, n_blocks);
     if (p.block != 1 && p.block != 2 && p.block != 4 && p.block != 8) return "block must be 1, 2, 4 or 8";
     if (p.activation != kActivationNone && p.activation != kActivationGeluErf) return "unknown activation";
     if (p.part_rows < 0 || (p.part_rows > 0 && (p.out_features % p.part_rows != 0 || p.part_rows % 16 != 0 ||
@@ -261,6 +263,7 @@ Isa usable(Isa isa) { return isa_supported(isa) ? isa : Isa::Scalar; }
 }  // namespace
 
 void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
+    if (p.act_quant != kActQuantNone) return spmm_q8(p, isa, par);
     if (p.tokens <= 0 || p.out_features <= 0) return;
     const int64_t k = p.in_features;
     TilePlan plan(p, usable(isa), std::max(1, par.concurrency()));
@@ -285,14 +288,15 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
 }
 
 bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    return first.tokens > 0 && TilePlan(first, usable(isa), std::max(1, threads)).row_groups == 1;
+    return first.tokens > 0 && first.act_quant == kActQuantNone &&
+           TilePlan(first, usable(isa), std::max(1, threads)).row_groups == 1;
 }
 
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
     if (first.tokens <= 0 || second.out_features <= 0) return;
     isa = usable(isa);
     const TilePlan plan(first, isa, std::max(1, par.concurrency()));
-    if (plan.row_groups != 1) {
+    if (plan.row_groups != 1 || first.act_quant != kActQuantNone || second.act_quant != kActQuantNone) {
         // Too few token tiles to give every thread its own: each layer splits its rows between threads,
         // which needs the whole intermediate between the two (exactly the two separate nodes' work).
         std::vector<float> hidden(static_cast<size_t>(first.tokens * first.out_features));

@@ -190,6 +190,8 @@ bool run_split(const Case& c, int parts, std::mt19937& rng, Isa isa, int workers
 
 }  // namespace
 
+int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs);  // test_spmm_ext.cpp
+
 int main(int argc, char** argv) {
     const int cases = argc > 1 ? std::atoi(argv[1]) : 150;
     std::mt19937 rng(1234);
@@ -262,8 +264,9 @@ int main(int argc, char** argv) {
             ++failures;
         }
     }
+    failures += run_extended_tests(cases, isas, &run);  // INT8 compute, 4 x 1 blocks
     std::printf("test_spmm: %d runs over ISAs:", run);
-    for (Isa isa : isas) std::printf(" %s", isa_name(isa));
+    for (Isa isa : isas) std::printf(" %s (int8: %s)", isa_name(isa), q8_route_name(isa));
     std::printf("; %d failures\n", failures);
     return failures == 0 ? 0 : 1;
 }
