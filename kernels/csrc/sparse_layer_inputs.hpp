@@ -15,13 +15,28 @@
 
 namespace pruneofa {
 
+// The layout and compute mode beyond the block-CSR basics (attributes with these defaults may be absent
+// from an IR): block_rows 4 = 4 x 1 FP32 blocks; activation_quant "dynamic" / "static" = INT8 compute on
+// INT8 1 x 4 blocks with per-token activation ranges or the calibrated u8 activation_scale /
+// activation_zero_point (spmm_types.hpp).
+struct LayerCompute {
+    int64_t block_rows = 1;
+    std::string activation_quant = "none";
+    float activation_scale = 0.0f;
+    int64_t activation_zero_point = 0;
+};
+
 struct LayerAttrs {
     int64_t in_features = 0;
     int64_t out_features = 0;
     int64_t block = 1;
     bool has_bias = false;
     std::string activation = "none";
+    LayerCompute compute = {};
 };
+
+// Visits LayerCompute under `prefix` + block_rows, activation_quant, activation_scale, activation_zero_point.
+void visit_compute(ov::AttributeVisitor& visitor, const std::string& prefix, LayerCompute& compute);
 
 // Visits a one-layer op's attributes under their IR names: in_features, out_features, block, has_bias,
 // activation (SparseLinear's, and SparseLinearSplit's for the stacked matrix).

@@ -16,15 +16,24 @@ int64_t token_count(const ov::Shape& x_shape, const ov::Shape& y_shape) {
 }
 
 // Checks a layer's structure once per node (O(nnz); the constants never change).
-void check_once(const ov::Node* node, std::atomic<bool>& checked, std::mutex& mutex, const SpmmProblem& p,
-                size_t n_blocks) {
-    if (checked.load(std::memory_order_acquire)) return;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (checked.load(std::memory_order_relaxed)) return;
-    const char* err = validate(p, static_cast<int64_t>(n_blocks));
-    OPENVINO_ASSERT(err == nullptr, node->get_type_name(), " ", node->get_friendly_name(),
-                    ": invalid sparse weight: ", err);
-    checked.store(true, std::memory_order_release);
+// With INT8 compute, also fills `row_sums` (each row's sum of INT8 values, for the zero-point term) and
+// points the problem at it.
+void check_once(const ov::Node* node, std::atomic<bool>& checked, std::mutex& mutex, SpmmProblem& p,
+                size_t n_blocks, std::vector<int32_t>& row_sums) {
+    if (!checked.load(std::memory_order_acquire)) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!checked.load(std::memory_order_relaxed)) {
+            const char* err = validate(p, static_cast<int64_t>(n_blocks));
+            OPENVINO_ASSERT(err == nullptr, node->get_type_name(), " ", node->get_friendly_name(),
+                            ": invalid sparse weight: ", err);
+            if (p.act_quant != kActQuantNone) {
+                row_sums.resize(static_cast<size_t>(p.out_features));
+                row_sums_of(p, row_sums.data());
+            }
+            checked.store(true, std::memory_order_release);
+        }
+    }
+    if (p.act_quant != kActQuantNone) p.row_sums = row_sums.data();
 }
 
 // The output shape: X's with the last dimension replaced by `out_features`.
@@ -60,8 +69,8 @@ ov::Shape evaluated_shape(const ov::Tensor& x, int64_t in_features, int64_t out_
 // ---- SparseLinear -------------------------------------------------------------------------------------
 
 SparseLinear::SparseLinear(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t block,
-                           bool has_bias, std::string activation)
-    : Op(args), m_layer{in_features, out_features, block, has_bias, std::move(activation)} {
+                           bool has_bias, std::string activation, LayerCompute compute)
+    : Op(args), m_layer{in_features, out_features, block, has_bias, std::move(activation), std::move(compute)} {
     constructor_validate_and_infer_types();
 }
 
@@ -73,7 +82,7 @@ void SparseLinear::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseLinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     return std::make_shared<SparseLinear>(new_args, m_layer.in_features, m_layer.out_features, m_layer.block,
-                                          m_layer.has_bias, m_layer.activation);
+                                          m_layer.has_bias, m_layer.activation, m_layer.compute);
 }
 
 bool SparseLinear::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -91,7 +100,7 @@ bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& i
     p.x = x.data<const float>();
     p.y = outputs[0].data<float>();
     p.tokens = token_count(x.get_shape(), y_shape);
-    check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
+    check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size(), m_row_sums);
     spmm(p, active_isa(), ArenaParallel());
     return true;
 }
@@ -101,7 +110,8 @@ bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& i
 SparseLinearPair::SparseLinearPair(const ov::OutputVector& args, int64_t in_features, int64_t hidden_features,
                                    int64_t out_features, int64_t first_block, bool first_has_bias,
                                    std::string first_activation, int64_t second_block, bool second_has_bias,
-                                   std::string second_activation, std::string first_name, std::string second_name)
+                                   std::string second_activation, std::string first_name, std::string second_name,
+                                   LayerCompute first_compute, LayerCompute second_compute)
     : Op(args),
       m_in_features(in_features),
       m_hidden_features(hidden_features),
@@ -113,16 +123,19 @@ SparseLinearPair::SparseLinearPair(const ov::OutputVector& args, int64_t in_feat
       m_second_has_bias(second_has_bias),
       m_second_activation(std::move(second_activation)),
       m_first_name(std::move(first_name)),
-      m_second_name(std::move(second_name)) {
+      m_second_name(std::move(second_name)),
+      m_first_compute(std::move(first_compute)),
+      m_second_compute(std::move(second_compute)) {
     constructor_validate_and_infer_types();
 }
 
 LayerAttrs SparseLinearPair::first() const {
-    return {m_in_features, m_hidden_features, m_first_block, m_first_has_bias, m_first_activation};
+    return {m_in_features, m_hidden_features, m_first_block, m_first_has_bias, m_first_activation, m_first_compute};
 }
 
 LayerAttrs SparseLinearPair::second() const {
-    return {m_hidden_features, m_out_features, m_second_block, m_second_has_bias, m_second_activation};
+    return {m_hidden_features, m_out_features, m_second_block, m_second_has_bias, m_second_activation,
+            m_second_compute};
 }
 
 size_t SparseLinearPair::second_input() const { return 1 + layer_input_count(this, 1, m_first_has_bias); }
@@ -142,7 +155,8 @@ void SparseLinearPair::validate_and_infer_types() {
 std::shared_ptr<ov::Node> SparseLinearPair::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     return std::make_shared<SparseLinearPair>(new_args, m_in_features, m_hidden_features, m_out_features,
                                               m_first_block, m_first_has_bias, m_first_activation, m_second_block,
-                                              m_second_has_bias, m_second_activation, m_first_name, m_second_name);
+                                              m_second_has_bias, m_second_activation, m_first_name, m_second_name,
+                                              m_first_compute, m_second_compute);
 }
 
 bool SparseLinearPair::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -157,6 +171,8 @@ bool SparseLinearPair::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("second_activation", m_second_activation);
     visitor.on_attribute("first_name", m_first_name);
     visitor.on_attribute("second_name", m_second_name);
+    visit_compute(visitor, "first_", m_first_compute);
+    visit_compute(visitor, "second_", m_second_compute);
     return true;
 }
 
@@ -172,8 +188,8 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
     a.x = x.data<const float>();
     b.y = outputs[0].data<float>();
     a.tokens = b.tokens = token_count(x.get_shape(), y_shape);
-    check_once(this, m_first_checked, m_check_mutex, a, inputs[2].get_size());
-    check_once(this, m_second_checked, m_check_mutex, b, inputs[second_at + 1].get_size());
+    check_once(this, m_first_checked, m_check_mutex, a, inputs[2].get_size(), m_first_row_sums);
+    check_once(this, m_second_checked, m_check_mutex, b, inputs[second_at + 1].get_size(), m_second_row_sums);
     spmm_pair(a, b, active_isa(), ArenaParallel());
     return true;
 }
@@ -182,9 +198,9 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
 
 SparseLinearSplit::SparseLinearSplit(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
                                      int64_t parts, int64_t block, bool has_bias, std::string activation,
-                                     std::string names)
+                                     std::string names, LayerCompute compute)
     : Op(args),
-      m_layer{in_features, out_features, block, has_bias, std::move(activation)},
+      m_layer{in_features, out_features, block, has_bias, std::move(activation), std::move(compute)},
       m_parts(parts),
       m_names(std::move(names)) {
     constructor_validate_and_infer_types();
@@ -204,7 +220,8 @@ void SparseLinearSplit::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseLinearSplit::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     return std::make_shared<SparseLinearSplit>(new_args, m_layer.in_features, m_layer.out_features, m_parts,
-                                               m_layer.block, m_layer.has_bias, m_layer.activation, m_names);
+                                               m_layer.block, m_layer.has_bias, m_layer.activation, m_names,
+                                               m_layer.compute);
 }
 
 bool SparseLinearSplit::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -230,7 +247,7 @@ bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVect
     p.y_parts = parts;
     p.part_rows = part_rows;
     p.tokens = token_count(x.get_shape(), y_shape);
-    check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
+    check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size(), m_row_sums);
     spmm(p, active_isa(), ArenaParallel());
     return true;
 }

@@ -11,13 +11,18 @@
 //   Attributes: in_features (K), out_features (N), block (1, 2, 4 or 8), has_bias, activation ("none" or
 //   "gelu": GELU with erf, as BERT's, applied after the bias; fused because a separate Gelu node costs a
 //   pass over the output that the dense graph does not pay).
+//   block_rows (1, or 4: 4 x 1 FP32 blocks, row_ptr then per group of 4 rows, values 4 per block),
+//   activation_quant ("none": FP32 compute; "dynamic" / "static": INT8 compute on i8 values in 1 x 4 blocks,
+//   activations quantized to u8 per token, or with the calibrated activation_scale and
+//   activation_zero_point), all optional with those defaults.
 //   Output:  0 Y        f32 [..., N]
 //
 // SparseLinearPair: two SparseLinear layers in a row (BERT's FFN: up, GELU, down), Y = second(first(X)),
 // run through spmm_pair so that each thread carries its token tiles through both layers and the [..., H]
 // intermediate is never stored (docs/kernels.md). Inputs: X, the first layer's constants (as SparseLinear's
 // 1..), then the second's. Attributes: in_features, hidden_features, out_features, first_/second_ block,
-// has_bias, activation, and first_/second_ name (the original layers' names, for sparsity accounting).
+// has_bias, activation, block_rows, activation_quant, activation_scale, activation_zero_point, and
+// first_/second_ name (the original layers' names, for sparsity accounting).
 //
 // SparseLinearSplit: several SparseLinear layers that read the same X (BERT's Q, K and V) as one stacked
 // matrix, computed in one pass (one transpose of X, one fork/join), its output rows split into `parts`
@@ -29,6 +34,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <openvino/op/op.hpp>
 
@@ -42,7 +48,7 @@ public:
 
     SparseLinear() = default;
     SparseLinear(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t block,
-                 bool has_bias, std::string activation = "none");
+                 bool has_bias, std::string activation = "none", LayerCompute compute = {});
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -52,9 +58,11 @@ public:
 
 private:
     LayerAttrs m_layer;
-    // The sparse inputs are constants: their structure is checked on the first evaluate() only.
+    // The sparse inputs are constants: their structure is checked on the first evaluate() only (and the
+    // INT8 row sums computed then).
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
+    mutable std::vector<int32_t> m_row_sums;
 };
 
 class SparseLinearPair : public ov::op::Op {
@@ -65,7 +73,7 @@ public:
     SparseLinearPair(const ov::OutputVector& args, int64_t in_features, int64_t hidden_features, int64_t out_features,
                      int64_t first_block, bool first_has_bias, std::string first_activation, int64_t second_block,
                      bool second_has_bias, std::string second_activation, std::string first_name,
-                     std::string second_name);
+                     std::string second_name, LayerCompute first_compute = {}, LayerCompute second_compute = {});
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -89,9 +97,13 @@ private:
     std::string m_second_activation = "none";
     std::string m_first_name;
     std::string m_second_name;
+    LayerCompute m_first_compute;   // IR attributes first_block_rows, first_activation_quant, ...
+    LayerCompute m_second_compute;  // second_block_rows, ...
     mutable std::atomic<bool> m_first_checked{false};
     mutable std::atomic<bool> m_second_checked{false};
     mutable std::mutex m_check_mutex;
+    mutable std::vector<int32_t> m_first_row_sums;
+    mutable std::vector<int32_t> m_second_row_sums;
 };
 
 class SparseLinearSplit : public ov::op::Op {
@@ -100,7 +112,8 @@ public:
 
     SparseLinearSplit() = default;
     SparseLinearSplit(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t parts,
-                      int64_t block, bool has_bias, std::string activation, std::string names);
+                      int64_t block, bool has_bias, std::string activation, std::string names,
+                      LayerCompute compute = {});
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -114,6 +127,7 @@ private:
     std::string m_names;
     mutable std::atomic<bool> m_checked{false};
     mutable std::mutex m_check_mutex;
+    mutable std::vector<int32_t> m_row_sums;
 };
 
 }  // namespace pruneofa
