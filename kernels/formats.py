@@ -34,6 +34,10 @@ import numpy as np
 BLOCKS = (8, 4, 2)
 # A block layout is used when it stores at most this share of extra (zero) weights compared with CSR.
 BLOCK_PADDING_LIMIT = 0.05
+# INT8 1 x 4 blocks (INT8 compute) may store up to twice the nonzeros: a block costs one dot-product lane
+# op (4 multiply-adds) where CSR costs one FMA per nonzero on half as many lanes, and INT8 rounding
+# leaves zeros inside the blocks of a 1 x 4 pruned weight.
+INT8_1X4_PADDING_LIMIT = 1.0
 
 
 @dataclass
@@ -134,18 +138,18 @@ def pack(
     )
 
 
-def _padding_ok(kept_blocks: int, block_size: int, nnz: int) -> bool:
-    return nnz > 0 and kept_blocks * block_size <= nnz * (1.0 + BLOCK_PADDING_LIMIT)
+def _padding_ok(kept_blocks: int, block_size: int, nnz: int, limit: float = BLOCK_PADDING_LIMIT) -> bool:
+    return nnz > 0 and kept_blocks * block_size <= nnz * (1.0 + limit)
 
 
-def blocked_1x4(mask: np.ndarray) -> bool:
-    """Whether the nonzeros come in 4-aligned 1 x 4 blocks along K (at most 5 % padding zeros; K need not
-    be a multiple of 4)."""
+def blocked_1x4(mask: np.ndarray, limit: float = INT8_1X4_PADDING_LIMIT) -> bool:
+    """Whether the nonzeros come in 4-aligned 1 x 4 blocks along K, storing at most ``limit`` extra zeros
+    relative to the nonzeros (K need not be a multiple of 4)."""
     n, k = mask.shape
     padded = np.zeros((n, -(-k // 4) * 4), bool)
     padded[:, :k] = mask
     kept = int(np.count_nonzero(padded.reshape(n, -1, 4).any(axis=2)))
-    return _padding_ok(kept, 4, int(np.count_nonzero(mask)))
+    return _padding_ok(kept, 4, int(np.count_nonzero(mask)), limit)
 
 
 def blocked_4x1(mask: np.ndarray) -> bool:
