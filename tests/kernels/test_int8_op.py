@@ -193,7 +193,6 @@ def test_calibrated_block_folder_runs_int8_compute(calibrate_once):
     largest logit with 8-bit activations, 5 % on the 7-bit avx2 route; the same label for at least 2 of 3
     rows)."""
     import openvino as ov
-
     from test_exported_folders import _feed
 
     kernels = require_kernels()
