@@ -206,6 +206,9 @@ def test_calibrated_block_folder_runs_int8_compute(calibrate_once):
     assert all(layer.sparse and layer.format == "int8-1x4" for layer in encoder), report.to_json()
     static = [layer for layer in encoder if layer.activation_quant == "static"]
     assert len(static) >= 8, report.to_json()  # NNCF quantizes the inputs of every encoder MatMul
+    # Q, K and V fuse; the FFN pair does not: NNCF's SmoothQuant puts a per-channel Multiply between the
+    # up layer's GELU and the down layer's FakeQuantize.
+    assert {layer.fused_kind for layer in encoder} == {"split", None}, report.to_json()
     feed = _feed(model, np.random.default_rng(1))
     dense = core.compile_model(model, "CPU", F32)(feed)[0]
     got = sparse(feed)[0]
