@@ -7,7 +7,8 @@
 //   route's dot product would saturate on 8 bits); zero(); load(const uint32_t*); loadi(const int32_t*);
 //   set1(int32_t); add(a, b); dot4(acc, a, w) = acc + per lane sum of 4 u8(a) x s8(w) products;
 //   sub_mul(acc, zp, rs) = acc - zp * rs; to_float(I); quads(x, inv, zp, dst, ws): quantizes Simd::L floats
-//   and writes them as Simd::L / 4 packed quads at dst, dst + ws, ...
+//   and writes them as Simd::L / 4 packed quads at dst, dst + ws, ...; on the AVX routes also
+//   quads_contiguous(x, inv, zp, dst): the same quads at dst, dst + 1, ...
 //
 // The tile layout: xq[k / 4][token] holds inputs 4q .. 4q + 3 of one token, one byte each, in one 32-bit
 // lane, so one loaded vector and one broadcast 4-byte weight block feed 4 multiply-adds per token.
@@ -53,64 +54,103 @@ inline void static_params(const SpmmProblem& p, float* step, int32_t* zero) {
     *zero = int32_t(z < float(Q::kLevels) ? z : float(Q::kLevels));
 }
 
+// A token's step and zero point: static, or from its own range.
+inline void token_params(const SpmmProblem& p, const float* row, float* step, int32_t* zero) {
+    using Vec = typename Simd::V;
+    constexpr int L = Simd::L;
+    if (p.act_quant == kActQuantStatic) {
+        static_params(p, step, zero);
+        return;
+    }
+    const int64_t k = p.in_features, kv = k / L * L;
+    float lo = 0.0f, hi = 0.0f;
+    if (kv > 0) {
+        Vec vlo = Simd::load(row), vhi = vlo;
+        for (int64_t i = L; i < kv; i += L) {
+            const Vec v = Simd::load(row + i);
+            vlo = Simd::min(vlo, v);
+            vhi = Simd::max(vhi, v);
+        }
+        alignas(64) float a[L], b[L];
+        Simd::store(a, vlo);
+        Simd::store(b, vhi);
+        for (int i = 0; i < L; ++i) {
+            lo = a[i] < lo ? a[i] : lo;
+            hi = b[i] > hi ? b[i] : hi;
+        }
+    }
+    for (int64_t i = kv; i < k; ++i) {
+        lo = row[i] < lo ? row[i] : lo;
+        hi = row[i] > hi ? row[i] : hi;
+    }
+    token_range_params(lo, hi, step, zero);
+}
+
+// The quads of one token from quad `from` on (the inputs no full vector covers), one at a time.
+inline void quantize_tail(const SpmmProblem& p, const float* row, float inv, int32_t zp, int64_t from, uint32_t* xq,
+                          int64_t ws, int64_t t) {
+    const int64_t k = p.in_features, kq = (k + 3) / 4;
+    for (int64_t qd = from; qd < kq; ++qd) {
+        uint32_t packed = 0;
+        for (int b = 0; b < 4; ++b) {
+            const int64_t i = qd * 4 + b;
+            packed |= (i < k ? quantize_one(row[i], inv, zp) : uint32_t(zp)) << (8 * b);
+        }
+        xq[qd * ws + t] = packed;
+    }
+}
+
 // Quantizes tokens [0, w_valid) of a tile (x: [w_valid][in_features] row-major) into xq ([kq][ws], kq =
 // ceil(in_features / 4); inputs past in_features hold the zero point), each token's step and zero point
 // into scale / zero; padding lanes hold 0.
 inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t ws, uint32_t* xq,
                           float* scale, int32_t* zero) {
-    using Vec = typename Simd::V;
     constexpr int L = Simd::L;
     const int64_t k = p.in_features, kq = (k + 3) / 4, kv = k / L * L;
-    float st_step = 1.0f;
-    int32_t st_zero = 0;
-    if (p.act_quant == kActQuantStatic) static_params(p, &st_step, &st_zero);
-    for (int64_t t = 0; t < w_valid; ++t) {
-        const float* row = x + t * k;
-        float step = st_step;
-        int32_t zp = st_zero;
-        if (p.act_quant != kActQuantStatic) {
-            float lo = 0.0f, hi = 0.0f;
-            if (kv > 0) {
-                Vec vlo = Simd::load(row), vhi = vlo;
-                for (int64_t i = L; i < kv; i += L) {
-                    const Vec v = Simd::load(row + i);
-                    vlo = Simd::min(vlo, v);
-                    vhi = Simd::max(vhi, v);
-                }
-                alignas(64) float a[L], b[L];
-                Simd::store(a, vlo);
-                Simd::store(b, vhi);
-                for (int i = 0; i < L; ++i) {
-                    lo = a[i] < lo ? a[i] : lo;
-                    hi = b[i] > hi ? b[i] : hi;
-                }
-            }
-            for (int64_t i = kv; i < k; ++i) {
-                lo = row[i] < lo ? row[i] : lo;
-                hi = row[i] > hi ? row[i] : hi;
-            }
-            token_range_params(lo, hi, &step, &zp);
+    int64_t t = 0;
+#if defined(PRUNEOFA_AVX2_TRANSPOSE)
+    // Eight tokens at a time: each token's quads written contiguously into a small buffer, then moved
+    // into the tile with 8 x 8 32-bit transposes (a scattered 32-bit store per quad cost more).
+    constexpr int64_t kChunk = 64;  // quads per buffer row
+    alignas(64) uint32_t buf[8 * kChunk];
+    for (; t + 8 <= w_valid; t += 8) {
+        float inv[8];
+        for (int r = 0; r < 8; ++r) {
+            token_params(p, x + (t + r) * k, &scale[t + r], &zero[t + r]);
+            inv[r] = 1.0f / scale[t + r];
         }
-        scale[t] = step;
-        zero[t] = zp;
-        const float inv = 1.0f / step;
-        const Vec vinv = Simd::set1(inv);
-        const typename Q::I vzero = Q::set1(zp);
-        for (int64_t i = 0; i < kv; i += L) Q::quads(row + i, vinv, vzero, xq + (i / 4) * ws + t, ws);
-        for (int64_t qd = kv / 4; qd < kq; ++qd) {
-            uint32_t packed = 0;
-            for (int b = 0; b < 4; ++b) {
-                const int64_t i = qd * 4 + b;
-                const uint32_t q = i < k ? quantize_one(row[i], inv, zp) : uint32_t(zp);
-                packed |= q << (8 * b);
+        for (int64_t q0 = 0; q0 < kv / 4; q0 += kChunk) {
+            const int64_t nq = min64(kChunk, kv / 4 - q0);  // a multiple of L / 4
+            for (int r = 0; r < 8; ++r) {
+                const float* row = x + (t + r) * k + q0 * 4;
+                const typename Simd::V vinv = Simd::set1(inv[r]);
+                const typename Q::I vzero = Q::set1(zero[t + r]);
+                for (int64_t i = 0; i < nq * 4; i += L) Q::quads_contiguous(row + i, vinv, vzero, buf + r * kChunk + i / 4);
             }
-            xq[qd * ws + t] = packed;
+            const int64_t n8 = nq / 8 * 8;
+            for (int64_t qq = 0; qq < n8; qq += 8)
+                transpose8_block(reinterpret_cast<const float*>(buf + qq), kChunk,
+                                 reinterpret_cast<float*>(xq + (q0 + qq) * ws + t), ws);
+            for (int64_t qq = n8; qq < nq; ++qq)
+                for (int r = 0; r < 8; ++r) xq[(q0 + qq) * ws + t + r] = buf[r * kChunk + qq];
         }
+        for (int r = 0; r < 8; ++r)
+            quantize_tail(p, x + (t + r) * k, inv[r], zero[t + r], kv / 4, xq, ws, t + r);
     }
-    for (int64_t t = w_valid; t < ws; ++t) {
-        scale[t] = 0.0f;
-        zero[t] = 0;
-        for (int64_t qd = 0; qd < kq; ++qd) xq[qd * ws + t] = 0;
+#endif
+    for (; t < w_valid; ++t) {
+        const float* row = x + t * k;
+        token_params(p, row, &scale[t], &zero[t]);
+        const float inv = 1.0f / scale[t];
+        const typename Simd::V vinv = Simd::set1(inv);
+        const typename Q::I vzero = Q::set1(zero[t]);
+        for (int64_t i = 0; i < kv; i += L) Q::quads(row + i, vinv, vzero, xq + (i / 4) * ws + t, ws);
+        quantize_tail(p, row, inv, zero[t], kv / 4, xq, ws, t);
+    }
+    for (int64_t tt = w_valid; tt < ws; ++tt) {
+        scale[tt] = 0.0f;
+        zero[tt] = 0;
+        for (int64_t qd = 0; qd < kq; ++qd) xq[qd * ws + tt] = 0;
     }
 }
 

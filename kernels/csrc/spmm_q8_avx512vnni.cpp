@@ -26,16 +26,23 @@ struct Q {
     static I dot4(I acc, I a, I w) { return _mm512_dpbusd_epi32(acc, a, w); }
     static I sub_mul(I acc, I zp, I rs) { return _mm512_sub_epi32(acc, _mm512_mullo_epi32(zp, rs)); }
     static __m512 to_float(I a) { return _mm512_cvtepi32_ps(a); }
-    static void quads(const float* x, __m512 inv, I zp, uint32_t* dst, int64_t ws) {
+    // Simd::L floats quantized: their bytes in the low lanes.
+    static __m128i bytes_of(const float* x, __m512 inv, I zp) {
         __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x), inv);
         v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-1024.0f)), _mm512_set1_ps(1024.0f));
         I q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
         q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(kLevels));
-        const __m128i bytes = _mm512_cvtepi32_epi8(q);
+        return _mm512_cvtepi32_epi8(q);
+    }
+    static void quads(const float* x, __m512 inv, I zp, uint32_t* dst, int64_t ws) {
+        const __m128i bytes = bytes_of(x, inv, zp);
         dst[0] = uint32_t(_mm_cvtsi128_si32(bytes));
         dst[ws] = uint32_t(_mm_extract_epi32(bytes, 1));
         dst[2 * ws] = uint32_t(_mm_extract_epi32(bytes, 2));
         dst[3 * ws] = uint32_t(_mm_extract_epi32(bytes, 3));
+    }
+    static void quads_contiguous(const float* x, __m512 inv, I zp, uint32_t* dst) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes_of(x, inv, zp));
     }
 };
 

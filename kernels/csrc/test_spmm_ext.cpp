@@ -442,11 +442,12 @@ int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
     std::mt19937 rng(4321);
     int failures = refusals();
     const int64_t ts[] = {1, 3, 8, 17, 64, 65, 129, 200};
-    const int64_t ks[] = {1, 4, 5, 13, 64, 100, 257};
+    const int64_t ks[] = {1, 4, 5, 13, 20, 36, 64, 100, 257, 600};
+    constexpr unsigned kKs = sizeof(ks) / sizeof(ks[0]);
     const int64_t ns[] = {1, 7, 8, 9, 33};
     const double sparsities[] = {0.0, 0.5, 0.9, 0.99, 1.0};
     for (int i = 0; i < cases; ++i) {
-        Q8Case c{ts[rng() % 8], ks[rng() % 7], ns[rng() % 5], sparsities[rng() % 5], rng() % 3 != 0,
+        Q8Case c{ts[rng() % 8], ks[rng() % kKs], ns[rng() % 5], sparsities[rng() % 5], rng() % 3 != 0,
                  static_cast<int>(rng() % 2), rng() % 3 == 0 ? kActQuantStatic : kActQuantDynamic};
         const int workers = 1 + static_cast<int>(rng() % 3);
         for (Isa isa : isas) {
@@ -466,7 +467,7 @@ int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
                 }
     for (int i = 0; i < cases / 6 + 1; ++i) {
         const int parts = 1 + static_cast<int>(rng() % 3);
-        Q8Case c{ts[rng() % 8], ks[rng() % 7], int64_t(parts) * (16 << (rng() % 2)), sparsities[rng() % 5], true,
+        Q8Case c{ts[rng() % 8], ks[rng() % kKs], int64_t(parts) * (16 << (rng() % 2)), sparsities[rng() % 5], true,
                  static_cast<int>(rng() % 2), kActQuantDynamic};
         Q8Case c2{c.t, c.n, ns[rng() % 5], 0.5, true, kActivationNone, kActQuantStatic};
         const int workers = 1 + static_cast<int>(rng() % 3);
@@ -478,7 +479,7 @@ int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
         }
     }
     for (int i = 0; i < cases / 2 + 1; ++i) {
-        const int64_t t = ts[rng() % 8], k = ks[rng() % 7], n = 4 * (1 + int64_t(rng() % 12));
+        const int64_t t = ts[rng() % 8], k = ks[rng() % kKs], n = 4 * (1 + int64_t(rng() % 12));
         const double s = sparsities[rng() % 5];
         const bool bias = rng() % 2 == 0;
         const int act = static_cast<int>(rng() % 2), workers = 1 + static_cast<int>(rng() % 3);
