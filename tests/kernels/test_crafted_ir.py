@@ -481,3 +481,24 @@ def test_sound_compute_irs_load_and_match_the_kernel(kernels, compute_irs, name)
     x = np.random.default_rng(5).standard_normal((2, 37, sw.in_features)).astype(np.float32)
     got = core.compile_model(core.read_model(str(xml)), "CPU", F32)([x])[0]
     np.testing.assert_array_equal(got, library.spmm(x, sw, quant=quant))
+
+
+def test_int8_row_sums_come_with_the_load_check(kernels, compute_irs):
+    """INT8 compute's row sums are taken from the constants in the load-time check, not per inference:
+    dynamic-shape inferences neither repeat the check nor change a result."""
+    import openvino as ov
+
+    from pruneofa.kernels import library
+
+    xml, sw, quant = compute_irs["int8-1x4"]
+    core = ov.Core()
+    kernels.register(core)
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU", F32)
+    loaded = library.load_checks()
+    request = compiled.create_infer_request()
+    rng = np.random.default_rng(9)
+    for seq in (1, 5, 33, 70):
+        x = rng.standard_normal((1, seq, sw.in_features)).astype(np.float32)
+        got = request.infer([x])[0]
+        np.testing.assert_array_equal(got, library.spmm(x, sw, quant=quant))
+    assert library.load_checks() == loaded
