@@ -3,7 +3,8 @@
 A pruned BERT runs no faster in OpenVINO, ONNX Runtime or PyTorch on CPUs without AMX: their GEMMs
 multiply the zeros. This package adds ``SparseLinear`` (opset ``pruneofa``), a C++ OpenVINO operation
 computing ``Y = X · Wᵀ + bias`` from a (block-)CSR weight, FP32 or INT8 values with per-row scales,
-with AVX-512 / AVX2 / scalar kernels chosen by CPU detection, threaded in OpenVINO's own TBB arena; and
+with AVX-512 / AVX2 / scalar kernels chosen by CPU detection, threaded in OpenVINO's own TBB arena (and
+INT8 compute on 1 x 4 INT8 blocks with quantized activations, FP32 4 x 1 blocks: docs/kernels.md); and
 two fused forms the rewrite makes: ``SparseLinearPair`` (an FFN's up and down layers, the intermediate
 kept in per-thread tiles) and ``SparseLinearSplit`` (Q, K and V in one pass, three outputs).
 
@@ -18,6 +19,7 @@ Public API::
     report = kernels.rewrite(model, mode="auto"|"on"|"off")   # ov.Model in place -> SparseReport
     kernels.register(core)               # add the extension to an ov.Core (idempotent) -> bool
     kernels.available(); kernels.library_path(); kernels.isa()   # "avx512" | "avx2" | "scalar" | None
+    kernels.int8_route(); kernels.int8_levels()   # "avx512vnni" | "avxvnni" | "avx2" | "scalar"; 255 | 127
     kernels.save_sparse_ir(model, path); kernels.read_sparse_ir(core, path)   # IR with the op
     kernels.dense_weight(node)           # a SparseLinear's weight as dense [out, in] (accounting)
     kernels.dense_weights(node)          # {layer name: [out, in]} for every op type (pairs, splits)
@@ -41,7 +43,7 @@ Details and measurements: docs/kernels.md.
 from pruneofa.kernels import library
 from pruneofa.kernels.api import compile_sparse, read_sparse_ir, save_sparse_ir
 from pruneofa.kernels.formats import SparseWeight, densify, pack, quantize_rows
-from pruneofa.kernels.library import available, isa, library_path, register
+from pruneofa.kernels.library import ActQuant, available, int8_levels, int8_route, isa, library_path, register
 from pruneofa.kernels.rewrite import (
     LayerDecision,
     SparseReport,
@@ -53,6 +55,7 @@ from pruneofa.kernels.rewrite import (
 )
 
 __all__ = [
+    "ActQuant",
     "LayerDecision",
     "SparseReport",
     "SparseWeight",
@@ -60,6 +63,8 @@ __all__ = [
     "compile_sparse",
     "dense_weight",
     "dense_weights",
+    "int8_levels",
+    "int8_route",
     "layer_weights",
     "densify",
     "isa",

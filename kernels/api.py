@@ -20,6 +20,7 @@ def compile_sparse(
     int8_gemm: bool = False,
     fuse_pairs: bool = True,
     fuse_siblings: bool = True,
+    int8_compute: bool = True,
 ) -> tuple[Any, SparseReport]:
     """Read (if a path), rewrite a copy of the model, register the extension on ``core`` and compile.
 
@@ -27,7 +28,7 @@ def compile_sparse(
     ``.onnx``. ``device_config`` goes to ``core.compile_model`` unchanged (e.g. ``INFERENCE_NUM_THREADS``,
     ``NUM_STREAMS``, ``PERFORMANCE_HINT``). Without kernels (no compiler, failed build) the model is
     compiled dense, the report says why, and one warning was logged. ``int8_gemm``, ``fuse_gelu``,
-    ``fuse_pairs``, ``fuse_siblings``: see :func:`rewrite`.
+    ``fuse_pairs``, ``fuse_siblings``, ``int8_compute``: see :func:`rewrite`.
     """
     if isinstance(model_or_path, str | Path):
         model = core.read_model(str(model_or_path))
@@ -40,6 +41,7 @@ def compile_sparse(
         int8_gemm=int8_gemm,
         fuse_pairs=fuse_pairs,
         fuse_siblings=fuse_siblings,
+        int8_compute=int8_compute,
     )
     if report.sparse_layers:
         library.register(core)

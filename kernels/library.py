@@ -101,6 +101,10 @@ class _Layer(ctypes.Structure):
         ("scales", ctypes.c_void_p),
         ("bias", ctypes.c_void_p),
         ("activation", ctypes.c_int32),
+        ("block_rows", ctypes.c_int32),
+        ("act_quant", ctypes.c_int32),
+        ("act_scale", ctypes.c_float),
+        ("act_zero_point", ctypes.c_int32),
     ]
 
 
@@ -128,6 +132,8 @@ def _cdll() -> ctypes.CDLL | None:
             ]
             lib.pruneofa_kernels_tile_width.restype = ctypes.c_int64
             lib.pruneofa_kernels_load_checks.restype = ctypes.c_int64
+            lib.pruneofa_kernels_int8_route.restype = ctypes.c_char_p
+            lib.pruneofa_kernels_int8_levels.restype = ctypes.c_int
             p, i64, layer = ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(_Layer)
             lib.pruneofa_kernels_spmm.argtypes = [p, p, i64, layer, ctypes.c_int]
             lib.pruneofa_kernels_spmm.restype = ctypes.c_int
@@ -161,6 +167,19 @@ def set_isa(name: str) -> None:
     lib = _cdll()
     if lib is None or not lib.pruneofa_kernels_set_isa(name.encode()):
         raise ValueError(f"ISA {name!r} is not available here (supported: {supported_isas()})")
+
+
+def int8_route() -> str | None:
+    """The INT8-compute route the active path runs: "avx512vnni", "avxvnni", "avx2" (``vpmaddubsw`` on
+    7-bit activations) or "scalar" (None when unavailable)."""
+    lib = _cdll()
+    return lib.pruneofa_kernels_int8_route().decode() if lib is not None else None
+
+
+def int8_levels() -> int | None:
+    """The largest quantized activation on the active INT8 route: 255, or 127 on "avx2"."""
+    lib = _cdll()
+    return int(lib.pruneofa_kernels_int8_levels()) if lib is not None else None
 
 
 def set_tile_tokens(tokens: int) -> None:
@@ -233,6 +252,22 @@ def load_checks() -> int:
 
 
 ACTIVATIONS = {"none": 0, "gelu": 1}
+ACT_QUANT = {"none": 0, "dynamic": 1, "static": 2}
+
+
+@dataclass(frozen=True)
+class ActQuant:
+    """How a layer treats its activations: ``none`` (FP32 compute), ``dynamic`` (INT8 compute, each token
+    quantized to u8 over its own min / max) or ``static`` (INT8 compute with one calibrated u8 ``scale``
+    and ``zero_point``, as a FakeQuantize in front of the MatMul defines them)."""
+
+    mode: str = "none"
+    scale: float = 0.0
+    zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ACT_QUANT:
+            raise ValueError(f"activation quantization must be one of {sorted(ACT_QUANT)}, got {self.mode!r}")
 
 
 def _call_arrays(x: np.ndarray, in_features: int, out_features: int):
@@ -248,37 +283,45 @@ def _call_arrays(x: np.ndarray, in_features: int, out_features: int):
     return lib, x, tokens, np.empty((*x.shape[:-1], out_features), np.float32)
 
 
-def spmm(x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none") -> np.ndarray:
-    """Run the kernel directly on a ``SparseWeight`` (tests, benchmarks): ``act(x @ W.T + bias)`` for x [..., K]."""
+def spmm(
+    x: np.ndarray, weight: Any, threads: int = 0, activation: str = "none", quant: ActQuant | None = None
+) -> np.ndarray:
+    """Run the kernel directly on a ``SparseWeight`` (tests, benchmarks): ``act(x @ W.T + bias)`` for x [..., K],
+    with INT8 compute when ``quant`` says so (the weight must then be ``int8-1x4``)."""
     lib, x, tokens, y = _call_arrays(x, weight.in_features, weight.out_features)
     keep: list = []
-    layer = _layer(weight, activation, keep)
+    layer = _layer(weight, activation, keep, quant)
     rc = lib.pruneofa_kernels_spmm(x.ctypes.data, y.ctypes.data, tokens, ctypes.byref(layer), int(threads))
     if rc != 0:
         raise ValueError("invalid sparse weight structure")
     return y
 
 
-def _layer(weight: Any, activation: str, keep: list) -> _Layer:
+def _layer(weight: Any, activation: str, keep: list, quant: ActQuant | None = None) -> _Layer:
     arrays = [np.ascontiguousarray(a) for a in (weight.row_ptr, weight.col_idx, weight.values)]
     scales = None if weight.scales is None else np.ascontiguousarray(weight.scales, np.float32)
     bias = None if weight.bias is None else np.ascontiguousarray(weight.bias, np.float32)
     n = weight.out_features
+    block_rows = getattr(weight, "block_rows", 1)
     lengths_ok = (
-        arrays[0].size == n + 1
-        and arrays[2].size == arrays[1].size * weight.block
+        block_rows in (1, 4)
+        and n % block_rows == 0
+        and arrays[0].size == n // block_rows + 1
+        and arrays[2].size == arrays[1].size * weight.block * block_rows
         and (scales is None or scales.size == n)
         and (bias is None or bias.size == n)
     )
     if not lengths_ok:
         raise ValueError(
-            "invalid sparse weight structure: constant lengths do not match out_features / block"
+            "invalid sparse weight structure: constant lengths do not match out_features / block / block_rows"
         )
     keep.extend([*arrays, scales, bias])
+    quant = quant or ActQuant()
     return _Layer(
         weight.in_features, weight.out_features, arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,
         int(arrays[2].dtype == np.int8), weight.block, None if scales is None else scales.ctypes.data,
-        None if bias is None else bias.ctypes.data, ACTIVATIONS[activation],
+        None if bias is None else bias.ctypes.data, ACTIVATIONS[activation], block_rows,
+        ACT_QUANT[quant.mode], quant.scale, quant.zero_point,
     )  # fmt: skip
 
 
@@ -289,13 +332,16 @@ def spmm_pair(
     threads: int = 0,
     first_activation: str = "gelu",
     second_activation: str = "none",
+    first_quant: ActQuant | None = None,
+    second_quant: ActQuant | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Two ``SparseWeight`` layers in a row (a fused FFN pair; tests, benchmarks):
     ``act2(act1(x @ W1.T + b1) @ W2.T + b2)``. Returns the output and whether the intermediate stayed in
     per-thread tiles (False when there are too few token tiles for the threads)."""
     lib, x, tokens, y = _call_arrays(x, first.in_features, second.out_features)
     keep: list = []
-    a, b = _layer(first, first_activation, keep), _layer(second, second_activation, keep)
+    a = _layer(first, first_activation, keep, first_quant)
+    b = _layer(second, second_activation, keep, second_quant)
     fused = ctypes.c_int(0)
     rc = lib.pruneofa_kernels_spmm_pair(
         x.ctypes.data, y.ctypes.data, tokens, ctypes.byref(a), ctypes.byref(b), int(threads), ctypes.byref(fused),

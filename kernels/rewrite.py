@@ -7,8 +7,14 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
 - A following ``Add`` of a constant [N] vector (the MatMul's only consumer) is fused as the bias, and a
   ``Gelu`` (erf) after it (its only consumer) as the activation: the dense plugin fuses both into its
   FullyConnected, and a separate Gelu node measured ~9 % of a sparse MiniLM's time (docs/kernels.md).
-- The format: INT8 values + per-row scales when the weight is stored that way (NNCF), else FP32; blocks
-  of 2/4/8 along the input dimension when the zeros come in such blocks (:func:`formats.choose_block`).
+- The format (:func:`formats.choose_layout`): INT8 values + per-row scales when the weight is stored that
+  way (NNCF), else FP32; INT8 weights in 1 x 4 blocks run INT8 compute (``int8-1x4``); 4 x 1 blocks run
+  ``block4x1`` (FP32); otherwise blocks of 2/4/8 along the input dimension when the zeros come in such
+  blocks (:func:`formats.choose_block`), else CSR.
+- INT8 compute quantizes the layer's activations: when a ``FakeQuantize`` (NNCF's PTQ / QAT IRs: 256
+  levels, one scalar range, the same for input and output) feeds the MatMul, its range becomes the op's
+  static ``activation_scale`` / ``activation_zero_point`` and the op reads the FakeQuantize's input (the
+  FakeQuantize is folded, not run); otherwise each token is quantized over its own range (``dynamic``).
 - Two replaced layers in a row (BERT's FFN: up with GELU, then down; the first's only consumer is the
   second) become one ``pruneofa.SparseLinearPair`` node: each thread carries its token tiles through both
   layers and the [tokens, 4H] intermediate is never stored (``fuse_pairs``; docs/kernels.md).
@@ -49,7 +55,9 @@ class LayerDecision:
     in_features: int
     out_features: int
     sparsity: float | None  # share of exact zeros in the weight (None when not constant)
-    format: str | None  # "csr", "block", "int8-csr", "int8-block" (the chosen or would-be format)
+    format: (
+        str | None
+    )  # "csr", "block", "int8-csr", "int8-block", "int8-1x4", "block4x1" (chosen or would-be)
     block: int | None
     sparse: bool  # replaced by SparseLinear
     reason: str  # why (not) sparse
@@ -61,6 +69,7 @@ class LayerDecision:
     fused_kind: str | None = None  # "pair" (SparseLinearPair) or "split" (SparseLinearSplit)
     fused_node: str | None = None  # that node's name
     tile_tokens: int | None = None  # tokens per transposed activation tile for the node it runs in
+    activation_quant: str | None = None  # INT8 compute: "static" (a folded FakeQuantize) or "dynamic"
 
 
 @dataclass
@@ -156,10 +165,51 @@ def _gelu_erf(op: Any) -> Any | None:
     return gelu
 
 
-def _pack(weight: ConstWeight, bias: np.ndarray | None) -> formats.SparseWeight:
+def _pack(weight: ConstWeight, bias: np.ndarray | None, layout: str) -> formats.SparseWeight:
+    if layout == "int8-1x4":
+        return formats.pack_int8_1x4(weight.int8, weight.scales, bias)
+    if layout == "block4x1":
+        return formats.pack_4x1(weight.dense, bias)
     if weight.int8 is not None:
         return formats.pack(weight.dense, bias=bias, int8=weight.int8, scales=weight.scales)
     return formats.pack(weight.dense, bias=bias)
+
+
+def _layout(weight: ConstWeight, int8_compute: bool) -> str:
+    """The format for ``weight``: :func:`formats.choose_layout`, or without INT8 compute the block-CSR
+    formats only (``int8-1x4`` falls back to what :func:`formats.choose_block` picks)."""
+    mask = (weight.int8 if weight.int8 is not None else weight.dense) != 0
+    layout = formats.choose_layout(mask, int8=weight.int8 is not None)
+    if layout == "int8-1x4" and not int8_compute:
+        layout = "int8-csr" if formats.choose_block(mask) == 1 else "int8-block"
+    return layout
+
+
+def _scalar(output: Any) -> float | None:
+    from pruneofa.kernels.weights import fold
+
+    try:
+        value = fold(output)
+    except NotConstant:
+        return None
+    return float(value.reshape(-1)[0]) if value.size == 1 else None
+
+
+def _static_activation_quant(op: Any) -> tuple[Any, library.ActQuant] | None:
+    """The FakeQuantize feeding ``op``'s activation as a static u8 quantization (its input, and the step /
+    zero point), when it is one: 256 levels, one scalar range shared by input and output, zero on its
+    integer grid (NNCF tunes ranges so); else None."""
+    fq = op.input_value(0).get_node()
+    if fq.get_type_name() != "FakeQuantize" or int(fq.get_attributes().get("levels", 0)) != 256:
+        return None
+    il, ih, ol, oh = (_scalar(fq.input_value(i)) for i in range(1, 5))
+    if None in (il, ih, ol, oh) or il != ol or ih != oh or not ih > il:
+        return None
+    step = np.float32((ih - il) / 255.0)
+    zero = -il / float(step)
+    if not np.isfinite(step) or step <= 0 or abs(zero - round(zero)) > 1e-3 or not 0 <= round(zero) <= 255:
+        return None
+    return fq.input_value(0), library.ActQuant("static", float(step), int(round(zero)))
 
 
 class _Factory:
@@ -195,11 +245,37 @@ def _constants(weight: formats.SparseWeight, name: str) -> list[Any]:
     return outputs
 
 
+def _compute_attributes(
+    weight: formats.SparseWeight, quant: library.ActQuant | None, prefix: str = ""
+) -> dict:
+    quant = quant or library.ActQuant()
+    return {
+        f"{prefix}block_rows": weight.block_rows,
+        f"{prefix}activation_quant": quant.mode,
+        f"{prefix}activation_scale": float(quant.scale),
+        f"{prefix}activation_zero_point": int(quant.zero_point),
+    }
+
+
+def _copied_compute_attributes(attrs: dict, prefix: str) -> dict:
+    """A SparseLinear node's layout / compute attributes under ``prefix`` (for a fused node)."""
+    return {
+        f"{prefix}block_rows": int(attrs.get("block_rows", 1)),
+        f"{prefix}activation_quant": str(attrs.get("activation_quant", "none")),
+        f"{prefix}activation_scale": float(attrs.get("activation_scale", 0.0)),
+        f"{prefix}activation_zero_point": int(attrs.get("activation_zero_point", 0)),
+    }
+
+
 def make_node(
-    x: Any, weight: formats.SparseWeight, name: str = "sparse_linear", activation: str = "none"
+    x: Any,
+    weight: formats.SparseWeight,
+    name: str = "sparse_linear",
+    activation: str = "none",
+    quant: library.ActQuant | None = None,
 ) -> Any:
     """A SparseLinear node over activation output ``x`` (constants made from ``weight``); ``activation``
-    is "none" or "gelu" (erf), applied after the bias."""
+    is "none" or "gelu" (erf), applied after the bias; ``quant``: INT8 compute (``int8-1x4`` weights)."""
     path = library.library_path()
     if path is None:
         raise RuntimeError("pruneofa kernels are not available")
@@ -213,6 +289,7 @@ def make_node(
             "block": weight.block,
             "has_bias": weight.bias is not None,
             "activation": activation,
+            **_compute_attributes(weight, quant),
         },
     )
     node.set_friendly_name(name)
@@ -251,6 +328,8 @@ def _fuse_pairs(model: Any, report: SparseReport) -> int:
                 "second_activation": str(b["activation"]),
                 "first_name": name,
                 "second_name": second.get_friendly_name(),
+                **_copied_compute_attributes(a, "first_"),
+                **_copied_compute_attributes(b, "second_"),
             },
         )
         node.set_friendly_name(f"{name}+{second.get_friendly_name()}")
@@ -288,6 +367,7 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
         key = (
             source.get_node().get_name(), source.get_index(), int(a["in_features"]), int(a["out_features"]),
             int(a["block"]), bool(a["has_bias"]), str(a["activation"]), op.get_input_element_type(3).get_type_name(),
+            tuple(sorted(_copied_compute_attributes(a, "").items())),
         )  # fmt: skip
         groups.setdefault(key, []).append(op)
     made = 0
@@ -298,7 +378,13 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
                 continue
             names = [op.get_friendly_name() for op in chunk]
             stacked = formats.stack_rows([packed[op.get_name()] for op in chunk])
-            node = make_split_node(chunk[0].input_value(0), stacked, len(chunk), names, activation=key[6])
+            compute = _copied_compute_attributes(chunk[0].get_attributes(), "")
+            quant = library.ActQuant(
+                compute["activation_quant"], compute["activation_scale"], compute["activation_zero_point"]
+            )
+            node = make_split_node(
+                chunk[0].input_value(0), stacked, len(chunk), names, activation=key[6], quant=quant
+            )
             for i, op in enumerate(chunk):
                 tensor_names = set(op.output(0).get_names())
                 op.output(0).replace(node.output(i))
@@ -310,7 +396,12 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
 
 
 def make_split_node(
-    x: Any, weight: formats.SparseWeight, parts: int, names: list[str], activation: str = "none"
+    x: Any,
+    weight: formats.SparseWeight,
+    parts: int,
+    names: list[str],
+    activation: str = "none",
+    quant: library.ActQuant | None = None,
 ) -> Any:
     """A SparseLinearSplit node: ``weight`` holds ``parts`` layers' rows stacked (:func:`formats.stack_rows`)."""
     inputs = [x, *_constants(weight, "+".join(names))]
@@ -325,6 +416,7 @@ def make_split_node(
             "has_bias": weight.bias is not None,
             "activation": activation,
             "names": "\n".join(names),
+            **_compute_attributes(weight, quant),
         },
     )
     node.set_friendly_name("+".join(names))
@@ -358,6 +450,7 @@ def rewrite(
     int8_gemm: bool = False,
     fuse_pairs: bool = True,
     fuse_siblings: bool = True,
+    int8_compute: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
@@ -367,7 +460,9 @@ def rewrite(
     ``int8_gemm``: the CPU has INT8 dot-product instructions
     (VNNI or AMX); ``auto`` then keeps layers whose activations are quantized dense, because OpenVINO's
     INT8 GEMM for them is as fast as the kernel, which computes in FP32 (measured: 36 MiniLM layers at
-    90 %, 2.50 ms INT8 FullyConnected vs 2.47 ms SparseLinear). With the kernels unavailable (no
+    90 %, 2.50 ms INT8 FullyConnected vs 2.47 ms SparseLinear); layers that run INT8 compute
+    (``int8-1x4``) are not kept dense by that rule. ``int8_compute=False``: every layer computes in FP32
+    (INT8 1 x 4 weights run as ``int8-block``, FakeQuantize nodes stay). With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
     if mode not in ("auto", "on", "off"):
@@ -402,10 +497,9 @@ def rewrite(
             continue
         decision.weight_source = weight.source
         decision.sparsity = formats.sparsity(weight.dense)
+        decision.format = _layout(weight, int8_compute)
         mask = (weight.int8 if weight.int8 is not None else weight.dense) != 0
-        decision.block = formats.choose_block(mask)
-        base = "csr" if decision.block == 1 else "block"
-        decision.format = f"int8-{base}" if weight.int8 is not None else base
+        decision.block = {"int8-1x4": 4, "block4x1": 1}.get(decision.format) or formats.choose_block(mask)
         if n <= 0 or k <= 0:
             decision.reason = "empty weight"
             continue
@@ -416,8 +510,12 @@ def rewrite(
             decision.reason = "kernels unavailable"
             continue
         decision.crossover = crossover_table.crossover(k, n, isa, table)
+        x_input, quant = op.input_value(0), None
+        if decision.format == "int8-1x4":
+            static = _static_activation_quant(op)
+            x_input, quant = static if static is not None else (x_input, library.ActQuant("dynamic"))
         if mode == "auto":
-            if int8_gemm and _quantized_activation(op):
+            if int8_gemm and _quantized_activation(op) and quant is None:
                 decision.reason = INT8_GEMM_REASON
                 continue
             if decision.crossover is None:
@@ -432,8 +530,8 @@ def rewrite(
         gelu = _gelu_erf(target) if fuse_gelu else None
         activation = "none" if gelu is None else "gelu"
         target = gelu if gelu is not None else target
-        sparse = _pack(weight, bias)
-        node = make_node(op.input_value(0), sparse, name=op.get_friendly_name(), activation=activation)
+        sparse = _pack(weight, bias, decision.format)
+        node = make_node(x_input, sparse, name=op.get_friendly_name(), activation=activation, quant=quant)
         _replace(target, node)
         packed[node.get_name()] = sparse  # unique, where friendly names may not be
         decision.sparse = True
@@ -441,6 +539,7 @@ def rewrite(
         decision.activation_fused = None if gelu is None else activation
         decision.format = sparse.format
         decision.block = sparse.block
+        decision.activation_quant = None if quant is None else quant.mode
         decision.reason = "forced (mode=on)" if mode == "on" else "at or above crossover"
     if packed and fuse_pairs:
         _fuse_pairs(model, report)
@@ -472,7 +571,8 @@ def _record_tiles(model: Any, report: SparseReport) -> None:
             rows, names = int(attrs["in_features"]), [node.get_friendly_name()]
         width = library.tile_tokens(rows)
         for name in names:
-            if name in by_name:
+            # INT8 compute quantizes fixed 32 / 64-token tiles (spmm_int8_dispatch.cpp), not cache-derived ones.
+            if name in by_name and by_name[name].activation_quant is None:
                 by_name[name].tile_tokens = width
 
 
@@ -481,7 +581,15 @@ def sparse_nodes(model: Any) -> list[Any]:
     return [op for op in model.get_ordered_ops() if op.get_type_name() in OP_TYPES]
 
 
-def _read_layer(node: Any, first: int, in_features: int, out_features: int, block: int, has_bias: bool):
+def _read_layer(
+    node: Any,
+    first: int,
+    in_features: int,
+    out_features: int,
+    block: int,
+    has_bias: bool,
+    block_rows: int = 1,
+):
     """One layer's constants from input ``first`` on; returns the weight and the index after them."""
     from pruneofa.kernels.weights import fold
 
@@ -498,6 +606,7 @@ def _read_layer(node: Any, first: int, in_features: int, out_features: int, bloc
         values=values,
         scales=arrays[3].astype(np.float32) if int8 else None,
         bias=arrays[-1].astype(np.float32) if has_bias else None,
+        block_rows=block_rows,
     )
     return weight, first + count
 
@@ -508,13 +617,19 @@ def layer_weights(node: Any) -> dict[str, formats.SparseWeight]:
     attrs = node.get_attributes()
     if node.get_type_name() == PAIR_OP_TYPE:
         k, h, n = int(attrs["in_features"]), int(attrs["hidden_features"]), int(attrs["out_features"])
-        first, after = _read_layer(node, 1, k, h, int(attrs["first_block"]), bool(attrs["first_has_bias"]))
-        second, _ = _read_layer(node, after, h, n, int(attrs["second_block"]), bool(attrs["second_has_bias"]))
+        first, after = _read_layer(
+            node, 1, k, h, int(attrs["first_block"]), bool(attrs["first_has_bias"]),
+            int(attrs.get("first_block_rows", 1)),
+        )  # fmt: skip
+        second, _ = _read_layer(
+            node, after, h, n, int(attrs["second_block"]), bool(attrs["second_has_bias"]),
+            int(attrs.get("second_block_rows", 1)),
+        )  # fmt: skip
         return {str(attrs["first_name"]): first, str(attrs["second_name"]): second}
     if node.get_type_name() == SPLIT_OP_TYPE:
         stacked, _ = _read_layer(
             node, 1, int(attrs["in_features"]), int(attrs["out_features"]), int(attrs["block"]),
-            bool(attrs["has_bias"]),
+            bool(attrs["has_bias"]), int(attrs.get("block_rows", 1)),
         )  # fmt: skip
         names = str(attrs["names"]).split("\n")
         parts = formats.split_rows(stacked, int(attrs["parts"]))
@@ -523,7 +638,7 @@ def layer_weights(node: Any) -> dict[str, formats.SparseWeight]:
         return dict(zip(names, parts, strict=True))
     weight, _ = _read_layer(
         node, 1, int(attrs["in_features"]), int(attrs["out_features"]), int(attrs["block"]),
-        bool(attrs.get("has_bias", False)),
+        bool(attrs.get("has_bias", False)), int(attrs.get("block_rows", 1)),
     )  # fmt: skip
     return {node.get_friendly_name(): weight}
 

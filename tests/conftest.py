@@ -202,6 +202,12 @@ def sparsify(model, pattern: str) -> None:
                     weight = submodule(layer, path).weight
                     order = torch.randperm(weight.numel(), generator=generator)
                     weight.view(-1)[order[: int(round(0.9 * weight.numel()))]] = 0.0
+            elif pattern == "block1x4_90":  # 90 % zeros in 1 x 4 blocks along the input dimension
+                for path in spec.linear_paths():
+                    weight = submodule(layer, path).weight
+                    blocks = weight.view(weight.shape[0], -1, 4)
+                    order = torch.randperm(blocks.shape[0] * blocks.shape[1], generator=generator)
+                    blocks.view(-1, 4)[order[: int(round(0.9 * order.numel()))]] = 0.0
             elif pattern == "heads":
                 head_dim = submodule(layer, spec.query).weight.shape[0] // 4
                 dead = [1, 3] if index == 0 else [0]

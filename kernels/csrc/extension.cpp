@@ -59,6 +59,15 @@ __attribute__((visibility("default"))) int64_t pruneofa_kernels_tile_width(int64
     return pruneofa::tile_width(rows, isa, &sizes);
 }
 
+// The INT8-compute route the active path runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its largest
+// quantized activation (255, or 127 on "avx2", whose vpmaddubsw would saturate on 8-bit activations).
+__attribute__((visibility("default"))) const char* pruneofa_kernels_int8_route() {
+    return pruneofa::q8_route_name(pruneofa::active_isa());
+}
+__attribute__((visibility("default"))) int pruneofa_kernels_int8_levels() {
+    return pruneofa::q8_levels(pruneofa::active_isa());
+}
+
 // One sparse layer as the Python side passes it (ctypes structure of the same layout, kernels/library.py).
 struct pruneofa_layer {
     int64_t in_features;
@@ -72,6 +81,10 @@ struct pruneofa_layer {
     const float* scales;
     const float* bias;
     int32_t activation;  // 0: none, 1: GELU (erf), after the bias
+    int32_t block_rows;      // 1, or 4 for 4 x 1 FP32 blocks (row_ptr then per group of 4 rows)
+    int32_t act_quant;       // 0: FP32 compute, 1: INT8 with per-token activation ranges, 2: INT8 static
+    float act_scale;         // static: the u8 activation step
+    int32_t act_zero_point;  // static: the u8 value of 0.0
 };
 
 }  // extern "C"
@@ -92,6 +105,10 @@ bool layer_problem(const pruneofa_layer& l, int64_t tokens, pruneofa::SpmmProble
     p->bias = l.bias;
     p->block = l.block;
     p->activation = l.activation;
+    p->block_rows = l.block_rows;
+    p->act_quant = l.act_quant;
+    p->act_scale = l.act_scale;
+    p->act_zero_point = l.act_zero_point;
     return pruneofa::validate(*p, l.n_blocks) == nullptr;
 }
 
@@ -136,7 +153,10 @@ __attribute__((visibility("default"))) int pruneofa_kernels_spmm_pair(const floa
     b.y = y;
     run_on(threads, [&] {
         if (fused != nullptr)
-            *fused = pruneofa::pair_fuses(a, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) ? 1 : 0;
+            *fused = pruneofa::pair_fuses(a, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) &&
+                             b.act_quant == pruneofa::kActQuantNone
+                         ? 1
+                         : 0;
         pruneofa::spmm_pair(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel());
     });
     return 0;

@@ -6,6 +6,7 @@
 #include <openvino/core/node.hpp>
 
 #include "layer_layout.hpp"
+#include "spmm.hpp"
 
 namespace pruneofa {
 
@@ -45,7 +46,16 @@ bool same_buffer(const ov::op::v0::Constant* a, const ov::op::v0::Constant* b) {
 
 }  // namespace
 
-void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full) {
+void visit_compute(ov::AttributeVisitor& visitor, const std::string& prefix, LayerCompute& compute) {
+    visitor.on_attribute(prefix + "block_rows", compute.block_rows);
+    visitor.on_attribute(prefix + "activation_quant", compute.activation_quant);
+    visitor.on_attribute(prefix + "activation_scale", compute.activation_scale);
+    visitor.on_attribute(prefix + "activation_zero_point", compute.activation_zero_point);
+}
+
+void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full,
+                 std::vector<int32_t>* row_sums) {
+    if (row_sums != nullptr) row_sums->clear();
     const std::string attrs = check_attributes(layer.in_features, layer.out_features, layer.block);
     NODE_VALIDATION_CHECK(node, attrs.empty(), invalid_layer(node), attrs);
     NODE_VALIDATION_CHECK(node, layer.activation == "none" || layer.activation == "gelu",
@@ -61,6 +71,15 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
                           "values must be f32 or i8");
     for (size_t i = first + 3; i < first + count; ++i)
         NODE_VALIDATION_CHECK(node, node->get_input_element_type(i) == ov::element::f32, "scales and bias must be f32");
+    const LayerCompute& c = layer.compute;
+    const int quant = act_quant_code(c.activation_quant);
+    NODE_VALIDATION_CHECK(node, quant >= 0, invalid_layer(node),
+                          "activation_quant must be \"none\", \"dynamic\" or \"static\", got \"", c.activation_quant, "\"");
+    const char* compute_err = check_compute(layer.in_features, layer.out_features, layer.block, int8, c.block_rows,
+                                            quant, c.activation_scale, c.activation_zero_point);
+    NODE_VALIDATION_CHECK(node, compute_err == nullptr, invalid_layer(node), compute_err, ", got block_rows ",
+                          c.block_rows, ", block ", layer.block, ", out_features ", layer.out_features, ", scale ",
+                          c.activation_scale, ", zero point ", c.activation_zero_point);
     const char* names[] = {"row_ptr", "col_idx", "values", int8 ? "scales" : "bias", "bias"};
     const ov::op::v0::Constant* constants[5] = {};
     for (size_t i = 0; i < count; ++i) {
@@ -77,6 +96,7 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
     l.block = layer.block;
     l.has_bias = layer.has_bias;
     l.int8 = int8;
+    l.compute = c;
     l.row_ptr = static_cast<const int32_t*>(constants[0]->get_data_ptr());
     l.row_ptr_size = size(0);
     l.col_idx = static_cast<const int32_t*>(constants[1]->get_data_ptr());
@@ -86,6 +106,14 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
     if (layer.has_bias) l.bias_size = size(count - 1);
     const std::string err = check_layout(l);
     NODE_VALIDATION_CHECK(node, err.empty(), invalid_layer(node), err);
+    if (row_sums == nullptr || quant == kActQuantNone) return;
+    // The zero-point term of INT8 compute, from the constants just checked (once per model: the record).
+    SpmmProblem p;
+    p.out_features = layer.out_features;
+    p.row_ptr = l.row_ptr;
+    p.values_i8 = static_cast<const int8_t*>(constants[2]->get_data_ptr());
+    row_sums->resize(static_cast<size_t>(layer.out_features));
+    row_sums_of(p, row_sums->data());
 }
 
 int64_t full_layer_checks() { return g_full_checks.load(std::memory_order_relaxed); }
@@ -97,10 +125,19 @@ bool CheckedConstants::matches(const ov::Node* node) const {
     return true;
 }
 
-void CheckedConstants::record(const ov::Node* node) {
+void CheckedConstants::record(const ov::Node* node, std::vector<int32_t> first_sums,
+                              std::vector<int32_t> second_sums) {
     m_constants.assign(node->get_input_size(), nullptr);
     for (size_t i = 1; i < m_constants.size(); ++i)
         m_constants[i] = ov::as_type_ptr<const ov::op::v0::Constant>(node->get_input_node_shared_ptr(i));
+    std::vector<int32_t>* sums[2] = {&first_sums, &second_sums};
+    for (int i = 0; i < 2; ++i)
+        m_row_sums[i] = sums[i]->empty() ? nullptr : std::make_shared<const std::vector<int32_t>>(std::move(*sums[i]));
+}
+
+const int32_t* CheckedConstants::row_sums(int layer) const {
+    const auto& sums = m_row_sums[layer == 0 ? 0 : 1];
+    return sums != nullptr ? sums->data() : nullptr;
 }
 
 CheckedConstants CheckedConstants::carried_to(const ov::OutputVector& new_args) const {
@@ -117,11 +154,13 @@ void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer) {
     visitor.on_attribute("block", layer.block);
     visitor.on_attribute("has_bias", layer.has_bias);
     visitor.on_attribute("activation", layer.activation);
+    visit_compute(visitor, "", layer.compute);
 }
 
-void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op, bool full) {
+void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op, bool full,
+                        std::vector<int32_t>* row_sums) {
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= 4, op, " needs X, row_ptr, col_idx and values");
-    check_layer(node, 1, layer, full);
+    check_layer(node, 1, layer, full, row_sums);
     const size_t expected = 1 + layer_input_count(node, 1, layer.has_bias);
     NODE_VALIDATION_CHECK(node, node->get_input_size() == expected, op, " expects ", expected,
                           " inputs for its values type and has_bias, got ", node->get_input_size());
@@ -133,9 +172,11 @@ SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const La
     OPENVINO_ASSERT(inputs.size() >= first + 3 + (int8 ? 1 : 0) + (layer.has_bias ? 1 : 0),
                     "sparse layer: scales or bias missing");
     const size_t n_blocks = inputs[first + 1].get_size();
-    OPENVINO_ASSERT(inputs[first].get_size() == size_t(layer.out_features + 1) &&
-                        inputs[first + 2].get_size() == n_blocks * size_t(layer.block),
-                    "sparse layer: inputs do not match out_features / block");
+    OPENVINO_ASSERT(layer.compute.block_rows == 1 || layer.compute.block_rows == 4, "sparse layer: block_rows");
+    const int64_t groups = layer.out_features / layer.compute.block_rows;
+    OPENVINO_ASSERT(inputs[first].get_size() == size_t(groups + 1) &&
+                        inputs[first + 2].get_size() == n_blocks * size_t(layer.block * layer.compute.block_rows),
+                    "sparse layer: inputs do not match out_features / block / block_rows");
     const size_t n = static_cast<size_t>(layer.out_features);
     OPENVINO_ASSERT((!int8 || inputs[first + 3].get_size() == n) &&
                         (!layer.has_bias || inputs[first + 3 + (int8 ? 1 : 0)].get_size() == n),
@@ -145,7 +186,7 @@ SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const La
     p.out_features = layer.out_features;
     p.row_ptr = inputs[first].data<const int32_t>();
     p.col_idx = inputs[first + 1].data<const int32_t>();
-    OPENVINO_ASSERT(p.row_ptr[layer.out_features] == static_cast<int32_t>(n_blocks), "sparse layer: row_ptr end");
+    OPENVINO_ASSERT(p.row_ptr[groups] == static_cast<int32_t>(n_blocks), "sparse layer: row_ptr end");
     p.int8 = int8;
     if (int8) {
         p.values_i8 = inputs[first + 2].data<const int8_t>();
@@ -156,6 +197,10 @@ SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const La
     p.bias = layer.has_bias ? inputs[first + 3 + (int8 ? 1 : 0)].data<const float>() : nullptr;
     p.block = static_cast<int>(layer.block);
     p.activation = activation_code(layer.activation);
+    p.block_rows = static_cast<int>(layer.compute.block_rows);
+    p.act_quant = act_quant_code(layer.compute.activation_quant);
+    p.act_scale = layer.compute.activation_scale;
+    p.act_zero_point = static_cast<int32_t>(layer.compute.activation_zero_point);
     return p;
 }
 

@@ -1,8 +1,8 @@
 // Shared by SparseLinear, SparseLinearPair and SparseLinearSplit: how one sparse layer's constants sit among a node's inputs,
 // their type/size checks, and the SpmmProblem built from them at evaluate().
 //
-// A layer's constants, from input `first`: row_ptr i32 [N + 1], col_idx i32 [n_blocks], values f32 or i8
-// [n_blocks * block], then scales f32 [N] only when the values are i8, then bias f32 [N] only with has_bias.
+// A layer's constants, from input `first`: row_ptr i32 [N / block_rows + 1], col_idx i32 [n_blocks], values
+// f32 or i8 [n_blocks * block * block_rows], then scales f32 [N] only when the values are i8, then bias f32 [N] only with has_bias.
 #pragma once
 
 #include <memory>
@@ -14,6 +14,7 @@
 #include <openvino/op/constant.hpp>
 #include <openvino/runtime/tensor.hpp>
 
+#include "layer_layout.hpp"
 #include "spmm_types.hpp"
 
 namespace pruneofa {
@@ -24,22 +25,30 @@ struct LayerAttrs {
     int64_t block = 1;
     bool has_bias = false;
     std::string activation = "none";
+    LayerCompute compute = {};
 };
+
+// Visits LayerCompute under `prefix` + block_rows, activation_quant, activation_scale, activation_zero_point.
+void visit_compute(ov::AttributeVisitor& visitor, const std::string& prefix, LayerCompute& compute);
 
 // Visits a one-layer op's attributes under their IR names: in_features, out_features, block, has_bias,
 // activation (SparseLinear's, and SparseLinearSplit's for the stacked matrix).
 void visit_layer(ov::AttributeVisitor& visitor, LayerAttrs& layer);
 // A one-layer op's input checks: X, then exactly the layer's constants from input 1 (by its values type
 // and has_bias), all checked by check_layer. `op` names the op in the messages.
-void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op, bool full);
+void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const char* op, bool full,
+                        std::vector<int32_t>* row_sums = nullptr);
 // Whether the values input (first + 2) is i8.
 bool layer_int8(const ov::Node* node, size_t first);
 // How many inputs the layer's constants take (3, 4 or 5).
 size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias);
-// NODE_VALIDATION_CHECKs of the attributes and the constants' types; every weight input must be a Constant.
-// With `full`, also every constant's length and the structure (check_layout: O(N + n_blocks)); a node whose
-// constants were already checked (CheckedConstants) passes false.
-void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full);
+// NODE_VALIDATION_CHECKs of the attributes (compute mode included) and the constants' types; every weight
+// input must be a Constant. With `full`, also every constant's length and the structure (check_layout:
+// O(N + n_blocks)), and then, for INT8 compute, each row's sum of the (now checked) INT8 values into
+// `row_sums` (when not null; left empty otherwise); a node whose constants were already checked
+// (CheckedConstants) passes false.
+void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full,
+                 std::vector<int32_t>* row_sums = nullptr);
 
 // The constant inputs a node last passed check_layer's full check with. OpenVINO re-runs
 // validate_and_infer_types on a fresh clone of the node at every inference with dynamic shapes (the CPU
@@ -58,13 +67,17 @@ class CheckedConstants {
 public:
     // Whether every input from 1 on is a Constant with the recorded buffer (data pointer, size, type).
     bool matches(const ov::Node* node) const;
-    // Records the node's constant inputs (after a full check passed).
-    void record(const ov::Node* node);
+    // Records the node's constant inputs (after a full check passed) and its layers' INT8 row sums (empty for
+    // a layer without INT8 compute), which the full check computed from those constants.
+    void record(const ov::Node* node, std::vector<int32_t> first_sums = {}, std::vector<int32_t> second_sums = {});
     // The record for a clone over `new_args`: this one where they share the recorded buffers, else empty.
     CheckedConstants carried_to(const ov::OutputVector& new_args) const;
+    // Layer `layer`'s (0 or 1) recorded row sums for SpmmProblem::row_sums, nullptr when none.
+    const int32_t* row_sums(int layer) const;
 
 private:
     std::vector<std::shared_ptr<const ov::op::v0::Constant>> m_constants;  // by input index; X's is null
+    std::shared_ptr<const std::vector<int32_t>> m_row_sums[2];  // shared by the clones that carry the record
 };
 // The problem for this layer's constants (x, y and tokens left for the caller).
 SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer);

@@ -61,15 +61,16 @@ ov::Shape evaluated_shape(const ov::Tensor& x, int64_t in_features, int64_t out_
 // ---- SparseLinear -------------------------------------------------------------------------------------
 
 SparseLinear::SparseLinear(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t block,
-                           bool has_bias, std::string activation)
-    : Op(args), m_layer{in_features, out_features, block, has_bias, std::move(activation)} {
+                           bool has_bias, std::string activation, LayerCompute compute)
+    : Op(args), m_layer{in_features, out_features, block, has_bias, std::move(activation), std::move(compute)} {
     constructor_validate_and_infer_types();
 }
 
 void SparseLinear::validate_and_infer_types() {
     const bool known = m_load_checked.matches(this);
-    check_single_layer(this, m_layer, "SparseLinear", !known);
-    if (!known) m_load_checked.record(this);
+    std::vector<int32_t> sums;
+    check_single_layer(this, m_layer, "SparseLinear", !known, &sums);
+    if (!known) m_load_checked.record(this, std::move(sums));
     check_x(this);
     set_output_type(0, ov::element::f32, output_shape(this, m_layer.in_features, m_layer.out_features));
 }
@@ -98,6 +99,7 @@ bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& i
     p.x = x.data<const float>();
     p.y = outputs[0].data<float>();
     p.tokens = token_count(x.get_shape(), y_shape);
+    p.row_sums = m_load_checked.row_sums(0);
     check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
     spmm(p, active_isa(), ArenaParallel());
     return true;
@@ -108,7 +110,8 @@ bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& i
 SparseLinearPair::SparseLinearPair(const ov::OutputVector& args, int64_t in_features, int64_t hidden_features,
                                    int64_t out_features, int64_t first_block, bool first_has_bias,
                                    std::string first_activation, int64_t second_block, bool second_has_bias,
-                                   std::string second_activation, std::string first_name, std::string second_name)
+                                   std::string second_activation, std::string first_name, std::string second_name,
+                                   LayerCompute first_compute, LayerCompute second_compute)
     : Op(args),
       m_in_features(in_features),
       m_hidden_features(hidden_features),
@@ -120,16 +123,19 @@ SparseLinearPair::SparseLinearPair(const ov::OutputVector& args, int64_t in_feat
       m_second_has_bias(second_has_bias),
       m_second_activation(std::move(second_activation)),
       m_first_name(std::move(first_name)),
-      m_second_name(std::move(second_name)) {
+      m_second_name(std::move(second_name)),
+      m_first_compute(std::move(first_compute)),
+      m_second_compute(std::move(second_compute)) {
     constructor_validate_and_infer_types();
 }
 
 LayerAttrs SparseLinearPair::first() const {
-    return {m_in_features, m_hidden_features, m_first_block, m_first_has_bias, m_first_activation};
+    return {m_in_features, m_hidden_features, m_first_block, m_first_has_bias, m_first_activation, m_first_compute};
 }
 
 LayerAttrs SparseLinearPair::second() const {
-    return {m_hidden_features, m_out_features, m_second_block, m_second_has_bias, m_second_activation};
+    return {m_hidden_features, m_out_features, m_second_block, m_second_has_bias, m_second_activation,
+            m_second_compute};
 }
 
 size_t SparseLinearPair::second_input() const { return 1 + layer_input_count(this, 1, m_first_has_bias); }
@@ -137,14 +143,15 @@ size_t SparseLinearPair::second_input() const { return 1 + layer_input_count(thi
 void SparseLinearPair::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, get_input_size() >= 7, "SparseLinearPair needs X and two layers' constants");
     const bool known = m_load_checked.matches(this);
-    check_layer(this, 1, first(), !known);
+    std::vector<int32_t> first_sums, second_sums;
+    check_layer(this, 1, first(), !known, &first_sums);
     const size_t second_at = second_input();
     NODE_VALIDATION_CHECK(this, get_input_size() >= second_at + 3, "SparseLinearPair needs the second layer's constants");
-    check_layer(this, second_at, second(), !known);
+    check_layer(this, second_at, second(), !known, &second_sums);
     const size_t expected = second_at + layer_input_count(this, second_at, m_second_has_bias);
     NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinearPair expects ", expected,
                           " inputs for its values types and has_bias, got ", get_input_size());
-    if (!known) m_load_checked.record(this);
+    if (!known) m_load_checked.record(this, std::move(first_sums), std::move(second_sums));
     check_x(this);
     set_output_type(0, ov::element::f32, output_shape(this, m_in_features, m_out_features));
 }
@@ -162,6 +169,8 @@ std::shared_ptr<ov::Node> SparseLinearPair::clone_with_new_inputs(const ov::Outp
     clone->m_second_activation = m_second_activation;
     clone->m_first_name = m_first_name;
     clone->m_second_name = m_second_name;
+    clone->m_first_compute = m_first_compute;
+    clone->m_second_compute = m_second_compute;
     clone->m_load_checked = m_load_checked.carried_to(new_args);
     clone->set_arguments(new_args);
     clone->constructor_validate_and_infer_types();
@@ -180,6 +189,8 @@ bool SparseLinearPair::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("second_activation", m_second_activation);
     visitor.on_attribute("first_name", m_first_name);
     visitor.on_attribute("second_name", m_second_name);
+    visit_compute(visitor, "first_", m_first_compute);
+    visit_compute(visitor, "second_", m_second_compute);
     return true;
 }
 
@@ -195,6 +206,8 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
     a.x = x.data<const float>();
     b.y = outputs[0].data<float>();
     a.tokens = b.tokens = token_count(x.get_shape(), y_shape);
+    a.row_sums = m_load_checked.row_sums(0);
+    b.row_sums = m_load_checked.row_sums(1);
     check_once(this, m_first_checked, m_check_mutex, a, inputs[2].get_size());
     check_once(this, m_second_checked, m_check_mutex, b, inputs[second_at + 1].get_size());
     spmm_pair(a, b, active_isa(), ArenaParallel());
@@ -205,9 +218,9 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
 
 SparseLinearSplit::SparseLinearSplit(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
                                      int64_t parts, int64_t block, bool has_bias, std::string activation,
-                                     std::string names)
+                                     std::string names, LayerCompute compute)
     : Op(args),
-      m_layer{in_features, out_features, block, has_bias, std::move(activation)},
+      m_layer{in_features, out_features, block, has_bias, std::move(activation), std::move(compute)},
       m_parts(parts),
       m_names(std::move(names)) {
     constructor_validate_and_infer_types();
@@ -216,10 +229,11 @@ SparseLinearSplit::SparseLinearSplit(const ov::OutputVector& args, int64_t in_fe
 void SparseLinearSplit::validate_and_infer_types() {
     const int64_t rows = m_layer.out_features;
     const bool known = m_load_checked.matches(this);
-    check_single_layer(this, m_layer, "SparseLinearSplit", !known);
+    std::vector<int32_t> sums;
+    check_single_layer(this, m_layer, "SparseLinearSplit", !known, &sums);
     const std::string split = check_split(rows, m_parts);
     NODE_VALIDATION_CHECK(this, split.empty(), invalid_layer(this), split);
-    if (!known) m_load_checked.record(this);
+    if (!known) m_load_checked.record(this, std::move(sums));
     check_x(this);
     set_output_size(static_cast<size_t>(m_parts));
     const ov::PartialShape part_shape = output_shape(this, m_layer.in_features, rows / m_parts);
@@ -260,6 +274,7 @@ bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVect
     p.y_parts = parts;
     p.part_rows = part_rows;
     p.tokens = token_count(x.get_shape(), y_shape);
+    p.row_sums = m_load_checked.row_sums(0);
     check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
     spmm(p, active_isa(), ArenaParallel());
     return true;

@@ -59,6 +59,22 @@ bool isa_compiled(Isa isa);
 const char* isa_name(Isa isa);
 bool parse_isa(const char* name, Isa* out);
 
+// INT8 compute (spmm_int8_dispatch.cpp): spmm() hands it to spmm_q8, and spmm_pair runs such layers one
+// after the other (the intermediate is quantized again anyway). validate() checks every format and compute
+// mode with layer_layout.hpp's rules (check_compute, check_structure), as the ops do at load.
+void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par);
+// Each row's sum of INT8 values ([out_features]) for SpmmProblem::row_sums (1 x 4 INT8 blocks).
+void row_sums_of(const SpmmProblem& p, int32_t* out);
+// The INT8 instruction route an ISA level runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its
+// largest quantized activation (255, or 127 on "avx2").
+const char* q8_route_name(Isa isa);
+int q8_levels(Isa isa);
+
+// How `threads` workers share a call of `units` lane groups of tokens: `token_groups` contiguous token
+// ranges (group g: lane groups [units * g / token_groups, units * (g + 1) / token_groups)) times
+// `row_groups` ranges of output rows, token_groups * row_groups == threads.
+void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_groups);
+
 // Token-tile width override for tuning (0 = automatic); PRUNEOFA_KERNELS_TILE sets it at load.
 void set_tile_tokens(int tokens);
 int tile_tokens_forced();  // the override in force (0: none)

@@ -149,6 +149,7 @@ std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks) {
     chunks = std::max<int64_t>(1, std::min(chunks, groups));
     auto cost = [&](int64_t group) {
         const int64_t row = std::min(group * kRows, n);
+        if (p.block_rows == 4) return int64_t(p.row_ptr[row / 4]) * 4 + row * 4;
         return int64_t(p.row_ptr[row]) * p.block + row * 4;
     };
     std::vector<int64_t> bounds(chunks + 1, 0);
@@ -220,18 +221,20 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks) {
         return "a split output needs part_rows dividing out_features, a multiple of 16, and its outputs";
     if (p.in_features < 0 || p.out_features < 0) return "negative feature count";
     if (p.in_features > kMaxFeatures || p.out_features > kMaxFeatures) return "feature count too large";
+    if (const char* err = check_compute(p.in_features, p.out_features, p.block, p.int8, p.block_rows, p.act_quant,
+                                        p.act_scale, p.act_zero_point))
+        return err;
     if (n_blocks > 0 && (p.int8 ? p.values_i8 == nullptr : p.values_f32 == nullptr)) return "values missing";
     if (p.int8 && p.out_features > 0 && p.scales == nullptr) return "INT8 values need per-row scales";
-    return check_structure(p.row_ptr, p.out_features, p.col_idx, n_blocks, p.in_features, p.block);
+    return check_structure(p.row_ptr, p.out_features / p.block_rows, p.col_idx, n_blocks, p.in_features, p.block,
+                           nullptr, p.act_quant != kActQuantNone);
 }
 
-namespace {
-
-// How the work is split between `threads` workers: `token_groups` contiguous token ranges times
-// `row_groups` ranges of output rows. Splitting tokens needs no sharing at all (each worker transposes its
-// own tokens into its own cache and reads all weights), and a fused pair keeps its intermediate per worker;
-// splitting rows is for too few tokens. Token ranges are cut at multiples of the lanes, as evenly as that
-// allows (`units` lane groups in all).
+// The token split: `token_groups` contiguous token ranges times `row_groups` ranges of output rows for
+// `threads` workers. Splitting tokens needs no sharing at all (each worker transposes its own tokens into
+// its own cache and reads all weights), and a fused pair keeps its intermediate per worker; splitting rows
+// is for too few tokens. Token ranges are cut at multiples of the lanes, as evenly as that allows (`units`
+// lane groups in all).
 void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_groups) {
     int64_t best = 1;
     for (int64_t d = 1; d <= threads; ++d)
@@ -240,7 +243,9 @@ void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_
     *row_groups = threads / best;
 }
 
-// How one call is cut up: the ISA's operations, the tile width, and the work split (split_work). Computed
+namespace {
+
+// How one call is cut up: the ISA's operations, the tile width, and the work split (split_work, spmm.hpp). Computed
 // once per call; spmm, pair_fuses and spmm_pair share it. Token group g covers [begin(g), end(g)), in tiles
 // of `tile` tokens from begin(g) (its last one narrower). Every token's sum is formed the same way whatever
 // tile or range holds it, so the output does not depend on the thread count.
@@ -284,6 +289,7 @@ Isa usable(Isa isa) { return isa_supported(isa) ? isa : Isa::Scalar; }
 }  // namespace
 
 void spmm(const SpmmProblem& p, Isa isa, const Parallel& par) {
+    if (p.act_quant != kActQuantNone) return spmm_q8(p, isa, par);
     if (p.tokens <= 0 || p.out_features <= 0) return;
     const int64_t k = p.in_features;
     TilePlan plan(p, usable(isa), std::max(1, par.concurrency()), k);
@@ -308,7 +314,7 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
 }
 
 bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    return first.tokens > 0 &&
+    return first.tokens > 0 && first.act_quant == kActQuantNone &&
            TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
 }
 
@@ -316,7 +322,7 @@ void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, con
     if (first.tokens <= 0 || second.out_features <= 0) return;
     isa = usable(isa);
     const TilePlan plan(first, isa, std::max(1, par.concurrency()), first.in_features + first.out_features);
-    if (plan.row_groups != 1) {
+    if (plan.row_groups != 1 || first.act_quant != kActQuantNone || second.act_quant != kActQuantNone) {
         // Too few token tiles to give every thread its own: each layer splits its rows between threads,
         // which needs the whole intermediate between the two (exactly the two separate nodes' work).
         std::vector<float> hidden(static_cast<size_t>(first.tokens * first.out_features));

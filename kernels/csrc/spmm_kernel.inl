@@ -239,7 +239,10 @@ void with_layout(const SpmmProblem& p, const Kernel& kernel) {
     }
 }
 
+#include "spmm_rows4x1.inl"
+
 inline void rows_dispatch(const TileArgs& a) {
+    if (a.p->block_rows == 4) return rows4_impl(a);
     with_layout(*a.p, [&](auto layout) { rows_impl<decltype(layout)::block, decltype(layout)::int8>(a); });
 }
 
@@ -259,6 +262,7 @@ void rows_to_tile_impl(const TileArgs& a, float* ht) {
 }
 
 inline void rows_to_tile_dispatch(const TileArgs& a, float* ht) {
+    if (a.p->block_rows == 4) return rows4_to_tile_impl(a, ht);
     with_layout(*a.p, [&](auto layout) {
         rows_to_tile_impl<decltype(layout)::block, decltype(layout)::int8>(a, ht);
     });

@@ -29,7 +29,22 @@ struct SpmmProblem {
     // unused. part_rows must divide out_features and be a multiple of 16 (the store unit).
     float* const* y_parts = nullptr;
     int64_t part_rows = 0;
+    // 4 x 1 blocks (block_rows = 4, block = 1, FP32 values): four output rows share each column index, so
+    // one loaded activation vector feeds four FMAs. row_ptr then has out_features / 4 + 1 entries (offsets
+    // in blocks, per group of 4 rows) and values [n_blocks * 4] hold the 4 rows' weights of each block.
+    int block_rows = 1;
+    // INT8 compute (spmm_int8.inl): with act_quant != kActQuantNone the activations are quantized to
+    // unsigned integers with a zero point (per token, or the static act_scale / act_zero_point), the
+    // weights must be INT8 1 x 4 blocks (block = 4, columns 4-aligned, entries past in_features zero) with
+    // per-row scales, products are summed in int32 and each output dequantized once:
+    // (acc - zp * row_sum[n]) * scales[n] * act_scale + bias.
+    int act_quant = 0;
+    float act_scale = 0.0f;        // static: the 256-level (u8) step
+    int32_t act_zero_point = 0;    // static: the u8 value of 0.0, 0..255
+    const int32_t* row_sums = nullptr;  // optional [out_features]: sum of each row's INT8 values
 };
+
+enum : int { kActQuantNone = 0, kActQuantDynamic = 1, kActQuantStatic = 2 };
 
 enum : int { kActivationNone = 0, kActivationGeluErf = 1 };
 
@@ -61,5 +76,43 @@ void transpose_in(const float* x, int64_t in_features, int64_t w_valid, int64_t 
 void rows(const TileArgs& a);
 void rows_to_tile(const TileArgs& a, float* ht);
 }  // namespace isa_avx512
+
+// The INT8-compute kernels (spmm_int8.inl), one translation unit per instruction route: scalar (the
+// reference), avx2 (vpmaddubsw + vpmaddwd on 7-bit activations), avxvnni (256-bit vpdpbusd) and
+// avx512vnni (512-bit vpdpbusd).
+struct Q8Tile {
+    const uint32_t* xq;   // [ceil(in_features / 4)][w_pad]: 4 consecutive u8 inputs of one token per lane
+    const float* scale;   // [w_pad] each token's activation step (0 in padding lanes)
+    const int32_t* zero;  // [w_pad] each token's zero point (0 in padding lanes)
+    const int32_t* row_sums;  // [out_features]
+};
+namespace q8_scalar {
+int lanes();
+int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
+void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
+              int32_t* zero);
+void rows(const TileArgs& a, const Q8Tile& q);
+}  // namespace q8_scalar
+namespace q8_avx2 {
+int lanes();
+int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
+void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
+              int32_t* zero);
+void rows(const TileArgs& a, const Q8Tile& q);
+}  // namespace q8_avx2
+namespace q8_avxvnni {
+int lanes();
+int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
+void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
+              int32_t* zero);
+void rows(const TileArgs& a, const Q8Tile& q);
+}  // namespace q8_avxvnni
+namespace q8_avx512vnni {
+int lanes();
+int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
+void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
+              int32_t* zero);
+void rows(const TileArgs& a, const Q8Tile& q);
+}  // namespace q8_avx512vnni
 
 }  // namespace pruneofa

@@ -286,6 +286,79 @@ int crafted_layouts(const std::vector<Isa>& isas) {
     return failures;
 }
 
+// The compute attributes (layer_layout.hpp check_compute): a sound INT8 1 x 4 and a sound 4 x 1 layout are
+// accepted, and each tampered attribute or length refused (the same classes as test_crafted_ir.py's).
+int crafted_compute_layouts() {
+    int failures = 0;
+    const int32_t q8_rows[] = {0, 1, 2}, q8_cols[] = {0, 4}, r4_rows[] = {0, 1, 1}, r4_cols[] = {3};
+    LayerLayout q8;
+    q8.in_features = 8;
+    q8.out_features = 2;
+    q8.block = 4;
+    q8.int8 = true;
+    q8.compute.activation_quant = "dynamic";
+    q8.row_ptr = q8_rows;
+    q8.row_ptr_size = 3;
+    q8.col_idx = q8_cols;
+    q8.col_idx_size = 2;
+    q8.values_size = 8;
+    q8.scales_size = 2;
+    LayerLayout r4;
+    r4.in_features = 8;
+    r4.out_features = 8;
+    r4.compute.block_rows = 4;
+    r4.row_ptr = r4_rows;
+    r4.row_ptr_size = 3;
+    r4.col_idx = r4_cols;
+    r4.col_idx_size = 1;
+    r4.values_size = 4;
+    LayerLayout q8_static = q8, q8_padded = q8;
+    q8_static.compute.activation_quant = "static";
+    q8_static.compute.activation_scale = 0.05f;
+    q8_static.compute.activation_zero_point = 255;
+    q8_padded.in_features = 6;  // the last block runs past K (zero-padded): allowed for INT8 compute
+    for (const LayerLayout* sound : {&q8, &q8_static, &q8_padded, &r4})
+        if (!check_layout(*sound).empty()) {
+            std::printf("CRAFTED: a sound compute layout was refused: %s\n", check_layout(*sound).c_str());
+            ++failures;
+        }
+    struct Tamper {
+        const char* name;
+        const LayerLayout* base;
+        void (*apply)(LayerLayout&);
+    };
+    static const int32_t misaligned[] = {0, 2};
+    const Tamper tampers[] = {
+        {"4x1 with an N + 1 row_ptr", &r4, [](LayerLayout& l) { l.row_ptr_size = l.out_features + 1; }},
+        {"4x1 with out_features 6", &r4, [](LayerLayout& l) { l.out_features = 6; }},
+        {"4x1 with 1 value per block", &r4, [](LayerLayout& l) { l.values_size = 1; }},
+        {"4x1 with INT8 compute", &r4, [](LayerLayout& l) { l.compute.activation_quant = "dynamic"; }},
+        {"4x1 with block 2", &r4, [](LayerLayout& l) { l.block = 2; }},
+        {"block_rows 2", &r4, [](LayerLayout& l) { l.compute.block_rows = 2; }},
+        {"activation_quant fast", &q8, [](LayerLayout& l) { l.compute.activation_quant = "fast"; }},
+        {"static scale -1", &q8_static, [](LayerLayout& l) { l.compute.activation_scale = -1.0f; }},
+        {"static scale 0", &q8_static, [](LayerLayout& l) { l.compute.activation_scale = 0.0f; }},
+        {"static scale NaN", &q8_static, [](LayerLayout& l) { l.compute.activation_scale = std::nanf(""); }},
+        {"static scale inf", &q8_static, [](LayerLayout& l) { l.compute.activation_scale = INFINITY; }},
+        {"static zero point 300", &q8_static, [](LayerLayout& l) { l.compute.activation_zero_point = 300; }},
+        {"static zero point -1", &q8_static, [](LayerLayout& l) { l.compute.activation_zero_point = -1; }},
+        {"INT8 compute with block 2", &q8, [](LayerLayout& l) { l.block = 2; l.values_size = 4; }},
+        {"INT8 compute on f32 values", &q8, [](LayerLayout& l) { l.int8 = false; l.scales_size = -1; }},
+        {"INT8 compute over 65536 inputs", &q8, [](LayerLayout& l) { l.in_features = 70000; }},
+        {"INT8 compute column not 4-aligned", &q8, [](LayerLayout& l) { l.col_idx = misaligned; }},
+        {"INT8 compute column at K", &q8_padded, [](LayerLayout& l) { l.in_features = 4; }},
+    };
+    for (const Tamper& t : tampers) {
+        LayerLayout l = *t.base;
+        t.apply(l);
+        if (check_layout(l).empty()) {
+            std::printf("CRAFTED: %s was accepted\n", t.name);
+            ++failures;
+        }
+    }
+    return failures;
+}
+
 // The same problem on 1 worker and on `workers` (tokens split between them at multiples of the lanes),
 // and with every tile width: the same bits.
 bool run_thread_split(const Case& c, std::mt19937& rng, Isa isa, int workers) {
@@ -315,6 +388,8 @@ bool run_thread_split(const Case& c, std::mt19937& rng, Isa isa, int workers) {
 }
 
 }  // namespace
+
+int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs);  // test_spmm_ext.cpp
 
 int main(int argc, char** argv) {
     const int cases = argc > 1 ? std::atoi(argv[1]) : 150;
@@ -401,8 +476,10 @@ int main(int argc, char** argv) {
         }
     }
     failures += crafted_layouts(isas);
+    failures += crafted_compute_layouts();
+    failures += run_extended_tests(cases, isas, &run);  // INT8 compute, 4 x 1 blocks
     std::printf("test_spmm: %d runs over ISAs:", run);
-    for (Isa isa : isas) std::printf(" %s", isa_name(isa));
+    for (Isa isa : isas) std::printf(" %s (int8: %s)", isa_name(isa), q8_route_name(isa));
     std::printf("; %d failures\n", failures);
     return failures == 0 ? 0 : 1;
 }

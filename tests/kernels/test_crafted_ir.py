@@ -375,3 +375,130 @@ def test_direct_kernel_call_checks_lengths_too(kernels):
     sw.bias = sw.bias[:1]
     with pytest.raises(ValueError, match="lengths do not match"):
         library.spmm(np.ones((2, 4), np.float32), sw)
+
+
+# ---- The compute attributes: 4 x 1 blocks and INT8 compute ---------------------------------------------
+
+STATIC = ("static", 0.05, 128)
+
+
+def _compute_models(rng):
+    """{name: (model, weight, quant)} for a 4 x 1 FP32 layer and an INT8-compute 1 x 4 layer (static)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from pruneofa.kernels import formats, library
+    from pruneofa.kernels.rewrite import make_node
+
+    w4 = np.repeat(random_sparse(rng, 12, 40, 0.8), 4, axis=0) * rng.standard_normal((48, 1)).astype(
+        np.float32
+    )
+    sw4 = formats.pack_4x1(w4, bias=rng.standard_normal(48).astype(np.float32))
+    q, scales = formats.quantize_rows(np.repeat(random_sparse(rng, 48, 10, 0.7), 4, axis=1)[:, :38])
+    sw8 = formats.pack_int8_1x4(q, scales, bias=rng.standard_normal(48).astype(np.float32))
+    quant = library.ActQuant(*STATIC)
+    models = {}
+    for name, sw, k, layer_quant in (("block4x1", sw4, 40, None), ("int8-1x4", sw8, 38, quant)):
+        assert sw.format == name
+        x = ops.parameter([-1, -1, k], np.float32, name="x")
+        node = make_node(x.output(0), sw, name="layer", quant=layer_quant)
+        models[name] = (ov.Model([node.output(0)], [x]), sw, layer_quant)
+    return models
+
+
+@pytest.fixture(scope="module")
+def compute_irs(kernels, tmp_path_factory):
+    """{format: (xml path, weight, quant)} for the 4 x 1 and INT8-compute layers, saved."""
+    folder = tmp_path_factory.mktemp("crafted_compute")
+    irs = {}
+    for name, (model, sw, quant) in _compute_models(np.random.default_rng(31)).items():
+        irs[name] = (kernels.save_sparse_ir(model, folder / f"{name}.xml"), sw, quant)
+    return irs
+
+
+def _row_ptr_n_plus_1(ir, p):
+    """A 4 x 1 layer's row_ptr with N + 1 entries (the 1 x block layout's length), consistent otherwise."""
+    rp = ir.constant(p["row_ptr"])
+    n = int(ir.op.find("data").get("out_features"))
+    ir.set_constant(p["row_ptr"], np.concatenate([rp, np.full(n + 1 - rp.size, rp[-1], np.int32)]))
+
+
+COMPUTE_CASES = {
+    "4x1 row_ptr of N + 1": ("block4x1", _row_ptr_n_plus_1, "row_ptr holds 49 entries"),
+    "4x1 out_features 46": ("block4x1", _attribute("out_features", "46"), "out_features a multiple of 4"),
+    "4x1 with INT8 compute": ("block4x1", _attribute("activation_quant", "dynamic"), "4 x 1 blocks"),
+    "block_rows 2": ("block4x1", _attribute("block_rows", "2"), "block_rows must be 1 or 4"),
+    "activation_quant unknown": (
+        "int8-1x4",
+        _attribute("activation_quant", "fast"),
+        "activation_quant must be",
+    ),
+    "static scale negative": (
+        "int8-1x4",
+        _attribute("activation_scale", "-0.5"),
+        "finite activation_scale > 0",
+    ),
+    "static scale NaN": ("int8-1x4", _attribute("activation_scale", "nan"), "finite activation_scale > 0"),
+    "static scale 0": ("int8-1x4", _attribute("activation_scale", "0"), "finite activation_scale > 0"),
+    "static scale 1e39 (inf)": (
+        "int8-1x4",
+        _attribute("activation_scale", "1e39"),
+        "finite activation_scale > 0",
+    ),
+    "static zero point 300": (
+        "int8-1x4",
+        _attribute("activation_zero_point", "300"),
+        "activation_zero_point in",
+    ),
+    "static zero point -1": (
+        "int8-1x4",
+        _attribute("activation_zero_point", "-1"),
+        "activation_zero_point in",
+    ),
+    "INT8 compute column not 4-aligned": ("int8-1x4", _col(2), "multiple of 4"),
+    "INT8 compute block 2": ("int8-1x4", _bad_block("2"), "1 x 4 blocks"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPUTE_CASES))
+def test_tampered_compute_attribute_is_refused(kernels, compute_irs, tmp_path, case):
+    name, tamper, expected = COMPUTE_CASES[case]
+    ir = Ir(compute_irs[name][0], tmp_path / "tampered.xml")
+    tamper(ir, _ports(ir))
+    line = _refused(kernels, ir.save(), expected)
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("name", ["block4x1", "int8-1x4"])
+def test_sound_compute_irs_load_and_match_the_kernel(kernels, compute_irs, name):
+    import openvino as ov
+
+    from pruneofa.kernels import library
+
+    xml, sw, quant = compute_irs[name]
+    core = ov.Core()
+    kernels.register(core)
+    x = np.random.default_rng(5).standard_normal((2, 37, sw.in_features)).astype(np.float32)
+    got = core.compile_model(core.read_model(str(xml)), "CPU", F32)([x])[0]
+    np.testing.assert_array_equal(got, library.spmm(x, sw, quant=quant))
+
+
+def test_int8_row_sums_come_with_the_load_check(kernels, compute_irs):
+    """INT8 compute's row sums are taken from the constants in the load-time check, not per inference:
+    dynamic-shape inferences neither repeat the check nor change a result."""
+    import openvino as ov
+
+    from pruneofa.kernels import library
+
+    xml, sw, quant = compute_irs["int8-1x4"]
+    core = ov.Core()
+    kernels.register(core)
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU", F32)
+    loaded = library.load_checks()
+    request = compiled.create_infer_request()
+    rng = np.random.default_rng(9)
+    for seq in (1, 5, 33, 70):
+        x = rng.standard_normal((1, seq, sw.in_features)).astype(np.float32)
+        got = request.infer([x])[0]
+        np.testing.assert_array_equal(got, library.spmm(x, sw, quant=quant))
+    assert library.load_checks() == loaded
