@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from pruneofa.core.choices import KERNEL_MODES, KernelMode
 from pruneofa.kernels import crossover as crossover_table
 from pruneofa.kernels import formats, library
 from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_weight
 
-Mode = Literal["auto", "on", "off"]
+Mode = KernelMode  # the kernel mode every component shares (pruneofa.core.choices)
 OP_TYPE = "SparseLinear"
 PAIR_OP_TYPE = "SparseLinearPair"
 SPLIT_OP_TYPE = "SparseLinearSplit"
@@ -87,7 +88,7 @@ class SparseReport:
         for layer in self.sparse_layers:
             formats_used[layer.format or "?"] = formats_used.get(layer.format or "?", 0) + 1
         detail = ", ".join(f"{count} {name}" for name, count in sorted(formats_used.items())) or "none"
-        mean = np.mean([layer.sparsity for layer in self.sparse_layers]) if self.sparse_layers else 0.0
+        mean = np.mean([layer.sparsity or 0.0 for layer in self.sparse_layers]) if self.sparse_layers else 0.0
         pairs = sum(1 for layer in self.sparse_layers if layer.fused_kind == "pair") // 2
         groups = len({layer.fused_node for layer in self.sparse_layers if layer.fused_kind == "split"})
         fused = f"; {pairs} pairs fused" if pairs else ""
@@ -361,7 +362,7 @@ def rewrite(
     90 %, 2.50 ms INT8 FullyConnected vs 2.47 ms SparseLinear). With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
-    if mode not in ("auto", "on", "off"):
+    if mode not in KERNEL_MODES:
         raise ValueError(f"mode must be 'auto', 'on' or 'off', got {mode!r}")
     have = mode != "off" and library.available()
     isa = library.isa() if have else None
