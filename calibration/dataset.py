@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pruneofa.core.data import load_examples
+from pruneofa.core.data import Split, TextExample, load_examples
 from pruneofa.core.qa import qa_window
 from pruneofa.core.runtime import model_inputs
 from pruneofa.core.tasks import TaskSpec
@@ -49,7 +49,7 @@ def calibration_feeds(
     *,
     samples: int,
     seed: int,
-    split: str,
+    split: Split,
     model_max_length: int,
 ) -> list[dict[str, np.ndarray]]:
     """``samples`` examples drawn from ``data`` with ``seed`` (recorded by the caller), tokenized."""
@@ -68,8 +68,11 @@ def evaluation_items(
 ) -> tuple[list[dict[str, np.ndarray]], list]:
     """Labelled dev examples for accuracy-controlled quantization (classification and regression)."""
     examples = load_examples(task, data, split="dev", limit=limit)
+    labelled = [e for e in examples if isinstance(e, TextExample)]
+    if len(labelled) != len(examples):
+        raise ValueError(f"accuracy control evaluates text examples with labels, not {task.name} examples")
     return tokenize_examples(task, examples, tokenizer, input_names, model_max_length), [
-        e.label for e in examples
+        e.label for e in labelled
     ]
 
 

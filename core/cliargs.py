@@ -59,9 +59,8 @@ class Command:
 
 def _options(info: FieldInfo) -> dict[str, Any]:
     extra = info.json_schema_extra
-    if isinstance(extra, dict) and isinstance(extra.get(CLI_KEY), dict):
-        return extra[CLI_KEY]
-    return {}
+    options = extra.get(CLI_KEY) if isinstance(extra, dict) else None
+    return options if isinstance(options, dict) else {}
 
 
 def _strip_optional(annotation: Any) -> Any:

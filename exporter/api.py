@@ -26,6 +26,7 @@ from pruneofa.core.manifest import (
     ExportInfo,
     Manifest,
     SourceInfo,
+    WeightFormat,
     hash_model_files,
     library_versions,
     now_utc,
@@ -69,7 +70,8 @@ def export_model(
     outputs = _output_dirs(config, source.display_name)
     for out in outputs.values():
         check_output_dir(out, overwrite=config.overwrite)
-    parent_manifest = read_manifest(source.path) if source.local else None
+    folder = source.path  # None for a hub id
+    parent_manifest = read_manifest(folder) if folder is not None else None
 
     step(f"loading {source.location}")
     hf_config = modelio.load_config(source)
@@ -80,11 +82,11 @@ def export_model(
     )
     task = modelio.resolve_task(hf_config, config.task)
     tokenizer = modelio.load_tokenizer(source)
-    is_qat = source.local and is_qat_folder(source.path)
-    if is_qat:
+    is_qat = folder is not None and is_qat_folder(folder)
+    if folder is not None and is_qat:
         _check_qat_options(config)
         step("QAT model: exporting through TorchScript tracing with INT8 weights")
-        reference = load_qat_model(source.path)
+        reference = load_qat_model(folder)
     else:
         reference = modelio.load_model(source, task)
     # A QAT folder is traced by qat_export with the family's full input set; a plain one with its own.
@@ -114,7 +116,7 @@ def export_model(
         model_type=spec.model_type,
         architecture=(getattr(hf_config, "architectures", None) or [None])[0],
         revision=getattr(hf_config, "_commit_hash", None) if not source.local else None,
-        file_sha256=hash_model_files(source.path) if source.local else {},
+        file_sha256=hash_model_files(folder) if folder is not None else {},
     )
     lineage = (parent_manifest.lineage + [parent_manifest.as_lineage()]) if parent_manifest else []
 
@@ -230,7 +232,7 @@ def _write_target(
     tokenizer: Any,
     task: Any,
     step: Progress,
-) -> tuple[Path, str, bool, str | None]:
+) -> tuple[Path, WeightFormat, bool, str | None]:
     """Write the target's model file(s) into ``staging``; returns file, weight format, tokenizer status."""
     if target == "onnx":
         model_file = staging / ONNX_FILE
@@ -263,7 +265,7 @@ def _write_qat_target(
     tokenizer: Any,
     task: Any,
     step: Progress,
-) -> tuple[Path, str, bool, str | None]:
+) -> tuple[Path, WeightFormat, bool, str | None]:
     """Trace the QAT model into ``staging`` (INT8 weights); returns file, weight format, tokenizer status."""
     if target == "onnx":
         model_file = staging / ONNX_FILE

@@ -316,6 +316,8 @@ def _result(planned: PlannedStage) -> tuple[str, dict[str, Any]]:
     parts, details = [], {}
     for folder in folders:
         manifest = read_manifest(folder)
+        if manifest is None:  # _readable kept only folders with a manifest
+            continue
         bits = [f"{k} {v:.2f}" for k, v in manifest.metrics.items() if k != "mlm_head_added"]
         if manifest.training and manifest.training.layer_sparsity:
             values = list(manifest.training.layer_sparsity.values())
