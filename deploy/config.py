@@ -34,7 +34,14 @@ class ValidateConfig(BaseModel):
     )
     split: Literal["dev", "train"] = Field(default="dev", description="split to evaluate")
     max_drop: float = Field(default=1.0, ge=0, description="max drop of the primary metric, in points")
-    min_agreement: float = Field(default=0.99, ge=0, le=1, description="min share of identical predictions")
+    min_agreement: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="min share of identical predictions on the data set",
+        # agreement on the data set; export's and calibrate's --min-parity-agreement is output parity
+        json_schema_extra=cli(flag="--min-label-agreement", deprecated=("--min-agreement",)),
+    )
     max_class_drop: float | None = Field(
         default=None,
         ge=0,
