@@ -35,7 +35,7 @@ def default_model_name(folder: str | Path) -> str:
     URLs) and ``pruneofa package`` (the OVMS/Triton repository): from the folder's ``pruneofa.json``, the
     model the export read, the target and, unless FP32, the precision (``all-MiniLM-L6-v2-openvino-int8``
     for the calibrated export of the embedded model), made URL-safe. A folder without a manifest (or one
-    that was not exported) keeps its own name. The name no longer depends on where the folder sits
+    that was not exported) keeps its own name. The name does not depend on where the folder sits
     (``exports/x/openvino-int8`` of a two-target export is not served as ``openvino-int8``)."""
     path = Path(folder).expanduser()
     manifest = read_manifest(path)

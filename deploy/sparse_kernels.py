@@ -12,7 +12,8 @@ shape on this CPU's kernel path; ``on`` every eligible layer; ``off`` none.
 Where layers became sparse, the engine also compiles a static-shape copy of the model for each of the
 first ``PRUNEOFA_KERNELS_STATIC_SHAPES`` (default 4; 0: never) input shapes it meets, in the background
 (:class:`pruneofa.core.runtime.Engine`): OpenVINO runs a custom operation in a dynamic model with a
-per-call shape inference that clones the node, which costs about 1 ms per inference of a 6-layer encoder.
+per-call shape inference that clones the node, a cost per inference that static shapes avoid
+(docs/kernels.md measures it).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
   is FP32 and its weight is a constant in one of the forms :mod:`pruneofa.kernels.weights` reads.
 - A following ``Add`` of a constant [N] vector (the MatMul's only consumer) is fused as the bias, and a
   ``Gelu`` (erf) after it (its only consumer) as the activation: the dense plugin fuses both into its
-  FullyConnected, and a separate Gelu node measured ~9 % of a sparse MiniLM's time (docs/kernels.md).
+  FullyConnected, and a separate Gelu node would cost the sparse model another pass over the activation
+  (docs/kernels.md has the measurement).
 - The format: INT8 values + per-row scales when the weight is stored that way (NNCF), else FP32; blocks
   of 2/4/8 along the input dimension when the zeros come in such blocks (:func:`formats.choose_block`).
 - Two replaced layers in a row (BERT's FFN: up with GELU, then down; the first's only consumer is the
@@ -358,9 +359,8 @@ def rewrite(
     (Q, K, V) as separate nodes (to measure what the fusions buy).
     ``int8_gemm``: the CPU has INT8 dot-product instructions
     (VNNI or AMX); ``auto`` then keeps layers whose activations are quantized dense, because OpenVINO's
-    INT8 GEMM for them is as fast as the kernel, which computes in FP32 (measured: 36 MiniLM layers at
-    90 %, 2.50 ms INT8 FullyConnected vs 2.47 ms SparseLinear). With the kernels unavailable (no
-    compiler, failed build) nothing changes and the report says so.
+    INT8 GEMM for them is as fast as the kernel, which computes in FP32 (docs/kernels.md measures both).
+    With the kernels unavailable (no compiler, failed build) nothing changes and the report says so.
     """
     if mode not in KERNEL_MODES:
         raise ValueError(f"mode must be 'auto', 'on' or 'off', got {mode!r}")
