@@ -26,4 +26,9 @@ _EXPORTS = {
     "calibrate_model": "api",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CalibrateConfig",
+    "CalibrationResult",
+    "calibrate_model",
+    "make_config",
+]  # = sorted(_EXPORTS) (tests/core/test_lazy_exports.py)

@@ -82,4 +82,21 @@ _EXPORTS = {
     "validate_model": "validate",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BenchmarkConfig",
+    "BenchmarkReport",
+    "CompileSettings",
+    "PackageConfig",
+    "PackageResult",
+    "Pipeline",
+    "ServeConfig",
+    "SparseDecision",
+    "ValidateConfig",
+    "ValidationReport",
+    "benchmark_model",
+    "choose_settings",
+    "load",
+    "package_model",
+    "unpack_archive",
+    "validate_model",
+]  # = sorted(_EXPORTS) (tests/core/test_lazy_exports.py)

@@ -22,4 +22,9 @@ _EXPORTS = {
     "export_model": "api",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ExportConfig",
+    "ExportResult",
+    "export_model",
+    "make_config",
+]  # = sorted(_EXPORTS) (tests/core/test_lazy_exports.py)

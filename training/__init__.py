@@ -38,4 +38,13 @@ _EXPORTS = {
     "Recipe": "recipe",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Recipe",
+    "TrainConfig",
+    "TrainResult",
+    "finetune",
+    "load_recipe",
+    "make_config",
+    "prepare_teacher",
+    "prune",
+]  # = sorted(_EXPORTS) (tests/core/test_lazy_exports.py)

@@ -58,4 +58,4 @@ def test_every_lazy_name_resolves(folder):
         assert getattr(package, name) is getattr(
             importlib.import_module(f"{PACKAGES[folder]}.{module}"), name
         )
-    assert sorted(package.__all__) == sorted(lazy)
+    assert package.__all__ == sorted(lazy)
