@@ -24,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pruneofa.core.choices import DEFAULT_HINT, Hint, Runtime, runtime_name
+from pruneofa.core.choices import DEFAULT_HINT, Hint, KernelMode, Runtime, runtime_name
 from pruneofa.core.cpu import CpuInfo
 from pruneofa.core.manifest import SparsityReport
 from pruneofa.deploy.sparse_kernels import effective_mode
@@ -140,7 +140,7 @@ class CompileSettings:
     sparse: SparseDecision
     cpu: str
     isa: str
-    kernels: str = "off"  # pruneofa's sparse kernels: auto, on or off (the mode that applies)
+    kernels: KernelMode = "off"  # pruneofa's sparse kernels: auto, on or off (the mode that applies)
     kernels_reason: str = ""  # why it is off when asked for
 
     def openvino_config(self, *, profile: bool = False) -> dict[str, Any]:
