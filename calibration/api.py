@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from pruneofa.calibration import quantize
+from pruneofa.calibration.backends import CalibrationBackend, backend_for
 from pruneofa.calibration.config import CalibrateConfig
-from pruneofa.calibration.dataset import calibration_feeds, evaluation_items, pad_to_common_length
+from pruneofa.calibration.dataset import calibration_feeds, evaluation_items
 from pruneofa.calibration.sparsity import account_int8_sparsity
 from pruneofa.core import modelio, report
 from pruneofa.core.cpu import detect_cpu
@@ -32,8 +32,10 @@ from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import (
     AccuracyControl,
     CalibrationInfo,
+    ExportInfo,
     Manifest,
     SourceInfo,
+    SparsityReport,
     hash_model_files,
     library_versions,
     now_utc,
@@ -55,7 +57,8 @@ class CalibrationResult:
     manifest: Manifest
 
 
-def _read_export(folder: Path) -> tuple[Manifest, str]:
+def _read_export(folder: Path) -> tuple[Manifest, ExportInfo, SparsityReport]:
+    """The FP32 export's manifest, with its export and sparsity records (both required)."""
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder; give a folder written by 'pruneofa export'")
     manifest = read_manifest(folder)
@@ -65,26 +68,22 @@ def _read_export(folder: Path) -> tuple[Manifest, str]:
         )
     if manifest.calibration is not None or manifest.export.weight_format == "int8":
         raise InputError(f"{folder} is already INT8; calibrate the FP32 export it came from")
-    target = manifest.export.target
-    missing = [name for name in MODEL_FILES[target] if not (folder / name).is_file()]
+    missing = [name for name in MODEL_FILES[manifest.export.target] if not (folder / name).is_file()]
     if missing:
         raise InputError(f"{folder} lacks {', '.join(missing)}; re-export the model")
-    return manifest, target
+    if manifest.sparsity is None:
+        raise InputError(f"{folder} has no sparsity record in pruneofa.json; re-export the model")
+    return manifest, manifest.export, manifest.sparsity
 
 
-def _check_task(task: TaskSpec, export_task: str, config: CalibrateConfig, target: str) -> None:
+def _check_task(
+    task: TaskSpec, export_task: str, config: CalibrateConfig, backend: CalibrationBackend
+) -> None:
     if task.export_task != export_task and export_task != "feature-extraction":
         raise InputError(
             f"task {task.name} needs a {task.export_task} model, but this folder was exported for {export_task}"
         )
-    if target == "openvino" and config.method != "minmax":
-        raise InputError(
-            f"--method {config.method} applies to ONNX targets; OpenVINO uses NNCF's calibration (choose --preset)"
-        )
-    if config.max_drop is not None and target != "openvino":
-        raise InputError(
-            "--max-drop (accuracy-controlled quantization) needs an OpenVINO target; export with --target openvino"
-        )
+    backend.check_options(config)
     if config.max_drop is not None and task.kind not in ("classification", "regression"):
         raise InputError(
             f"--max-drop supports GLUE tasks; for {task.name}, calibrate and then run 'pruneofa validate'"
@@ -98,9 +97,11 @@ def calibrate_model(
 
     started = time.perf_counter()
     folder = Path(exported).expanduser().resolve()
-    fp32_manifest, target = _read_export(folder)
+    fp32_manifest, fp32_export, fp32_sparsity = _read_export(folder)
+    target = fp32_export.target
+    backend = backend_for(target)
     task = get_task(config.task)
-    _check_task(task, fp32_manifest.export.task, config, target)
+    _check_task(task, fp32_export.task, config, backend)
     output = config.output or folder.with_name(folder.name + "-int8")
     inputs = [folder, config.data, config.eval_data]
     check_output_dir(output, overwrite=config.overwrite, inputs=inputs)
@@ -108,7 +109,7 @@ def calibrate_model(
 
     tokenizer = modelio.load_tokenizer(modelio.folder_source(folder))
     hf_config = modelio.load_config(modelio.folder_source(folder))
-    input_names = fp32_manifest.export.inputs
+    input_names = fp32_export.inputs
     max_length = graph.max_sequence_length(hf_config)
     feeds = calibration_feeds(
         task,
@@ -120,10 +121,9 @@ def calibrate_model(
         split=config.split,
         model_max_length=max_length,
     )
-    if target == "onnx" and config.method in ("entropy", "percentile"):
-        feeds = pad_to_common_length(feeds, tokenizer.pad_token_id or 0)
+    feeds = backend.prepare_feeds(feeds, config, tokenizer.pad_token_id or 0)
     evaluation = None
-    if config.max_drop is not None:
+    if config.max_drop is not None and config.eval_data is not None:  # the config requires both or neither
         evaluation = evaluation_items(
             task,
             config.eval_data,
@@ -133,13 +133,13 @@ def calibrate_model(
             model_max_length=max_length,
         )
     cpu = detect_cpu()
-    fix_setting, fix = quantize.choose_saturation_fix(target, config.overflow_fix, cpu.int8_saturation_risk)
+    fix_setting, fix = backend.saturation_fix(config.overflow_fix, cpu.int8_saturation_risk)
     say(
         f"calibrating {target} INT8 on {len(feeds)} samples of {task.name} ({config.split}, seed {config.seed}); {fix.description}"
     )
 
     fp32_file = folder / MODEL_FILES[target][0]
-    export_task = EXPORT_TASKS[fp32_manifest.export.task]
+    export_task = EXPORT_TASKS[fp32_export.task]
     with (
         tempfile.TemporaryDirectory(prefix="pruneofa-calibrate-") as work,
         atomic_output_dir(output, overwrite=config.overwrite, inputs=inputs) as staging,
@@ -151,42 +151,30 @@ def calibrate_model(
         accuracy = None
         control_log = _ControlLog()
         quant_started = time.perf_counter()
-        if target == "openvino":
-            validation = None
-            if evaluation is not None:
-                items, examples = evaluation
-                validation = (
-                    items,
-                    _validation_fn(task, items, examples, control_log),
-                    # NNCF compares fractions: 1.0 - 0.95 > 0.05 in floating point, so give it the same
-                    # tolerance as the check below, or a drop of exactly --max-drop is never accepted.
-                    config.max_drop / 100.0 + _DROP_TOLERANCE / 100.0,
-                )
-            quantize.quantize_openvino(
-                fp32_file,
-                int8_file,
-                feeds,
-                preset=config.preset,
-                overflow_fix=fix_setting,
-                validation=validation,
+        validation = None
+        if evaluation is not None and config.max_drop is not None:
+            items, examples = evaluation
+            validation = (
+                items,
+                _validation_fn(task, items, examples, control_log),
+                # NNCF compares fractions: 1.0 - 0.95 > 0.05 in floating point, so give it the same
+                # tolerance as the check below, or a drop of exactly --max-drop is never accepted.
+                config.max_drop / 100.0 + _DROP_TOLERANCE / 100.0,
             )
-        else:
-            quantize.quantize_onnx(
-                fp32_file,
-                int8_file,
-                feeds,
-                method=config.method,
-                per_channel=config.per_channel,
-                reduce_range=fix_setting,
-                work_dir=Path(work),
-                progress=not quiet,
-            )
+        backend.quantize(
+            fp32_file,
+            int8_file,
+            feeds,
+            config,
+            saturation_setting=fix_setting,
+            validation=validation,
+            work_dir=Path(work),
+            progress=not quiet,
+        )
         quant_time = time.perf_counter() - quant_started
         say(f"quantized in {quant_time:.1f} s; checking sparsity and parity against the FP32 export")
 
-        sparsity_report, problems, kept = account_int8_sparsity(
-            fp32_manifest.sparsity, target, fp32_file, int8_file
-        )
+        sparsity_report, problems, kept = account_int8_sparsity(fp32_sparsity, target, fp32_file, int8_file)
         control_failure = None
         if evaluation is not None:
             items, examples = evaluation
@@ -211,6 +199,7 @@ def calibrate_model(
             reference_label=f"the FP32 {target} export",
         )
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
+        recorded = backend.recorded_method(config)
         fp32_bytes = sum((folder / name).stat().st_size for name in MODEL_FILES[target])
         int8_bytes = sum(files[name] for name in MODEL_FILES[target])
         manifest = Manifest(
@@ -230,7 +219,7 @@ def calibrate_model(
                 file_sha256=hash_model_files(folder),
             ),
             lineage=fp32_manifest.lineage + [fp32_manifest.as_lineage()],
-            export=fp32_manifest.export.model_copy(
+            export=fp32_export.model_copy(
                 update={
                     "weight_format": "int8",
                     "files": files,
@@ -242,12 +231,10 @@ def calibrate_model(
             parity=parity_report,
             calibration=CalibrationInfo(
                 target=target,
-                method="nncf-ptq"
-                if target == "openvino"
-                else ("ort-dynamic" if config.method == "dynamic" else "ort-static-qdq"),
-                calibration=None if config.method == "dynamic" else config.method,
-                preset=config.preset if target == "openvino" else None,
-                per_channel=True if target == "openvino" else config.per_channel,
+                method=recorded.method,
+                calibration=recorded.calibration,
+                preset=recorded.preset,
+                per_channel=recorded.per_channel,
                 saturation_fix=fix.description,
                 cpu=cpu.summary(),
                 samples=len(feeds),
@@ -267,7 +254,7 @@ def calibrate_model(
         if control_failure is not None:
             failures.append(control_failure)
         if not parity_report.passed:
-            failures.append(parity.failure_reason(parity_report) + _parity_hint(target, config))
+            failures.append(parity.failure_reason(parity_report) + backend.parity_hint(config))
         if failures:
             print(report.rejected_checks(f"INT8 {target} model", manifest), file=sys.stderr)
             raise CheckFailed(f"INT8 {target} model rejected, nothing written: " + "; ".join(failures))
@@ -340,15 +327,18 @@ def _check_accuracy_control(
 ) -> tuple[AccuracyControl, str | None]:
     """Measure the drop after NNCF's accuracy control ourselves (both files, the same labelled items) and
     hold it to ``--max-drop``; returns the manifest block and the failure, if any."""
+    max_drop = config.max_drop
+    if max_drop is None:
+        raise ValueError("accuracy control is checked only with --max-drop")
     fp32_metric = _evaluate(exact_engine(fp32_file, outputs), task, items, examples)
     int8_metric = _evaluate(exact_engine(int8_file, outputs), task, items, examples)
     kept = kept_weights + [f"{name} (attention, activations)" for name in float_matmuls(int8_file)]
     whole = log.whole_set(len(items))
     drop = fp32_metric - int8_metric
-    passed = bool(whole) and drop <= config.max_drop + _DROP_TOLERANCE
+    passed = bool(whole) and drop <= max_drop + _DROP_TOLERANCE
     control = AccuracyControl(
         metric=task.primary_metric,
-        max_drop=config.max_drop,
+        max_drop=max_drop,
         fp32_metric=fp32_metric,
         int8_metric=int8_metric,
         kept_in_float=kept,
@@ -360,7 +350,7 @@ def _check_accuracy_control(
     if not passed:
         return control, (
             f"{task.primary_metric} dropped by {drop:.2f} points (FP32 {fp32_metric:.2f} → INT8 "
-            f"{int8_metric:.2f}) > --max-drop {config.max_drop:g} after accuracy control kept "
+            f"{int8_metric:.2f}) > --max-drop {max_drop:g} after accuracy control kept "
             f"{len(kept)} layers in float; raise --max-drop, calibrate on more --samples, or train with "
             "'pruneofa qat'"
         )

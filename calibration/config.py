@@ -34,39 +34,47 @@ class CalibrateConfig(BaseModel):
     data: str = Field(
         description="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD/text file"
     )
-    split: Literal["train", "dev"] = Field("train", description="split the calibration set is drawn from")
-    samples: int = Field(300, ge=1, le=100_000, description="calibration samples")
-    seed: int = Field(0, description="seed for drawing the samples (recorded)")
+    split: Literal["train", "dev"] = Field(
+        default="train", description="split the calibration set is drawn from"
+    )
+    samples: int = Field(default=300, ge=1, le=100_000, description="calibration samples")
+    seed: int = Field(default=0, description="seed for drawing the samples (recorded)")
     method: Literal["minmax", "entropy", "percentile", "dynamic"] = Field(
-        "minmax", description="ONNX: static QDQ calibration method, or dynamic quantization"
+        default="minmax", description="ONNX: static QDQ calibration method, or dynamic quantization"
     )
     per_channel: bool = Field(
-        True, description="ONNX: one weight scale per output channel (NNCF always does this for OpenVINO)"
+        default=True,
+        description="ONNX: one weight scale per output channel (NNCF always does this for OpenVINO)",
     )
-    preset: Literal["mixed", "performance"] = Field("mixed", description="OpenVINO: NNCF preset")
+    preset: Literal["mixed", "performance"] = Field(default="mixed", description="OpenVINO: NNCF preset")
     overflow_fix: OverflowChoice = Field(
-        "auto", description="7-bit weights against INT8 saturation; auto: on when the CPU lacks VNNI/AMX"
+        default="auto",
+        description="7-bit weights against INT8 saturation; auto: on when the CPU lacks VNNI/AMX",
     )
     output: Path | None = Field(
-        None, description="output folder", json_schema_extra=cli(default_text="EXPORTED_DIR-int8")
+        default=None, description="output folder", json_schema_extra=cli(default_text="EXPORTED_DIR-int8")
     )
-    overwrite: bool = Field(False, description="replace a non-empty output folder")
+    overwrite: bool = Field(default=False, description="replace a non-empty output folder")
     max_drop: float | None = Field(
-        None,
+        default=None,
         gt=0,
         le=100,
         description="OpenVINO, GLUE tasks: accuracy-controlled quantization, max metric drop in points",
     )
-    eval_data: str | None = Field(None, description="labelled data for --max-drop (its dev split is used)")
-    eval_limit: int | None = Field(None, ge=1, description="use only the first N evaluation examples")
-    parity_samples: int = Field(48, ge=1, le=10_000, description="inputs compared with the FP32 export")
+    eval_data: str | None = Field(
+        default=None, description="labelled data for --max-drop (its dev split is used)"
+    )
+    eval_limit: int | None = Field(default=None, ge=1, description="use only the first N evaluation examples")
+    parity_samples: int = Field(
+        default=48, ge=1, le=10_000, description="inputs compared with the FP32 export"
+    )
     # Parity with the FP32 export: which bound applies follows the export task (pruneofa.core.fidelity).
     min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT
     min_cosine: MinCosine = DEFAULT_MIN_COSINE
     min_neighbours: MinNeighbours = DEFAULT_MIN_NEIGHBOURS
     min_topk_overlap: MinTopkOverlap = DEFAULT_MIN_TOPK_OVERLAP
     atol: float | None = Field(
-        None,
+        default=None,
         gt=0,
         description="max absolute output error vs FP32",
         json_schema_extra=cli(default_text="reported, not gated"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pruneofa.core.data import load_examples
+from pruneofa.core.data import Split, load_examples
 from pruneofa.core.evaluation import encode, inference_window
 from pruneofa.core.runtime import model_inputs
 from pruneofa.core.tasks import TaskSpec
@@ -35,7 +35,7 @@ def calibration_feeds(
     *,
     samples: int,
     seed: int,
-    split: str,
+    split: Split,
     model_max_length: int,
 ) -> list[dict[str, np.ndarray]]:
     """``samples`` examples drawn from ``data`` with ``seed`` (recorded by the caller), tokenized."""

@@ -34,16 +34,17 @@ class SaturationFix:
     description: str
 
 
-def choose_saturation_fix(
-    target: str, choice: OverflowChoice, saturation_risk: bool
-) -> tuple[Any, SaturationFix]:
-    """Map the user's choice (``auto`` follows the CPU) to the back-end's setting."""
-    if target == "openvino":
-        from nncf.quantization.advanced_parameters import OverflowFix
+def nncf_overflow_fix(choice: OverflowChoice, saturation_risk: bool) -> tuple[Any, SaturationFix]:
+    """NNCF's ``overflow_fix`` for the user's choice (``auto`` follows the CPU)."""
+    from nncf.quantization.advanced_parameters import OverflowFix
 
-        value, why = overflow_fix_mode(choice, saturation_risk)
-        mode = OverflowFix(value)
-        return mode, SaturationFix(mode != OverflowFix.DISABLE, f"nncf overflow_fix={mode.value} ({why})")
+    value, why = overflow_fix_mode(choice, saturation_risk)
+    mode = OverflowFix(value)
+    return mode, SaturationFix(mode != OverflowFix.DISABLE, f"nncf overflow_fix={mode.value} ({why})")
+
+
+def ort_reduce_range(choice: OverflowChoice, saturation_risk: bool) -> tuple[bool, SaturationFix]:
+    """ONNX Runtime's ``reduce_range`` for the user's choice (``auto`` follows the CPU)."""
     reduce_range = saturation_risk if choice == "auto" else choice in ("enable", "first-layer")
     why = (
         ("CPU without VNNI/AMX" if saturation_risk else "CPU has VNNI/AMX")
@@ -71,12 +72,8 @@ def quantize_openvino(
     )
 
     model = ov.Core().read_model(str(fp32_xml))
-    common = dict(
-        preset=nncf.QuantizationPreset.PERFORMANCE
-        if preset == "performance"
-        else nncf.QuantizationPreset.MIXED,
-        subset_size=len(feeds),
-        model_type=nncf.ModelType.TRANSFORMER,
+    nncf_preset = (
+        nncf.QuantizationPreset.PERFORMANCE if preset == "performance" else nncf.QuantizationPreset.MIXED
     )
     advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix)
     if validation is not None:
@@ -86,35 +83,56 @@ def quantize_openvino(
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=-1)
     with quiet_libraries("nncf", level=logging.WARNING), _reported("NNCF quantization"):
         if validation is None:
-            quantized = nncf.quantize(model, nncf.Dataset(feeds), advanced_parameters=advanced, **common)
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(feeds),
+                preset=nncf_preset,
+                subset_size=len(feeds),
+                model_type=nncf.ModelType.TRANSFORMER,
+                advanced_parameters=advanced,
+            )
         else:
             items, validate_fn, max_drop = validation
+
+            def metric_and_no_per_item_values(
+                compiled_model: Any, subset: Iterable[Any]
+            ) -> tuple[float, None]:
+                return validate_fn(compiled_model, subset), None
+
             quantized = nncf.quantize_with_accuracy_control(
                 model,
                 nncf.Dataset(feeds),
                 nncf.Dataset(items),
-                validate_fn,
+                metric_and_no_per_item_values,
                 max_drop=max_drop,
                 drop_type=nncf.DropType.ABSOLUTE,
+                preset=nncf_preset,
+                subset_size=len(feeds),
+                model_type=nncf.ModelType.TRANSFORMER,
                 advanced_quantization_parameters=advanced,
-                **common,
             )
     ov.save_model(quantized, str(int8_xml), compress_to_fp16=False)
 
 
-class _FeedReader:
-    """ONNX Runtime's CalibrationDataReader protocol over a list of feeds, with a progress bar."""
+def _feed_reader(feeds: list[dict[str, np.ndarray]], progress: bool) -> Any:
+    """ONNX Runtime's CalibrationDataReader over a list of feeds, with a progress bar (a class made
+    here, so that importing this module does not import ONNX Runtime)."""
+    from onnxruntime.quantization import CalibrationDataReader
+    from tqdm import tqdm
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]], progress: bool) -> None:
-        from tqdm import tqdm
+    class FeedReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._iter = iter(
+                tqdm(feeds, desc="calibration", unit="sample", disable=not progress, leave=False)
+            )
 
-        self._iter = iter(tqdm(feeds, desc="calibration", unit="sample", disable=not progress, leave=False))
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._iter, None)
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._iter, None)
+        def rewind(self) -> None:  # not used by quantize_static, kept for the protocol
+            pass
 
-    def rewind(self) -> None:  # not used by quantize_static, kept for the protocol
-        pass
+    return FeedReader()
 
 
 def quantize_onnx(
@@ -163,7 +181,7 @@ def quantize_onnx(
         quantize_static(
             str(source),
             str(int8_onnx),
-            _FeedReader(feeds, progress),
+            _feed_reader(feeds, progress),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             reduce_range=reduce_range,

@@ -56,7 +56,7 @@ def account_int8_sparsity(
         before = fp32[row.exported_name].values
         stored = int8.get(row.exported_name)
         after = _aligned(stored.values, before.shape) if stored is not None else None
-        if after is None:
+        if stored is None or after is None:
             problems.append(f"{row.name} was not found in the INT8 model")
             rows.append(
                 row.model_copy(

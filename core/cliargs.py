@@ -7,12 +7,15 @@ a default of its own (``argparse.SUPPRESS``), the config fills in whatever the u
 
 A field may carry command-line options in ``json_schema_extra=cli(...)``: another flag name
 (``targets`` → ``--target``), a metavar, a default text for fields whose default is computed (``None``
-meaning "derived from the model"), or ``hidden=True`` for fields the command line does not offer.
+meaning "derived from the model"), ``hidden=True`` for fields the command line does not offer, or
+``deprecated=("--old-name",)``: old flags that still set the field and print a one-line warning naming
+the current flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -34,10 +37,35 @@ def cli(
     metavar: str | None = None,
     default_text: str | None = None,
     hidden: bool = False,
+    deprecated: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Command-line options of a config field, for ``Field(..., json_schema_extra=cli(...))``."""
-    options = {"flag": flag, "metavar": metavar, "default_text": default_text, "hidden": hidden}
-    return {CLI_KEY: {k: v for k, v in options.items() if v not in (None, False)}}
+    options = {
+        "flag": flag,
+        "metavar": metavar,
+        "default_text": default_text,
+        "hidden": hidden,
+        "deprecated": list(deprecated),
+    }
+    return {CLI_KEY: {k: v for k, v in options.items() if v not in (None, False, [])}}
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old flag name: sets the same field as ``current`` and says once, on stderr, to use that."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, current: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.current = current
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"pruneofa: warning: {option_string} is deprecated; use {self.current}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 @dataclass(frozen=True)
@@ -59,9 +87,8 @@ class Command:
 
 def _options(info: FieldInfo) -> dict[str, Any]:
     extra = info.json_schema_extra
-    if isinstance(extra, dict) and isinstance(extra.get(CLI_KEY), dict):
-        return extra[CLI_KEY]
-    return {}
+    options = extra.get(CLI_KEY) if isinstance(extra, dict) else None
+    return options if isinstance(options, dict) else {}
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -182,6 +209,11 @@ def add_config_arguments(
         if info.is_required() or name in required:
             kwargs["required"] = True
         parser.add_argument(flag, **kwargs)
+        for old in options.get("deprecated", []):
+            if "action" in kwargs:
+                raise TypeError(f"{old}: a deprecated alias of a switch ({flag}) is not supported")
+            alias = {k: v for k, v in kwargs.items() if k not in ("required", "help")}
+            parser.add_argument(old, action=_DeprecatedFlag, current=flag, help=argparse.SUPPRESS, **alias)
 
 
 def config_values(config: type[BaseModel], args: argparse.Namespace) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import random
 import re
 import reprlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
@@ -245,7 +245,7 @@ def _check_columns(
 # --- delimited files -------------------------------------------------------------------------------
 
 
-def _rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(path: Path, delimiter: str) -> Generator[tuple[int, list[str]], None, None]:
     """(line number, fields) of every non-blank row; GLUE TSVs are read with quoting off."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     try:
@@ -341,17 +341,22 @@ def _json_array_lines(text: str) -> Iterator[int]:
     """The 1-based line on which each element of a top-level JSON array starts (text already valid)."""
     decoder = json.JSONDecoder()
     whitespace = re.compile(r"[ \t\r\n]*")
-    pos = whitespace.match(text, 0).end() + 1  # past "["
+
+    def skip(pos: int) -> int:
+        found = whitespace.match(text, pos)  # the pattern matches the empty string: never None
+        return found.end() if found else pos
+
+    pos = skip(0) + 1  # past "["
     line, counted = 1, 0
     while True:
-        pos = whitespace.match(text, pos).end()
+        pos = skip(pos)
         if text[pos] == "]":
             return
         line += text.count("\n", counted, pos)
         counted = pos
         yield line
         _, pos = decoder.raw_decode(text, pos)
-        pos = whitespace.match(text, pos).end()
+        pos = skip(pos)
         if text[pos] == ",":
             pos += 1
 
@@ -741,12 +746,44 @@ def load_examples(
         examples = examples[:limit] if limit is not None else examples
     if not examples:
         raise InputError(f"{where} holds no {split} examples for task {task.name}; check the data")
-    return examples  # type: ignore[return-value]
+    # One task reads one kind of example: say which, as the return type does.
+    text = [e for e in examples if isinstance(e, TextExample)]
+    if len(text) == len(examples):
+        return text
+    qa = [e for e in examples if isinstance(e, QAExample)]
+    if len(qa) == len(examples):
+        return qa
+    raise ValueError(f"{where} mixes text and question-answering examples")
 
 
-def _as_iterator(iterable: Iterable[Example]) -> Iterator[Example]:
+def _as_iterator(iterable: Iterable[Example]) -> Generator[Example, None, None]:
     """A generator (which has ``close``), so that an early stop closes the file it reads."""
     yield from iterable
+
+
+def load_text_examples(task: TaskSpec, data: str | Path, **options: Any) -> list[TextExample]:
+    """:func:`load_examples` for a text task (classification, regression, masked-LM text)."""
+    examples = load_examples(task, data, **options)
+    text = [e for e in examples if isinstance(e, TextExample)]
+    if len(text) != len(examples):
+        raise ValueError(f"task {task.name} reads question-answering examples, not text examples")
+    return text
+
+
+def load_qa_examples(task: TaskSpec, data: str | Path, **options: Any) -> list[QAExample]:
+    """:func:`load_examples` for a question-answering task."""
+    examples = load_examples(task, data, **options)
+    qa = [e for e in examples if isinstance(e, QAExample)]
+    if len(qa) != len(examples):
+        raise ValueError(f"task {task.name} reads text examples, not question-answering examples")
+    return qa
+
+
+def required_label(example: TextExample) -> int | float:
+    """The label of a training or evaluation example (``InputError`` naming the example without one)."""
+    if example.label is None:
+        raise InputError(f"{example.source} has no label; give labelled data")
+    return example.label
 
 
 def split_squad_by_article(

@@ -8,19 +8,18 @@ PyTorch) and ``validate`` all compare a candidate's outputs with a reference's o
 ====================  ==========================================================  =========================
 export task           compared, over real (non-padding) tokens only                bound: option (default)
 ====================  ==========================================================  =========================
-text-classification   the predicted label of each input                            --min-agreement (0.95)
- (one output: STS-B)  the score of each input, equal within 0.1                    --min-agreement (0.95)
-token-classification  the predicted label of each token                            --min-agreement (0.95)
-question-answering    the best answer span of each input (start ≤ end < start+30)  --min-agreement (0.95)
+text-classification   the predicted label of each input                            --min-parity-agreement (0.95)
+ (one output: STS-B)  the score of each input, equal within 0.1                    --min-parity-agreement (0.95)
+token-classification  the predicted label of each token                            --min-parity-agreement (0.95)
+question-answering    the best answer span of each input (start ≤ end < start+30)  --min-parity-agreement (0.95)
 feature-extraction    cosine similarity of the mean-pooled embeddings of the        --min-cosine (0.97), on
                       parity texts, mean and minimum; the nearest neighbour of      the minimum;
                       each text among the others (reference near-ties agree)        --min-neighbours (0.90)
 fill-mask             overlap of the top-5 tokens at each token (and top-1)         --min-topk-overlap (0.80)
 ====================  ==========================================================  =========================
 
-The argmax over hidden units that earlier versions compared for every output means nothing for an
-embedding (an INT8 MiniLM agreed on 82-88 % of them while its sentence embeddings kept a cosine of 0.99
-with FP32); it is still reported per output, beside the raw errors (max and mean absolute, max
+The argmax over hidden units means nothing for an embedding (an INT8 copy can change many of them while
+its sentence embeddings stay close); it is still reported per output, beside the raw errors (max and mean absolute, max
 relative), but it gates only where it is the task's decision. Raw errors are gated only where the
 caller gives an ``atol`` (an FP32 export against PyTorch); INT8 errors are expected and reported.
 
@@ -36,6 +35,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pruneofa.core.cliargs import cli, flag_of
 from pruneofa.core.inference import INFERENCE_TASKS
 from pruneofa.core.manifest import OutputParity, ParityCheck, ParityReport
 from pruneofa.core.parity_measures import (
@@ -70,6 +70,8 @@ MinAgreement = Annotated[
         le=1,
         description="classification, token classification, QA: min share of equal labels / answer spans "
         f"(STS-B: scores within {REGRESSION_TOLERANCE:g})",
+        # parity with the reference outputs; validate's --min-label-agreement is agreement on a data set
+        json_schema_extra=cli(flag="--min-parity-agreement", deprecated=("--min-agreement",)),
     ),
 ]
 MinCosine = Annotated[
@@ -123,7 +125,8 @@ def task_parity(task: str, num_outputs: int | None = None) -> TaskParity:
 
 
 def flag(option: str) -> str:
-    return "--" + option.replace("_", "-")
+    """The command-line flag of a :class:`ParityOptions` field (``min_agreement`` → ``--min-parity-agreement``)."""
+    return flag_of(option, ParityOptions.model_fields[option])
 
 
 @dataclass
@@ -322,6 +325,6 @@ def failure_reason(report: ParityReport) -> str:
         low = min(report.outputs, key=lambda o: o.argmax_agreement)
         return (
             f"output {low.name} agrees on {low.argmax_agreement:.2%} of decisions "
-            f"< --min-agreement {report.min_agreement:.2%}"
+            f"< --min-parity-agreement {report.min_agreement:.2%}"
         )
     return "output parity failed"

@@ -38,6 +38,13 @@ _TRACKED_LIBRARIES = (
 )
 
 
+# How an exported graph stores its weights, and which file format holds it.
+WeightFormat = Literal["fp32", "fp16", "int8"]
+ExportTarget = Literal["openvino", "onnx"]
+# What a training run made.
+TrainingKind = Literal["mlm-teacher", "task-teacher", "prune", "finetune", "qat"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -178,10 +185,10 @@ class SparseIRInfo(_Strict):
 
 
 class ExportInfo(_Strict):
-    target: Literal["openvino", "onnx"]
+    target: ExportTarget
     task: str
     opset: int
-    weight_format: Literal["fp32", "fp16", "int8"]
+    weight_format: WeightFormat
     inputs: list[str]
     outputs: list[str]
     files: dict[str, int]
@@ -206,7 +213,7 @@ class AccuracyControl(_Strict):
 class CalibrationInfo(_Strict):
     """How an exported model was quantized to INT8, on which CPU, and with what calibration data."""
 
-    target: Literal["openvino", "onnx"]
+    target: ExportTarget
     method: str
     calibration: str | None
     preset: str | None
@@ -227,7 +234,7 @@ class CalibrationInfo(_Strict):
 class TrainingInfo(_Strict):
     """How a training stage ran: its inputs, budget, per-layer sparsity at the end and the loss curve."""
 
-    kind: Literal["mlm-teacher", "task-teacher", "prune", "finetune", "qat"]
+    kind: TrainingKind
     task: str
     data: str
     teacher: str | None = None

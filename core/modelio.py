@@ -197,7 +197,7 @@ def _strict_config_errors() -> tuple[type[Exception], ...]:
 def architecture_spec(config: Any) -> ArchitectureSpec:
     """The family of ``config`` (export, calibrate and validate support every one in the table)."""
     model_type = getattr(config, "model_type", None)
-    spec = ARCHITECTURES.get(model_type)
+    spec = ARCHITECTURES.get(model_type) if isinstance(model_type, str) else None
     if spec is None:
         raise InputError(
             f"unsupported architecture {model_type!r}; pruneofa supports the encoder families "
@@ -221,7 +221,7 @@ def resolve_task(config: Any, requested: str | None) -> ExportTask:
     """The task to export: the requested one if the checkpoint has its head, else inferred from it."""
     architectures = list(getattr(config, "architectures", None) or [])
     trained_for = task_from_architecture(architectures[0]) if architectures else None
-    spec = ARCHITECTURES.get(getattr(config, "model_type", None))
+    spec = ARCHITECTURES.get(str(getattr(config, "model_type", "")))
     if requested is not None:
         if requested not in EXPORT_TASKS:
             raise InputError(f"unknown task {requested!r}; choose one of {', '.join(EXPORT_TASKS)}")
@@ -246,7 +246,7 @@ def resolve_task(config: Any, requested: str | None) -> ExportTask:
 
 def refuse_qat_folder(source: ModelSource) -> None:
     """A QAT folder's weights only make sense with NNCF's quantizers; plain loading would be wrong."""
-    if source.local and (Path(source.path) / "nncf_config.json").is_file():
+    if source.path is not None and (source.path / "nncf_config.json").is_file():
         raise InputError(
             f"{source.location} is a QAT model folder (NNCF quantizers); export it with "
             "'pruneofa export' or start training from the model it was made from"
@@ -341,3 +341,21 @@ def _no_tokenizer(source: ModelSource, err: BaseException) -> InputError:
         f"no usable tokenizer in {source.location} ({type(err).__name__}: {first_line(err)}); copy the "
         "tokenizer files of the base model (tokenizer.json or vocab files) into the folder"
     )
+
+
+def hf_config(model: Any) -> Any:
+    """The transformers config of a loaded model. ``nn.Module`` types attribute access as a tensor or a
+    sub-module, so reading it through this function keeps the config's own (untyped) attributes."""
+    return model.config
+
+
+def hf_base_model(model: Any) -> Any:
+    """The encoder of a transformers model without its task head (``base_model``), typed like
+    :func:`hf_config`."""
+    return model.base_model
+
+
+def hf_output_embeddings(model: Any) -> Any:
+    """The output layer of a transformers language model (``get_output_embeddings()``), typed like
+    :func:`hf_config`."""
+    return model.get_output_embeddings()

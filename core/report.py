@@ -32,9 +32,9 @@ def sparsity_table(report: SparsityReport, *, per_tensor: bool = False) -> str:
         g = groups.setdefault(row.name if per_tensor else _group(row.name), [0, 0, 0, 0, 0])
         g[0] += row.numel
         g[1] += row.zeros_before
-        g[2] += row.zeros_after
-        g[3] += row.extra_zeros
-        g[4] += row.lost_zeros
+        g[2] += row.zeros_after or 0  # set on every matched row
+        g[3] += row.extra_zeros or 0
+        g[4] += row.lost_zeros or 0
     width = max([11] + [len(name) + 1 for name in groups])
     lines = [
         f"Sparsity (weights stored as {report.weight_format}; zeros before export → in the exported constants)",

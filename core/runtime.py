@@ -197,9 +197,10 @@ class Engine:
     returns is kept as ``prepared``.
 
     Static-shape copies (OpenVINO, a model with dynamic inputs): ``prepared.static_shapes`` input shapes
-    get a compilation of their own with those shapes fixed (pruneofa's sparse kernels ask for it: OpenVINO re-infers a custom operation's output shape on every call of a
-    dynamic model by cloning it, and splits the graph's execution at every such node; with static shapes
-    that per-inference cost, about 1 ms for a 6-layer encoder, is gone). A new shape is compiled in the
+    get a compilation of their own with those shapes fixed (pruneofa's sparse kernels ask for it: OpenVINO
+    re-infers a custom operation's output shape on every call of a dynamic model by cloning it, and splits
+    the graph's execution at every such node; with static shapes that per-inference cost is gone, as
+    docs/kernels.md measures). A new shape is compiled in the
     background while the dynamic model answers; :meth:`specialize` waits for it (benchmarks). Shapes beyond
     the limit run on the dynamic model."""
 

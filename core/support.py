@@ -85,6 +85,19 @@ ALL_TASKS: tuple[str, ...] = tuple(EXPORT_TASKS)
 
 
 @dataclass(frozen=True)
+class LayerLayout:
+    """Where a family keeps its encoder layers and, inside one layer, its six Linear projections."""
+
+    layers: str
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    ffn_in: str
+    ffn_out: str
+
+
+@dataclass(frozen=True)
 class ArchitectureSpec:
     """One architecture: its inputs, tasks, and where its prunable parts are (dotted attribute paths).
 
@@ -117,10 +130,33 @@ class ArchitectureSpec:
         """Whether ``prune`` (structured patterns) and ``export --shrink`` know this family's layers."""
         return self.layers is not None
 
-    def linear_paths(self) -> tuple[str, ...]:
-        if not self.prunable:
+    def layout(self) -> LayerLayout:
+        """The module paths of this family's layers (``ValueError`` where it has no layout)."""
+        paths = (
+            self.layers,
+            self.query,
+            self.key,
+            self.value,
+            self.attention_output,
+            self.ffn_in,
+            self.ffn_out,
+        )
+        if self.layers is None:
             raise ValueError(f"{self.model_type} has no layer layout: {self.no_layout}")
-        return (self.query, self.key, self.value, self.attention_output, self.ffn_in, self.ffn_out)
+        if any(path is None for path in paths):
+            raise ValueError(f"{self.model_type} declares layers but not every Linear path of a layer")
+        return LayerLayout(*(str(path) for path in paths))
+
+    def linear_paths(self) -> tuple[str, ...]:
+        layout = self.layout()
+        return (
+            layout.query,
+            layout.key,
+            layout.value,
+            layout.attention_output,
+            layout.ffn_in,
+            layout.ffn_out,
+        )
 
     def takes_token_type_ids(self, config: Any = None) -> bool:
         """Whether the exported graph takes ``token_type_ids`` (for ``config`` when given)."""
@@ -131,7 +167,7 @@ class ArchitectureSpec:
         return True
 
 
-_BERT_LAYOUT = dict(
+_BERT_LAYOUT: dict[str, Any] = dict(
     layers="encoder.layer",
     query="attention.self.query",
     key="attention.self.key",
@@ -140,7 +176,7 @@ _BERT_LAYOUT = dict(
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
 )
-_ROBERTA_LIKE = dict(_BERT_LAYOUT, positions_after_pad=True)
+_ROBERTA_LIKE: dict[str, Any] = dict(_BERT_LAYOUT, positions_after_pad=True)
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     spec.model_type: spec

@@ -1,4 +1,4 @@
-"""YAML files validated into typed config (training recipes, pipeline recipes): one loader, one-line errors."""
+"""YAML files validated into typed config (training recipes, run recipes): one loader, one-line errors."""
 
 from __future__ import annotations
 

@@ -15,7 +15,56 @@ The configs live in :mod:`.config`. Imports :mod:`pruneofa.core`, :mod:`pruneofa
 :mod:`pruneofa.calibration` and :mod:`pruneofa.kernels`.
 """
 
+from typing import TYPE_CHECKING
+
 from pruneofa.core.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what static tools see; at run time each name loads on first use (lazy_exports)
+    from pruneofa.deploy.benchmark import (
+        BenchmarkReport as BenchmarkReport,
+    )
+    from pruneofa.deploy.benchmark import (
+        benchmark_model as benchmark_model,
+    )
+    from pruneofa.deploy.config import (
+        BenchmarkConfig as BenchmarkConfig,
+    )
+    from pruneofa.deploy.config import (
+        PackageConfig as PackageConfig,
+    )
+    from pruneofa.deploy.config import (
+        ServeConfig as ServeConfig,
+    )
+    from pruneofa.deploy.config import (
+        ValidateConfig as ValidateConfig,
+    )
+    from pruneofa.deploy.package import (
+        PackageResult as PackageResult,
+    )
+    from pruneofa.deploy.package import (
+        package_model as package_model,
+    )
+    from pruneofa.deploy.package import (
+        unpack_archive as unpack_archive,
+    )
+    from pruneofa.deploy.pipeline import Pipeline as Pipeline
+    from pruneofa.deploy.pipeline import load as load
+    from pruneofa.deploy.settings import (
+        CompileSettings as CompileSettings,
+    )
+    from pruneofa.deploy.settings import (
+        SparseDecision as SparseDecision,
+    )
+    from pruneofa.deploy.settings import (
+        choose_settings as choose_settings,
+    )
+    from pruneofa.deploy.validate import (
+        ValidationReport as ValidationReport,
+    )
+    from pruneofa.deploy.validate import (
+        validate_model as validate_model,
+    )
+
 
 _EXPORTS = {
     "BenchmarkConfig": "config",
@@ -40,4 +89,21 @@ _EXPORTS = {
     "validate_model": "validation.validate",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BenchmarkConfig",
+    "BenchmarkReport",
+    "CompileSettings",
+    "PackageConfig",
+    "PackageResult",
+    "Pipeline",
+    "ServeConfig",
+    "SparseDecision",
+    "ValidateConfig",
+    "ValidationReport",
+    "benchmark_model",
+    "choose_settings",
+    "load",
+    "package_model",
+    "unpack_archive",
+    "validate_model",
+]  # = sorted(_EXPORTS) (tests/core/test_lazy_exports.py)

@@ -8,14 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pruneofa.core.choices import DEFAULT_HINT, Hint, KernelMode, Runtime
 from pruneofa.core.cliargs import cli
 from pruneofa.core.errors import validated
 
 PEERS = ("torch", "onnxruntime", "optimum-intel")
 PACKAGE_FORMATS = ("ovms", "triton", "archive", "folder")
-Runtime = Literal["openvino", "onnxruntime"]
-Hint = Literal["latency", "throughput"]
-KernelMode = Literal["auto", "on", "off"]
 SPARSE_KERNELS_HELP = (
     "pruneofa's sparse kernels for OpenVINO: auto (layers sparse enough to gain on this CPU), on (every "
     "eligible layer), off"
@@ -30,29 +28,36 @@ class ValidateConfig(BaseModel):
     reference: str = Field(description="PyTorch model folder or hub id, or another exported folder")
     data: str = Field(description="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD file")
     task: str | None = Field(
-        None,
+        default=None,
         description="cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad",
         json_schema_extra=cli(default_text="from a calibrated folder's manifest"),
     )
-    split: Literal["dev", "train"] = Field("dev", description="split to evaluate")
-    max_drop: float = Field(1.0, ge=0, description="max drop of the primary metric, in points")
-    min_agreement: float = Field(0.99, ge=0, le=1, description="min share of identical predictions")
+    split: Literal["dev", "train"] = Field(default="dev", description="split to evaluate")
+    max_drop: float = Field(default=1.0, ge=0, description="max drop of the primary metric, in points")
+    min_agreement: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="min share of identical predictions on the data set",
+        # agreement on the data set; export's and calibrate's --min-parity-agreement is output parity
+        json_schema_extra=cli(flag="--min-label-agreement", deprecated=("--min-agreement",)),
+    )
     max_class_drop: float | None = Field(
-        None,
+        default=None,
         ge=0,
         description="max drop, in points, of the worst class's F1 or slice's score (classes and slices with "
         "at least --min-slice-size examples)",
         json_schema_extra=cli(metavar="POINTS", default_text="not gated"),
     )
     max_ece_increase: float | None = Field(
-        None,
+        default=None,
         ge=0,
         description="max rise of the expected calibration error (15 equal-width bins), in points; "
         "classification tasks",
         json_schema_extra=cli(metavar="POINTS", default_text="not gated"),
     )
     min_slice_size: int = Field(
-        20,
+        default=20,
         ge=1,
         description="classes and slices with fewer examples are reported but not gated",
         json_schema_extra=cli(metavar="N"),
@@ -64,28 +69,32 @@ class ValidateConfig(BaseModel):
         json_schema_extra=cli(metavar="COLUMN[,COLUMN]"),
     )
     flipped: int = Field(
-        20,
+        default=20,
         ge=0,
         description="write the N most confident disagreements (texts, both predictions and confidences, "
         "gold label) to the reports",
         json_schema_extra=cli(metavar="N"),
     )
-    limit: int | None = Field(None, ge=1, description="evaluate only the first N examples (quick runs)")
-    batch_size: int = Field(
-        16, ge=1, le=4096, description="examples per batch, padded to the batch's longest"
+    limit: int | None = Field(
+        default=None, ge=1, description="evaluate only the first N examples (quick runs)"
     )
-    report: Path | None = Field(None, description="write the JSON report to this file")
+    batch_size: int = Field(
+        default=16, ge=1, le=4096, description="examples per batch, padded to the batch's longest"
+    )
+    report: Path | None = Field(default=None, description="write the JSON report to this file")
     junit: Path | None = Field(
-        None,
+        default=None,
         description="write JUnit XML to this file, one test case per gate (metric_drop, prediction_agreement, "
         "class_drop, ece_increase)",
     )
     html: Path | None = Field(
-        None,
+        default=None,
         description="write the behaviour report as one self-contained HTML page (tables and plots)",
         json_schema_extra=cli(metavar="REPORT.html"),
     )
-    sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP + " (for the candidate)")
+    sparse_kernels: KernelMode = Field(
+        default="auto", description=SPARSE_KERNELS_HELP + " (for the candidate)"
+    )
 
     @field_validator("slice_by")
     @classmethod
@@ -112,25 +121,27 @@ class BenchmarkConfig(BaseModel):
         description="batch sizes",
         json_schema_extra=cli(flag="--batch", metavar="N,M"),
     )
-    seq: int = Field(128, ge=2, le=4096, description="tokens per sequence")
+    seq: int = Field(default=128, ge=2, le=4096, description="tokens per sequence")
     duration: float = Field(
-        10.0, gt=0, le=3600, description="seconds per variant and batch size, over all rounds"
+        default=10.0, gt=0, le=3600, description="seconds per variant and batch size, over all rounds"
     )
-    repeats: int = Field(3, ge=1, le=100, description="interleaved rounds")
-    warmup: int = Field(3, ge=0, le=1000, description="warm-up runs per variant")
+    repeats: int = Field(default=3, ge=1, le=100, description="interleaved rounds")
+    warmup: int = Field(default=3, ge=0, le=1000, description="warm-up runs per variant")
     threads: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=1024,
         description="threads for every variant",
         json_schema_extra=cli(default_text="all cores available"),
     )
     output: Path | None = Field(
-        None, description="output folder", json_schema_extra=cli(default_text="bench-out/benchmark/NAME")
+        default=None,
+        description="output folder",
+        json_schema_extra=cli(default_text="bench-out/benchmark/NAME"),
     )
-    overwrite: bool = Field(False, description="replace a non-empty output folder")
+    overwrite: bool = Field(default=False, description="replace a non-empty output folder")
     sparse_kernels: KernelMode = Field(
-        "auto",
+        default="auto",
         description=SPARSE_KERNELS_HELP + "; a candidate that ran sparse is also measured with them off",
     )
 
@@ -159,10 +170,10 @@ class ServeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field("127.0.0.1", description="address to listen on")
-    port: int = Field(8000, ge=0, le=65535, description="port (0 picks a free one)")
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port (0 picks a free one)")
     name: str | None = Field(
-        None,
+        default=None,
         description="model name in the v2 URLs (letters, digits, _ . -)",
         json_schema_extra=cli(
             default_text="from pruneofa.json: source model, target and precision unless FP32, e.g. "
@@ -170,7 +181,7 @@ class ServeConfig(BaseModel):
         ),
     )
     runtime: Runtime | None = Field(
-        None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
+        default=None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
     )
     task: str | None = Field(
         None,
@@ -178,28 +189,28 @@ class ServeConfig(BaseModel):
         "export)",
         json_schema_extra=cli(default_text="the folder's export task"),
     )
-    sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP)
-    hint: Hint = Field("latency", description="OpenVINO performance hint")
-    max_batch: int = Field(16, ge=1, le=4096, description="texts per dynamic batch")
-    max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="wait for a batch to fill, in ms")
-    max_queue: int = Field(256, ge=1, le=1_000_000, description="waiting requests before 503")
-    max_body_bytes: int = Field(1 << 20, ge=64, description="request body limit in bytes")
-    max_items: int = Field(64, ge=1, description="texts per request")
-    max_text_chars: int = Field(10_000, ge=1, description="characters per text")
+    sparse_kernels: KernelMode = Field(default="auto", description=SPARSE_KERNELS_HELP)
+    hint: Hint = Field(default=DEFAULT_HINT, description="OpenVINO performance hint")
+    max_batch: int = Field(default=16, ge=1, le=4096, description="texts per dynamic batch")
+    max_delay_ms: float = Field(default=5.0, ge=0, le=10_000, description="wait for a batch to fill, in ms")
+    max_queue: int = Field(default=256, ge=1, le=1_000_000, description="waiting requests before 503")
+    max_body_bytes: int = Field(default=1 << 20, ge=64, description="request body limit in bytes")
+    max_items: int = Field(default=64, ge=1, description="texts per request")
+    max_text_chars: int = Field(default=10_000, ge=1, description="characters per text")
     max_json_depth: int = Field(
-        32, ge=4, le=256, description="deepest JSON nesting accepted in a request body"
+        default=32, ge=4, le=256, description="deepest JSON nesting accepted in a request body"
     )
     max_header_bytes: int = Field(
-        16384, ge=1024, le=1 << 20, description="request line and headers limit in bytes"
+        default=16384, ge=1024, le=1 << 20, description="request line and headers limit in bytes"
     )
     header_timeout_s: float = Field(
-        10.0, gt=0, le=3600, description="seconds a client has to send a request's headers (then 408)"
+        default=10.0, gt=0, le=3600, description="seconds a client has to send a request's headers (then 408)"
     )
     body_timeout_s: float = Field(
-        30.0, gt=0, le=3600, description="seconds a client has to send a request's body (then 408)"
+        default=30.0, gt=0, le=3600, description="seconds a client has to send a request's body (then 408)"
     )
     graceful_timeout_s: float = Field(
-        300.0,
+        default=300.0,
         ge=0,
         le=86_400,
         description="after SIGTERM, seconds to answer the requests already accepted; what is left then "
@@ -207,7 +218,7 @@ class ServeConfig(BaseModel):
         json_schema_extra=cli(flag="--graceful-timeout", metavar="SECONDS"),
     )
     docs: bool = Field(
-        False, description="serve /docs and /openapi.json (off: the API is documented in docs/)"
+        default=False, description="serve /docs and /openapi.json (off: the API is documented in docs/)"
     )
 
 
@@ -220,42 +231,44 @@ class PackageConfig(BaseModel):
         description="ovms or triton repository, a compressed archive, or folder (restore an archive)"
     )
     output: Path | None = Field(
-        None, description="output folder", json_schema_extra=cli(default_text="FOLDER-FORMAT beside FOLDER")
+        default=None,
+        description="output folder",
+        json_schema_extra=cli(default_text="FOLDER-FORMAT beside FOLDER"),
     )
     name: str | None = Field(
-        None,
+        default=None,
         description="model name in the repository, or the archive's file name",
         json_schema_extra=cli(
             default_text="from pruneofa.json: source model, target and precision unless FP32, as pruneofa "
             "serve names it, e.g. all-MiniLM-L6-v2-openvino-int8; else, and for an archive, the folder's name"
         ),
     )
-    max_batch_size: int = Field(64, ge=1, le=1_000_000, description="Triton max_batch_size")
+    max_batch_size: int = Field(default=64, ge=1, le=1_000_000, description="Triton max_batch_size")
     sparse_kernels: KernelMode = Field(
-        "auto",
+        default="auto",
         description="ovms: ship the folder's sparse IR (openvino_model_sparse.xml, from 'pruneofa export "
         "--sparse-ir') as the model, with pruneofa's kernels library in extensions/ and the OVMS setting "
         "that loads it (--cpu_extension): auto (when the folder has a sparse IR), on (require it), off (the "
         "standard IR)",
     )
-    overwrite: bool = Field(False, description="replace a non-empty output folder")
+    overwrite: bool = Field(default=False, description="replace a non-empty output folder")
     skip_outside_links: bool = Field(
-        False,
+        default=False,
         description="leave out links that point outside the folder (default: refuse the folder)",
     )
     sign: Path | None = Field(
-        None,
+        default=None,
         description="sign the archive with this ed25519 private key (PEM), for --verify on restore",
         json_schema_extra=cli(metavar="KEY"),
     )
     verify: Path | None = Field(
-        None,
+        default=None,
         description="restore only an archive signed by the key matching this ed25519 public key (PEM or "
         "OpenSSH)",
         json_schema_extra=cli(metavar="PUBKEY"),
     )
     max_unpacked_bytes: int = Field(
-        32 << 30,
+        default=32 << 30,
         ge=1,
         description="restore: refuse an archive whose files add up to more bytes than this",
     )

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
+from pruneofa.core.choices import DEFAULT_HINT, Hint, KernelMode, Runtime, runtime_name
 from pruneofa.core.cpu import CpuInfo
 from pruneofa.core.manifest import SparsityReport
 from pruneofa.deploy.sparse_kernels import effective_mode
@@ -32,9 +33,6 @@ from pruneofa.deploy.sparse_kernels import effective_mode
 # rates of 0.5 and above. This is where pruneofa starts asking for sparse kernels.
 MIN_SPARSE_RATE = 0.5
 SPARSE_BLOCK = 64  # both weight dimensions must be multiples of this
-
-Runtime = Literal["openvino", "onnxruntime"]
-Hint = Literal["latency", "throughput"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ class CompileSettings:
     sparse: SparseDecision
     cpu: str
     isa: str
-    kernels: str = "off"  # pruneofa's sparse kernels: auto, on or off (the mode that applies)
+    kernels: KernelMode = "off"  # pruneofa's sparse kernels: auto, on or off (the mode that applies)
     kernels_reason: str = ""  # why it is off when asked for
 
     def openvino_config(self, *, profile: bool = False) -> dict[str, Any]:
@@ -183,7 +181,7 @@ def choose_settings(
     cpu: CpuInfo,
     runtime: str,
     *,
-    hint: Hint = "latency",
+    hint: Hint = DEFAULT_HINT,
     weight_format: str | None = None,
     sparsity: SparsityReport | None = None,
     threads: int | None = None,
@@ -192,8 +190,7 @@ def choose_settings(
 ) -> CompileSettings:
     """Latency: one stream using every core this process may run on. Throughput: one stream per two
     cores (each stream keeps a core pair busy), so a 2-core machine still gets one stream of 2 threads."""
-    if runtime not in ("openvino", "onnxruntime"):
-        raise ValueError(f"unknown runtime {runtime!r}")
+    known_runtime = runtime_name(runtime)
     cores = max(1, cpu.cores)
     if streams is None:
         streams = 1 if hint == "latency" else max(1, cores // 2)
@@ -203,7 +200,7 @@ def choose_settings(
     amx = sparse_decision(cpu, runtime, weight_format, sparsity)
     kernels, why = effective_mode(sparse_kernels, runtime, amx.enabled)
     return CompileSettings(
-        runtime=runtime,  # type: ignore[arg-type]
+        runtime=known_runtime,
         hint=hint,
         streams=streams,
         threads=threads,

@@ -12,19 +12,19 @@ shape on this CPU's kernel path; ``on`` every eligible layer; ``off`` none.
 Where layers became sparse, the engine also compiles a static-shape copy of the model for each of the
 first ``PRUNEOFA_KERNELS_STATIC_SHAPES`` (default 4; 0: never) input shapes it meets, in the background
 (:class:`pruneofa.core.runtime.Engine`): OpenVINO runs a custom operation in a dynamic model with a
-per-call shape inference that clones the node, which costs about 1 ms per inference of a 6-layer encoder.
+per-call shape inference that clones the node, a cost per inference that static shapes avoid
+(docs/kernels.md measures it).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from pruneofa.core.choices import KernelMode, kernel_mode
 from pruneofa.core.errors import InputError
 
-KernelMode = Literal["auto", "on", "off"]
-KERNEL_MODES = ("auto", "on", "off")
 STATIC_SHAPES_ENV = "PRUNEOFA_KERNELS_STATIC_SHAPES"
 DEFAULT_STATIC_SHAPES = 4
 MAX_STATIC_SHAPES = 64  # each copy is a compiled model: bounded whatever the environment says
@@ -43,11 +43,10 @@ def static_shape_limit() -> int:
     return int(text)
 
 
-def effective_mode(requested: str, runtime: str, amx_sparse: bool) -> tuple[str, str]:
+def effective_mode(requested: str, runtime: str, amx_sparse: bool) -> tuple[KernelMode, str]:
     """The mode that applies, and why it differs from the request (empty when it does not)."""
-    if requested not in KERNEL_MODES:
-        raise ValueError(f"sparse kernels must be auto, on or off, not {requested!r}")
-    if requested == "off":
+    mode = kernel_mode(requested)
+    if mode == "off":
         return "off", "sparse kernels off as requested"
     if runtime != "openvino":
         return "off", (
@@ -59,7 +58,7 @@ def effective_mode(requested: str, runtime: str, amx_sparse: bool) -> tuple[str,
             "sparse kernels: OpenVINO's own AMX sparse INT8 weight decompression is used instead (faster on "
             "AMX CPUs than pruneofa's FP32-compute kernels)"
         )
-    return requested, ""
+    return mode, ""
 
 
 @dataclass
@@ -71,7 +70,8 @@ class LoadTimeKernels:
     static_shapes: int = 0  # static-shape copies the engine keeps (read by core.runtime.Engine)
 
     def name(self, layer: Any) -> str:
-        return self.weight_names.get(layer.name, layer.name)
+        name: str = layer.name
+        return self.weight_names.get(name, name)
 
     def sparse_layer_names(self) -> list[str]:
         return [self.name(layer) for layer in self.report.sparse_layers]
@@ -104,7 +104,7 @@ def source_weight_names(model: Any, manifest: Any) -> dict[str, str]:
     return names
 
 
-def preparer(mode: str, manifest: Any = None, int8_gemm: bool = False):
+def preparer(mode: KernelMode, manifest: Any = None, int8_gemm: bool = False):
     """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: move the attention's NaN guards
     (:mod:`pruneofa.deploy.attention_guard`, every mode), then, unless ``mode`` is ``off``, rewrite the
     model, register the extension where a layer became sparse, and return a :class:`LoadTimeKernels`
@@ -121,7 +121,7 @@ def preparer(mode: str, manifest: Any = None, int8_gemm: bool = False):
     limit = static_shape_limit()  # a bad setting fails here, before anything is compiled
 
     def prepare(core: Any, model: Any) -> LoadTimeKernels:
-        from pruneofa import kernels
+        import pruneofa.kernels as kernels
 
         move_nan_guards(model)
         names = source_weight_names(model, manifest)

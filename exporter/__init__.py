@@ -4,7 +4,16 @@ Public API: :func:`export_model` (``pruneofa export``) with :class:`ExportConfig
 Imports only :mod:`pruneofa.core`.
 """
 
+from typing import TYPE_CHECKING
+
 from pruneofa.core.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what static tools see; at run time each name loads on first use (lazy_exports)
+    from pruneofa.exporter.api import ExportResult as ExportResult
+    from pruneofa.exporter.api import export_model as export_model
+    from pruneofa.exporter.config import ExportConfig as ExportConfig
+    from pruneofa.exporter.config import make_config as make_config
+
 
 _EXPORTS = {
     "ExportConfig": "config",
@@ -13,4 +22,9 @@ _EXPORTS = {
     "export_model": "api",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ExportConfig",
+    "ExportResult",
+    "export_model",
+    "make_config",
+]  # = sorted(_EXPORTS) (tests/core/test_lazy_exports.py)

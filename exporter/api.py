@@ -26,6 +26,7 @@ from pruneofa.core.manifest import (
     ExportInfo,
     Manifest,
     SourceInfo,
+    WeightFormat,
     hash_model_files,
     library_versions,
     now_utc,
@@ -91,11 +92,12 @@ def export_model(
         check_output_dir(out, overwrite=config.overwrite, inputs=inputs)
     step(f"loading {source.location}")
     parent_manifest, hf_config, spec, task, tokenizer = read_export_input(source, config)
-    is_qat = source.local and is_qat_folder(source.path)
-    if is_qat:
+    folder = source.path  # None for a hub id
+    is_qat = folder is not None and is_qat_folder(folder)
+    if folder is not None and is_qat:
         _check_qat_options(config)
         step("QAT model: exporting through TorchScript tracing with INT8 weights")
-        reference = load_qat_model(source.path)
+        reference = load_qat_model(folder)
     else:
         reference = modelio.load_model(source, task)
     # A QAT folder is traced by qat_export with the family's full input set; a plain one with its own.
@@ -131,7 +133,7 @@ def export_model(
         model_type=spec.model_type,
         architecture=(getattr(hf_config, "architectures", None) or [None])[0],
         revision=getattr(hf_config, "_commit_hash", None) if not source.local else None,
-        file_sha256=hash_model_files(source.path) if source.local else {},
+        file_sha256=hash_model_files(folder) if folder is not None else {},
     )
     lineage = (parent_manifest.lineage + [parent_manifest.as_lineage()]) if parent_manifest else []
 
@@ -249,7 +251,7 @@ def _write_target(
     tokenizer: Any,
     task: Any,
     step: Progress,
-) -> tuple[Path, str, bool, str | None]:
+) -> tuple[Path, WeightFormat, bool, str | None]:
     """Write the target's model file(s) into ``staging``; returns file, weight format, tokenizer status."""
     if target == "onnx":
         model_file = staging / ONNX_FILE
@@ -282,7 +284,7 @@ def _write_qat_target(
     tokenizer: Any,
     task: Any,
     step: Progress,
-) -> tuple[Path, str, bool, str | None]:
+) -> tuple[Path, WeightFormat, bool, str | None]:
     """Trace the QAT model into ``staging`` (INT8 weights); returns file, weight format, tokenizer status."""
     if target == "onnx":
         model_file = staging / ONNX_FILE

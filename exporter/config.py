@@ -35,22 +35,22 @@ class ExportConfig(BaseModel):
         json_schema_extra=cli(flag="--target", metavar="TARGETS"),
     )
     task: str | None = Field(
-        None, description="export task (inferred from config.json architectures when omitted)"
+        default=None, description="export task (inferred from config.json architectures when omitted)"
     )
     output: Path | None = Field(
-        None,
+        default=None,
         description="output folder",
         json_schema_extra=cli(default_text="exports/NAME-TARGET; with several targets, one sub-folder each"),
     )
-    opset: int = Field(DEFAULT_OPSET, description=f"ONNX opset (min {MIN_OPSET})")
+    opset: int = Field(default=DEFAULT_OPSET, description=f"ONNX opset (min {MIN_OPSET})")
     weight_format: Literal["fp32", "fp16"] = Field(
-        "fp32",
+        default="fp32",
         description="how OpenVINO stores weights (fp32 is lossless; fp16 halves the file; ONNX is fp32)",
     )
-    shrink: bool = Field(False, description="remove all-zero attention heads and FFN neurons")
-    parity_samples: int = Field(48, ge=1, le=10_000, description="inputs compared with PyTorch")
+    shrink: bool = Field(default=False, description="remove all-zero attention heads and FFN neurons")
+    parity_samples: int = Field(default=48, ge=1, le=10_000, description="inputs compared with PyTorch")
     atol: float | None = Field(
-        None,
+        default=None,
         gt=0,
         description="max absolute output error",
         json_schema_extra=cli(
@@ -64,17 +64,19 @@ class ExportConfig(BaseModel):
     min_cosine: MinCosine = DEFAULT_MIN_COSINE
     min_neighbours: MinNeighbours = DEFAULT_MIN_NEIGHBOURS
     min_topk_overlap: MinTopkOverlap = DEFAULT_MIN_TOPK_OVERLAP
-    overwrite: bool = Field(False, description="replace a non-empty output folder")
+    overwrite: bool = Field(default=False, description="replace a non-empty output folder")
     convert_tokenizer: bool = Field(
-        True, description="also write the OpenVINO tokenizer model", json_schema_extra=cli(flag="--tokenizer")
+        default=True,
+        description="also write the OpenVINO tokenizer model",
+        json_schema_extra=cli(flag="--tokenizer"),
     )
     sparse_ir: bool = Field(
-        False,
+        default=False,
         description="openvino: also write openvino_model_sparse.xml, whose sparse layers are pruneofa's "
         "SparseLinear op (for C++/OVMS deployment with the kernels library; checked against the standard IR)",
     )
     sparse_kernels: Literal["auto", "on"] = Field(
-        "auto",
+        default="auto",
         description="with --sparse-ir, which layers become the op: auto (those sparse enough to gain on this "
         "CPU, by the measured crossover), on (every eligible layer)",
     )

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pruneofa.core.errors import PruneofaError, first_line
+from pruneofa.core.modelio import hf_config
 from pruneofa.core.progress import quiet_libraries
 from pruneofa.core.runtime import OPENVINO_TOKENIZER_XML
 from pruneofa.core.support import ARCHITECTURES, ArchitectureSpec, ExportTask
@@ -78,11 +79,12 @@ def export_onnx(
     model: nn.Module, spec: ArchitectureSpec, task: ExportTask, path: Path, *, opset: int
 ) -> None:
     """Export ``model`` to a single ONNX file with dynamic ``batch`` and ``sequence`` axes."""
-    names = input_names(spec, model.config)
+    config = hf_config(model)
+    names = input_names(spec, config)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    sequence = torch.export.Dim("sequence", min=1, max=max_sequence_length(model.config))
-    example_len = min(16, max_sequence_length(model.config))
-    vocab = int(model.config.vocab_size)
+    sequence = torch.export.Dim("sequence", min=1, max=max_sequence_length(config))
+    example_len = min(16, max_sequence_length(config))
+    vocab = int(config.vocab_size)
     generator = torch.Generator().manual_seed(0)
     example = [
         torch.randint(0, vocab, (2, example_len), generator=generator),

@@ -25,6 +25,7 @@ import copy
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from torch import nn
 
 from pruneofa.core.errors import PruneofaError, first_line
 from pruneofa.core.manifest import SparsityReport, TensorSparsity
+from pruneofa.core.modelio import hf_config
 from pruneofa.core.progress import quiet_libraries
 from pruneofa.core.support import ArchitectureSpec, ExportTask
 from pruneofa.exporter.graph import NamedOutputs, input_names, max_sequence_length
@@ -42,9 +44,10 @@ _HOOKS = "__nncf_hooks"
 
 
 def _example(model: nn.Module, names: list[str]) -> tuple[torch.Tensor, ...]:
-    length = min(16, max_sequence_length(model.config))
+    config = hf_config(model)
+    length = min(16, max_sequence_length(config))
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, int(model.config.vocab_size), (2, length), generator=generator)
+    ids = torch.randint(0, int(config.vocab_size), (2, length), generator=generator)
     mask = torch.ones(2, length, dtype=torch.long)
     mask[1, length // 2 :] = 0
     example = [ids, mask]
@@ -235,7 +238,7 @@ def account_int8_by_name(
     rows, problems = [], []
     for weight in weights:
         original = weight.values
-        row = dict(
+        row: dict[str, Any] = dict(
             linear=weight.is_linear,
             name=weight.name,
             shape=list(original.shape),
@@ -244,7 +247,7 @@ def account_int8_by_name(
         )
         found = stored.get(weight.name)
         values = None if found is None else _aligned(found.values, original.shape)
-        if values is None:
+        if found is None or values is None:
             if weight.used and weight.is_linear:
                 problems.append(f"Linear weight {weight.name} was not found in the exported graph")
             rows.append(TensorSparsity(status="folded" if weight.used else "unused", **row))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pruneofa.core.manifest import ShrinkLayer, ShrinkReport
+from pruneofa.core.modelio import hf_base_model, hf_config
 from pruneofa.core.support import ArchitectureSpec
 
 
@@ -35,9 +36,19 @@ class LayerPlan:
 
 
 def submodule(module: nn.Module, path: str) -> nn.Module:
+    found: object = module
     for part in path.split("."):
-        module = getattr(module, part)
-    return module
+        found = getattr(found, part)
+    if not isinstance(found, nn.Module):
+        raise TypeError(f"{path} is a {type(found).__name__}, not a module")
+    return found
+
+
+def _linear(module: nn.Module, path: str) -> nn.Linear:
+    found = submodule(module, path)
+    if not isinstance(found, nn.Linear):
+        raise TypeError(f"{path} is a {type(found).__name__}, not the Linear layer structured shrink expects")
+    return found
 
 
 def _set(module: nn.Module, path: str, value: nn.Module) -> None:
@@ -47,12 +58,15 @@ def _set(module: nn.Module, path: str, value: nn.Module) -> None:
 
 
 def encoder_layers(model: nn.Module, spec: ArchitectureSpec) -> nn.ModuleList:
-    return submodule(model.base_model, spec.layers)
+    layers = submodule(hf_base_model(model), spec.layout().layers)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"{spec.layout().layers} is a {type(layers).__name__}, not a ModuleList of layers")
+    return layers
 
 
 def _ffn_activation(layer: nn.Module, spec: ArchitectureSpec):
     # BERT/RoBERTa keep the activation on the intermediate block, DistilBERT on the FFN block.
-    owner = submodule(layer, spec.ffn_in.rpartition(".")[0])
+    owner = submodule(layer, spec.layout().ffn_in.rpartition(".")[0])
     for name in ("intermediate_act_fn", "activation"):
         if hasattr(owner, name):
             return getattr(owner, name)
@@ -60,8 +74,10 @@ def _ffn_activation(layer: nn.Module, spec: ArchitectureSpec):
 
 
 def plan_layer(layer: nn.Module, spec: ArchitectureSpec, num_heads: int) -> LayerPlan:
-    q, k, v = (submodule(layer, p).weight for p in (spec.query, spec.key, spec.value))
-    out = submodule(layer, spec.attention_output).weight
+    q, k, v = (
+        _linear(layer, p).weight for p in (spec.layout().query, spec.layout().key, spec.layout().value)
+    )
+    out = _linear(layer, spec.layout().attention_output).weight
     head_dim = q.shape[0] // num_heads
     folded_heads, zero_out_heads = [], []
     for h in range(num_heads):
@@ -74,8 +90,8 @@ def plan_layer(layer: nn.Module, spec: ArchitectureSpec, num_heads: int) -> Laye
     keep_heads = [h for h in range(num_heads) if h not in dead_heads] or [0]
     folded_heads = [h for h in folded_heads if h not in keep_heads]
 
-    w_in = submodule(layer, spec.ffn_in).weight
-    w_out = submodule(layer, spec.ffn_out).weight
+    w_in = _linear(layer, spec.layout().ffn_in).weight
+    w_out = _linear(layer, spec.layout().ffn_out).weight
     zero_in = ~w_in.any(dim=1)
     zero_out = ~w_out.any(dim=0)
     dead = zero_in | zero_out
@@ -105,42 +121,44 @@ def _sliced_linear(
 
 @torch.no_grad()
 def _apply_layer_plan(layer: nn.Module, spec: ArchitectureSpec, plan: LayerPlan) -> None:
-    q_lin = submodule(layer, spec.query)
+    q_lin = _linear(layer, spec.layout().query)
     head_dim = q_lin.weight.shape[0] // plan.num_heads
-    out_lin = submodule(layer, spec.attention_output)
+    out_lin = _linear(layer, spec.layout().attention_output)
     if plan.folded_heads:
-        v_bias = submodule(layer, spec.value).bias
+        v_bias = _linear(layer, spec.layout().value).bias
         if v_bias is not None and out_lin.bias is not None:
             cols = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in plan.folded_heads])
-            out_lin.bias += out_lin.weight[:, cols] @ v_bias[cols]
+            out_lin.bias.add_(out_lin.weight[:, cols] @ v_bias[cols])
     if len(plan.keep_heads) < plan.num_heads:
         keep = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in plan.keep_heads])
-        for path in (spec.query, spec.key, spec.value):
-            _set(layer, path, _sliced_linear(submodule(layer, path), rows=keep))
-        _set(layer, spec.attention_output, _sliced_linear(out_lin, cols=keep))
-        attention = submodule(layer, spec.query.rpartition(".")[0])
+        for path in (spec.layout().query, spec.layout().key, spec.layout().value):
+            _set(layer, path, _sliced_linear(_linear(layer, path), rows=keep))
+        _set(layer, spec.layout().attention_output, _sliced_linear(out_lin, cols=keep))
+        attention = submodule(layer, spec.layout().query.rpartition(".")[0])
         kept = len(plan.keep_heads)
-        for name in ("num_attention_heads", "n_heads"):
+        for name, value in (
+            ("num_attention_heads", kept),
+            ("n_heads", kept),
+            ("all_head_size", kept * head_dim),
+        ):
             if hasattr(attention, name):
-                setattr(attention, name, kept)
-        if hasattr(attention, "all_head_size"):
-            attention.all_head_size = kept * head_dim
+                setattr(attention, name, value)
 
-    ffn_in, ffn_out = submodule(layer, spec.ffn_in), submodule(layer, spec.ffn_out)
+    ffn_in, ffn_out = _linear(layer, spec.layout().ffn_in), _linear(layer, spec.layout().ffn_out)
     if plan.folded_neurons and ffn_in.bias is not None and ffn_out.bias is not None:
         idx = torch.tensor(plan.folded_neurons)
         constant = _ffn_activation(layer, spec)(ffn_in.bias[idx])
-        ffn_out.bias += ffn_out.weight[:, idx] @ constant
+        ffn_out.bias.add_(ffn_out.weight[:, idx] @ constant)
     if len(plan.keep_neurons) < plan.num_neurons:
         keep = torch.tensor(plan.keep_neurons)
-        _set(layer, spec.ffn_in, _sliced_linear(ffn_in, rows=keep))
-        _set(layer, spec.ffn_out, _sliced_linear(submodule(layer, spec.ffn_out), cols=keep))
+        _set(layer, spec.layout().ffn_in, _sliced_linear(ffn_in, rows=keep))
+        _set(layer, spec.layout().ffn_out, _sliced_linear(_linear(layer, spec.layout().ffn_out), cols=keep))
 
 
 def shrink_model(model: nn.Module, spec: ArchitectureSpec) -> ShrinkReport:
     """Remove dead heads and neurons from ``model`` in place; return what was removed per layer."""
     params_before = sum(p.numel() for p in model.parameters())
-    num_heads = getattr(model.config, spec.num_heads_attr)
+    num_heads = getattr(hf_config(model), spec.num_heads_attr)
     rows = []
     for index, layer in enumerate(encoder_layers(model, spec)):
         plan = plan_layer(layer, spec, num_heads)

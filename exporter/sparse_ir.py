@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pruneofa.core.choices import KernelMode
 from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import SparseIRInfo
 from pruneofa.core.runtime import OPENVINO_SPARSE_XML, Engine, exact_engine
@@ -44,13 +45,13 @@ def write_sparse_ir(
     batches: list[dict[str, np.ndarray]],
     outputs: tuple[str, ...],
     *,
-    mode: str = "auto",
+    mode: KernelMode = "auto",
 ) -> tuple[SparseIRInfo, list[str]]:
     """Write ``folder/openvino_model_sparse.xml/.bin`` from ``dense_xml``; returns its record and the
     problems found (empty when both checks passed)."""
     import openvino as ov
 
-    from pruneofa import kernels
+    import pruneofa.kernels as kernels
 
     if not kernels.available():
         raise InputError(
@@ -95,7 +96,8 @@ def write_sparse_ir(
         problems.append(f"sparse IR: outputs differ from the dense IR by up to {worst:.3g} > 1e-4")
     formats: dict[str, int] = {}
     for layer in report.sparse_layers:
-        formats[layer.format] = formats.get(layer.format, 0) + 1
+        name = layer.format or "?"
+        formats[name] = formats.get(name, 0) + 1
     info = SparseIRInfo(
         file=OPENVINO_SPARSE_XML,
         sparse_layers=len(report.sparse_layers),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ def torch_weights(
         p.grad = None
     with torch.enable_grad():
         result = model(**sample_inputs, return_dict=True)
-        total = sum(result[name].float().sum() for name in outputs)
+        total = torch.stack([result[name].float().sum() for name in outputs]).sum()
         total.backward()
     weights = []
     for (name, p), flag in zip(params, flags, strict=True):
@@ -131,7 +132,7 @@ def account_sparsity(
             if match:
                 break
         zero_before = original == 0
-        row = dict(
+        row: dict[str, Any] = dict(
             linear=weight.is_linear,
             name=weight.name,
             shape=list(original.shape),
@@ -182,8 +183,8 @@ def summarize(
     only where ``extra_message`` is given (FP32). Appends to ``problems``; passed = no problems."""
     matched = [r for r in rows if r.status == "matched" and r.zeros_after is not None]
     linear = [r for r in matched if r.linear]
-    lost = sum(r.lost_zeros for r in matched)
-    extra = sum(r.extra_zeros for r in matched)
+    lost = sum(r.lost_zeros or 0 for r in matched)
+    extra = sum(r.extra_zeros or 0 for r in matched)
     if lost:
         problems.append(lost_message.format(lost=lost))
     if extra and extra_message:
@@ -193,10 +194,10 @@ def summarize(
         tensors=rows,
         linear_numel=sum(r.numel for r in linear),
         linear_zeros_before=sum(r.zeros_before for r in linear),
-        linear_zeros_after=sum(r.zeros_after for r in linear),
+        linear_zeros_after=sum(r.zeros_after or 0 for r in linear),
         total_numel=sum(r.numel for r in matched),
         total_zeros_before=sum(r.zeros_before for r in matched),
-        total_zeros_after=sum(r.zeros_after for r in matched),
+        total_zeros_after=sum(r.zeros_after or 0 for r in matched),
         extra_zeros=extra,
         lost_zeros=lost,
         position_exact=lost == 0 and extra == 0,

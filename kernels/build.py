@@ -176,7 +176,7 @@ def build_test_driver(sanitize: bool = True) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pruneofa.kernels.build", description=__doc__.split("\n")[0]
+        prog="python -m pruneofa.kernels.build", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache holds this key")
     parser.add_argument("--driver", action="store_true", help="also build and run the sanitizer test driver")

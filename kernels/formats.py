@@ -256,9 +256,10 @@ def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _optional_concat(parts: list[np.ndarray | None]) -> np.ndarray | None:
     if all(part is None for part in parts):
         return None
-    if any(part is None for part in parts):
+    present = [part for part in parts if part is not None]
+    if len(present) != len(parts):
         raise ValueError("stacked layers must all have (or all lack) this array")
-    return np.concatenate(parts)
+    return np.concatenate(present)
 
 
 def stack_rows(weights: list[SparseWeight]) -> SparseWeight:

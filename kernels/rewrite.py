@@ -6,7 +6,8 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
   is FP32 and its weight is a constant in one of the forms :mod:`pruneofa.kernels.weights` reads.
 - A following ``Add`` of a constant [N] vector (the MatMul's only consumer) is fused as the bias, and a
   ``Gelu`` (erf) after it (its only consumer) as the activation: the dense plugin fuses both into its
-  FullyConnected, and a separate Gelu node measured ~9 % of a sparse MiniLM's time (docs/kernels.md).
+  FullyConnected, and a separate Gelu node would cost the sparse model another pass over the activation
+  (docs/kernels.md has the measurement).
 - The format (:func:`formats.choose_layout`): INT8 values + per-row scales when the weight is stored that
   way (NNCF), else FP32; INT8 weights in 1 x 4 blocks run INT8 compute (``int8-1x4``); 4 x 1 blocks run
   ``block4x1`` (FP32); otherwise blocks of 2/4/8 along the input dimension when the zeros come in such
@@ -31,15 +32,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from pruneofa.core.choices import KERNEL_MODES, KernelMode
 from pruneofa.kernels import crossover as crossover_table
 from pruneofa.kernels import formats, library
 from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_weight
 
-Mode = Literal["auto", "on", "off"]
+Mode = KernelMode  # the kernel mode every component shares (pruneofa.core.choices)
 OP_TYPE = "SparseLinear"
 PAIR_OP_TYPE = "SparseLinearPair"
 SPLIT_OP_TYPE = "SparseLinearSplit"
@@ -100,7 +102,7 @@ class SparseReport:
         for layer in self.sparse_layers:
             formats_used[layer.format or "?"] = formats_used.get(layer.format or "?", 0) + 1
         detail = ", ".join(f"{count} {name}" for name, count in sorted(formats_used.items())) or "none"
-        mean = np.mean([layer.sparsity for layer in self.sparse_layers]) if self.sparse_layers else 0.0
+        mean = np.mean([layer.sparsity or 0.0 for layer in self.sparse_layers]) if self.sparse_layers else 0.0
         pairs = sum(1 for layer in self.sparse_layers if layer.fused_kind == "pair") // 2
         groups = len({layer.fused_node for layer in self.sparse_layers if layer.fused_kind == "split"})
         fused = f"; {pairs} pairs fused" if pairs else ""
@@ -459,13 +461,13 @@ def rewrite(
     (Q, K, V) as separate nodes (to measure what the fusions buy).
     ``int8_gemm``: the CPU has INT8 dot-product instructions
     (VNNI or AMX); ``auto`` then keeps layers whose activations are quantized dense, because OpenVINO's
-    INT8 GEMM for them is as fast as the kernel, which computes in FP32 (measured: 36 MiniLM layers at
-    90 %, 2.50 ms INT8 FullyConnected vs 2.47 ms SparseLinear); layers that run INT8 compute
+    INT8 GEMM for them is as fast as the kernel, which computes in FP32 (docs/kernels.md measures both);
+    layers that run INT8 compute
     (``int8-1x4``) are not kept dense by that rule. ``int8_compute=False``: every layer computes in FP32
     (INT8 1 x 4 weights run as ``int8-block``, FakeQuantize nodes stay). With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
-    if mode not in ("auto", "on", "off"):
+    if mode not in KERNEL_MODES:
         raise ValueError(f"mode must be 'auto', 'on' or 'off', got {mode!r}")
     have = mode != "off" and library.available()
     isa = library.isa() if have else None

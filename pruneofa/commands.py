@@ -1,6 +1,6 @@
 """The front's own commands, which compose several components: ``qat`` (train with
 :mod:`pruneofa.training`, export with :mod:`pruneofa.exporter`, check with :mod:`pruneofa.deploy`),
-``run`` (a pipeline recipe of pruneofa commands) and ``info`` (what a folder's manifest says)."""
+``run`` (a run recipe of pruneofa commands) and ``info`` (what a folder's manifest says)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ class RunOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipe: str = Field(description="pipeline recipe: a YAML file or a built-in name")
+    recipe: str = Field(description="run recipe: a YAML file or a built-in name")
     output: str | None = Field(
         None, description="output root", json_schema_extra={"cli": {"default_text": "the recipe's output"}}
     )
@@ -140,7 +140,7 @@ def run_recipe(args: argparse.Namespace) -> int:
 
     from pruneofa.cli import build_parser, main
     from pruneofa.core.errors import InputError
-    from pruneofa.recipe_runner import load_pipeline, run_pipeline, summary_table
+    from pruneofa.recipe_runner import load_run_recipe, run_recipe, summary_table
 
     options = config_from_args(RunOptions, args)
 
@@ -153,8 +153,8 @@ def run_recipe(args: argparse.Namespace) -> int:
             message = errors.getvalue().strip().splitlines()[-1:] or ["invalid command line"]
             raise InputError(f"stage '{' '.join(argv[:2])}': {message[0]}") from exc
 
-    recipe = load_pipeline(options.recipe)
-    outcomes = run_pipeline(
+    recipe = load_run_recipe(options.recipe)
+    outcomes = run_recipe(
         recipe,
         main,
         check,
@@ -246,8 +246,8 @@ COMMANDS = (
     ),
     Command(
         name="run",
-        help="run the whole method from a pipeline recipe: teacher → prune → finetune → qat → export → calibrate → validate",
-        description="Run the stages a pipeline recipe lists, each one pruneofa command writing OUTPUT/STAGE. Stages "
+        help="run the whole method from a run recipe: teacher → prune → finetune → qat → export → calibrate → validate",
+        description="Run the stages a run recipe lists, each one pruneofa command writing OUTPUT/STAGE. Stages "
         "whose output is already complete are skipped, interrupted training resumes from its checkpoints, and every "
         "stage's command line is checked before any work starts. Ends with a summary table (also OUTPUT/summary.md).",
         epilog="examples:\n  pruneofa run --recipe pipeline-small --dry-run\n"

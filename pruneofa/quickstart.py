@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,10 @@ def fidelity(dense: Any, sparse: Any, texts: list[str]) -> dict[str, float]:
     }
 
 
-def _p50(report: Any, label_part: str, batch: int) -> float | None:
+def _p50(report: Any, chosen: Callable[[Any], bool], batch: int) -> float | None:
+    """The median latency at ``batch`` of the first benchmarked variant ``chosen`` accepts."""
     for variant in report.variants:
-        if label_part(variant):
+        if chosen(variant):
             for m in variant.results:
                 if m.batch == batch:
                     return m.p50_ms

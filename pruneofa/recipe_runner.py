@@ -1,6 +1,6 @@
 """``pruneofa run --recipe FILE``: the whole method as a list of ``pruneofa`` commands, resumable.
 
-A pipeline recipe names its stages; each stage is one subcommand (teacher, prune, finetune, qat,
+A run recipe names its stages; each stage is one subcommand (teacher, prune, finetune, qat,
 export, calibrate, validate) with that command's own options, so anything a stage can do is what the
 command can do, documented in one place. Every stage writes ``<output>/<stage name>`` (validate:
 ``<output>/<stage name>.json``). Values may refer to
@@ -68,11 +68,11 @@ class Stage(BaseModel):
     def _no_output_option(self) -> Stage:
         taken = {"output", _OUTPUT_OPTION.get(self.command, "output")}
         if taken & set(self.options):
-            raise ValueError(f"stage {self.name}: the pipeline sets --{'/--'.join(sorted(taken))} itself")
+            raise ValueError(f"stage {self.name}: the run recipe sets --{'/--'.join(sorted(taken))} itself")
         return self
 
 
-class PipelineRecipe(BaseModel):
+class RunRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -86,7 +86,7 @@ class PipelineRecipe(BaseModel):
     base_dir: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
-    def _references(self) -> PipelineRecipe:
+    def _references(self) -> RunRecipe:
         seen: list[str] = []
         for stage in self.stages:
             if stage.name in seen:
@@ -108,20 +108,20 @@ def _flat(values: Any) -> list[Any]:
     return out
 
 
-def builtin_pipelines() -> dict[str, Path]:
-    folder = resources.files("pruneofa").joinpath("pipelines")
+def builtin_run_recipes() -> dict[str, Path]:
+    folder = resources.files("pruneofa").joinpath("run_recipes")
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
 
 
-def load_pipeline(source: str | Path) -> PipelineRecipe:
-    """A pipeline recipe from a YAML file or by built-in name; every error is one line."""
-    recipe = load_yaml_model(source, PipelineRecipe, what="pipeline recipe", builtins=builtin_pipelines())
+def load_run_recipe(source: str | Path) -> RunRecipe:
+    """A run recipe from a YAML file or by built-in name; every error is one line."""
+    recipe = load_yaml_model(source, RunRecipe, what="run recipe", builtins=builtin_run_recipes())
     if Path(source).is_file():
         recipe.base_dir = Path(source).resolve().parent
     return recipe
 
 
-def data_root_of(recipe: PipelineRecipe, data_root: str | None) -> str:
+def data_root_of(recipe: RunRecipe, data_root: str | None) -> str:
     """``--data-root`` as given (relative to the current directory), else the recipe's ``data_root``,
     which is relative to the recipe file for a recipe read from a file."""
     if data_root is not None:
@@ -136,7 +136,7 @@ _LOCAL = re.compile(r"^(/|\./|\.\./|~)")
 
 
 def check_inputs(
-    recipe: PipelineRecipe, stages: list[PlannedStage], data_root: str | None, *, output: Path
+    recipe: RunRecipe, stages: list[PlannedStage], data_root: str | None, *, output: Path
 ) -> None:
     """Every data path and local model a stage names exists, before any work starts (a missing data root
     would otherwise fail only after the first stage has loaded its model), and the output root is not,
@@ -184,7 +184,7 @@ class StageOutcome:
 
 
 def plan(
-    recipe: PipelineRecipe, *, output: Path | None = None, data_root: str | None = None
+    recipe: RunRecipe, *, output: Path | None = None, data_root: str | None = None
 ) -> list[PlannedStage]:
     """Every stage's command line, with references and placeholders resolved."""
     root = Path(output or recipe.output)
@@ -324,6 +324,8 @@ def _result(planned: PlannedStage) -> tuple[str, dict[str, Any]]:
     parts, details = [], {}
     for folder in folders:
         manifest = read_manifest(folder)
+        if manifest is None:  # _readable kept only folders with a manifest
+            continue
         bits = [f"{k} {v:.2f}" for k, v in manifest.metrics.items() if k != "mlm_head_added"]
         if manifest.training and manifest.training.layer_sparsity:
             values = list(manifest.training.layer_sparsity.values())
@@ -349,8 +351,8 @@ def _fmt(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else "n/a"
 
 
-def run_pipeline(
-    recipe: PipelineRecipe,
+def run_recipe(
+    recipe: RunRecipe,
     dispatch: Callable[[list[str]], int],
     check: Callable[[list[str]], None],
     *,
@@ -416,7 +418,7 @@ def summary_table(outcomes: list[StageOutcome]) -> str:
     return "\n".join(rows)
 
 
-def write_summary(root: Path, recipe: PipelineRecipe, outcomes: list[StageOutcome]) -> None:
+def write_summary(root: Path, recipe: RunRecipe, outcomes: list[StageOutcome]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.md").write_text(f"# {recipe.name}\n\n{summary_table(outcomes)}\n", encoding="utf-8")
     payload = {"recipe": recipe.model_dump(mode="json"), "stages": [o.__dict__ for o in outcomes]}

@@ -141,7 +141,7 @@ def test_wheel_installs_one_top_level_name_with_its_data(wheel):
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"pruneofa"}
     for data in (
         "pruneofa/training/recipes/pruneofa-90.yaml",
-        "pruneofa/pipelines/pipeline-small.yaml",
+        "pruneofa/run_recipes/pipeline-small.yaml",
         "pruneofa/core/resources/parity_samples.json",
         "pruneofa/kernels/csrc/CMakeLists.txt",  # the sparse kernels are built where they are installed
     ):
@@ -164,11 +164,11 @@ for old in ("exporter", "deploy", "training", "calibration"):
 import pruneofa.exporter.config, pruneofa.calibration.config, pruneofa.deploy.config, pruneofa.training.config
 import pruneofa.kernels, pruneofa.core.runtime
 from pruneofa.training.recipe import load_recipe
-from pruneofa.recipe_runner import load_pipeline
+from pruneofa.recipe_runner import load_run_recipe
 from pruneofa.core.runtime import load_parity_samples
 assert pruneofa.__file__.startswith(sys.argv[1]), pruneofa.__file__
 assert load_recipe("pruneofa-90").schedule.final_sparsity == 0.9
-assert load_pipeline("pipeline-small").stages
+assert load_run_recipe("pipeline-small").stages
 assert load_parity_samples()["sentences"]
 from pruneofa.cli import build_parser
 build_parser()

@@ -87,7 +87,8 @@ def run_prune(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         command=command_line(args),
     )
-    values = result.manifest.training.layer_sparsity.values()
+    training = result.manifest.training
+    values = list(training.layer_sparsity.values()) if training is not None else []
     mean = sum(values) / max(len(values), 1)
     print(f"sparse model written to {result.output} (mean Linear sparsity {mean:.2%})")
     return 0

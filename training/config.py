@@ -26,7 +26,7 @@ class HeadWarmupOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     head_warmup: float = Field(
-        HEAD_WARMUP,
+        default=HEAD_WARMUP,
         ge=0,
         le=1,
         description="masked-LM teacher from a checkpoint without an MLM head: share of the steps that train "
@@ -34,7 +34,7 @@ class HeadWarmupOptions(BaseModel):
         json_schema_extra=cli(metavar="SHARE"),
     )
     head_learning_rate: float = Field(
-        HEAD_LR,
+        default=HEAD_LR,
         gt=0,
         description="learning rate of that head-only phase",
         json_schema_extra=cli(metavar="LR"),
@@ -47,27 +47,31 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     output: Path | None = Field(
-        None, description="output folder", json_schema_extra=cli(default_text="runs/NAME-STAGE")
+        default=None, description="output folder", json_schema_extra=cli(default_text="runs/NAME-STAGE")
     )
-    overwrite: bool = Field(False, description="replace a non-empty output folder")
-    steps: int = Field(1000, ge=1, description="optimizer steps")
-    batch_size: int = Field(32, ge=1, description="per-device batch size")
-    seq_len: int = Field(64, ge=16, le=4096, description="tokens per example")
+    overwrite: bool = Field(default=False, description="replace a non-empty output folder")
+    steps: int = Field(default=1000, ge=1, description="optimizer steps")
+    batch_size: int = Field(default=32, ge=1, description="per-device batch size")
+    seq_len: int = Field(default=64, ge=16, le=4096, description="tokens per example")
     learning_rate: float | None = Field(
-        None, gt=0, description="learning rate", json_schema_extra=cli(default_text="the recipe's")
+        default=None, gt=0, description="learning rate", json_schema_extra=cli(default_text="the recipe's")
     )
-    seed: int = Field(0, description="seed")
-    train_limit: int | None = Field(None, ge=1, description="use only N training examples/blocks")
-    eval_limit: int | None = Field(None, ge=1, description="evaluate on only N dev examples")
-    save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume by re-running)")
-    logging_steps: int = Field(20, ge=1, description="log loss, KD loss, sparsity, LR every N steps")
+    seed: int = Field(default=0, description="seed")
+    train_limit: int | None = Field(default=None, ge=1, description="use only N training examples/blocks")
+    eval_limit: int | None = Field(default=None, ge=1, description="evaluate on only N dev examples")
+    save_steps: int = Field(default=200, ge=1, description="checkpoint every N steps (resume by re-running)")
+    logging_steps: int = Field(default=20, ge=1, description="log loss, KD loss, sparsity, LR every N steps")
     report_to: list[str] = Field(
         default_factory=list,
         description="Trainer loggers, comma-separated (tensorboard, wandb, …) or none",
         json_schema_extra=cli(metavar="LOGGERS"),
     )
-    mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens masked for masked-LM")
-    stride: int = Field(32, ge=8, description="SQuAD: overlap of the windows a long context is split into")
+    mlm_probability: float = Field(
+        default=0.15, gt=0, lt=1, description="share of tokens masked for masked-LM"
+    )
+    stride: int = Field(
+        default=32, ge=8, description="SQuAD: overlap of the windows a long context is split into"
+    )
 
     @field_validator("report_to", mode="before")
     @classmethod

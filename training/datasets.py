@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pruneofa.core.data import load_examples
+from pruneofa.core.data import Split, load_qa_examples, load_text_examples, required_label
 from pruneofa.core.errors import InputError
 from pruneofa.core.tasks import TaskSpec, get_task
 
@@ -51,12 +51,12 @@ def mlm_blocks(
     *,
     seq_len: int,
     limit: int | None = None,
-    split: str = "train",
+    split: Split = "train",
     seed: int = 0,
 ) -> ListDataset:
     """``seq_len``-token blocks ([CLS] … [SEP] each) of one corpus or a mix of several.
 
-    One source: its lines concatenated and cut into blocks, the first ``limit`` kept (as before).
+    One source: its lines concatenated and cut into blocks, the first ``limit`` kept.
     Several (``--corpus A,B`` or ``--corpus A --corpus B``): each source is cut into blocks on its own, so
     no block spans two sources; the mix is every block of every source once, i.e. each source weighs in
     proportion to its size (how BERT mixed BooksCorpus and Wikipedia), shuffled with ``seed``, and
@@ -74,9 +74,11 @@ def mlm_blocks(
     return ListDataset(blocks[:limit] if limit is not None else blocks)
 
 
-def _source_blocks(source: str, tokenizer: Any, *, seq_len: int, limit: int | None, split: str) -> list:
+def _source_blocks(source: str, tokenizer: Any, *, seq_len: int, limit: int | None, split: Split) -> list:
     """Concatenate one source's lines and cut them into blocks (tokenized a thousand lines at a time)."""
-    lines = [e.texts[0] for e in load_examples(get_task("mlm"), source, split=split) if e.texts[0].strip()]
+    lines = [
+        e.texts[0] for e in load_text_examples(get_task("mlm"), source, split=split) if e.texts[0].strip()
+    ]
     body = seq_len - 2
     # [CLS] … [SEP] for BERT-style, <s> … </s> for RoBERTa-style tokenizers (both define cls/sep tokens)
     first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
@@ -99,29 +101,32 @@ def task_dataset(
     data: str,
     tokenizer: Any,
     *,
-    split: str,
+    split: Split,
     seq_len: int,
     limit: int | None = None,
     seed: int = 0,
 ) -> tuple[ListDataset, list]:
     """Tokenized examples with labels (classification, regression); returns the examples too."""
-    examples = load_examples(task, data, split=split, limit=limit, seed=seed if split == "train" else None)
-    items = []
+    examples = load_text_examples(
+        task, data, split=split, limit=limit, seed=seed if split == "train" else None
+    )
+    items: list[dict[str, Any]] = []
     for example in examples:
         encoded = tokenizer(*example.texts, truncation=True, max_length=seq_len)
-        item = {k: list(v) for k, v in encoded.items()}
-        item["labels"] = float(example.label) if task.kind == "regression" else int(example.label)
+        item: dict[str, Any] = {k: list(v) for k, v in encoded.items()}
+        label = required_label(example)
+        item["labels"] = float(label) if task.kind == "regression" else int(label)
         items.append(item)
     return ListDataset(items), examples
 
 
 def qa_dataset(
-    task: TaskSpec, data: str, tokenizer: Any, *, split: str, seq_len: int, stride: int, limit=None, seed=0
+    task: TaskSpec, data: str, tokenizer: Any, *, split: Split, seq_len: int, stride: int, limit=None, seed=0
 ):
     """SQuAD features with start/end labels for training, or without for evaluation."""
     from pruneofa.core.qa import prepare_qa_features, qa_training_labels
 
-    examples = load_examples(task, data, split=split, limit=limit, seed=seed if split == "train" else None)
+    examples = load_qa_examples(task, data, split=split, limit=limit, seed=seed if split == "train" else None)
     features = prepare_qa_features(examples, tokenizer, max_length=seq_len, stride=stride)
     starts, ends = qa_training_labels(examples, features)
     items = []

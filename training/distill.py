@@ -35,21 +35,27 @@ from pydantic import BaseModel, ConfigDict, Field
 class DistillationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(2.0, gt=0)
-    alpha_task: float = Field(0.5, ge=0)
-    alpha_kd: float = Field(0.5, ge=0, description="weight of the logit KL (0: no logit distillation)")
-    hidden_states: float = Field(0.0, ge=0, description="weight of an MSE loss on hidden states (0: off)")
+    temperature: float = Field(default=2.0, gt=0)
+    alpha_task: float = Field(default=0.5, ge=0)
+    alpha_kd: float = Field(
+        default=0.5, ge=0, description="weight of the logit KL (0: no logit distillation)"
+    )
+    hidden_states: float = Field(
+        default=0.0, ge=0, description="weight of an MSE loss on hidden states (0: off)"
+    )
     top_k: int | None = Field(
-        None, ge=1, description="masked-LM: KL over the teacher's top-k tokens per position (null: all)"
+        default=None,
+        ge=1,
+        description="masked-LM: KL over the teacher's top-k tokens per position (null: all)",
     )
     pooler: float = Field(
-        0.0,
+        default=0.0,
         ge=0,
         description="masked-LM: weight of an MSE loss between pooler outputs, when both models have one "
         "(the training signal the reference's NSP distillation gives the pooler; 0: off)",
     )
     teacher_precision: Literal["float32", "bfloat16"] = Field(
-        "float32",
+        default="float32",
         description="precision of the frozen teacher's forward (bfloat16: autocast, where the CPU or GPU "
         "runs bf16 natively; its outputs are compared in float32)",
     )
@@ -130,12 +136,12 @@ def hidden_state_loss(
             f"({len(student)} states of {tuple(student[-1].shape)} vs {len(teacher)} of {tuple(teacher[-1].shape)})"
         )
     keep = attention_mask.bool() if attention_mask is not None else None
-    total = 0.0
+    losses = []
     for s, t in zip(student, teacher, strict=True):
         if keep is not None:
             s, t = s[keep], t[keep]
-        total = total + F.mse_loss(s.float(), t.float())
-    return total / len(student)
+        losses.append(F.mse_loss(s.float(), t.float()))
+    return torch.stack(losses).sum() / len(student)
 
 
 def combined_loss(task_loss: torch.Tensor, kd: torch.Tensor, config: DistillationConfig) -> torch.Tensor:

@@ -31,12 +31,14 @@ from pruneofa.core.manifest import (
     Manifest,
     SourceInfo,
     TrainingInfo,
+    TrainingKind,
     hash_model_files,
     library_versions,
     now_utc,
     read_manifest,
     write_manifest,
 )
+from pruneofa.core.modelio import hf_base_model, hf_config
 from pruneofa.core.tasks import TaskSpec
 from pruneofa.training.config import TrainConfig
 from pruneofa.training.datasets import qa_dataset, task_dataset
@@ -81,7 +83,7 @@ class TrainResult:
 
 
 def load_model(
-    location: str,
+    location: str | None,
     auto_class: str,
     *,
     allow_new_head: bool,
@@ -123,7 +125,7 @@ def carry_pooler(model: torch.nn.Module, location: str) -> bool:
     architecture, or the checkpoint has no pooler weights)."""
     import transformers
 
-    base = model.base_model
+    base = hf_base_model(model)
     if not hasattr(base, "pooler") or base.pooler is not None:
         return False
     plain, info = transformers.AutoModel.from_pretrained(
@@ -227,8 +229,8 @@ def run_training(
 def finish(
     *,
     stage: str,
-    kind: str,
-    model: torch.nn.Module,
+    kind: TrainingKind,
+    model: Any,  # a transformers model (save_pretrained)
     tokenizer: Any,
     source: Any,
     output: Path,
@@ -261,7 +263,7 @@ def finish(
             versions=library_versions(),
             source=SourceInfo(
                 model=source.location,
-                model_type=model.config.model_type,
+                model_type=hf_config(model).model_type,
                 architecture=type(model).__name__,
                 file_sha256=hash_model_files(source.path) if source.local else {},
             ),

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.nn.utils import parametrize
 
+from pruneofa.core.modelio import hf_base_model, hf_config
 from pruneofa.core.support import ARCHITECTURES, ArchitectureSpec
 
 Pattern = Literal["unstructured", "block", "structured"]
@@ -53,6 +54,8 @@ class PruningConfig(BaseModel):
 class Mask(nn.Module):
     """The parametrization: ``weight = original * mask`` (mask is a persistent buffer, saved with the model)."""
 
+    mask: torch.Tensor
+
     def __init__(self, shape: torch.Size) -> None:
         super().__init__()
         self.register_buffer("mask", torch.ones(shape))
@@ -68,7 +71,7 @@ class PrunedLinear:
 
     @property
     def mask(self) -> torch.Tensor:
-        return self.module.parametrizations.weight[0].mask
+        return mask_of(self.module)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -166,21 +169,32 @@ def update_masks(model: nn.Module, sparsity: float, config: PruningConfig) -> No
         module.mask.copy_(mask)
 
 
+def mask_of(module: nn.Module) -> torch.Tensor:
+    """The mask buffer of a Linear layer whose weight carries the ``Mask`` parametrization."""
+    mask = module.get_submodule("parametrizations.weight.0")
+    if not isinstance(mask, Mask):
+        raise TypeError(f"the weight of this {type(module).__name__} carries no pruning mask")
+    return mask.mask
+
+
 def _linear(layer: nn.Module, path: str) -> nn.Linear:
-    for part in path.split("."):
-        layer = getattr(layer, part)
-    return layer
+    found = layer.get_submodule(path)
+    if not isinstance(found, nn.Linear):
+        raise TypeError(f"{path} is a {type(found).__name__}, not a Linear layer")
+    return found
 
 
 def _update_structured(model: nn.Module, sparsity: float) -> None:
-    spec: ArchitectureSpec = ARCHITECTURES[model.config.model_type]
-    heads = getattr(model.config, spec.num_heads_attr)
-    layers = model.base_model
-    for part in spec.layers.split("."):
-        layers = getattr(layers, part)
+    config = hf_config(model)
+    spec: ArchitectureSpec = ARCHITECTURES[config.model_type]
+    heads = getattr(config, spec.num_heads_attr)
+    layout = spec.layout()
+    layers = hf_base_model(model).get_submodule(layout.layers)
     for layer in layers:
-        q, k, v = (_linear(layer, p) for p in (spec.query, spec.key, spec.value))
-        out, ffn_in, ffn_out = (_linear(layer, p) for p in (spec.attention_output, spec.ffn_in, spec.ffn_out))
+        q, k, v = (_linear(layer, p) for p in (layout.query, layout.key, layout.value))
+        out, ffn_in, ffn_out = (
+            _linear(layer, p) for p in (layout.attention_output, layout.ffn_in, layout.ffn_out)
+        )
         for module in (q, k, v, out, ffn_in, ffn_out):
             if not parametrize.is_parametrized(module, "weight"):
                 raise ValueError("structured pruning needs the attention and FFN Linear layers selected")
@@ -189,12 +203,12 @@ def _update_structured(model: nn.Module, sparsity: float) -> None:
         head_score = head_score + out.weight.abs().reshape(-1, heads, head_dim).sum(dim=(0, 2))
         keep_heads = _keep_top(head_score, sparsity).repeat_interleave(head_dim)
         for module in (q, k, v):
-            module.parametrizations.weight[0].mask.copy_(keep_heads[:, None].expand_as(module.weight))
-        out.parametrizations.weight[0].mask.copy_(keep_heads[None, :].expand_as(out.weight))
+            mask_of(module).copy_(keep_heads[:, None].expand_as(module.weight))
+        mask_of(out).copy_(keep_heads[None, :].expand_as(out.weight))
         neuron_score = ffn_in.weight.abs().sum(dim=1) * ffn_out.weight.abs().sum(dim=0)
         keep_neurons = _keep_top(neuron_score, sparsity)
-        ffn_in.parametrizations.weight[0].mask.copy_(keep_neurons[:, None].expand_as(ffn_in.weight))
-        ffn_out.parametrizations.weight[0].mask.copy_(keep_neurons[None, :].expand_as(ffn_out.weight))
+        mask_of(ffn_in).copy_(keep_neurons[:, None].expand_as(ffn_in.weight))
+        mask_of(ffn_out).copy_(keep_neurons[None, :].expand_as(ffn_out.weight))
 
 
 @torch.no_grad()
@@ -240,8 +254,10 @@ def regrown(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> dict[s
     modules = dict(model.named_modules())
     counts = {}
     for name, zeros in patterns.items():
-        weight = modules[
-            name
-        ].weight.detach()  # on the GPU after training there; the pattern may be on the CPU
+        # on the GPU after training there; the pattern may be on the CPU
+        weight = modules[name].weight
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(f"{name}.weight is not a tensor")
+        weight = weight.detach()
         counts[name] = int((zeros.to(weight.device) & (weight != 0)).sum())
     return {name: count for name, count in counts.items() if count}

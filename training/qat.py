@@ -67,8 +67,11 @@ def freeze_zeros(model: torch.nn.Module, patterns: dict[str, torch.Tensor]) -> l
     handles = []
     for name, zeros in patterns.items():
         if bool(zeros.any()):
-            keep = (~zeros).to(modules[name].weight.dtype)
-            handles.append(modules[name].weight.register_hook(lambda grad, keep=keep: grad * keep))
+            weight = modules[name].weight
+            if not isinstance(weight, torch.Tensor):
+                raise TypeError(f"{name}.weight is not a tensor")
+            keep = (~zeros).to(weight.dtype)
+            handles.append(weight.register_hook(lambda grad, keep=keep: grad * keep))
     return handles
 
 

@@ -26,12 +26,12 @@ class ScheduleFractions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
+    initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0)
     final_sparsity: float = Field(ge=0.0, lt=1.0)
-    begin: float = Field(0.0, ge=0.0, le=1.0)
-    end: float = Field(0.5, ge=0.0, le=1.0)
-    frequency: float = Field(0.01, gt=0.0, le=1.0)
-    freeze: float | None = Field(0.8, ge=0.0, le=1.0)
+    begin: float = Field(default=0.0, ge=0.0, le=1.0)
+    end: float = Field(default=0.5, ge=0.0, le=1.0)
+    frequency: float = Field(default=0.01, gt=0.0, le=1.0)
+    freeze: float | None = Field(default=0.8, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScheduleFractions:
@@ -54,9 +54,9 @@ class OptimizerConfig(BaseModel):
 
     # 5e-5: the reference's pruning run passes no --learning_rate, so transformers' default applies
     # (research/prune-once-for-all/student_pruning.sh in Intel's Model-Compression-Research-Package)
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.01, ge=0, lt=1)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.01, ge=0, lt=1)
     # rewind the learning rate at every mask update during the ramp, the reference's shape
     # (pruneofa.training.schedule.rewinding_lr_factor)
     lr_rewinding: bool = False
@@ -67,8 +67,10 @@ class TransferStage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = Field(5e-5, gt=0)
-    share: float = Field(0.5, gt=0, lt=1)  # of the run's steps; skipped when the input is a task model
+    learning_rate: float = Field(default=5e-5, gt=0)
+    share: float = Field(
+        default=0.5, gt=0, lt=1
+    )  # of the run's steps; skipped when the input is a task model
 
 
 class QATStage(BaseModel):
@@ -76,8 +78,8 @@ class QATStage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = Field(1e-5, gt=0)  # NNCF's advice: a few epochs at a small learning rate
-    calibration_samples: int = Field(300, ge=1)  # training examples for the initial scales
+    learning_rate: float = Field(default=1e-5, gt=0)  # NNCF's advice: a few epochs at a small learning rate
+    calibration_samples: int = Field(default=300, ge=1)  # training examples for the initial scales
     preset: Literal["performance", "mixed"] = "performance"  # symmetric / asymmetric activations
     # Weights stay symmetric either way, so a pruned weight is the integer 0.
     overflow_fix: Literal["auto", "enable", "disable", "first-layer"] = "auto"

@@ -79,7 +79,7 @@ def prepare_teacher(
     When the checkpoint has no MLM head, the new one first learns alone for ``head_warmup`` of the steps
     (encoder and embeddings frozen) at ``head_learning_rate``, then the whole model at the learning rate;
     each phase has its own linear warm-up and decay. Otherwise (or with ``head_warmup=0``) every weight
-    learns from step 0, as before: distilling through a head trained together with the encoder from a
+    learns from step 0: distilling through a head trained together with the encoder from a
     random start passes the signal through a barely trained 30,522-way layer."""
     from transformers import set_seed
 
@@ -141,6 +141,8 @@ def prepare_teacher(
             command=command,
             checkpoints=run.checkpoints,
         )
+    if task is None or data is None:  # checked above: exactly one of --corpus and --task with --data
+        raise InputError("give either --corpus (masked-LM teacher) or --task with --data (task teacher)")
     spec = get_task(task)
     return train_task(
         model,

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
+from pruneofa.core.modelio import hf_base_model, hf_config, hf_output_embeddings
 from pruneofa.training.distill import (
     DistillationConfig,
     combined_loss,
@@ -52,13 +53,17 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
+# Warnings given once per process, by topic.
+_warned_once: dict[str, bool] = {}
+
+
 def teacher_precision(config: DistillationConfig, device: torch.device) -> AbstractContextManager:
     """The context the teacher's forward runs in: bf16 autocast when asked for and native here."""
     if config.teacher_precision != "bfloat16":
         return nullcontext()
     if not native_bf16(device):
-        if not getattr(teacher_precision, "_warned", False):
-            teacher_precision._warned = True  # type: ignore[attr-defined]
+        if not _warned_once.get("bf16", False):
+            _warned_once["bf16"] = True
             logger.warning(
                 "teacher_precision: bfloat16 asked for, but %s has no native bf16 (AVX512_BF16/AMX or a bf16 "
                 "GPU): the teacher runs in float32, which is faster here",
@@ -72,7 +77,9 @@ def teacher_precision(config: DistillationConfig, device: torch.device) -> Abstr
 def decoder_bypassed(model: nn.Module) -> Iterator[nn.Linear]:
     """Replace the output layer of a masked-LM model by the identity for the forwards inside, so the
     model's ``logits`` are the decoder's *inputs*; yields the decoder (its tied weight and bias)."""
-    decoder = model.get_output_embeddings()
+    decoder = hf_output_embeddings(model)
+    if not isinstance(decoder, nn.Linear):
+        raise TypeError(f"{type(model).__name__} has no Linear output layer to bypass")
     parent_name, _, child = next(n for n, m in model.named_modules() if m is decoder).rpartition(".")
     parent = model.get_submodule(parent_name)
     setattr(parent, child, nn.Identity())
@@ -118,6 +125,7 @@ class DistillationTrainer(Trainer):
         self.distillation = distillation
         self.kind = kind
         self._terms: dict[str, tuple[float, int]] = {}  # loss term → (sum, count) since the last log
+        self._ddp_static_graph = False
         if teacher is not None:
             teacher.eval()
             for parameter in teacher.parameters():
@@ -126,13 +134,14 @@ class DistillationTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         """Load a checkpoint's weights to resume, under the model's own parameter names, or fail.
 
-        transformers loads them with ``strict=False``; BERT checkpoints are written with the legacy
+        transformers loads them with ``strict=False``, and BERT checkpoints are written with the legacy
         LayerNorm names (``gamma``/``beta``) that ``from_pretrained`` maps but ``load_state_dict`` does not,
-        so every LayerNorm was silently left at its value from the start of the stage and a resumed run
-        diverged from the uninterrupted one. Renamed here; any other weight still missing is an error."""
+        which would leave every LayerNorm at its value from the start of the stage. They are renamed here;
+        any other weight still missing is an error."""
         from pruneofa.training.checkpoints import load_resume_weights
 
-        if not load_resume_weights(model if model is not None else self.model, Path(resume_from_checkpoint)):
+        target = model if model is not None else self.model
+        if target is None or not load_resume_weights(target, Path(resume_from_checkpoint)):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def training_step(self, model: nn.Module, inputs: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -140,11 +149,9 @@ class DistillationTrainer(Trainer):
         the word embeddings) outside the model's forward, to non-padding positions only, so that weight gets
         its gradient twice per step, which plain DDP refuses; the graph is the same every step, so DDP's
         static-graph mode (set once, before the first forward) reduces it correctly."""
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel) and not getattr(
-            model, "_pruneofa_static", False
-        ):
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel) and not self._ddp_static_graph:
             model._set_static_graph()
-            model._pruneofa_static = True
+            self._ddp_static_graph = True
         return super().training_step(model, inputs, *args, **kwargs)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
@@ -152,7 +159,10 @@ class DistillationTrainer(Trainer):
         if self.lr_factor is None:
             return super().create_scheduler(num_training_steps, optimizer)
         if self.lr_scheduler is None:
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_factor)
+            target = optimizer or self.optimizer
+            if not isinstance(target, torch.optim.Optimizer):
+                raise TypeError("a custom learning-rate curve needs the optimizer created first")
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(target, self.lr_factor)
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -204,7 +214,7 @@ class DistillationTrainer(Trainer):
         full = logit_kd and config.top_k is None  # the full KL needs the student's logits everywhere
         masked = targets != -100
         logits = _logits(head, decoder) if full else None
-        masked_logits = logits[masked] if full else _logits(head[masked], decoder)
+        masked_logits = logits[masked] if logits is not None else _logits(head[masked], decoder)
         if bool(masked.any()):
             mlm = F.cross_entropy(masked_logits.float(), targets[masked])
         else:  # no token masked in this batch: no MLM signal, but a loss the graph can use
@@ -223,14 +233,14 @@ class DistillationTrainer(Trainer):
                     teacher_out = teacher(**features, output_hidden_states=hidden)
                 teacher_logits = _logits(teacher_out.logits[keep], teacher_decoder)
             else:  # hidden states (and pooler) only: the teacher's MLM head is never run
-                teacher_out = teacher.base_model(**features, output_hidden_states=True)
+                teacher_out = hf_base_model(teacher)(**features, output_hidden_states=True)
         loss = config.alpha_task * mlm
         if logit_kd:
-            if full:
+            if logits is not None:
                 kd = kd_divergence(logits, teacher_logits, config.temperature)
             else:
                 kd = top_k_kd_divergence(
-                    head, decoder.weight, decoder.bias, teacher_logits, config.top_k, config.temperature
+                    head, decoder.weight, decoder.bias, teacher_logits, config.top_k or 0, config.temperature
                 )
             loss = loss + config.alpha_kd * kd
             self._record("kd_loss", kd)
@@ -254,16 +264,15 @@ class DistillationTrainer(Trainer):
         """Checkpoints of a model with NNCF quantizers: NNCF shares one scale among the Q/K/V inputs, which
         ``save_pretrained`` refuses as undeclared tied weights; safetensors' ``save_model`` keeps one copy
         of each shared tensor, and the Trainer's non-strict reload fills the others through the sharing."""
-        if not any(name.startswith("__nncf_hooks") for name, _ in self.model.named_parameters()):
+        model = self.model
+        if model is None or not any(name.startswith("__nncf_hooks") for name, _ in model.named_parameters()):
             return super()._save(output_dir, state_dict)
-        import os
-
         from safetensors.torch import save_model
 
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        save_model(self.model, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
-        self.model.config.save_pretrained(output_dir)
+        folder = Path(output_dir or self.args.output_dir or ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        hf_config(model).save_pretrained(folder)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if self._terms and "loss" in logs:

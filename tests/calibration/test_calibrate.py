@@ -12,7 +12,7 @@ import pytest
 from calibration_models import margin_export_fixture  # noqa: F401  (the margin_export fixture)
 from onnx import numpy_helper
 
-from pruneofa.calibration.quantize import choose_saturation_fix
+from pruneofa.calibration.backends import backend_for
 from pruneofa.calibration.sparsity import account_int8_sparsity
 from pruneofa.cli import main
 from pruneofa.core.cpu import detect_cpu
@@ -79,11 +79,12 @@ def test_question_answering(calibrate_once, arch, target):
 def test_saturation_fix_follows_the_cpu_and_is_recorded(calibrate_once):
     from nncf.quantization.advanced_parameters import OverflowFix
 
-    assert choose_saturation_fix("openvino", "auto", True)[0] == OverflowFix.ENABLE
-    assert choose_saturation_fix("openvino", "auto", False)[0] == OverflowFix.DISABLE
-    assert choose_saturation_fix("onnx", "auto", True)[0] is True
-    assert choose_saturation_fix("onnx", "auto", False)[0] is False
-    assert choose_saturation_fix("onnx", "disable", True)[0] is False
+    openvino, onnx = backend_for("openvino"), backend_for("onnx")
+    assert openvino.saturation_fix("auto", True)[0] == OverflowFix.ENABLE
+    assert openvino.saturation_fix("auto", False)[0] == OverflowFix.DISABLE
+    assert onnx.saturation_fix("auto", True)[0] is True
+    assert onnx.saturation_fix("auto", False)[0] is False
+    assert onnx.saturation_fix("disable", True)[0] is False
     cpu = detect_cpu()
     recorded = calibrate_once(
         "bert", "text-classification", "unstructured90", "openvino"

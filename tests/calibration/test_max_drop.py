@@ -42,7 +42,7 @@ def test_accuracy_control_keeps_what_int8_cannot_represent_in_float(
     # parity inputs (half of them random tokens, near this model's decision boundary): in one full-suite
     # run the reverted model agreed on 85 % of those; the parity bound is lowered so that this test is
     # about --max-drop alone.
-    assert main([*_argv(outlier_export, sst2_dir, out, "1"), "--min-agreement", "0.75"]) == 0
+    assert main([*_argv(outlier_export, sst2_dir, out, "1"), "--min-parity-agreement", "0.75"]) == 0
     printed = capsys.readouterr().out
     manifest = read_manifest(out)
     control = manifest.calibration.accuracy_control

@@ -56,7 +56,7 @@ def test_label_agreement_for_classification_and_score_agreement_for_regression()
     assert _value(_report("text-classification", mask, [logits], [logits + 0.01]), "label_agreement") == 1.0
     report = _report("text-classification", mask, [logits], [flipped])
     assert _value(report, "label_agreement") == 7 / 8 and not report.passed
-    assert "label agreement 87.50% < --min-agreement 0.95" in failure_reason(report)
+    assert "label agreement 87.50% < --min-parity-agreement 0.95" in failure_reason(report)
     assert _report("text-classification", mask, [logits], [flipped], ParityOptions(min_agreement=0.8)).passed
 
     scores = RNG.uniform(0, 5, size=(8, 1)).astype(np.float32)

@@ -59,7 +59,8 @@ def test_defaults_given_nowhere_but_the_config(name):
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_field_is_a_flag_with_the_configs_default_in_its_help(name):
     _, configs = COMMANDS[name]
-    actions = {a.dest: a for a in _subparser(name)._actions}
+    # (deprecated aliases share their field's dest and are hidden from --help)
+    actions = {a.dest: a for a in _subparser(name)._actions if a.help is not argparse.SUPPRESS}
     for config in configs:
         for field, info in config.model_fields.items():
             if field in SKIPPED.get(name, ()):
@@ -84,6 +85,36 @@ def test_calibrate_min_agreement_is_one_number():
     assert f"(default {CalibrateConfig.model_fields['min_agreement'].default})" in _subparser(
         "calibrate"
     ).format_help().replace("\n", " ").replace("  ", " ")
+
+
+# --min-agreement meant two things: output parity (export, calibrate) and agreement on a data set (validate).
+AGREEMENT_FLAGS = {
+    "export": "--min-parity-agreement",
+    "calibrate": "--min-parity-agreement",
+    "validate": "--min-label-agreement",
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGREEMENT_FLAGS))
+def test_agreement_flags_have_one_meaning_each(name, capsys):
+    argv, configs = COMMANDS[name]
+    (config,) = configs
+    flag = AGREEMENT_FLAGS[name]
+    args = build_parser().parse_args([name, *argv, flag, "0.5"])
+    assert config_from_args(config, args).min_agreement == 0.5
+    assert capsys.readouterr().err == ""
+    assert flag in _subparser(name).format_help()
+    assert "--min-agreement " not in _subparser(name).format_help()  # the old name is hidden
+
+
+@pytest.mark.parametrize("name", sorted(AGREEMENT_FLAGS))
+def test_old_min_agreement_still_works_and_warns(name, capsys):
+    argv, configs = COMMANDS[name]
+    (config,) = configs
+    args = build_parser().parse_args([name, *argv, "--min-agreement", "0.25"])
+    assert config_from_args(config, args).min_agreement == 0.25
+    err = capsys.readouterr().err
+    assert err == f"pruneofa: warning: --min-agreement is deprecated; use {AGREEMENT_FLAGS[name]}\n"
 
 
 def test_list_flags_parse_and_refuse_unknown_values(capsys):

@@ -16,7 +16,7 @@ import yaml
 from safetensors.numpy import load_file
 
 from pruneofa.cli import main
-from pruneofa.recipe_runner import load_pipeline
+from pruneofa.recipe_runner import load_run_recipe
 
 # Each training stage: 4 steps, a checkpoint every 2, tiny batches (the shape of the recipe, not its size).
 TINY = {"steps": 4, "batch_size": 4, "seq_len": 32, "save_steps": 2, "logging_steps": 2}
@@ -26,7 +26,9 @@ TRAINING = {"teacher", "prune", "finetune", "qat"}
 def _tiny_recipe(tmp_path: Path, base: Path, data_root: Path, output: Path) -> Path:
     """pipeline-small with its model, data root and output replaced and every budget made tiny; every
     stage, reference and option name is the built-in recipe's own."""
-    recipe = yaml.safe_load(yaml.safe_dump(load_pipeline("pipeline-small").model_dump(exclude={"base_dir"})))
+    recipe = yaml.safe_load(
+        yaml.safe_dump(load_run_recipe("pipeline-small").model_dump(exclude={"base_dir"}))
+    )
     recipe.update(model=str(base), data_root=str(data_root), output=str(output))
     kinds = set()
     for stage in recipe["stages"]:

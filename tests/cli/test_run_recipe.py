@@ -10,7 +10,7 @@ import yaml
 
 from pruneofa.cli import main
 from pruneofa.core.manifest import read_manifest
-from pruneofa.recipe_runner import load_pipeline, same_work
+from pruneofa.recipe_runner import load_run_recipe, same_work
 
 BUDGET = {"steps": 4, "batch_size": 4, "seq_len": 32, "save_steps": 2, "logging_steps": 2}
 
@@ -141,10 +141,10 @@ def _fake_data_root(root):
     return root
 
 
-def test_builtin_pipelines_parse_and_plan(capsys, tmp_path):
+def test_builtin_run_recipes_parse_and_plan(capsys, tmp_path):
     data = _fake_data_root(tmp_path / "data")
     for name in ("pipeline-small", "pipeline-bert-base"):
-        recipe = load_pipeline(name)
+        recipe = load_run_recipe(name)
         assert recipe.stages and main(["run", "--recipe", name, "--dry-run", "--data-root", str(data)]) == 0
     planned = capsys.readouterr().out.splitlines()
     assert any(line.startswith("pruneofa qat ") for line in planned)
@@ -159,15 +159,15 @@ def test_same_work_ignores_bookkeeping_and_number_spelling():
 
 
 def test_a_crashing_stage_still_leaves_the_summary(tmp_path, base, sst2_dir):
-    from pruneofa.recipe_runner import run_pipeline
+    from pruneofa.recipe_runner import run_recipe
 
-    recipe = load_pipeline(_recipe(tmp_path, base, sst2_dir))
+    recipe = load_run_recipe(_recipe(tmp_path, base, sst2_dir))
 
     def crash(argv):
         raise RuntimeError("a bug in a stage")
 
     with pytest.raises(RuntimeError):
-        run_pipeline(recipe, crash, lambda argv: None)
+        run_recipe(recipe, crash, lambda argv: None)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["stages"][0]["status"] == "failed" and "a bug in a stage" in summary["stages"][1]["status"]
 
@@ -184,7 +184,9 @@ def test_missing_data_fails_before_any_work_even_in_a_dry_run(tmp_path, capsys):
 def test_a_relative_data_root_is_relative_to_the_recipe_file(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "project"
     _fake_data_root(folder / "data")
-    recipe = yaml.safe_load(yaml.safe_dump(load_pipeline("pipeline-small").model_dump(exclude={"base_dir"})))
+    recipe = yaml.safe_load(
+        yaml.safe_dump(load_run_recipe("pipeline-small").model_dump(exclude={"base_dir"}))
+    )
     recipe["data_root"] = "data"
     (folder / "recipes").mkdir()
     path = folder / "recipes" / "small.yaml"

@@ -106,7 +106,7 @@ def _run(case, *extra: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     argv = ["validate", str(candidate), "--reference", str(reference), "--data", str(data), "--task", "mnli"]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([*argv, "--quiet", "--max-drop", "8", "--min-agreement", "0.9", *extra])
+        code = main([*argv, "--quiet", "--max-drop", "8", "--min-label-agreement", "0.9", *extra])
     return code, out.getvalue(), err.getvalue()
 
 

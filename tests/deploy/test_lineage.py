@@ -32,7 +32,19 @@ def test_validate_says_whether_the_reference_is_an_ancestor(pipeline, exported, 
     def run(reference) -> tuple[dict, str]:
         report = tmp_path / "report.json"
         argv = ["validate", str(exported), "--reference", str(reference), "--data", str(sst2_dir)]
-        main([*argv, "--task", "sst2", "--max-drop", "100", "--min-agreement", "0", "--report", str(report)])
+        main(
+            [
+                *argv,
+                "--task",
+                "sst2",
+                "--max-drop",
+                "100",
+                "--min-label-agreement",
+                "0",
+                "--report",
+                str(report),
+            ]
+        )
         return json.loads(report.read_text(encoding="utf-8")), capsys.readouterr().out
 
     found, out = run(pipeline / "sparse-sst2")  # the model the export was made from

@@ -68,7 +68,17 @@ def test_without_the_library_everything_runs_dense(sparse_ir, monkeypatch):
 def test_validate_runs_the_candidate_with_kernels_against_a_plain_reference(sparse_ir, sst2_dir, capsys):
     code = main(
         ["validate", str(sparse_ir), "--reference", str(sparse_ir), "--data", str(sst2_dir), "--task", "sst2"]
-        + ["--sparse-kernels", "on", "--limit", "24", "--max-drop", "0", "--min-agreement", "1", "--quiet"]
+        + [
+            "--sparse-kernels",
+            "on",
+            "--limit",
+            "24",
+            "--max-drop",
+            "0",
+            "--min-label-agreement",
+            "1",
+            "--quiet",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out

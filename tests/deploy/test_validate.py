@@ -59,7 +59,7 @@ def test_int8_against_another_exported_folder(calibrate_once, export_once, sst2_
         str(fp32),
         "--data",
         str(sst2_dir),
-        "--min-agreement",
+        "--min-label-agreement",
         "0.8",
         "--max-drop",
         "10",

@@ -99,7 +99,7 @@ EXCUSED = [
     ("docs/qat.md", "qat SPARSE_TASK_MODEL", "a template (SPARSE_TASK_MODEL); " + TRAINS),
     ("docs/qat.md", "run --recipe pipeline-small --dry-run", DATA),
     ("docs/qat.md", "run --recipe pipeline-small", DATA + "; " + TRAINS),
-    ("docs/qat.md", "run --recipe my-pipeline.yaml", "a template (my-pipeline.yaml, /data)"),
+    ("docs/qat.md", "run --recipe my-recipe.yaml", "a template (my-recipe.yaml, /data)"),
     ("docs/training.md", "prune runs/teacher-mlm", "needs a trained teacher; " + TRAINS),
     ("docs/training.md", "run --recipe pipeline-bert-base", DATA + "; BERT-Base, hours on a GPU"),
     (

@@ -182,9 +182,14 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path, capsys, monkeypatch):
 def test_a_failed_check_writes_no_target_at_all(tmp_path, make_model, capsys):
     out = tmp_path / "both"
     code, err = _export(
-        capsys, make_model("roberta", "fill-mask"), out, "--min-agreement", "1.5", target="openvino,onnx"
+        capsys,
+        make_model("roberta", "fill-mask"),
+        out,
+        "--min-parity-agreement",
+        "1.5",
+        target="openvino,onnx",
     )
-    assert code == 2 and "--min-agreement" in err  # validated before any work
+    assert code == 2 and "--min-parity-agreement" in err  # validated before any work
     code, err = _export(
         capsys,
         make_model("roberta", "fill-mask"),

@@ -236,7 +236,7 @@ def test_family_calibrates_and_validates(calibrate_once, export_once, make_model
             str(fp32),
             "--data",
             str(sst2_dir),
-            "--min-agreement",
+            "--min-label-agreement",
             "0.5",
             "--max-drop",
             "100",

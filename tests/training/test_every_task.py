@@ -89,7 +89,7 @@ def test_qat_and_validate_on_regression_and_mismatched_nli(pipeline, glue_root, 
     report = tmp_path / "validate.json"
     int8 = out.parent / f"{out.name}-openvino"
     code = main(["validate", str(int8), "--reference", str(out), "--data", data, "--task", task,
-                 "--max-drop", "100", "--min-agreement", "0", "--report", str(report)])  # fmt: skip
+                 "--max-drop", "100", "--min-label-agreement", "0", "--report", str(report)])  # fmt: skip
     assert code == 0
     found = json.loads(report.read_text(encoding="utf-8"))
     assert found["task"] == task and found["examples"] > 0

@@ -280,7 +280,7 @@ def test_bf16_teacher_runs_under_autocast_where_native_and_falls_back_with_one_w
         assert dtypes == [torch.float32, torch.bfloat16]
         assert bf16 == pytest.approx(fp32, rel=2e-2) and bf16 != fp32
         monkeypatch.setattr(trainer_module, "native_bf16", lambda device: False)
-        monkeypatch.setattr(trainer_module.teacher_precision, "_warned", False, raising=False)
+        monkeypatch.setattr(trainer_module, "_warned_once", {})
         with caplog.at_level("WARNING", logger="pruneofa.training"):
             fallback = [
                 _loss(student, teacher, batch, teacher_precision="bfloat16", **options) for _ in range(2)
