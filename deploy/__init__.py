@@ -20,51 +20,26 @@ from typing import TYPE_CHECKING
 from pruneofa.core.lazy import lazy_exports
 
 if TYPE_CHECKING:  # what static tools see; at run time each name loads on first use (lazy_exports)
-    from pruneofa.deploy.benchmark import (
-        BenchmarkReport as BenchmarkReport,
-    )
-    from pruneofa.deploy.benchmark import (
-        benchmark_model as benchmark_model,
-    )
-    from pruneofa.deploy.config import (
-        BenchmarkConfig as BenchmarkConfig,
-    )
-    from pruneofa.deploy.config import (
-        PackageConfig as PackageConfig,
-    )
-    from pruneofa.deploy.config import (
-        ServeConfig as ServeConfig,
-    )
-    from pruneofa.deploy.config import (
-        ValidateConfig as ValidateConfig,
-    )
-    from pruneofa.deploy.package import (
-        PackageResult as PackageResult,
-    )
-    from pruneofa.deploy.package import (
-        package_model as package_model,
-    )
-    from pruneofa.deploy.package import (
-        unpack_archive as unpack_archive,
-    )
+    from pruneofa.deploy.benchmarking.benchmark import benchmark_model as benchmark_model
+    from pruneofa.deploy.benchmarking.report import BenchmarkReport as BenchmarkReport
+    from pruneofa.deploy.config import BenchmarkConfig as BenchmarkConfig
+    from pruneofa.deploy.config import LoadConfig as LoadConfig
+    from pruneofa.deploy.config import OpenConfig as OpenConfig
+    from pruneofa.deploy.config import PackageConfig as PackageConfig
+    from pruneofa.deploy.config import ServeConfig as ServeConfig
+    from pruneofa.deploy.config import ValidateConfig as ValidateConfig
+    from pruneofa.deploy.opening import OpenedFolder as OpenedFolder
+    from pruneofa.deploy.opening import open_folder as open_folder
+    from pruneofa.deploy.packaging import PackageResult as PackageResult
+    from pruneofa.deploy.packaging import package_model as package_model
+    from pruneofa.deploy.packaging import unpack_archive as unpack_archive
     from pruneofa.deploy.pipeline import Pipeline as Pipeline
     from pruneofa.deploy.pipeline import load as load
-    from pruneofa.deploy.settings import (
-        CompileSettings as CompileSettings,
-    )
-    from pruneofa.deploy.settings import (
-        SparseDecision as SparseDecision,
-    )
-    from pruneofa.deploy.settings import (
-        choose_settings as choose_settings,
-    )
-    from pruneofa.deploy.validate import (
-        ValidationReport as ValidationReport,
-    )
-    from pruneofa.deploy.validate import (
-        validate_model as validate_model,
-    )
-
+    from pruneofa.deploy.settings import CompileSettings as CompileSettings
+    from pruneofa.deploy.settings import SparseDecision as SparseDecision
+    from pruneofa.deploy.settings import choose_settings as choose_settings
+    from pruneofa.deploy.validation.reports import ValidationReport as ValidationReport
+    from pruneofa.deploy.validation.validate import validate_model as validate_model
 
 _EXPORTS = {
     "BenchmarkConfig": "config",
@@ -93,6 +68,9 @@ __all__ = [
     "BenchmarkConfig",
     "BenchmarkReport",
     "CompileSettings",
+    "LoadConfig",
+    "OpenConfig",
+    "OpenedFolder",
     "PackageConfig",
     "PackageResult",
     "Pipeline",
@@ -103,6 +81,7 @@ __all__ = [
     "benchmark_model",
     "choose_settings",
     "load",
+    "open_folder",
     "package_model",
     "unpack_archive",
     "validate_model",

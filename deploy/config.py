@@ -184,7 +184,7 @@ class ServeConfig(BaseModel):
         default=None, description="force a runtime", json_schema_extra=cli(default_text="the folder's own")
     )
     task: str | None = Field(
-        None,
+        default=None,
         description="serve the folder as this task (zero-shot-classification: an NLI text-classification "
         "export)",
         json_schema_extra=cli(default_text="the folder's export task"),
@@ -281,32 +281,39 @@ class OpenConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     runtime: str | None = Field(
-        None,
+        default=None,
         description="openvino or onnxruntime (aliases ov, onnx)",
         json_schema_extra=cli(default_text="OpenVINO for an IR folder, ONNX Runtime for an ONNX one"),
     )
     task: str | None = Field(
-        None,
+        default=None,
         description="run the folder as this task (zero-shot-classification: an NLI text-classification "
         "export)",
         json_schema_extra=cli(default_text="the folder's export task"),
     )
-    hint: Hint = Field("latency", description="OpenVINO performance hint")
-    threads: int | None = Field(None, ge=1, description="inference threads (default: chosen for this CPU)")
-    streams: int | None = Field(None, ge=1, description="inference streams (default: chosen for this CPU)")
-    sparse_kernels: KernelMode = Field("auto", description=SPARSE_KERNELS_HELP)
+    hint: Hint = Field(default=DEFAULT_HINT, description="OpenVINO performance hint")
+    threads: int | None = Field(
+        default=None, ge=1, description="inference threads (default: chosen for this CPU)"
+    )
+    streams: int | None = Field(
+        default=None, ge=1, description="inference streams (default: chosen for this CPU)"
+    )
+    sparse_kernels: KernelMode = Field(default="auto", description=SPARSE_KERNELS_HELP)
 
 
 class LoadConfig(OpenConfig):
     """Options of ``deploy.load(folder, **options)``: how the folder is opened, and the pipeline's batch
     size, truncation length and tokenizer."""
 
-    batch_size: int = Field(16, ge=1, description="inputs per model call")
+    batch_size: int = Field(default=16, ge=1, description="inputs per model call")
     max_length: int | None = Field(
-        None, ge=2, description="truncate inputs to this many tokens (at most the model's own maximum)"
+        default=None,
+        ge=2,
+        description="truncate inputs to this many tokens (at most the model's own maximum)",
     )
     use_openvino_tokenizer: bool = Field(
-        True, description="tokenize with the folder's OpenVINO tokenizer model where the task allows it"
+        default=True,
+        description="tokenize with the folder's OpenVINO tokenizer model where the task allows it",
     )
 
 

@@ -63,7 +63,7 @@ def read_export_input(
     """What export reads from MODEL before it builds anything: its manifest, config (sizes checked),
     family, task and tokenizer (files checked). Every problem is an :class:`InputError`, whatever the
     files hold (tests/core/test_model_folder_fuzz.py runs this on mutated folders)."""
-    parent_manifest = read_manifest(source.path) if source.local else None
+    parent_manifest = read_manifest(source.path) if source.path is not None else None
     hf_config = modelio.load_config(source)
     spec = (
         modelio.layout_spec(hf_config, "export --shrink")

@@ -169,6 +169,8 @@ def _gelu_erf(op: Any) -> Any | None:
 
 def _pack(weight: ConstWeight, bias: np.ndarray | None, layout: str) -> formats.SparseWeight:
     if layout == "int8-1x4":
+        if weight.int8 is None or weight.scales is None:
+            raise ValueError("the int8-1x4 layout needs INT8 weights with per-row scales")
         return formats.pack_int8_1x4(weight.int8, weight.scales, bias)
     if layout == "block4x1":
         return formats.pack_4x1(weight.dense, bias)
@@ -205,7 +207,7 @@ def _static_activation_quant(op: Any) -> tuple[Any, library.ActQuant] | None:
     if fq.get_type_name() != "FakeQuantize" or int(fq.get_attributes().get("levels", 0)) != 256:
         return None
     il, ih, ol, oh = (_scalar(fq.input_value(i)) for i in range(1, 5))
-    if None in (il, ih, ol, oh) or il != ol or ih != oh or not ih > il:
+    if il is None or ih is None or ol is None or oh is None or il != ol or ih != oh or not ih > il:
         return None
     step = np.float32((ih - il) / 255.0)
     zero = -il / float(step)

@@ -141,7 +141,7 @@ def unpack_archive(
     try:
         with open_archive(path) as (tar, raw):
             scan = scan_archive(tar, max_unpacked_bytes)
-            if public_key is not None:
+            if public_key is not None and verify is not None:
                 check_signature(path, public_key, Path(verify), scan.index or b"", scan.signature)
             _check_free_space(target, scan)
             with atomic_output_dir(target, overwrite=overwrite, inputs=[path, verify]) as staging:

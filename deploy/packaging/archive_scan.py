@@ -68,7 +68,7 @@ class BoundedReader(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def open_archive(path: Path) -> Iterator[tuple[tarfile.TarFile, BinaryIO]]:
+def open_archive(path: Path) -> Iterator[tuple[tarfile.TarFile, lzma.LZMAFile]]:
     """The archive as a tar reader over the bounded xz stream, and the xz stream itself."""
     with lzma.open(path, "rb") as raw, tarfile.open(fileobj=BoundedReader(raw), mode="r:") as tar:  # type: ignore[arg-type]
         yield tar, raw
@@ -243,7 +243,7 @@ def copy_member(
     return written
 
 
-def check_stream_end(raw: BinaryIO) -> None:
+def check_stream_end(raw: lzma.LZMAFile) -> None:
     """Read what follows the last member (the tar end blocks and padding) to the end of the xz stream, so
     that a truncated or corrupted tail is noticed too; more than a little trailing data is refused."""
     trailing = 0

@@ -48,7 +48,7 @@ def _check_weights(model: Any, reference: str) -> int:
     """Every sparse op's weights equal the dense IR's (the zeros exactly, the values to float rounding)."""
     import openvino as ov
 
-    from pruneofa import kernels
+    import pruneofa.kernels as kernels
     from pruneofa.kernels.weights import NotConstant, read_weight
 
     dense = {}

@@ -62,7 +62,7 @@ def sparse_ir(path: Path, files: dict[str, Path], format: str, mode: str) -> Spa
                 "'pruneofa export MODEL --target openvino --sparse-ir', or pass --sparse-kernels off"
             )
         return None
-    from pruneofa import kernels
+    import pruneofa.kernels as kernels
 
     library = kernels.library_path()
     if library is None:

@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -40,7 +40,7 @@ class Guard:
         started = time.perf_counter()
         status: list[int] = []
 
-        async def send_counted(message: dict) -> None:
+        async def send_counted(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
             await send(message)
