@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core import modelio
+from pruneofa.core.choices import KernelMode
 from pruneofa.core.errors import InputError
 from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
 from pruneofa.core.runtime import (
@@ -43,7 +44,9 @@ class Runner:
         return self.call(model_inputs(feed, self.input_names))
 
 
-def open_model(location: str, export_task: str | None = None, *, sparse_kernels: str = "auto") -> Runner:
+def open_model(
+    location: str, export_task: str | None = None, *, sparse_kernels: KernelMode = "auto"
+) -> Runner:
     """An exported folder runs in its runtime (an IR with pruneofa's sparse kernels per ``sparse_kernels``,
     as it will in deployment); anything else is loaded with transformers (FP32)."""
     path = Path(location).expanduser()
@@ -71,8 +74,9 @@ def open_model(location: str, export_task: str | None = None, *, sparse_kernels:
     config = modelio.load_config(source)
     spec = modelio.architecture_spec(config)
     task = modelio.resolve_task(config, export_task)
-    qat = source.local and is_qat_folder(source.path)
-    model = load_qat_model(source.path) if qat else modelio.load_model(source, task)
+    folder = source.path  # None for a hub id
+    qat = folder is not None and is_qat_folder(folder)
+    model = load_qat_model(folder) if folder is not None and qat else modelio.load_model(source, task)
     return Runner(
         label=f"PyTorch {'QAT, fake-quantized' if qat else 'FP32'} ({source.display_name})",
         kind="pytorch",

@@ -40,7 +40,8 @@ def serve(
     from pruneofa.deploy.pipeline import load
 
     refuse_custom_code(folder)
-    config = config.model_copy(update={"name": served_name(folder, config)})
+    name = served_name(folder, config)
+    config = config.model_copy(update={"name": name})
     _check_port(config.host, config.port)
     pipeline = load(
         folder,
@@ -59,7 +60,7 @@ def serve(
             f"serving {config.name} ({pipeline.task.name}) on {base} (KServe v2 under /v2, POST /predict, "
             f"GET /metrics); Ctrl-C or SIGTERM stops after answering what was accepted (at most "
             f"{config.graceful_timeout_s:g} s)\n"
-            f"infer: POST {infer_url(config.host, port, config.name)}",
+            f"infer: POST {infer_url(config.host, port, name)}",
             file=sys.stderr,
             flush=True,
         )
