@@ -401,8 +401,8 @@ def task_behaviour(
     return classification_behaviour(
         labels=task.labels,
         gold=[e.label for e in examples],
-        reference_logits=reference.logits(),
-        candidate_logits=candidate.logits(),
+        reference_logits=reference.class_logits(),
+        candidate_logits=candidate.class_logits(),
         texts=texts,
         sources=sources,
         **common,
