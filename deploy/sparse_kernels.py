@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, get_args
 
 from pruneofa.core.errors import InputError
+from pruneofa.deploy.config import KernelMode
 
-KernelMode = Literal["auto", "on", "off"]
-KERNEL_MODES = ("auto", "on", "off")
+KERNEL_MODES: tuple[str, ...] = get_args(KernelMode)
 STATIC_SHAPES_ENV = "PRUNEOFA_KERNELS_STATIC_SHAPES"
 DEFAULT_STATIC_SHAPES = 4
 MAX_STATIC_SHAPES = 64  # each copy is a compiled model: bounded whatever the environment says
