@@ -75,6 +75,7 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
     report = ValidationReport(
         created_at=now_utc(),
         task=task.name,
+        inference_task=inference.name,
         data=config.data,
         split=config.split,
         examples=len(examples),

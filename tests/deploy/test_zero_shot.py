@@ -243,6 +243,10 @@ def test_validated_as_zero_shot_classification(nli_export, nli_model, mnli_file,
         assert code == 0, capsys.readouterr().err
     plain, zero_shot = (json.loads(reports[n].read_text()) for n in ("plain", "zero-shot"))
     assert zero_shot["examples"] == 15 and zero_shot["agreement"] == 1.0
+    assert (plain["inference_task"], zero_shot["inference_task"]) == (
+        "text-classification",
+        "zero-shot-classification",
+    )
     assert zero_shot["candidate"]["metrics"] == plain["candidate"]["metrics"]
     assert zero_shot["reference"]["metrics"] == plain["reference"]["metrics"]
 
