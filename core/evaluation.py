@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core.data import QAExample
+from pruneofa.core.inference import INFERENCE_TASKS, InferenceTask
 from pruneofa.core.metrics import compute_metrics
 from pruneofa.core.qa import QA_STRIDE, QAFeatures, batches, postprocess_qa, prepare_qa_features, qa_window
 from pruneofa.core.tasks import TaskSpec
@@ -87,34 +88,65 @@ class Evaluation:
     metrics: dict[str, float]
     predictions: Any
     outputs: list[list[np.ndarray]]
+    label_logits: np.ndarray | None = None  # classification: the logits as columns of the data's labels
 
     def logits(self) -> np.ndarray:
         """The first output of every batch, stacked (n × classes, or n × 1 scores): text tasks."""
         return np.concatenate([batch[0] for batch in self.outputs])
 
+    def class_logits(self) -> np.ndarray:
+        """Classification logits as columns of the data task's labels (the head's own order where the
+        evaluation hook keeps it)."""
+        return self.label_logits if self.label_logits is not None else self.logits()
 
-def predictions(task: TaskSpec, examples: Sequence[Any], encoded: Encoded, outputs: list[list[np.ndarray]]):
-    """What the model predicts for each example, from its per-batch outputs: the argmax label id
+
+def scoring_task(task: TaskSpec, inference: InferenceTask | None = None) -> InferenceTask:
+    """The inference task whose evaluation hook scores a model on ``task``'s data: ``inference`` where
+    given (zero-shot classification of an NLI model), else the one running the data task's export task."""
+    return inference if inference is not None else INFERENCE_TASKS[task.export_task]
+
+
+def predictions(
+    task: TaskSpec,
+    examples: Sequence[Any],
+    encoded: Encoded,
+    outputs: list[list[np.ndarray]],
+    inference: InferenceTask | None = None,
+    model_config: Any = None,
+):
+    """What the model predicts for each example, from its per-batch outputs, as the inference task's
+    evaluation hook reads them (:attr:`pruneofa.core.inference.InferenceTask.evaluation`): the label id
     (classification), the score (regression), or the answer text by question id (question answering)."""
-    if task.kind == "question-answering":
+    hook = scoring_task(task, inference).evaluation
+    if "question-answering" in hook.kinds:
         if encoded.features is None:
             raise ValueError("question answering outputs are read back through the encoded SQuAD windows")
         starts, ends = [batch[0] for batch in outputs], [batch[1] for batch in outputs]
-        return postprocess_qa(examples, encoded.features, starts, ends)
+        return hook.predictions(postprocess_qa(examples, encoded.features, starts, ends), task, model_config)
     if not outputs:
         return np.zeros(0)  # nothing to score: compute_metrics says so in one line
-    logits = np.concatenate([batch[0] for batch in outputs])
-    return logits.reshape(-1) if task.kind == "regression" else logits.argmax(-1)
+    return hook.predictions(np.concatenate([batch[0] for batch in outputs]), task, model_config)
 
 
 def evaluate_encoded(
-    forward: Forward, task: TaskSpec, examples: Sequence[Any], encoded: Encoded
+    forward: Forward,
+    task: TaskSpec,
+    examples: Sequence[Any],
+    encoded: Encoded,
+    inference: InferenceTask | None = None,
+    model_config: Any = None,
 ) -> Evaluation:
-    """Run ``forward`` on every feed of ``encoded`` (made from ``examples``) and score it."""
+    """Run ``forward`` on every feed of ``encoded`` (made from ``examples``) and score it, reading the
+    outputs with ``inference``'s evaluation hook (see :func:`scoring_task`); ``model_config`` is the
+    model's transformers config, for hooks that read its labels."""
     outputs = [[np.asarray(output) for output in forward(feed)] for feed in encoded.feeds]
-    predicted = predictions(task, examples, encoded, outputs)
+    predicted = predictions(task, examples, encoded, outputs, inference, model_config)
     references = examples if task.kind == "question-answering" else [e.label for e in examples]
-    return Evaluation(compute_metrics(task, predicted, references), predicted, outputs)
+    evaluation = Evaluation(compute_metrics(task, predicted, references), predicted, outputs)
+    label_scores = scoring_task(task, inference).evaluation.label_scores
+    if label_scores is not None and task.kind == "classification" and outputs:
+        evaluation.label_logits = label_scores(evaluation.logits(), task, model_config)
+    return evaluation
 
 
 def evaluate(

@@ -32,6 +32,12 @@ class ValidateConfig(BaseModel):
         description="cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad",
         json_schema_extra=cli(default_text="from a calibrated folder's manifest"),
     )
+    inference_task: str | None = Field(
+        default=None,
+        description="score the models as this inference task (zero-shot-classification: an NLI export on "
+        "an NLI data set, its labels matched to the data's by name)",
+        json_schema_extra=cli(default_text="the data task's export task"),
+    )
     split: Literal["dev", "train"] = Field(default="dev", description="split to evaluate")
     max_drop: float = Field(default=1.0, ge=0, description="max drop of the primary metric, in points")
     min_agreement: float = Field(

@@ -39,6 +39,7 @@ class Runner:
     tokenizer_source: str
     max_length: int  # longest input its position embeddings allow
     sparse_kernels: str = "not applicable"  # what pruneofa's sparse kernels did (exported OpenVINO models)
+    config: Any = None  # the transformers config (its labels, for evaluation hooks that read them)
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.call(model_inputs(feed, self.input_names))
@@ -69,6 +70,7 @@ def open_model(
             tokenizer_source=str(path),
             max_length=opened.max_length,
             sparse_kernels=opened.kernels,
+            config=opened.config,
         )
     source = modelio.resolve_model_source(location)
     config = modelio.load_config(source)
@@ -86,6 +88,7 @@ def open_model(
         call=TorchRunner(model, task.outputs),
         tokenizer_source=source.location,
         max_length=graph.max_sequence_length(config),
+        config=config,
     )
 
 

@@ -150,17 +150,40 @@ class Tensor:
     rank: int = 1  # [n] or [n, k]
 
 
+def first_output_difference(feeds: list[dict[str, np.ndarray]], reference: list, candidate: list) -> float:
+    """The largest absolute difference between two models' first outputs, over every batch."""
+    largest = 0.0
+    for ref, got in zip(reference, candidate, strict=True):
+        largest = max(largest, float(np.abs(ref[0] - got[0]).max()))
+    return largest
+
+
+def same_predictions(reference: Any, candidate: Any, examples: Any, data_task: Any) -> float:
+    """The share of examples whose two predictions are equal."""
+    agree = int((np.asarray(reference) == np.asarray(candidate)).sum())
+    return agree / max(len(examples), 1)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """How a task's model is scored on a dev set of a data task (:class:`pruneofa.core.tasks.TaskSpec`).
 
-    ``kinds``: the data-task kinds it can be scored on (empty: none, with ``reason``). ``predictions``
-    turns the model's outputs on the examples (logits, or answer texts for question answering) into
-    predictions in the data task's label space: ``predictions(outputs, data_task, model_config)``."""
+    ``kinds``: the data-task kinds it can be scored on (empty: none, with ``reason``); a kind of
+    ``"question-answering"`` reads answers back through SQuAD windows, any other the first output.
+    ``predictions`` turns the model's outputs on the examples (logits, or answer texts for question
+    answering) into predictions in the data task's label space: ``predictions(outputs, data_task,
+    model_config)``. ``label_scores`` (classification) gives the logits as columns of the data task's
+    labels, for the behaviour report's per-class and calibration measures. ``agreement(reference,
+    candidate, examples, data_task)`` is the share of examples on which two models' predictions agree;
+    ``difference(feeds, reference_outputs, candidate_outputs)`` the largest difference between their
+    outputs."""
 
     kinds: tuple[str, ...]
     predictions: Callable[[Any, Any, Any], Any] | None = None
     reason: str = ""
+    label_scores: Callable[[Any, Any, Any], np.ndarray] | None = None
+    agreement: Callable[[Any, Any, Any, Any], float] = same_predictions
+    difference: Callable[[list, list, list], float] = first_output_difference
 
 
 @dataclass

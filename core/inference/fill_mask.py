@@ -110,7 +110,9 @@ class FillMask(InferenceTask):
     )
     openvino_tokenizer = True
     parity = PARITY
-    evaluation = Evaluation(kinds=(), reason="a masked-LM corpus is scored by perplexity in training")
+    evaluation = Evaluation(
+        kinds=(), reason="a masked-LM corpus is a pre-training corpus task, scored by perplexity in training"
+    )
 
     def warmup_input(self, tokenizer: Any) -> Any:
         return f"The server is {tokenizer.mask_token}."

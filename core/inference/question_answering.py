@@ -222,6 +222,22 @@ def _answers(outputs: Any, data_task: Any, model_config: Any) -> Any:
     return outputs
 
 
+def _agreement(reference: Any, candidate: Any, examples: Any, data_task: Any) -> float:
+    """The same answer text for each question."""
+    agree = sum(reference[e.id] == candidate[e.id] for e in examples)
+    return agree / max(len(examples), 1)
+
+
+def _difference(feeds: list[dict[str, np.ndarray]], reference: list, candidate: list) -> float:
+    """The largest difference of start and end logits at real (unpadded) tokens."""
+    largest = 0.0
+    for feed, ref, got in zip(feeds, reference, candidate, strict=True):
+        mask = feed["attention_mask"].astype(bool)
+        for r, g in zip(ref, got, strict=True):
+            largest = max(largest, float(np.abs(r - g)[mask].max()))
+    return largest
+
+
 class QuestionAnswering(InferenceTask):
     name = "question-answering"
     export_task = "question-answering"
@@ -241,7 +257,9 @@ class QuestionAnswering(InferenceTask):
         Tensor("end", "INT64"),
     )
     parity = PARITY
-    evaluation = Evaluation(kinds=("question-answering",), predictions=_answers)
+    evaluation = Evaluation(
+        kinds=("question-answering",), predictions=_answers, agreement=_agreement, difference=_difference
+    )
 
     def parity_inputs(self, samples: dict[str, Any]) -> list[Any]:
         return [(qa["question"], qa["context"]) for qa in samples["qa"]]

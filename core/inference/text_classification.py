@@ -22,6 +22,7 @@ from pruneofa.core.inference.base import (
     check_texts,
     int_between,
     one_of,
+    same_predictions,
     sigmoid,
     softmax,
 )
@@ -133,6 +134,19 @@ def _predictions(outputs: Any, data_task: Any, model_config: Any) -> np.ndarray:
     return logits.reshape(-1) if data_task.kind == "regression" else logits.argmax(-1)
 
 
+def _label_scores(outputs: Any, data_task: Any, model_config: Any) -> np.ndarray:
+    """The logits as they are: the head's ids are the data task's."""
+    return np.asarray(outputs)
+
+
+def _agreement(reference: Any, candidate: Any, examples: Any, data_task: Any) -> float:
+    """The same label, or (regression) scores within :data:`REGRESSION_TOLERANCE`, as parity counts them."""
+    if data_task.kind != "regression":
+        return same_predictions(reference, candidate, examples, data_task)
+    difference = np.abs(np.asarray(reference) - np.asarray(candidate))
+    return int((difference <= REGRESSION_TOLERANCE).sum()) / max(len(examples), 1)
+
+
 class TextClassification(InferenceTask):
     name = "text-classification"
     export_task = "text-classification"
@@ -145,7 +159,12 @@ class TextClassification(InferenceTask):
     v2_outputs = (Tensor("label", "BYTES"), Tensor("score", "FP32"))
     openvino_tokenizer = True
     parity = PARITY
-    evaluation = Evaluation(kinds=("classification", "regression"), predictions=_predictions)
+    evaluation = Evaluation(
+        kinds=("classification", "regression"),
+        predictions=_predictions,
+        label_scores=_label_scores,
+        agreement=_agreement,
+    )
 
     def plain_item(self, value: Any, where: str, text: Any, tokenizer: Any) -> Any:
         if not isinstance(value, dict):

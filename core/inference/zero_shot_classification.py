@@ -146,8 +146,8 @@ class ZeroShotClassificationPipeline(Pipeline):
         return results if many else results[0]
 
 
-def _predictions(outputs: Any, data_task: Any, model_config: Any) -> np.ndarray:
-    """NLI logits → the data task's label ids, matched by name (``entailment`` is ``ENTAILMENT``)."""
+def _label_scores(outputs: Any, data_task: Any, model_config: Any) -> np.ndarray:
+    """NLI logits as columns of the data task's labels, matched by name (``entailment`` is ``ENTAILMENT``)."""
     names = {str(name).lower(): int(i) for name, i in (model_config.label2id or {}).items()}
     missing = [label for label in data_task.labels if label.lower() not in names]
     if missing:
@@ -156,7 +156,12 @@ def _predictions(outputs: Any, data_task: Any, model_config: Any) -> np.ndarray:
             f"{data_task.name}; evaluate zero-shot classification on an NLI data set with the model's labels"
         )
     columns = [names[label.lower()] for label in data_task.labels]
-    return np.asarray(outputs)[:, columns].argmax(-1)
+    return np.asarray(outputs)[:, columns]
+
+
+def _predictions(outputs: Any, data_task: Any, model_config: Any) -> np.ndarray:
+    """NLI logits → the data task's label ids, matched by name."""
+    return _label_scores(outputs, data_task, model_config).argmax(-1)
 
 
 class ZeroShotClassification(InferenceTask):
@@ -175,7 +180,7 @@ class ZeroShotClassification(InferenceTask):
     v2_outputs = (Tensor("labels", "BYTES", rank=2), Tensor("scores", "FP32", rank=2))
     warmup_options = {"candidate_labels": ["warm", "cold"]}
     parity = NLI_PARITY
-    evaluation = Evaluation(kinds=("classification",), predictions=_predictions)
+    evaluation = Evaluation(kinds=("classification",), predictions=_predictions, label_scores=_label_scores)
 
     def v2_columns(self, results: list[Any]) -> dict[str, tuple[list[int], list[Any]]]:
         shape = [len(results), len(results[0]["labels"]) if results else 0]

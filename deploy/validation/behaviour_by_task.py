@@ -359,7 +359,59 @@ def qa_behaviour(
     )
 
 
-# --- by the task's kind ------------------------------------------------------------------------------
+# --- by the data task's kind -------------------------------------------------------------------------
+
+
+def _qa(
+    task: TaskSpec, examples: Sequence[Any], reference: Evaluation, candidate: Evaluation, **common: Any
+) -> Behaviour:
+    common.pop("tolerance")  # answers agree when their texts are equal
+    return qa_behaviour(
+        ids=[e.id for e in examples],
+        questions=[e.question for e in examples],
+        contexts=[e.context for e in examples],
+        answers=[e.answers for e in examples],
+        reference=reference.predictions,
+        candidate=candidate.predictions,
+        **common,
+    )
+
+
+def _regression(
+    task: TaskSpec, examples: Sequence[Any], reference: Evaluation, candidate: Evaluation, **common: Any
+) -> Behaviour:
+    return regression_behaviour(
+        gold=[e.label for e in examples],
+        reference=reference.predictions,
+        candidate=candidate.predictions,
+        texts=[e.texts for e in examples],
+        sources=[e.source for e in examples],
+        **common,
+    )
+
+
+def _classification(
+    task: TaskSpec, examples: Sequence[Any], reference: Evaluation, candidate: Evaluation, **common: Any
+) -> Behaviour:
+    common.pop("tolerance")  # labels agree when equal
+    return classification_behaviour(
+        labels=task.labels,
+        gold=[e.label for e in examples],
+        reference_logits=reference.class_logits(),  # as columns of the data's labels (the evaluation hook)
+        candidate_logits=candidate.class_logits(),
+        texts=[e.texts for e in examples],
+        sources=[e.source for e in examples],
+        **common,
+    )
+
+
+# The report of each data-task kind: what the gold answers are (labels, scores, answer spans) decides it,
+# whichever inference task read the outputs (zero-shot classification of MNLI is a classification).
+BEHAVIOUR_BY_KIND = {
+    "question-answering": _qa,
+    "regression": _regression,
+    "classification": _classification,
+}
 
 
 def task_behaviour(
@@ -376,34 +428,15 @@ def task_behaviour(
 ) -> Behaviour:
     """The behaviour section for ``task``'s kind, from both models' evaluations on ``examples``;
     regression predictions within ``tolerance`` of each other agree."""
-    common = dict(lengths=lengths, columns=columns, min_slice_size=min_slice_size, flipped=flipped)
-    if task.kind == "question-answering":
-        return qa_behaviour(
-            ids=[e.id for e in examples],
-            questions=[e.question for e in examples],
-            contexts=[e.context for e in examples],
-            answers=[e.answers for e in examples],
-            reference=reference.predictions,
-            candidate=candidate.predictions,
-            **common,
-        )
-    texts, sources = [e.texts for e in examples], [e.source for e in examples]
-    if task.kind == "regression":
-        return regression_behaviour(
-            gold=[e.label for e in examples],
-            reference=reference.predictions,
-            candidate=candidate.predictions,
-            texts=texts,
-            sources=sources,
-            tolerance=tolerance,
-            **common,
-        )
-    return classification_behaviour(
-        labels=task.labels,
-        gold=[e.label for e in examples],
-        reference_logits=reference.logits(),
-        candidate_logits=candidate.logits(),
-        texts=texts,
-        sources=sources,
-        **common,
+    report = BEHAVIOUR_BY_KIND[task.kind]
+    return report(
+        task,
+        examples,
+        reference,
+        candidate,
+        lengths=lengths,
+        columns=columns,
+        min_slice_size=min_slice_size,
+        flipped=flipped,
+        tolerance=tolerance,
     )

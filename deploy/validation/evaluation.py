@@ -1,6 +1,7 @@
 """Reference and candidate on the same dev examples: the task they are validated on, the tokenizer, both
 models run through the evaluation routine every stage shares (:mod:`pruneofa.core.evaluation`) on the
-same batches, padded to each batch's longest sequence, and how far their outputs differ."""
+same batches, padded to each batch's longest sequence, their outputs read by the inference task's
+evaluation hook (:attr:`pruneofa.core.inference.InferenceTask.evaluation`), and how far they differ."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from tqdm import tqdm
 from pruneofa.core import modelio
 from pruneofa.core.errors import InputError
 from pruneofa.core.evaluation import (
-    Encoded,
     Evaluation,
     encode,
     evaluate_encoded,
     example_texts,
     inference_window,
 )
+from pruneofa.core.inference import InferenceTask
 from pruneofa.core.manifest import read_manifest
 from pruneofa.core.tasks import TaskSpec, get_task
 from pruneofa.deploy.runners import Runner
@@ -62,6 +63,7 @@ class Compared:
 
 def compare(
     task: TaskSpec,
+    inference: InferenceTask,
     examples: Sequence[Any],
     tokenizer: Any,
     reference: Runner,
@@ -69,7 +71,8 @@ def compare(
     batch_size: int,
     quiet: bool,
 ) -> Compared:
-    """Encode the examples once, cut to what both models allow, and evaluate each model on them."""
+    """Encode the examples once, cut to what both models allow, and evaluate each model on them, its
+    outputs read by ``inference``'s evaluation hook."""
     max_length, stride = inference_window(task, min(reference.max_length, candidate.max_length))
     encoded = encode(task, examples, tokenizer, batch_size=batch_size, max_length=max_length, stride=stride)
     with tqdm(
@@ -89,23 +92,10 @@ def compare(
 
             return forward
 
-        ours = evaluate_encoded(counted(reference), task, examples, encoded)
-        theirs = evaluate_encoded(counted(candidate), task, examples, encoded)
-    return Compared(ours, theirs, max_difference(task, encoded, ours, theirs))
-
-
-def max_difference(task: TaskSpec, encoded: Encoded, reference: Evaluation, candidate: Evaluation) -> float:
-    """The largest absolute difference between the two models' outputs: the first output of text tasks;
-    start and end logits at real (unpadded) tokens for question answering."""
-    largest = 0.0
-    for feed, ref, got in zip(encoded.feeds, reference.outputs, candidate.outputs, strict=True):
-        if task.kind == "question-answering":
-            mask = feed["attention_mask"].astype(bool)
-            for r, g in zip(ref, got, strict=True):
-                largest = max(largest, float(np.abs(r - g)[mask].max()))
-        else:
-            largest = max(largest, float(np.abs(ref[0] - got[0]).max()))
-    return largest
+        ours = evaluate_encoded(counted(reference), task, examples, encoded, inference, reference.config)
+        theirs = evaluate_encoded(counted(candidate), task, examples, encoded, inference, candidate.config)
+    largest = inference.evaluation.difference(encoded.feeds, ours.outputs, theirs.outputs)
+    return Compared(ours, theirs, largest)
 
 
 def token_lengths(tokenizer: Any, examples: Sequence[Any]) -> list[int]:

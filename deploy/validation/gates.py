@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel
 
 from pruneofa.core.errors import InputError
 from pruneofa.core.evaluation import Evaluation
 from pruneofa.core.fidelity import REGRESSION_TOLERANCE
+from pruneofa.core.inference import InferenceTask
 from pruneofa.core.tasks import TaskSpec
 from pruneofa.deploy.config import ValidateConfig
 from pruneofa.deploy.validation.behaviour import Behaviour, GroupScore
@@ -36,17 +36,16 @@ class Gate(BaseModel):
     detail: str = ""
 
 
-def agreement(task: TaskSpec, reference: Evaluation, candidate: Evaluation, examples: Sequence[Any]) -> float:
-    """The share of examples on which both models predict the same: the same label, the same answer
-    text, or scores within :data:`REGRESSION_AGREEMENT`."""
-    if task.kind == "question-answering":
-        agree = sum(reference.predictions[e.id] == candidate.predictions[e.id] for e in examples)
-    elif task.kind == "regression":
-        difference = np.abs(np.asarray(reference.predictions) - np.asarray(candidate.predictions))
-        agree = int((difference <= REGRESSION_AGREEMENT).sum())
-    else:
-        agree = int((np.asarray(reference.predictions) == np.asarray(candidate.predictions)).sum())
-    return agree / max(len(examples), 1)
+def agreement(
+    task: TaskSpec,
+    inference: InferenceTask,
+    reference: Evaluation,
+    candidate: Evaluation,
+    examples: Sequence[Any],
+) -> float:
+    """The share of examples on which both models predict the same, as ``inference``'s evaluation hook
+    counts it: the same label, the same answer text, or scores within :data:`REGRESSION_AGREEMENT`."""
+    return inference.evaluation.agreement(reference.predictions, candidate.predictions, examples, task)
 
 
 def _where(row: GroupScore) -> str:
@@ -74,13 +73,13 @@ def gates(
         ),
         Gate(
             name="prediction_agreement",
-            flag="--min-agreement",
+            flag="--min-label-agreement",
             value=agreement,
             bound=config.min_agreement,
             status="fail" if agreement < config.min_agreement else "pass",
             message=f"predictions agree on {agreement:.2%} of examples "
             + (
-                f"< --min-agreement {config.min_agreement:.2%}"
+                f"< --min-label-agreement {config.min_agreement:.2%}"
                 if agreement < config.min_agreement
                 else f">= {config.min_agreement:.2%}"
             ),
@@ -156,12 +155,18 @@ def _skipped(name: str, flag: str, why: str) -> Gate:
     return Gate(name=name, flag=flag, value=None, bound=None, status="skipped", message=why)
 
 
-def check_options(task: TaskSpec, config: ValidateConfig) -> None:
+def check_options(task: TaskSpec, inference: InferenceTask, config: ValidateConfig) -> None:
     """Refuse, before any model loads, a task or a gate that validate cannot measure."""
-    if task.kind == "masked-lm":
+    hook = inference.evaluation
+    if task.kind not in hook.kinds:
+        if not hook.kinds:
+            raise InputError(
+                f"validate cannot score {inference.name} on {task.name}: {hook.reason}; pass the task the "
+                "model was fine-tuned for with --task"
+            )
         raise InputError(
-            f"validate compares task models (classification, regression, question answering); {task.name} is a "
-            "pre-training corpus task: pass the task the model was fine-tuned for with --task"
+            f"{inference.name} is scored on {' or '.join(hook.kinds)} data and {task.name} is {task.kind}; "
+            "pass a --task of that kind, or the --inference-task that fits it"
         )
     if config.max_ece_increase is not None and task.kind != "classification":
         raise InputError(

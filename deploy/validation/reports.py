@@ -29,6 +29,7 @@ class ValidationReport(BaseModel):
     stage: str = "validate"
     created_at: str
     task: str
+    inference_task: str = ""  # the inference task whose evaluation hook read the outputs
     data: str
     split: str
     examples: int

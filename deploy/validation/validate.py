@@ -17,7 +17,9 @@ from pathlib import Path
 
 from pruneofa.core.data import load_examples
 from pruneofa.core.errors import InputError
+from pruneofa.core.evaluation import scoring_task
 from pruneofa.core.fsutil import refuse_overlap
+from pruneofa.core.inference import get_inference_task
 from pruneofa.core.manifest import content_digest, hash_model_files, library_versions, now_utc, read_manifest
 from pruneofa.deploy.config import ValidateConfig
 from pruneofa.deploy.runners import check_same_task, open_model
@@ -35,23 +37,26 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
         if written is not None:  # a report path must not replace the models or the data it describes
             refuse_overlap(written, [candidate, config.reference, config.data], what="report")
     task = task_for(candidate, config.task)
-    check_options(task, config)
+    inference = scoring_task(
+        task, get_inference_task(config.inference_task) if config.inference_task else None
+    )
+    check_options(task, inference, config)
     examples = load_examples(task, config.data, split=config.split, limit=config.limit)
     if not examples:
         raise InputError(f"no examples in {config.data} ({config.split}); check --data and --split")
     columns = column_values(task, config.data, examples, config.slice_by)  # bad data fails before models load
     # The candidate runs as it will in deployment (sparse kernels per --sparse-kernels); an exported
     # reference runs without them, so that the comparison also checks the kernels.
-    candidate_runner = open_model(candidate, task.export_task, sparse_kernels=config.sparse_kernels)
-    reference_runner = open_model(config.reference, task.export_task, sparse_kernels="off")
+    candidate_runner = open_model(candidate, inference.export_task, sparse_kernels=config.sparse_kernels)
+    reference_runner = open_model(config.reference, inference.export_task, sparse_kernels="off")
     check_same_task(candidate_runner, reference_runner)
     is_ancestor, lineage = reference_lineage(candidate, config.reference)
     tokenizer = tokenizer_of(candidate_runner)
     compared = compare(
-        task, examples, tokenizer, reference_runner, candidate_runner, config.batch_size, quiet
+        task, inference, examples, tokenizer, reference_runner, candidate_runner, config.batch_size, quiet
     )
     scores = {"reference": compared.reference.metrics, "candidate": compared.candidate.metrics}
-    agreed = agreement(task, compared.reference, compared.candidate, examples)
+    agreed = agreement(task, inference, compared.reference, compared.candidate, examples)
     found = task_behaviour(
         task,
         examples,
@@ -70,6 +75,7 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
     report = ValidationReport(
         created_at=now_utc(),
         task=task.name,
+        inference_task=inference.name,
         data=config.data,
         split=config.split,
         examples=len(examples),

@@ -56,6 +56,10 @@ def test_a_registered_task_declares_every_piece(name: str) -> None:
     assert (task.evaluation.kinds and callable(task.evaluation.predictions)) or (
         not task.evaluation.kinds and task.evaluation.reason
     ), f"{name} neither evaluates on a dev set nor says why not"
+    if task.evaluation.kinds:
+        assert callable(task.evaluation.agreement) and callable(task.evaluation.difference)
+    if "classification" in task.evaluation.kinds:
+        assert callable(task.evaluation.label_scores), f"{name} gives no class scores in the data's labels"
 
 
 def test_unknown_task_is_one_line() -> None:

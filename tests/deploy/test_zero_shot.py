@@ -230,6 +230,38 @@ def test_validated_on_mnli_style_data(nli_export, nli_model, mnli_file, tmp_path
     assert result["examples"] == 15 and result["agreement"] == 1.0
 
 
+def test_validated_as_zero_shot_classification(nli_export, nli_model, mnli_file, tmp_path, capsys):
+    """``--inference-task zero-shot-classification`` scores the NLI export through the zero-shot task's
+    evaluation hook (labels matched by name); with MNLI's label order it scores as the plain run does."""
+    from pruneofa.cli import main
+
+    reports = {}
+    for name, extra in (("plain", []), ("zero-shot", ["--inference-task", "zero-shot-classification"])):
+        reports[name] = tmp_path / f"{name}.json"
+        argv = ["validate", str(nli_export), "--reference", str(nli_model), "--data", str(mnli_file)]
+        code = main([*argv, "--task", "mnli", "--report", str(reports[name]), "--quiet", *extra])
+        assert code == 0, capsys.readouterr().err
+    plain, zero_shot = (json.loads(reports[n].read_text()) for n in ("plain", "zero-shot"))
+    assert zero_shot["examples"] == 15 and zero_shot["agreement"] == 1.0
+    assert (plain["inference_task"], zero_shot["inference_task"]) == (
+        "text-classification",
+        "zero-shot-classification",
+    )
+    assert zero_shot["candidate"]["metrics"] == plain["candidate"]["metrics"]
+    assert zero_shot["reference"]["metrics"] == plain["reference"]["metrics"]
+
+
+def test_validate_refuses_an_inference_task_that_cannot_score_the_data(
+    nli_export, nli_model, mnli_file, capsys
+):
+    from pruneofa.cli import main
+
+    argv = ["validate", str(nli_export), "--reference", str(nli_model), "--data", str(mnli_file)]
+    code = main([*argv, "--task", "mnli", "--inference-task", "question-answering", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "question-answering is scored on question-answering data" in err[0]
+
+
 def test_evaluation_scores_by_label_name_whatever_the_head_order():
     """The evaluation hook maps the NLI head's labels to the data set's by name: a head ordered
     (contradiction, neutral, entailment) predicts the same data labels as a GLUE-ordered one."""
@@ -240,5 +272,6 @@ def test_evaluation_scores_by_label_name_whatever_the_head_order():
     reversed_head = SimpleNamespace(label2id={"CONTRADICTION": 0, "NEUTRAL": 1, "ENTAILMENT": 2})
     assert task.evaluation.predictions(logits, mnli, glue).tolist() == [0, 1, 2]
     assert task.evaluation.predictions(logits[:, ::-1], mnli, reversed_head).tolist() == [0, 1, 2]
+    assert task.evaluation.label_scores(logits[:, ::-1], mnli, reversed_head).tolist() == logits.tolist()
     with pytest.raises(InputError, match="do not name"):
         task.evaluation.predictions(logits, mnli, SimpleNamespace(label2id={"LABEL_0": 0, "LABEL_1": 1}))
