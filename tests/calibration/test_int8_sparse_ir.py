@@ -165,3 +165,59 @@ def test_without_kernels_the_int8_folder_has_no_sparse_ir(
     assert not (out / SPARSE_XML).exists() and not (out / SPARSE_BIN).exists()
     manifest = read_manifest(out)
     assert manifest.export.sparse_ir is None and SPARSE_XML not in manifest.export.files
+
+
+def test_a_qat_export_writes_an_int8_sparse_ir(make_model, tokenizers_dir, tmp_path):
+    """``pruneofa export QAT_FOLDER --sparse-ir``: the QAT IR is INT8, and so is its sparse IR (checked
+    against it like calibrate's)."""
+    import transformers
+
+    from pruneofa.core.cpu import detect_cpu
+    from pruneofa.core.qatfolder import save_qat_model
+    from pruneofa.core.runtime import load_parity_samples
+    from pruneofa.exporter import export_model, make_config
+    from pruneofa.training.qat import quantize_for_training
+    from pruneofa.training.recipe import load_recipe
+
+    tokenizer = tokenizers_dir["bert"]
+    sparse = transformers.AutoModelForSequenceClassification.from_pretrained(
+        make_model("bert", "text-classification", "block1x4_90")
+    ).eval()
+    sentences = load_parity_samples()["sentences"]
+    batches = [dict(tokenizer(sentences[i : i + 8], padding=True, return_tensors="pt")) for i in (0, 8)]
+    quantized, _ = quantize_for_training(
+        sparse, batches, load_recipe("qat-two-stage").qat, detect_cpu().int8_saturation_risk
+    )
+    qat_folder = tmp_path / "qat"
+    qat_folder.mkdir()
+    save_qat_model(quantized, qat_folder)
+    tokenizer.save_pretrained(qat_folder)
+    config = make_config(output=tmp_path / "out", convert_tokenizer=False, parity_samples=8, **SPARSE_EXPORT)
+    (result,) = export_model(str(qat_folder), config, quiet=True)
+    info = read_manifest(result.output).export.sparse_ir
+    assert read_manifest(result.output).export.weight_format == "int8"
+    assert info.precision == "int8" and info.weights_identical, info
+    assert info.max_abs_error <= info.tolerance and info.sparse_layers >= 12, info
+    from pruneofa.deploy.packaging.ir_checks import read_ir
+
+    assert read_ir(result.output / SPARSE_XML, result.output / SPARSE_BIN).integer8 >= 12
+
+
+def test_where_no_layer_qualifies_in_int8_no_sparse_ir_is_left(fp32_folder, calibrate_once, tmp_path, capsys):
+    """The INT8 IR of a dense model, chosen in mode auto: no layer is sparse enough, so nothing is written
+    and one line says why."""
+    from pruneofa.calibration.sparse_ir import write_int8_sparse_ir
+
+    manifest = read_manifest(fp32_folder)
+    manifest.export.sparse_ir.mode = "auto"
+    dense_int8 = calibrate_once("bert", "text-classification", None, "openvino").output
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    capsys.readouterr()
+    info, problems = write_int8_sparse_ir(
+        manifest, dense_int8 / "openvino_model.xml", staging, [], ("logits",)
+    )
+    assert info is None and problems == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and SPARSE_XML in err[0] and "sparse enough" in err[0], err
+    assert list(staging.iterdir()) == []
