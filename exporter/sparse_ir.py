@@ -4,10 +4,11 @@ For C++ deployment (OpenVINO Model Server with ``--cpu_extension``, an applicati
 ``core.add_extension``), where pruneofa's load-time rewrite does not run. The standard
 ``openvino_model.xml`` stays in the folder unchanged: optimum-intel, OVMS without the extension and
 Triton keep loading it. An INT8 IR (a QAT export's, or the one ``calibrate`` writes) gets an INT8 sparse
-IR: INT8 weights, INT8 compute, each activation FakeQuantize folded into the op. The layers are chosen as at load time (mode ``auto``: the crossover measured for
-each shape on this CPU's kernel path; ``on``: every eligible layer), the file keeps FP32 constants exact (no FP16 compression), and two
-checks guard it: every op's constants, read back into a dense matrix, equal the dense IR's weight position
-for position; and the outputs match the dense IR on the parity inputs (within :data:`FP32_TOLERANCE`, or
+IR: INT8 weights, INT8 compute, each activation FakeQuantize folded into the op. The layers are chosen as
+at load time (mode ``auto``: the crossover measured for each shape on this CPU's kernel path; ``on``:
+every eligible layer), the file keeps its constants exact (no FP16 compression), and two checks guard it:
+every op's constants, read back into a dense matrix, equal the dense IR's weight position for position;
+and the outputs match the dense IR on the parity inputs (within :data:`FP32_TOLERANCE`, or
 :func:`int8_tolerance` for INT8).
 """
 
