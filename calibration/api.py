@@ -22,6 +22,7 @@ import numpy as np
 from pruneofa.calibration.backends import CalibrationBackend, backend_for
 from pruneofa.calibration.config import CalibrateConfig
 from pruneofa.calibration.dataset import calibration_feeds, evaluation_items
+from pruneofa.calibration.sparse_ir import SPARSE_IR_FILES, has_sparse_ir, write_int8_sparse_ir
 from pruneofa.calibration.sparsity import account_int8_sparsity
 from pruneofa.core import modelio, report
 from pruneofa.core.cpu import detect_cpu
@@ -144,8 +145,10 @@ def calibrate_model(
         tempfile.TemporaryDirectory(prefix="pruneofa-calibrate-") as work,
         atomic_output_dir(output, overwrite=config.overwrite, inputs=inputs) as staging,
     ):
+        # The FP32 sparse IR is not this folder's model: it is written again from the INT8 IR below.
+        not_copied = MODEL_FILES[target] + ("pruneofa.json",) + SPARSE_IR_FILES
         for item in folder.iterdir():
-            if item.is_file() and item.name not in MODEL_FILES[target] + ("pruneofa.json",):
+            if item.is_file() and item.name not in not_copied:
                 shutil.copy2(item, staging / item.name)
         int8_file = staging / MODEL_FILES[target][0]
         accuracy = None
@@ -198,6 +201,13 @@ def calibrate_model(
             options=parity_options(config),
             reference_label=f"the FP32 {target} export",
         )
+        sparse_ir_info = None
+        if target == "openvino" and has_sparse_ir(folder, fp32_manifest):
+            say("writing the INT8 sparse IR (pruneofa SparseLinear op, INT8 compute) and checking it")
+            sparse_ir_info, sparse_problems = write_int8_sparse_ir(
+                fp32_manifest, int8_file, staging, batches, export_task.outputs
+            )
+            problems = [*problems, *sparse_problems]
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
         recorded = backend.recorded_method(config)
         fp32_bytes = sum((folder / name).stat().st_size for name in MODEL_FILES[target])
@@ -223,6 +233,7 @@ def calibrate_model(
                 update={
                     "weight_format": "int8",
                     "files": files,
+                    "sparse_ir": sparse_ir_info,
                     "wall_time_s": round(time.perf_counter() - started, 2),
                 }
             ),

@@ -182,6 +182,11 @@ class SparseIRInfo(_Strict):
         bool  # every op's constants read back equal the dense IR's weights, position for position
     )
     max_abs_error: float  # outputs against the standard IR on the parity inputs
+    # Written by later stages (older manifests lack them; their sparse IRs were FP32, chosen in mode auto):
+    precision: Literal["fp32", "int8"] = "fp32"  # the op's weight values (INT8: the calibrated folder's)
+    mode: Literal["auto", "on"] = "auto"  # how the layers were chosen (the export's --sparse-kernels)
+    activation_quant: dict[str, int] = {}  # INT8 compute: "static" (folded FakeQuantize) / "dynamic" → layers
+    tolerance: float | None = None  # the bound max_abs_error was held to
 
 
 class ExportInfo(_Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 
-from pruneofa.core.manifest import Manifest, ParityReport, ShrinkReport, SparsityReport
+from pruneofa.core.manifest import Manifest, ParityReport, ShrinkReport, SparseIRInfo, SparsityReport
 from pruneofa.core.runtime import MODEL_FILES
 
 _LAYER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
@@ -219,6 +219,20 @@ def rejected_checks(what: str, manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def sparse_ir_precision(info: SparseIRInfo, weight_format: str) -> str:
+    """The sparse IR's precision in words, from its record; an FP32 sparse IR in an INT8 folder (a copy
+    made before calibrate regenerated it) is named for what it is."""
+    if info.precision == "int8":
+        quant = ", ".join(f"{n} {k}" for k, n in sorted(info.activation_quant.items()))
+        return f"INT8 weights (INT8 compute: {quant} activation quantization)" if quant else "INT8 weights"
+    if weight_format == "int8":
+        return (
+            "FP32 weights although this folder is INT8: not the calibrated model (re-run pruneofa calibrate "
+            "on the FP32 export)"
+        )
+    return "FP32 weights"
+
+
 def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False) -> str:
     info = manifest.export
     assert info is not None
@@ -242,10 +256,13 @@ def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False)
     if info.sparse_ir is not None:
         s = info.sparse_ir
         lines.append(
-            f"  sparse IR: {s.file}, {s.sparse_layers} of {s.linear_layers} Linear layers as SparseLinear "
+            f"  sparse IR: {s.file}, {sparse_ir_precision(s, info.weight_format)}, {s.sparse_layers} of "
+            f"{s.linear_layers} Linear layers as SparseLinear "
             f"({', '.join(f'{n} {k}' for k, n in s.formats.items()) or 'none'}; chosen for {s.kernel_path}); "
-            f"constants {'identical to' if s.weights_identical else 'DIFFERENT from'} the dense IR's, outputs "
-            f"within {s.max_abs_error:.2g}; needs the pruneofa kernels library to load (docs/kernels.md)"
+            f"constants {'identical to' if s.weights_identical else 'DIFFERENT from'} the {s.precision.upper()} "
+            f"dense IR's, outputs within {s.max_abs_error:.2g}"
+            + (f" (bound {s.tolerance:.2g})" if s.tolerance is not None else "")
+            + "; needs the pruneofa kernels library to load (docs/kernels.md)"
         )
     if manifest.shrink is not None:
         lines.append(shrink_table(manifest.shrink))

@@ -189,7 +189,13 @@ def export_model(
                 from pruneofa.exporter.sparse_ir import write_sparse_ir
 
                 sparse_ir_info, sparse_problems = write_sparse_ir(
-                    model_file, staging, batches, task.outputs, mode=config.sparse_kernels
+                    model_file,
+                    staging,
+                    batches,
+                    task.outputs,
+                    mode=config.sparse_kernels,
+                    # a QAT export's IR is INT8: its sparse IR keeps the INT8 weights and computes in INT8
+                    precision="int8" if weight_format == "int8" else "fp32",
                 )
                 problems = [*problems, *sparse_problems]
             manifest = Manifest(
