@@ -416,7 +416,7 @@ def _records(path: Path) -> list[tuple[str, Any]]:
 
 # Public readers for callers that need a data file's other columns, parsed exactly as load_examples
 # parses them (same line numbers, same quoting), e.g. validate's --slice-by.
-def table_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def table_rows(path: Path, delimiter: str) -> Generator[tuple[int, list[str]], None, None]:
     """(line number, fields) of every non-blank row of a TSV (``\\t``) or CSV (``,``) file."""
     return _rows(path, delimiter)
 

@@ -89,7 +89,9 @@ def matthews_correlation(predictions: Sequence[int], references: Sequence[int]) 
     return float(cov_true_pred / math.sqrt(cov_true_true * cov_pred_pred))
 
 
-def _finite_pair(predictions: Sequence[float], references: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _finite_pair(
+    predictions: Sequence[float] | np.ndarray, references: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     preds, refs = _pair(predictions, references, dtype=np.float64)
     if not (np.all(np.isfinite(preds)) and np.all(np.isfinite(refs))):
         raise InputError(
@@ -108,7 +110,7 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     return max(-1.0, min(1.0, value))
 
 
-def pearson(predictions: Sequence[float], references: Sequence[float]) -> float:
+def pearson(predictions: Sequence[float] | np.ndarray, references: Sequence[float] | np.ndarray) -> float:
     """Pearson correlation; 0.0 if either series is constant (undefined there; scipy returns NaN)."""
     return _correlation(*_finite_pair(predictions, references))
 

@@ -194,13 +194,14 @@ async def _invalid(request: Request, err: Exception) -> JSONResponse:
 def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     """The ASGI application serving ``pipeline`` (``uvicorn.run(create_app(load(folder)))`` works)."""
     service = ModelService(pipeline, config or ServeConfig())
-    docs = {"docs_url": "/docs", "openapi_url": "/openapi.json"} if service.config.docs else {}
+    docs = service.config.docs
     app = FastAPI(
         title=f"pruneofa serve: {service.name}",
         version=__version__,
         lifespan=service.lifespan,
         redoc_url=None,
-        **({"docs_url": None, "openapi_url": None} | docs),
+        docs_url="/docs" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.metrics = service.metrics
     app.state.lifecycle = service.lifecycle

@@ -24,7 +24,7 @@ kind's breakdown (classes, calibration, flipped examples) is in :mod:`.behaviour
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -163,7 +163,7 @@ def expected_calibration_error(
         count = int(inside.sum())
         mean_conf = float(confidence[inside].mean()) if count else None
         accuracy = float(correct[inside].mean()) if count else None
-        if count:
+        if accuracy is not None and mean_conf is not None:
             ece += count / total * abs(accuracy - mean_conf)
         rows.append(
             ReliabilityBin(
@@ -212,7 +212,7 @@ Scorer = Callable[[np.ndarray], tuple[float, float, float, dict[str, float]]]
 
 def group_scores(
     group: str,
-    values: Sequence[str],
+    values: Sequence[str] | np.ndarray,
     scorer: Scorer,
     *,
     metric: str,
@@ -260,7 +260,7 @@ def cut_text(text: str) -> str:
 
 def slice_scores(
     lengths: Sequence[int],
-    columns: dict[str, Sequence[str]],
+    columns: Mapping[str, Sequence[str]],
     scorer: Scorer,
     metric: str,
     min_size: int,

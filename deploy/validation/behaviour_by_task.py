@@ -6,7 +6,7 @@ and by the ``--slice-by`` columns. The schema and the shared measures are in :mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,11 +105,11 @@ def label_names(labels: Sequence[str], width: int) -> list[str]:
 def classification_behaviour(
     *,
     labels: Sequence[str],
-    gold: Sequence[int],
+    gold: Sequence[int] | np.ndarray,
     reference_logits: np.ndarray,
     candidate_logits: np.ndarray,
     lengths: Sequence[int],
-    columns: dict[str, Sequence[str]],
+    columns: Mapping[str, Sequence[str]],
     texts: Sequence[Sequence[str]],
     sources: Sequence[str],
     min_slice_size: int,
@@ -146,7 +146,7 @@ def classification_behaviour(
     )
     disagree = np.flatnonzero(ref_pred != cand_pred)
     # Most confident first: the candidate's confidence (it is what ships), then the reference's.
-    ranked = sorted(disagree, key=lambda i: (-cand_probs[i].max(), -ref_probs[i].max(), i))[:flipped]
+    ranked = sorted(disagree.tolist(), key=lambda i: (-cand_probs[i].max(), -ref_probs[i].max(), i))[:flipped]
     examples = [
         FlippedExample(
             source=sources[i],
@@ -192,11 +192,11 @@ def target_ranges(gold: np.ndarray, bins: int = TARGET_RANGE_BINS) -> tuple[list
 
 def regression_behaviour(
     *,
-    gold: Sequence[float],
+    gold: Sequence[float] | np.ndarray,
     reference: Sequence[float],
     candidate: Sequence[float],
     lengths: Sequence[int],
-    columns: dict[str, Sequence[str]],
+    columns: Mapping[str, Sequence[str]],
     texts: Sequence[Sequence[str]],
     sources: Sequence[str],
     min_slice_size: int,
@@ -235,7 +235,7 @@ def regression_behaviour(
     slices = slice_scores(lengths, columns, correlation, "pearson", min_slice_size)
     difference = np.abs(ref - cand)
     disagree = np.flatnonzero(~agree)
-    ranked = sorted(disagree, key=lambda i: (-difference[i], i))[:flipped]
+    ranked = sorted(disagree.tolist(), key=lambda i: (-difference[i], i))[:flipped]
     examples = [
         FlippedExample(
             source=sources[i],
@@ -295,7 +295,7 @@ def qa_behaviour(
     reference: dict[str, str],
     candidate: dict[str, str],
     lengths: Sequence[int],
-    columns: dict[str, Sequence[str]],
+    columns: Mapping[str, Sequence[str]],
     min_slice_size: int,
     flipped: int,
 ) -> Behaviour:
@@ -335,7 +335,7 @@ def qa_behaviour(
     )
     slices = slice_scores(lengths, columns, f1, "f1", min_slice_size)
     disagree = np.flatnonzero(~same)
-    ranked = sorted(disagree, key=lambda i: (-abs(ref_f1[i] - cand_f1[i]), i))[:flipped]
+    ranked = sorted(disagree.tolist(), key=lambda i: (-abs(ref_f1[i] - cand_f1[i]), i))[:flipped]
     examples = [
         FlippedExample(
             source=ids[i],

@@ -46,7 +46,7 @@ def _table_columns(path: Path, task: TaskSpec, columns: Sequence[str]) -> dict[i
     if suffix in (".tsv", ".csv"):
         with contextlib.closing(table_rows(path, "\t" if suffix == ".tsv" else ",")) as rows:
             if task.name == "cola" and suffix == ".tsv":
-                header = list(_COLA_COLUMNS)
+                header: list[str] = list(_COLA_COLUMNS)
             else:
                 header = next(rows, (0, []))[1]
             for column in columns:

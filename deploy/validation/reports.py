@@ -64,7 +64,9 @@ def write_reports(report: ValidationReport, config: ValidateConfig) -> None:
     if config.html is not None:
         from pruneofa.deploy.validation.behaviour_html import render_html
 
-        write_atomically(config.html, render_html(report))
+        # One class at run time; pyright names this file deploy.validation.reports but the import
+        # above's annotation pruneofa.deploy.validation.reports (the install links the folder there).
+        write_atomically(config.html, render_html(report))  # pyright: ignore[reportArgumentType]
 
 
 def junit_xml(report: ValidationReport) -> str:
