@@ -132,7 +132,7 @@ class RunOptions(BaseModel):
         gt=0,
         le=10,
         description="multiply every stage's steps (at least 2), save/logging steps (at least 1) and "
-        "calibrate's samples (at least 16); 0.01 rehearses the whole method in minutes. A scaled run "
+        "calibrate's samples (at least 16); 0.01 rehearses every stage at 1 %% of its steps. A scaled run "
         "writes OUTPUT-steps-xFACTOR unless --output is given",
         json_schema_extra={"cli": {"metavar": "FACTOR"}},
     )
@@ -265,7 +265,7 @@ COMMANDS = (
         "whose output is already complete are skipped, interrupted training resumes from its checkpoints, and every "
         "stage's command line is checked before any work starts. Ends with a summary table (also OUTPUT/summary.md).",
         epilog="examples:\n  pruneofa run --recipe pipeline-small --dry-run\n"
-        "  pruneofa run --recipe pipeline-small --steps-scale 0.01   # a rehearsal in minutes\n"
+        "  pruneofa run --recipe pipeline-small --steps-scale 0.01   # a rehearsal at 1 % of the steps\n"
         "  pruneofa run --recipe pipeline-small --output runs/small\n"
         "  pruneofa run --recipe my-recipe.yaml --data-root /data\n"
         "built-in recipes (pruneofa/run_recipes/): pipeline-small (MiniLM, data from the hub or --data-root, "
