@@ -135,14 +135,20 @@ def main() -> int:
     parser.add_argument(
         "--study", type=Path, help="reuse the finished stages of benchmarks/pruneofa_study.py"
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("../shared/data"),
+        help="the data root (glue/SST-2 and the study's corpus mix under corpus/), as the study reads it",
+    )
     parser.add_argument("--report", action="store_true", help="only print the table of what is done")
     args = parser.parse_args()
     if not args.report:
         if args.study:
             link_study(args.out, args.study)
-        code = subprocess.call(
-            [str(ROOT / ".venv/bin/pruneofa"), "run", "--recipe", "pipeline-small", "--output", str(args.out)]
-        )
+        command = [str(ROOT / ".venv/bin/pruneofa"), "run", "--recipe", "pipeline-small"]
+        command += ["--output", str(args.out), "--data-root", str(args.data)]
+        code = subprocess.call(command)
         if code not in (0, 1):
             return code
     print(report(args.out))

@@ -123,8 +123,18 @@ class RunOptions(BaseModel):
     )
     data_root: str | None = Field(
         None,
-        description="replaces {data} in the recipe",
-        json_schema_extra={"cli": {"default_text": "the recipe's data_root"}},
+        description="read the recipe's data sources from their local copies under DIR (and replace {data}) "
+        "instead of the Hugging Face hub",
+        json_schema_extra={"cli": {"default_text": "the recipe's data_root, else the hub", "metavar": "DIR"}},
+    )
+    steps_scale: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="multiply every stage's steps (at least 2), save/logging steps (at least 1) and "
+        "calibrate's samples (at least 16); 0.01 rehearses every stage at 1 %% of its steps. A scaled run "
+        "writes OUTPUT-steps-xFACTOR unless --output is given",
+        json_schema_extra={"cli": {"metavar": "FACTOR"}},
     )
     dry_run: bool = Field(False, description="print the stage commands and stop")
 
@@ -154,13 +164,17 @@ def run_recipe(args: argparse.Namespace) -> int:
             raise InputError(f"stage '{' '.join(argv[:2])}': {message[0]}") from exc
 
     recipe = load_run_recipe(options.recipe)
+    output = Path(options.output) if options.output else None
+    if output is None and options.steps_scale != 1:  # a rehearsal does not occupy the real run's folder
+        output = Path(f"{recipe.output}-steps-x{options.steps_scale:g}")
     outcomes = run_recipe(
         recipe,
         main,
         check,
-        output=Path(options.output) if options.output else None,
+        output=output,
         data_root=options.data_root,
         dry_run=options.dry_run,
+        steps_scale=options.steps_scale,
     )
     if not options.dry_run:
         print(summary_table(outcomes))
@@ -251,9 +265,11 @@ COMMANDS = (
         "whose output is already complete are skipped, interrupted training resumes from its checkpoints, and every "
         "stage's command line is checked before any work starts. Ends with a summary table (also OUTPUT/summary.md).",
         epilog="examples:\n  pruneofa run --recipe pipeline-small --dry-run\n"
+        "  pruneofa run --recipe pipeline-small --steps-scale 0.01   # a rehearsal at 1 % of the steps\n"
         "  pruneofa run --recipe pipeline-small --output runs/small\n"
-        "built-in recipes: pipeline-small (MiniLM, ../shared/data, a few CPU-hours), "
-        "pipeline-bert-base (the paper's scale, for GPUs)",
+        "  pruneofa run --recipe my-recipe.yaml --data-root /data\n"
+        "built-in recipes (pruneofa/run_recipes/): pipeline-small (MiniLM, data from the hub or --data-root, "
+        "hours on a 2-core CPU), pipeline-bert-base (the paper's scale, for GPUs)",
         add_arguments=add_run_arguments,
         run=run_recipe,
     ),

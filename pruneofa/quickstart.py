@@ -153,7 +153,8 @@ def summarize(options: QuickstartOptions, facts: dict[str, Any]) -> str:
         f"(cosine {facts['fidelity']['cosine_mean']:.2f}; 1.0 is identical, and a usable model stays above "
         "about 0.95). That is the floor the method starts from, not its result: Prune Once for All prunes "
         "gradually during masked-LM training with distillation from the dense teacher, then fine-tunes with the "
-        f"pattern locked. Run the method for real with `{METHOD_COMMAND}` (hours on this CPU; "
+        f"pattern locked. Run the method for real with `{METHOD_COMMAND}` (hours on a 2-core CPU, data from "
+        f"the Hugging Face hub; `{METHOD_COMMAND} --steps-scale 0.01` rehearses every stage at 1 % of its steps; "
         "docs/training.md has the results and the GPU recipe).",
         "",
         "Files: `dense/` and `sparse/` (exported OpenVINO folders; `pruneofa info FOLDER`), `benchmark/` "

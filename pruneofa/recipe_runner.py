@@ -6,8 +6,14 @@ command can do, documented in one place. Every stage writes ``<output>/<stage na
 ``<output>/<stage name>.json``). Values may refer to
 
 - ``@NAME`` — the output of an earlier stage (``@qat-sst2-openvino`` for the folder ``qat`` exports to);
-- ``{data}`` — the data root (``data_root`` in the recipe, or ``--data-root``);
+- ``{data:NAME}`` — the recipe's data source NAME (``data:`` in the recipe): its hub dataset id by default,
+  or, with a data root (``--data-root DIR`` or ``data_root`` in the recipe), its local path(s) under it;
+- ``{data}`` — the data root itself (a recipe that uses it needs one);
 - ``{model}`` — the recipe's model (``default``: the embedded MiniLM).
+
+``--steps-scale FACTOR`` multiplies every stage's ``steps`` (at least 2), ``save_steps`` and
+``logging_steps`` (at least 1) and calibrate's ``samples`` (at least 16): a rehearsal of the whole method
+at a fraction of its budget.
 
 Before any work, every stage's command line is parsed by the real command parser, so a typo in a
 late stage costs nothing. A stage whose output already exists and is complete (a readable
@@ -41,7 +47,31 @@ _OUTPUT_OPTION = {"validate": "report"}
 _MANIFEST_STAGE = {"teacher": "teacher", "prune": "prune", "finetune": "finetune", "qat": "qat"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REFERENCE = re.compile(r"@([A-Za-z0-9][A-Za-z0-9_.-]*)")
+_SOURCE = re.compile(r"\{data:([^{}]*)\}")
 Scalar = str | int | float | bool
+# Budget options --steps-scale multiplies, with the least value each may take.
+_SCALED = {"steps": 2, "save_steps": 1, "logging_steps": 1}
+_SCALED_CALIBRATE = {"samples": 16}
+_TRAINING = {"teacher", "prune", "finetune", "qat"}
+
+
+class DataSource(BaseModel):
+    """A named data source: a hub dataset id (``id`` or ``id:config``), used when the run has no data
+    root, and its local copy under the data root (several paths: a corpus mix, joined by commas)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hub: str | None = None
+    local: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> DataSource:
+        if not self.hub and not self.local:
+            raise ValueError("a data source needs a hub id, a local path or both")
+        return self
+
+    def local_paths(self) -> list[str]:
+        return [self.local] if isinstance(self.local, str) else list(self.local or [])
 
 
 class Stage(BaseModel):
@@ -78,7 +108,8 @@ class RunRecipe(BaseModel):
     name: str
     description: str = ""
     model: str = "default"
-    data_root: str = "../shared/data"
+    data: dict[str, DataSource] = Field(default_factory=dict)
+    data_root: str | None = None
     output: str = "runs/pipeline"
     stages: list[Stage] = Field(min_length=1)
     # Where the recipe file is: a relative data_root in a user's recipe is relative to it (not to the
@@ -92,6 +123,13 @@ class RunRecipe(BaseModel):
             if stage.name in seen:
                 raise ValueError(f"stage name {stage.name} is used twice")
             for value in [stage.model, *_flat(stage.options.values())]:
+                for source in _SOURCE.findall(str(value or "")):
+                    if source not in self.data:
+                        known = ", ".join(sorted(self.data)) or "none"
+                        raise ValueError(
+                            f"stage {stage.name} uses {{data:{source}}}, which the recipe's data: does not "
+                            f"name (it names: {known})"
+                        )
                 for ref in _REFERENCE.findall(str(value or "")):
                     if not any(ref == s or ref.startswith(f"{s}-") or ref.startswith(f"{s}/") for s in seen):
                         raise ValueError(
@@ -121,11 +159,14 @@ def load_run_recipe(source: str | Path) -> RunRecipe:
     return recipe
 
 
-def data_root_of(recipe: RunRecipe, data_root: str | None) -> str:
+def data_root_of(recipe: RunRecipe, data_root: str | None) -> str | None:
     """``--data-root`` as given (relative to the current directory), else the recipe's ``data_root``,
-    which is relative to the recipe file for a recipe read from a file."""
+    which is relative to the recipe file for a recipe read from a file; None when neither is set (named
+    data sources then come from the hub)."""
     if data_root is not None:
         return data_root
+    if recipe.data_root is None:
+        return None
     root = Path(recipe.data_root).expanduser()
     if not root.is_absolute() and recipe.base_dir is not None:
         return str(recipe.base_dir / root)
@@ -145,21 +186,31 @@ def check_inputs(
     datasets are not checked here: they are made by the run or fetched by the command."""
     data = data_root_of(recipe, data_root)
     local: list[Path] = [Path(recipe.model).expanduser()]
+    hint = f"the data root is {data}; pass --data-root DIR or set data_root in the recipe"
     for planned in stages:
         raw = [planned.stage.model, *_flat(planned.stage.options.values())]
         for value in raw:
             text = str(value or "")
             if not text or _REFERENCE.search(text):
                 continue
+            if data is not None:
+                for name in _SOURCE.findall(text):
+                    for part in recipe.data[name].local_paths():
+                        path = Path(data, part).expanduser()
+                        if not path.exists():
+                            raise InputError(
+                                f"stage {planned.stage.name}: {path} (data source {name}) does not exist; "
+                                f"the data root is {data}: pass the --data-root that holds it, or none to "
+                                "read the recipe's data from the hub"
+                            )
+                        local.append(path)
+            if _SOURCE.search(text):
+                continue
             if "{data}" in text or _LOCAL.match(text):
-                path = Path(text.replace("{data}", data).replace("{model}", recipe.model)).expanduser()
+                path = Path(text.replace("{data}", str(data)).replace("{model}", recipe.model)).expanduser()
                 if not path.exists():
-                    hint = (
-                        f"the data root is {data}; pass --data-root DIR or set data_root in the recipe"
-                        if "{data}" in text
-                        else "fix the path in the recipe"
-                    )
-                    raise InputError(f"stage {planned.stage.name}: {path} does not exist; {hint}")
+                    why = hint if "{data}" in text else "fix the path in the recipe"
+                    raise InputError(f"stage {planned.stage.name}: {path} does not exist; {why}")
                 local.append(path)
     refuse_overlap(output, local, what="output root")
 
@@ -181,17 +232,41 @@ class StageOutcome:
     result: str = ""
     exit_code: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    steps_scale: float = 1.0  # --steps-scale: the stage ran at this fraction of the recipe's budget
 
 
 def plan(
-    recipe: RunRecipe, *, output: Path | None = None, data_root: str | None = None
+    recipe: RunRecipe,
+    *,
+    output: Path | None = None,
+    data_root: str | None = None,
+    steps_scale: float = 1.0,
 ) -> list[PlannedStage]:
-    """Every stage's command line, with references and placeholders resolved."""
+    """Every stage's command line, with references and placeholders resolved and the budget scaled."""
     root = Path(output or recipe.output)
     data = data_root_of(recipe, data_root)
 
-    def resolve(value: Any) -> str:
-        text = str(value).replace("{data}", data).replace("{model}", recipe.model)
+    def source(stage: Stage, name: str) -> str:
+        spec = recipe.data[name]
+        if data is not None and spec.local:
+            return ",".join(str(Path(data, part)) for part in spec.local_paths())
+        if spec.hub:
+            return spec.hub
+        raise InputError(
+            f"stage {stage.name}: data source {name} has no hub id and the run has no data root; "
+            "pass --data-root DIR (or set data_root in the recipe)"
+        )
+
+    def resolve(stage: Stage, value: Any) -> str:
+        text = _SOURCE.sub(lambda m: source(stage, m.group(1)), str(value))
+        if "{data}" in text:
+            if data is None:
+                raise InputError(
+                    f"stage {stage.name} uses {{data}} and the run has no data root; pass --data-root DIR "
+                    "(or set data_root in the recipe)"
+                )
+            text = text.replace("{data}", data)
+        text = text.replace("{model}", recipe.model)
         return _REFERENCE.sub(lambda m: str(root / m.group(1)), text)
 
     planned = []
@@ -202,20 +277,39 @@ def plan(
         if model is None and stage.command == "teacher" and recipe.model != "default":
             model = "{model}"  # the teacher's MODEL defaults to the embedded MiniLM by itself
         if model is not None:
-            argv.append(resolve(model))
-        for key, value in stage.options.items():
+            argv.append(resolve(stage, model))
+        for key, value in scaled_options(stage, steps_scale).items():
             flag = f"--{key.replace('_', '-')}"
             if value is None or value is False:
                 continue
             if value is True:
                 argv.append(flag)
             elif isinstance(value, list):
-                argv += [flag, ",".join(resolve(v) for v in value)]
+                argv += [flag, ",".join(resolve(stage, v) for v in value)]
             else:
-                argv += [flag, resolve(value)]
+                argv += [flag, resolve(stage, value)]
         argv += [f"--{_OUTPUT_OPTION.get(stage.command, 'output')}", str(out)]
         planned.append(PlannedStage(stage, argv, out))
     return planned
+
+
+def scaled_options(stage: Stage, factor: float) -> dict[str, Any]:
+    """The stage's options with its budget multiplied by ``factor`` (``--steps-scale``): ``steps`` (at
+    least 2), ``save_steps`` and ``logging_steps`` (at least 1), calibrate's ``samples`` (at least 16)."""
+    if factor == 1:
+        return dict(stage.options)
+    floors = _SCALED_CALIBRATE if stage.command == "calibrate" else _SCALED
+    options = dict(stage.options)
+    for key, least in floors.items():
+        value = options.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            options[key] = max(least, round(value * factor))
+    return options
+
+
+def unscaled_stages(recipe: RunRecipe) -> list[str]:
+    """Training stages that set no ``steps``: their command's default budget is not scaled."""
+    return [s.name for s in recipe.stages if s.command in _TRAINING and "steps" not in s.options]
 
 
 def is_complete(planned: PlannedStage) -> bool:
@@ -359,32 +453,39 @@ def run_recipe(
     output: Path | None = None,
     data_root: str | None = None,
     dry_run: bool = False,
+    steps_scale: float = 1.0,
 ) -> list[StageOutcome]:
     """Run the stages in order; ``dispatch(argv)`` runs one command, ``check(argv)`` parses it (raises
     :class:`InputError` on a bad command line). Stops at the first failure unless the stage allows it."""
-    stages = plan(recipe, output=output, data_root=data_root)
+    stages = plan(recipe, output=output, data_root=data_root, steps_scale=steps_scale)
     for planned in stages:
         check(planned.argv)
     root = Path(output or recipe.output)
     check_inputs(recipe, stages, data_root, output=root)
+    if steps_scale != 1:
+        print(f"pruneofa run: budget scaled by {steps_scale:g} (--steps-scale)", file=sys.stderr)
+        for name in unscaled_stages(recipe):
+            print(f"pruneofa run: {name} sets no steps; its command's default is not scaled", file=sys.stderr)
     outcomes: list[StageOutcome] = []
+
+    def outcome(*args: Any, **kwargs: Any) -> StageOutcome:
+        return StageOutcome(*args, **kwargs, steps_scale=steps_scale)
+
     failed = False
     for planned in stages:
         name, command = planned.stage.name, planned.stage.command
         shown = "pruneofa " + " ".join(planned.argv)
         if failed:
-            outcomes.append(StageOutcome(name, command, "not run", output=str(planned.output)))
+            outcomes.append(outcome(name, command, "not run", output=str(planned.output)))
             continue
         if dry_run:
             print(shown)
-            outcomes.append(StageOutcome(name, command, "planned", output=str(planned.output)))
+            outcomes.append(outcome(name, command, "planned", output=str(planned.output)))
             continue
         if is_complete(planned):
             print(f"pruneofa run: {name}: output complete, skipped ({planned.output})", file=sys.stderr)
             result, details = _result(planned)
-            outcomes.append(
-                StageOutcome(name, command, "skipped", 0.0, str(planned.output), result, 0, details)
-            )
+            outcomes.append(outcome(name, command, "skipped", 0.0, str(planned.output), result, 0, details))
             continue
         print(f"pruneofa run: {name}: {shown}", file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -392,21 +493,19 @@ def run_recipe(
             code = dispatch(planned.argv)
         except BaseException as err:  # a crash (a bug) or Ctrl-C: still leave the summary of what ran
             outcomes.append(
-                StageOutcome(name, command, "failed", time.perf_counter() - started, str(planned.output))
+                outcome(name, command, "failed", time.perf_counter() - started, str(planned.output))
             )
-            outcomes.append(StageOutcome("(stopped)", "", f"{type(err).__name__}: {err}"))
-            write_summary(root, recipe, outcomes)
+            outcomes.append(outcome("(stopped)", "", f"{type(err).__name__}: {err}"))
+            write_summary(root, recipe, outcomes, steps_scale)
             raise
         seconds = time.perf_counter() - started
         result, details = _result(planned)
         status = "done" if code == 0 else "failed"
-        outcomes.append(
-            StageOutcome(name, command, status, seconds, str(planned.output), result, code, details)
-        )
+        outcomes.append(outcome(name, command, status, seconds, str(planned.output), result, code, details))
         if code != 0 and not planned.stage.continue_on_failure:
             failed = True
     if not dry_run:
-        write_summary(root, recipe, outcomes)
+        write_summary(root, recipe, outcomes, steps_scale)
     return outcomes
 
 
@@ -418,10 +517,29 @@ def summary_table(outcomes: list[StageOutcome]) -> str:
     return "\n".join(rows)
 
 
-def write_summary(root: Path, recipe: RunRecipe, outcomes: list[StageOutcome]) -> None:
+def scale_note(steps_scale: float) -> str:
+    """The line a scaled run's summary carries ("" for the recipe's own budget)."""
+    if steps_scale == 1:
+        return ""
+    return (
+        f"Budget scaled by {steps_scale:g} (--steps-scale): steps, checkpoints, logging and calibration "
+        "samples are not the recipe's, and neither are the results.\n\n"
+    )
+
+
+def write_summary(
+    root: Path, recipe: RunRecipe, outcomes: list[StageOutcome], steps_scale: float = 1.0
+) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "summary.md").write_text(f"# {recipe.name}\n\n{summary_table(outcomes)}\n", encoding="utf-8")
-    payload = {"recipe": recipe.model_dump(mode="json"), "stages": [o.__dict__ for o in outcomes]}
+    table = summary_table(outcomes)
+    (root / "summary.md").write_text(
+        f"# {recipe.name}\n\n{scale_note(steps_scale)}{table}\n", encoding="utf-8"
+    )
+    payload = {
+        "recipe": recipe.model_dump(mode="json"),
+        "steps_scale": steps_scale,
+        "stages": [o.__dict__ for o in outcomes],
+    }
     temporary = root / ".summary.json.tmp"
     temporary.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     temporary.replace(root / "summary.json")

@@ -47,10 +47,11 @@ def _tiny_recipe(tmp_path: Path, base: Path, data_root: Path, output: Path) -> P
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory, sst2_dir, corpus) -> Path:
-    """The layout ../shared/data has (corpus/wikitext-2-raw/wiki.test.raw, glue/SST-2), tiny files."""
+    """The layout pipeline-small reads under a data root (its corpus mix and glue/SST-2), tiny files."""
     root = tmp_path_factory.mktemp("data")
-    (root / "corpus" / "wikitext-2-raw").mkdir(parents=True)
-    shutil.copy(corpus, root / "corpus" / "wikitext-2-raw" / "wiki.test.raw")
+    for part in ("wikitext-2-raw/wiki.test.raw", "gutenberg/book.txt", "tinyshakespeare/input.txt"):
+        (root / "corpus" / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus, root / "corpus" / part)
     shutil.copytree(sst2_dir, root / "glue" / "SST-2")
     return root
 

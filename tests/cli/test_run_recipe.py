@@ -135,7 +135,13 @@ def test_bad_recipes_fail_before_any_work(tmp_path, base, sst2_dir, capsys):
 
 def _fake_data_root(root):
     """The files pipeline-small reads, empty: enough for planning, which checks that they exist."""
-    for path in ("corpus/wikitext-2-raw/wiki.test.raw", "glue/SST-2/train.tsv", "glue/SST-2/dev.tsv"):
+    for path in (
+        "corpus/wikitext-2-raw/wiki.test.raw",
+        "corpus/gutenberg/pg11.txt",
+        "corpus/tinyshakespeare/input.txt",
+        "glue/SST-2/train.tsv",
+        "glue/SST-2/dev.tsv",
+    ):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text("")
     return root
@@ -195,3 +201,85 @@ def test_a_relative_data_root_is_relative_to_the_recipe_file(tmp_path, capsys, m
     monkeypatch.chdir(tmp_path)  # not the recipe's folder: ../data from here does not exist
     assert main(["run", "--recipe", str(path), "--dry-run"]) == 0
     assert str(folder / "data" / "glue" / "SST-2") in capsys.readouterr().out.replace("recipes/../", "")
+
+
+def test_without_a_data_root_the_builtin_recipes_read_the_hub(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here, and none is needed
+    assert main(["run", "--recipe", "pipeline-small", "--dry-run"]) == 0
+    planned = capsys.readouterr().out.splitlines()
+    teacher = next(line for line in planned if "--output runs/pipeline-small/teacher-mlm" in line)
+    assert "--corpus Salesforce/wikitext:wikitext-2-raw-v1 " in teacher
+    assert sum("--data nyu-mll/glue " in line for line in planned) == 7
+    assert not any("shared/data" in line or "{data" in line for line in planned)
+
+
+def test_a_data_root_reads_the_local_copies_and_the_corpus_mix(capsys, tmp_path):
+    data = _fake_data_root(tmp_path / "data")
+    assert main(["run", "--recipe", "pipeline-small", "--dry-run", "--data-root", str(data)]) == 0
+    teacher = capsys.readouterr().out.splitlines()[0]
+    mix = ",".join(
+        str(data / "corpus" / p) for p in ("wikitext-2-raw/wiki.test.raw", "gutenberg", "tinyshakespeare")
+    )
+    assert f"--corpus {mix} " in teacher
+
+
+def test_pipeline_small_has_the_studys_budget():
+    stages = {s.name: s.options for s in load_run_recipe("pipeline-small").stages}
+    assert [stages[n]["steps"] for n in ("teacher-mlm", "pruned-90", "teacher-sst2", "pruned-90-sst2")] == [
+        400,
+        300,
+        300,
+        300,
+    ]
+    assert stages["teacher-sst2"]["learning_rate"] == stages["pruned-90-sst2"]["learning_rate"] == 2e-4
+    assert not any("train_limit" in options for options in stages.values())
+
+
+def test_unknown_data_sources_and_a_missing_data_root_are_one_line_errors(tmp_path, capsys):
+    recipe = {
+        "name": "mine",
+        "data": {"sst2": {"hub": "nyu-mll/glue", "local": "glue/SST-2"}},
+        "stages": [{"name": "t", "command": "teacher", "options": {"task": "sst2", "data": "{data:sts2}"}}],
+    }
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert main(["run", "--recipe", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "uses {data:sts2}, which the recipe's data: does not name (it names: sst2)" in err
+    assert len(err.splitlines()) == 1
+
+    recipe["stages"][0]["options"]["data"] = "{data}/glue/SST-2"  # the plain root needs a root
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert main(["run", "--recipe", str(path), "--dry-run"]) == 2
+    assert "uses {data} and the run has no data root; pass --data-root DIR" in capsys.readouterr().err
+
+
+def test_steps_scale_scales_every_budget_in_the_plan(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--recipe", "pipeline-small", "--dry-run", "--steps-scale", "0.01"]) == 0
+    captured = capsys.readouterr()
+    assert "budget scaled by 0.01" in captured.err
+    lines = {line.split(" --output ")[-1].split(" --report ")[-1]: line for line in captured.out.splitlines()}
+    root = "runs/pipeline-small-steps-x0.01"  # a rehearsal does not occupy the real run's folder
+    teacher = lines[f"{root}/teacher-mlm"]
+    assert "--steps 4 " in teacher and "--save-steps 1 " in teacher and "--logging-steps 1 " in teacher
+    assert "--steps 3 " in lines[f"{root}/pruned-90-sst2"]
+    assert "--steps 2 " in lines[f"{root}/qat-sst2"]  # 100 x 0.01 = 1, raised to the least of 2
+    assert "--samples 16 " in lines[f"{root}/ptq-int8"]  # 300 x 0.01 = 3, raised to the least of 16
+    assert main(["run", "--recipe", "pipeline-small", "--dry-run", "--steps-scale", "2"]) == 0
+    assert "--steps 800 " in capsys.readouterr().out
+    for bad in ("0", "-1", "11"):
+        assert main(["run", "--recipe", "pipeline-small", "--dry-run", "--steps-scale", bad]) == 2
+
+
+def test_a_scaled_run_says_so_in_its_summary_and_every_stage(tmp_path, base, sst2_dir):
+    from pruneofa.recipe_runner import run_recipe
+
+    recipe = load_run_recipe(_recipe(tmp_path, base, sst2_dir))
+    ran = []
+    run_recipe(recipe, lambda argv: ran.append(argv) or 0, lambda argv: None, steps_scale=0.5)
+    assert ran[0][ran[0].index("--steps") + 1] == "2"  # 4 x 0.5
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps_scale"] == 0.5 and all(s["steps_scale"] == 0.5 for s in summary["stages"])
+    assert "Budget scaled by 0.5 (--steps-scale)" in (out / "summary.md").read_text()
