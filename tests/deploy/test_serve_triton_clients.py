@@ -182,3 +182,20 @@ def test_grpc_port_mistakes_are_one_line_errors_before_the_model_loads(tmp_path)
         port = taken.getsockname()[1]
         with pytest.raises(InputError, match="pass another --grpc-port"):
             serve(str(folder), serve_config(name="m", port=0, grpc_port=port))
+
+
+def test_binary_data_output_must_be_a_boolean(server, classifier):
+    base, _, _ = server
+    body = {
+        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["fine"]}],
+        "parameters": {"binary_data_output": "yes"},
+    }
+    refused = httpx.post(f"{base}/v2/models/{classifier.name}/infer", json=body)
+    assert (
+        refused.status_code == 400 and "'binary_data_output' must be true or false" in refused.json()["error"]
+    )
+    body["parameters"] = {"binary_data_output": False}
+    answered = httpx.post(f"{base}/v2/models/{classifier.name}/infer", json=body)
+    assert answered.status_code == 200 and answered.json()["outputs"][0]["data"] == [
+        classifier(["fine"])[0]["label"]
+    ]
