@@ -178,6 +178,14 @@ class ServeConfig(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="port (0 picks a free one)")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="also serve KServe v2 over gRPC (inference.GRPCInferenceService) on this port, e.g. "
+        "8001 as Triton does (0 picks a free one); needs pip install 'pruneofa[grpc]'",
+        json_schema_extra=cli(default_text="off: REST only"),
+    )
     name: str | None = Field(
         default=None,
         description="model name in the v2 URLs (letters, digits, _ . -)",

@@ -43,6 +43,8 @@ def serve(
     name = served_name(folder, config)
     config = config.model_copy(update={"name": name})
     _check_port(config.host, config.port)
+    if config.grpc_port is not None:
+        _check_grpc(config)
     pipeline = load(
         folder,
         config.runtime,
@@ -56,11 +58,13 @@ def serve(
 
     def announce(port: int) -> None:
         base = f"http://{f'[{config.host}]' if ':' in config.host else config.host}:{port}"  # as bound
+        grpc_target = _grpc_target(app, config)
         print(
             f"serving {config.name} ({pipeline.task.name}) on {base} (KServe v2 under /v2, POST /predict, "
             f"GET /metrics); Ctrl-C or SIGTERM stops after answering what was accepted (at most "
             f"{config.graceful_timeout_s:g} s)\n"
-            f"infer: POST {infer_url(config.host, port, name)}",
+            f"infer: POST {infer_url(config.host, port, name)}"
+            + (f"\ngRPC (KServe v2, inference.GRPCInferenceService): {grpc_target}" if grpc_target else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -88,7 +92,33 @@ def shutdown_report(lifecycle: Lifecycle, config: ServeConfig, *, quiet: bool = 
     return 0
 
 
-def _check_port(host: str, port: int) -> None:
+def _check_grpc(config: ServeConfig) -> None:
+    """``--grpc-port``: grpcio and the stubs importable, a port of its own, free."""
+    try:
+        import grpc  # noqa: F401
+        from tritonclient.grpc import service_pb2_grpc  # noqa: F401
+    except (ImportError, RuntimeError) as err:  # tritonclient raises RuntimeError when grpcio is missing
+        raise InputError(
+            f"--grpc-port needs grpcio and tritonclient ({type(err).__name__}: {err}); "
+            "pip install 'pruneofa[grpc]', or leave --grpc-port out to serve REST only"
+        ) from None
+    if config.grpc_port == config.port and config.port != 0:
+        raise InputError(
+            f"--grpc-port {config.grpc_port} is --port too; give gRPC a port of its own, e.g. 8001"
+        )
+    if config.grpc_port:
+        _check_port(config.host, config.grpc_port, "--grpc-port")
+
+
+def _grpc_target(app: object, config: ServeConfig) -> str | None:
+    port = getattr(getattr(app, "state", None), "grpc_port", None)
+    if port is None:
+        return None
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.host, config.host)
+    return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+
+
+def _check_port(host: str, port: int, flag: str = "--port") -> None:
     import socket
 
     try:
@@ -102,7 +132,7 @@ def _check_port(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as err:
             raise InputError(
-                f"cannot listen on {host}:{port} ({err.strerror}); pass another --port or stop what uses it"
+                f"cannot listen on {host}:{port} ({err.strerror}); pass another {flag} or stop what uses it"
             ) from err
 
 

@@ -7,6 +7,11 @@ Endpoints
   ``GET /v2/models/{name}[/versions/1]/ready``, ``POST /v2/models/{name}[/versions/1]/infer`` with BYTES
   inputs (the task's input tensors: ``text`` [and ``text_pair``]; ``question`` and ``context`` for
   question answering).
+* The repository extension's index as Triton's clients call it: ``POST /v2/repository/index`` (body
+  empty or ``{"ready": true}``) → ``[{"name", "version", "state", "reason"}]``; this server serves the one
+  model it was started with, so ``POST /v2/repository/models/{name}/load|unload`` are refused (400).
+* The same v2 protocol over gRPC with ``--grpc-port`` (:mod:`.grpc_service`), started and stopped with the
+  app, on the same batcher.
 * ``POST /predict``: ``{"inputs": ..., "parameters": {...}}`` → the Hugging Face-pipeline-shaped result.
 * ``GET /metrics``: Prometheus text format.
 """
@@ -72,16 +77,25 @@ class ModelService:
         self.metrics = Metrics()
         self.lifecycle = Lifecycle()
         self.batcher: Batcher | None = None
+        self.grpc_server: Any = None
+        self.grpc_port: int | None = None  # bound (``--grpc-port 0`` picks one) once the app has started
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         self.batcher = app.state.batcher = Batcher(self.pipeline, self.config, self.metrics)
         self.lifecycle.batcher = self.batcher
         self.batcher.start()
+        if self.config.grpc_port is not None:
+            from pruneofa.deploy.serving.grpc_service import start_grpc_server
+
+            self.grpc_server, self.grpc_port = await start_grpc_server(self)
+            app.state.grpc_port = self.grpc_port
         self.lifecycle.ready = True
         yield
         self.lifecycle.ready = False
         self.lifecycle.draining = True
+        if self.grpc_server is not None:  # refuses new calls, lets those in flight finish on the batcher
+            await self.grpc_server.stop(self.config.graceful_timeout_s)
         await self.batcher.stop()
 
     def begin_drain(self) -> None:
@@ -133,8 +147,44 @@ class ModelService:
         self.check_model(model_name, version)
         return Response(status_code=200 if self.lifecycle.serving else 503)
 
+    def repository_entries(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """The repository index (REST and gRPC): the one served model, ``READY`` while it serves, else
+        ``UNAVAILABLE`` with the reason."""
+        if self.lifecycle.serving:
+            state, reason = "READY", ""
+        elif self.lifecycle.draining:
+            state, reason = "UNAVAILABLE", "the server is shutting down"
+        else:
+            state, reason = "UNAVAILABLE", "the server is starting"
+        if ready_only and state != "READY":
+            return []
+        return [{"name": self.name, "version": "1", "state": state, "reason": reason}]
+
+    async def repository_index(self, request: Request) -> Any:
+        body = await read_body(request, self.config, allow_empty=True)
+        options = parse_json(body, self.config.max_json_depth) if body.strip() else {}
+        if not isinstance(options, dict) or set(options) - {"ready"}:
+            raise HttpError(400, 'the repository index takes an empty body or {"ready": true|false}')
+        ready = options.get("ready", False)
+        if not isinstance(ready, bool):
+            raise HttpError(400, '"ready" must be true or false')
+        return JSONResponse(self.repository_entries(ready))
+
+    async def repository_change(self, model_name: str) -> Response:
+        raise HttpError(
+            400,
+            f"this server serves {self.name!r} fixed at startup and does not load or unload models; start "
+            "another pruneofa serve for another model",
+        )
+
     async def infer(self, model_name: str, request: Request, version: str | None = None) -> dict[str, Any]:
         self.check_model(model_name, version)
+        if "inference-header-content-length" in request.headers:
+            raise HttpError(
+                400,
+                "binary tensor data is not accepted; send the inputs as JSON (tritonclient: "
+                "set_data_from_numpy(..., binary_data=False))",
+            )
         body = await self.read_json(request)
         items, parameters = codec.v2_items(self.task, body, self.config, self.pipeline.tokenizer)
         parameters = codec.v2_parameters(self.task, parameters)
@@ -206,6 +256,7 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
     app.state.metrics = service.metrics
     app.state.lifecycle = service.lifecycle
     app.state.begin_drain = service.begin_drain
+    app.state.service = service
     app.add_exception_handler(HttpError, _http_error)
     app.add_exception_handler(StarletteHTTPException, _routing_error)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -225,6 +276,9 @@ def create_app(pipeline: Pipeline, config: ServeConfig | None = None) -> Any:
         ("/v2/models/{model_name}/versions/{version}/ready", service.model_ready, "GET"),
         ("/v2/models/{model_name}/infer", service.infer, "POST"),
         ("/v2/models/{model_name}/versions/{version}/infer", service.infer, "POST"),
+        ("/v2/repository/index", service.repository_index, "POST"),
+        ("/v2/repository/models/{model_name}/load", service.repository_change, "POST"),
+        ("/v2/repository/models/{model_name}/unload", service.repository_change, "POST"),
         ("/predict", service.predict, "POST"),
         ("/metrics", service.prometheus, "GET"),
     ]

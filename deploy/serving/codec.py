@@ -136,7 +136,14 @@ def v2_items(task: InferenceTask, body: Any, config: ServeConfig, tokenizer: Any
 
 
 def v2_parameters(task: InferenceTask, parameters: Any) -> dict[str, Any]:
-    """A v2 request's parameters, checked, with what the v2 outputs need filled in."""
+    """A v2 request's parameters, checked, with what the v2 outputs need filled in.
+
+    ``binary_data_output`` (Triton's binary tensor extension; ``tritonclient.http`` sets it whenever no
+    outputs are named) is accepted and answered with JSON tensors, which Triton's clients decode as well."""
+    if isinstance(parameters, dict) and "binary_data_output" in parameters:
+        if not isinstance(parameters["binary_data_output"], bool):
+            raise HttpError(400, "parameter 'binary_data_output' must be true or false")
+        parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
     parameters = check_parameters(task, parameters)
     with _bad_request():
         return task.v2_defaults(parameters)

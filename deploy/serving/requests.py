@@ -16,8 +16,9 @@ from pruneofa.deploy.config import ServeConfig
 from pruneofa.deploy.serving.errors import CLOSE, HttpError, short
 
 
-async def read_body(request: Request, config: ServeConfig) -> bytes:
-    """The body, refused as soon as it is known to be too large (413) or too slow to arrive (408)."""
+async def read_body(request: Request, config: ServeConfig, *, allow_empty: bool = False) -> bytes:
+    """The body, refused as soon as it is known to be too large (413) or too slow to arrive (408); an
+    empty one is refused too unless ``allow_empty`` (the repository index's body is optional)."""
     limit = config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -38,7 +39,7 @@ async def read_body(request: Request, config: ServeConfig) -> bytes:
         raise HttpError(
             408, f"the request body did not arrive within {config.body_timeout_s:g} s; send it at once", CLOSE
         ) from None
-    if not body:
+    if not body and not allow_empty:
         raise HttpError(400, "empty request body; send a JSON object")
     return bytes(body)
 

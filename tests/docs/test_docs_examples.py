@@ -498,7 +498,10 @@ def test_documented_serve_answers_the_documented_curl(workdir, ran):
             body = json.loads(result.stdout)
             assert not (isinstance(body, dict) and "error" in body), f"{curl}\n{result.stdout}"
             url = re.search(r"localhost:\d+(/v2/models/([^/\s]+)/infer)", curl)
-            if url:  # the documented URL is the one the server announces, and answers
+            if "/v2/repository/index" in curl:  # the one served model, under the announced name
+                served = re.search(r"/v2/models/([^/\s]+)/infer", announced).group(1)
+                assert body == [{"name": served, "version": "1", "state": "READY", "reason": ""}]
+            elif url:  # the documented URL is the one the server announces, and answers
                 assert announced.endswith(url.group(1)) and body["model_name"] == url.group(2)
                 assert body["outputs"][0]["shape"] == [2, 384]
             else:
