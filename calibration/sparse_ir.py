@@ -38,7 +38,7 @@ def write_int8_sparse_ir(
 ) -> tuple[SparseIRInfo | None, list[str]]:
     """Write the INT8 sparse IR beside ``int8_xml`` in ``staging``; returns its record and the problems
     its checks found, or ``(None, [])`` (and one line on stderr) when none could be written."""
-    from pruneofa import kernels
+    import pruneofa.kernels as kernels
     from pruneofa.exporter.sparse_ir import write_sparse_ir
 
     previous = fp32_manifest.export.sparse_ir if fp32_manifest.export is not None else None

@@ -118,14 +118,17 @@ def predictions(
     evaluation hook reads them (:attr:`pruneofa.core.inference.InferenceTask.evaluation`): the label id
     (classification), the score (regression), or the answer text by question id (question answering)."""
     hook = scoring_task(task, inference).evaluation
+    predict = hook.predictions
+    if predict is None:
+        raise ValueError(f"the inference task that scores {task.name} declares no predictions hook")
     if "question-answering" in hook.kinds:
         if encoded.features is None:
             raise ValueError("question answering outputs are read back through the encoded SQuAD windows")
         starts, ends = [batch[0] for batch in outputs], [batch[1] for batch in outputs]
-        return hook.predictions(postprocess_qa(examples, encoded.features, starts, ends), task, model_config)
+        return predict(postprocess_qa(examples, encoded.features, starts, ends), task, model_config)
     if not outputs:
         return np.zeros(0)  # nothing to score: compute_metrics says so in one line
-    return hook.predictions(np.concatenate([batch[0] for batch in outputs]), task, model_config)
+    return predict(np.concatenate([batch[0] for batch in outputs]), task, model_config)
 
 
 def evaluate_encoded(

@@ -88,7 +88,9 @@ class ModelService:
         if self.config.grpc_port is not None:
             from pruneofa.deploy.serving.grpc_service import start_grpc_server
 
-            self.grpc_server, self.grpc_port = await start_grpc_server(self)
+            # pyright reads this file both as deploy.serving.app and, through the editable link tree, as
+            # pruneofa.deploy.serving.app: two ModelService classes to it, one at run time.
+            self.grpc_server, self.grpc_port = await start_grpc_server(self)  # pyright: ignore[reportArgumentType]
             app.state.grpc_port = self.grpc_port
         self.lifecycle.ready = True
         yield

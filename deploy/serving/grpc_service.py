@@ -26,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2 as _service_pb2
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from pruneofa import __version__
 from pruneofa.deploy.serving import codec
 from pruneofa.deploy.serving.errors import INTERNAL_ERROR, HttpError
+
+# The generated protobuf module builds its message classes at import time, which type checkers cannot see.
+pb: Any = _service_pb2
 
 if TYPE_CHECKING:
     from pruneofa.deploy.serving.app import ModelService
@@ -49,7 +52,7 @@ STATUS_CODES = {
 _RAW_DTYPES = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
 
 
-def _parameter(value: pb.InferParameter) -> Any:
+def _parameter(value: Any) -> Any:  # a pb.InferParameter
     """An ``InferParameter`` as the JSON value the REST body would carry (``None`` when unset)."""
     which = value.WhichOneof("parameter_choice")
     return None if which is None else getattr(value, which)
@@ -86,7 +89,7 @@ def split_raw_bytes(raw: bytes, name: str, max_items: int) -> list[str]:
     return texts
 
 
-def request_body(request: pb.ModelInferRequest, max_items: int) -> dict[str, Any]:
+def request_body(request: Any, max_items: int) -> dict[str, Any]:  # a pb.ModelInferRequest
     """The REST v2 body a ``ModelInferRequest`` stands for (the codec then checks it as it checks REST)."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
