@@ -224,3 +224,19 @@ def test_bad_input_is_refused_with_a_fix(export_once, tmp_path):
     qa = load(export_once("bert", "question-answering")["openvino"].output)
     with pytest.raises(InputError, match="question= and context="):
         qa(question="only a question")
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx"])
+def test_a_manifest_task_the_model_cannot_answer_is_refused_at_load(export_once, tmp_path, target):
+    import json
+    import shutil
+
+    folder = tmp_path / "mislabelled"
+    shutil.copytree(export_once("bert", "text-classification")[target].output, folder)
+    manifest = json.loads((folder / "pruneofa.json").read_text())
+    manifest["export"]["task"] = "question-answering"
+    (folder / "pruneofa.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        InputError, match=r"question-answering needs the outputs start_logits.*model has logits"
+    ):
+        load(folder)
