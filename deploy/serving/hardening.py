@@ -131,7 +131,7 @@ def protocol_class(config: ServeConfig, metrics: Metrics | None = None) -> type:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            size = self.config.h11_max_incomplete_event_size or h11.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+            size = self.config.h11_max_incomplete_event_size or config.max_header_bytes
             self.conn = _StrictConnection(h11.SERVER, size)
 
         def send_400_response(self, msg: str) -> None:
