@@ -252,6 +252,13 @@ class Engine:
             self._core, self._model, self._config = core, model, config
 
     @property
+    def output_names(self) -> set[str]:
+        """Every name the model's outputs answer to (a tensor may carry several)."""
+        if self.runtime == "onnxruntime":
+            return {out.name for out in self._session.get_outputs()}
+        return {name for port in self._compiled.outputs for name in port.get_names()}
+
+    @property
     def static_shape_list(self) -> list[ShapeKey]:
         """The input shapes that run on a static-shape compilation (in ``input_names`` order)."""
         with self._lock:

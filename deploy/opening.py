@@ -91,6 +91,18 @@ def _config(path: Path) -> Any:
         ) from err
 
 
+def _check_outputs(path: Path, export_task: ExportTask, engine: Engine) -> None:
+    """Refuse a model whose outputs are not the task's (a manifest naming question-answering on a
+    classification IR would otherwise fail at the first request)."""
+    has = engine.output_names
+    missing = [name for name in export_task.outputs if name not in has]
+    if missing:
+        raise InputError(
+            f"{path}: the task {export_task.name} needs the outputs {', '.join(export_task.outputs)} but the "
+            f"model has {', '.join(sorted(has)) or 'none'}; check the manifest's task or re-export the folder"
+        )
+
+
 def open_folder(
     folder: str | Path,
     options: OpenConfig | None = None,
@@ -145,6 +157,7 @@ def open_folder(
         ort_options=ort_options,
         prepare=kernel_policy.preparer(mode, manifest, int8_gemm=cpu.has_int8_dot),
     )
+    _check_outputs(path, export_task, engine)
     return OpenedFolder(
         folder=path.resolve(),
         runtime=runtime,

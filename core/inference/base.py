@@ -12,6 +12,7 @@ are handed in), so the exporter, calibration and the server can all read the tab
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,8 +37,24 @@ class Stats:
     truncated: int = 0
 
 
+# Control characters other than tab, newline and carriage return.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def plain_text(text: str) -> bool:
+    """Whether ``text`` is printable ASCII (tab, newline and carriage return allowed): the texts the
+    OpenVINO tokenizer model splits exactly as the Hugging Face tokenizer does. Beyond them the two differ
+    (control characters, private-use and unassigned code points, characters newer than one of their
+    Unicode tables, some combining marks and compatibility characters), so those texts go to the Hugging
+    Face tokenizer and an IR folder scores every text as the library path does."""
+    return text.isascii() and _ASCII_CONTROL.search(text) is None
+
+
 class Encoder:
-    """Texts → padded int64 feeds, truncating over-long inputs (with a warning) to ``max_length``."""
+    """Texts → padded int64 feeds, truncating over-long inputs (with a warning) to ``max_length``.
+
+    With ``ov_tokenizer`` (an IR folder's tokenizer model), batches of :func:`plain_text` texts are
+    tokenized by it; every other batch by the Hugging Face ``tokenizer``, so both give the same ids."""
 
     def __init__(self, tokenizer: Any, max_length: int, ov_tokenizer: Any = None, stats: Stats | None = None):
         self.tokenizer = tokenizer
@@ -55,7 +72,7 @@ class Encoder:
         )
 
     def encode(self, texts: list[str], pairs: list[str] | None = None, **extra: Any) -> dict[str, np.ndarray]:
-        if self.ov_tokenizer is not None and pairs is None and not extra:
+        if self.ov_tokenizer is not None and pairs is None and not extra and all(map(plain_text, texts)):
             with self._ov_lock:
                 result = self.ov_tokenizer([np.array(texts, dtype=str)])
             feed = {port.get_any_name(): np.asarray(value, dtype=np.int64) for port, value in result.items()}

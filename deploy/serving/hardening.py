@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import json
 import logging
 import signal
@@ -83,13 +84,22 @@ def _header_bytes(scope: dict) -> int:
     return request_line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
-def protocol_class(config: ServeConfig) -> type:
-    """uvicorn's h11 protocol with a deadline for a request's headers.
+PROTOCOL_ENDPOINT = "protocol"  # the /metrics endpoint label of answers sent before any route was matched
+
+
+def protocol_class(config: ServeConfig, metrics: Metrics | None = None) -> type:
+    """uvicorn's h11 protocol with a deadline for a request's headers, strict request framing, and its own
+    answers (400, 408) counted in ``metrics`` under the endpoint ``protocol``.
 
     uvicorn's keep-alive timer is reset by every byte received, so a client that trickles a header a byte
     at a time would hold its connection (and a file descriptor) for ever. Here the clock starts when the
     connection is ready for a request and is not reset by data: without a complete request line and
-    headers in time the connection gets 408 and is closed. The body has its own limit (``_read_body``)."""
+    headers in time the connection gets 408 and is closed. The body has its own limit (``_read_body``).
+
+    A request with both ``Content-Length`` and ``Transfer-Encoding`` is refused with 400 and the connection
+    closed (RFC 9112 §6.3: such framing is a request-smuggling attempt, and the server must close the
+    connection after responding); h11 alone would read it by its ``Transfer-Encoding`` and keep the
+    connection, answering the bytes that follow as a new request."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -97,12 +107,36 @@ def protocol_class(config: ServeConfig) -> type:
     late = f"request headers not received within {limit:g} s; send the whole request at once"
     invalid = f"invalid HTTP request (or headers over {config.max_header_bytes} bytes)"
 
+    ambiguous = (
+        "a request with both Content-Length and Transfer-Encoding is ambiguous (RFC 9112 §6.3); "
+        "send one of them"
+    )
+
+    class _StrictConnection(h11.Connection):
+        """h11's server connection, refusing a request whose body length is framed two ways."""
+
+        refusal: str | None = None
+
+        def next_event(self) -> Any:
+            event = super().next_event()
+            if isinstance(event, h11.Request):
+                names = {name.lower() for name, _ in event.headers}
+                if b"content-length" in names and b"transfer-encoding" in names:
+                    self.refusal = ambiguous
+                    raise h11.RemoteProtocolError(ambiguous, error_status_hint=400)
+            return event
+
     class _DeadlineH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            size = self.config.h11_max_incomplete_event_size or config.max_header_bytes
+            self.conn = _StrictConnection(h11.SERVER, size)
+
         def send_400_response(self, msg: str) -> None:
             """uvicorn's answer to bytes that are not HTTP, with the ``{"error"}`` body of every other."""
-            self._send_and_close(400, invalid)
+            self._send_and_close(400, getattr(self.conn, "refusal", None) or invalid)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -131,14 +165,18 @@ def protocol_class(config: ServeConfig) -> type:
             self.transport.close()
 
         def _send_and_close(self, status: int, message: str) -> None:
+            if metrics is not None:
+                metrics.requests.labels(PROTOCOL_ENDPOINT, str(status)).inc()
             body = json.dumps({"error": message}).encode()
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ]
+            reason = http.HTTPStatus(status).phrase.encode()
             with contextlib.suppress(h11.LocalProtocolError):
-                self.transport.write(self.conn.send(h11.Response(status_code=status, headers=headers)))
+                response = h11.Response(status_code=status, headers=headers, reason=reason)
+                self.transport.write(self.conn.send(response))
                 self.transport.write(self.conn.send(h11.Data(data=body)))
                 self.transport.write(self.conn.send(h11.EndOfMessage()))
             self.transport.close()
@@ -186,7 +224,7 @@ def uvicorn_server(app: Any, config: ServeConfig, on_started: Callable[[int], No
             host=config.host,
             port=config.port,
             log_level="warning",
-            http=protocol_class(config),
+            http=protocol_class(config, getattr(app.state, "metrics", None)),
             h11_max_incomplete_event_size=config.max_header_bytes,
             # A backstop only: the batcher answers what is left with 503 when graceful_timeout_s runs out,
             # and uvicorn cancels whatever still runs a little later (a stalled client, a slow batch).

@@ -224,3 +224,58 @@ def test_bad_input_is_refused_with_a_fix(export_once, tmp_path):
     qa = load(export_once("bert", "question-answering")["openvino"].output)
     with pytest.raises(InputError, match="question= and context="):
         qa(question="only a question")
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx"])
+def test_a_manifest_task_the_model_cannot_answer_is_refused_at_load(export_once, tmp_path, target):
+    import json
+    import shutil
+
+    folder = tmp_path / "mislabelled"
+    shutil.copytree(export_once("bert", "text-classification")[target].output, folder)
+    manifest = json.loads((folder / "pruneofa.json").read_text())
+    manifest["export"]["task"] = "question-answering"
+    (folder / "pruneofa.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        InputError, match=r"question-answering needs the outputs start_logits.*model has logits"
+    ):
+        load(folder)
+
+
+# Texts the OpenVINO tokenizer model and the Hugging Face tokenizer once split differently: NUL, C0 and C1
+# controls, noncharacters, an NFKC expander, combining marks, a compatibility letter, private-use and
+# unassigned code points, characters newer than one of their Unicode tables.
+EDGE_TEXTS = [
+    "\x00",
+    "\x00" * 8,
+    "a\x00b",
+    "\x01\x1f\x7f",
+    "\x85\x9f",
+    "\ufffe\uffff",
+    "\ufdfa",
+    "e\u0301",
+    "\u0301\u0345",
+    "\u017f",
+    "\u07fd \u0890 \u0898",
+    "\ue000 private",
+    "\U000e0001",
+    "\u0378 unassigned",
+    "\u2e5a",
+    "good \u0000 movie",
+]
+
+
+def test_the_served_and_library_paths_tokenize_and_score_edge_texts_alike(export_once):
+    exported = export_once("bert", "text-classification")
+    served = load(exported["openvino"].output)  # an IR folder: its OpenVINO tokenizer model
+    library = load(exported["onnx"].output)  # the Hugging Face tokenizer
+    assert served.uses_openvino_tokenizer and not library.uses_openvino_tokenizer
+    for texts in [[text] for text in EDGE_TEXTS] + [EDGE_TEXTS, [*TEXTS, *EDGE_TEXTS]]:
+        ours = served.encoder.encode(texts)
+        theirs = library.encoder.encode(texts)
+        for name in ("input_ids", "attention_mask"):
+            assert np.array_equal(ours[name], theirs[name]), (texts, ours[name], theirs[name])
+    for got, want in zip(served(EDGE_TEXTS, top_k=None), library(EDGE_TEXTS, top_k=None), strict=True):
+        scores = {w["label"]: w["score"] for w in want}
+        assert sorted(scores) == sorted(g["label"] for g in got)
+        assert np.allclose([g["score"] for g in got], [scores[g["label"]] for g in got], atol=1e-4)

@@ -360,3 +360,48 @@ def test_serving_a_folder_that_needs_its_own_code_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unsupported model" in err and "never runs code" in err and len(err.strip().splitlines()) == 1
     assert not (folder / "RAN").exists()
+
+
+def _protocol_answers(base: str, status: int) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=60).text
+    for line in text.splitlines():
+        if line.startswith("pruneofa_requests_total{") and 'endpoint="protocol"' in line:
+            if f'status="{status}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_the_connection_closed(classifier):
+    """RFC 9112 §6.3: a request framed two ways may be a smuggling attempt; the bytes after it must not be
+    answered as a request of their own."""
+    with running(classifier) as (base, _, _):
+        body = b'{"inputs": "good"}'
+        smuggled = request_bytes("GET", "/v2/health/live")
+        head = request_bytes("POST", "/predict", body, headers={"Transfer-Encoding": "chunked"})[: -len(body)]
+        chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port_of(base)), timeout=60) as sock:
+            sock.sendall(head + chunked + smuggled)
+            answers = read_responses(sock, 2)
+            assert closed_by_peer(sock)
+        assert len(answers) == 1, answers
+        ((status, headers, reply),) = answers
+        assert status == 400 and headers["connection"] == "close"
+        assert "Content-Length and Transfer-Encoding" in json.loads(reply)["error"]
+        assert _protocol_answers(base, 400) == 1
+
+
+def test_protocol_answers_have_a_reason_phrase_and_are_counted(classifier):
+    with running(classifier, header_timeout_s=1) as (base, _, _):
+        for request, line in (
+            (b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n"),
+            (b"GET /", None),
+        ):
+            with socket.create_connection(("127.0.0.1", port_of(base)), timeout=60) as sock:
+                sock.sendall(request)
+                sock.settimeout(30)
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(line or b"HTTP/1.1 408 Request Timeout\r\n"), answer
+        assert _protocol_answers(base, 400) == 1
+        assert _protocol_answers(base, 408) == 1
