@@ -138,7 +138,7 @@ def summarize(options: QuickstartOptions, facts: dict[str, Any]) -> str:
     lines += [
         f"| Linear weights that are zero | {facts['dense_sparsity']:.1%} | {facts['sparse_sparsity']:.1%} | same |",
         f"| IR on disk (dense storage) | {facts['dense_mb']:.1f} MB | {facts['sparse_mb']:.1f} MB | same |",
-        f"| compressed archive (`pruneofa package --format archive`) | – | "
+        f"| compressed archive (`pruneofa package --format archive`) | {facts['dense_archive_mb']:.1f} MB | "
         f"{facts['sparse_archive_mb']:.1f} MB | same |",
         f"| embedding cosine vs dense (mean / min, {int(facts['fidelity']['sentences'])} sentences) | 1.000 | "
         f"{facts['fidelity']['cosine_mean']:.3f} / {facts['fidelity']['cosine_min']:.3f} | same |",
@@ -177,11 +177,11 @@ def _chart(options: QuickstartOptions, facts: dict[str, Any], path: Path) -> Non
     axes[0].set_xlabel(f"p50 latency, batch {batch} (ms)")
     axes[0].invert_yaxis()
     axes[1].barh(
-        ["dense IR", "sparse archive"],
-        [facts["dense_mb"], facts["sparse_archive_mb"]],
+        ["dense archive", "sparse archive"],
+        [facts["dense_archive_mb"], facts["sparse_archive_mb"]],
         color=["#888888", "#2a7ab9"],
     )
-    axes[1].set_xlabel("size (MB)")
+    axes[1].set_xlabel("compressed archive (MB)")
     axes[1].invert_yaxis()
     axes[2].barh(
         ["cosine (mean)", "nearest neighbour"],
@@ -189,7 +189,7 @@ def _chart(options: QuickstartOptions, facts: dict[str, Any], path: Path) -> Non
         color="#c0504d",
     )
     axes[2].set_xlim(0, 1)
-    axes[2].set_xlabel("fidelity vs dense (1 = identical; one-shot, no retraining)")
+    axes[2].set_xlabel("fidelity vs dense (1 = identical)\none-shot pruning, no retraining")
     axes[2].invert_yaxis()
     fig.suptitle(f"all-MiniLM-L6-v2: dense vs {options.sparsity:.0%} sparse on {facts['cpu']}", fontsize=10)
     fig.tight_layout()
@@ -245,12 +245,14 @@ def quickstart(options: QuickstartOptions, *, quiet: bool = False) -> dict[str, 
             ),
             quiet=True,
         )
-        step("5/5 packing the sparse model as a compressed archive (non-zero weights only); the summary")
+        step("5/5 packing both models as compressed archives (non-zero weights only); the summary")
+        archives_mb: dict[str, float] = {}
         with tempfile.TemporaryDirectory(prefix="pruneofa-quickstart-") as work:
-            archive = package_model(
-                staging / "sparse", PackageConfig(format="archive", output=Path(work) / "sparse"), quiet=True
-            )
-            archive_mb = archive.summary["archive_bytes"] / 1e6
+            for name in ("dense", "sparse"):  # like with like: both as the same kind of archive
+                archive = package_model(
+                    staging / name, PackageConfig(format="archive", output=Path(work) / name), quiet=True
+                )
+                archives_mb[name] = archive.summary["archive_bytes"] / 1e6
         cpu = detect_cpu()
         latency: dict[str, dict[str, float | None]] = {}
         for batch in options.batches:
@@ -277,7 +279,8 @@ def quickstart(options: QuickstartOptions, *, quiet: bool = False) -> dict[str, 
             "layer_sparsity": layers,
             "dense_mb": _model_mb(staging / "dense"),
             "sparse_mb": _model_mb(staging / "sparse"),
-            "sparse_archive_mb": archive_mb,
+            "dense_archive_mb": archives_mb["dense"],
+            "sparse_archive_mb": archives_mb["sparse"],
             "sparse_layers": sparse_layers,
             "fidelity": agreement,
             "kernels": kernels_line,

@@ -30,6 +30,9 @@ def test_quickstart_writes_the_side_by_side_summary(tiny_default, tmp_path, caps
     assert 0 < facts["fidelity"]["cosine_mean"] <= 1 and facts["fidelity"]["sentences"] == 46
     assert facts["latency"]["1"]["dense"] > 0 and facts["latency"]["1"]["sparse"] > 0
     assert "one-shot magnitude pruning" in summary and "pruneofa run --recipe pipeline-small" in summary
+    # sizes compared like with like: both models as the same kind of compressed archive
+    assert 0 < facts["sparse_archive_mb"] < facts["dense_archive_mb"]
+    assert f"| {facts['dense_archive_mb']:.1f} MB | {facts['sparse_archive_mb']:.1f} MB |" in summary
     assert (out / "summary.png").stat().st_size > 1000
     assert {p.name for p in out.iterdir()} >= {"dense", "sparse", "benchmark", "summary.md"}
     # a second run refuses to overwrite without --overwrite, and keeps the first
