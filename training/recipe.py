@@ -8,7 +8,6 @@ on a laptop CPU and a 100k-step run on GPUs.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pruneofa.core.yamlfile import load_yaml_model
+from pruneofa.training import preflight
 from pruneofa.training.distill import DistillationConfig
 from pruneofa.training.masks import PruningConfig
 from pruneofa.training.schedule import CubicSchedule
@@ -100,8 +100,7 @@ class Recipe(BaseModel):
 
 
 def builtin_recipes() -> dict[str, Path]:
-    folder = resources.files("pruneofa.training").joinpath("recipes")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return preflight.builtin_recipes()
 
 
 def load_recipe(source: str | Path) -> Recipe:
