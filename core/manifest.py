@@ -186,7 +186,10 @@ class SparseIRInfo(_Strict):
     precision: Literal["fp32", "int8"] = "fp32"  # the op's weight values (INT8: the calibrated folder's)
     mode: Literal["auto", "on"] = "auto"  # how the layers were chosen (the export's --sparse-kernels)
     activation_quant: dict[str, int] = {}  # INT8 compute: "static" (folded FakeQuantize) / "dynamic" → layers
-    tolerance: float | None = None  # the bound max_abs_error was held to
+    # FP32: the bound max_abs_error was held to; INT8: the bound of p99_abs_error (exporter.sparse_ir.int8_bound)
+    tolerance: float | None = None
+    mean_abs_error: float | None = None  # INT8: mean |difference| from the dense INT8 IR
+    p99_abs_error: float | None = None  # INT8: its 99th percentile
 
 
 class ExportInfo(_Strict):

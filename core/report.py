@@ -260,8 +260,13 @@ def export_summary(output: str, manifest: Manifest, *, per_tensor: bool = False)
             f"{s.linear_layers} Linear layers as SparseLinear "
             f"({', '.join(f'{n} {k}' for k, n in s.formats.items()) or 'none'}; chosen for {s.kernel_path}); "
             f"constants {'identical to' if s.weights_identical else 'DIFFERENT from'} the {s.precision.upper()} "
-            f"dense IR's, outputs within {s.max_abs_error:.2g}"
-            + (f" (bound {s.tolerance:.2g})" if s.tolerance is not None else "")
+            + (
+                f"dense IR's, outputs within {s.max_abs_error:.2g}"
+                + (f" (bound {s.tolerance:.2g})" if s.tolerance is not None else "")
+                if s.p99_abs_error is None
+                else f"dense IR's, output difference mean {s.mean_abs_error or 0.0:.2g}, 99th percentile "
+                f"{s.p99_abs_error:.2g} (bound {s.tolerance or 0.0:.2g}), largest {s.max_abs_error:.2g}"
+            )
             + "; needs the pruneofa kernels library to load (docs/kernels.md)"
         )
     if manifest.shrink is not None:
