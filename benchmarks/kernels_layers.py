@@ -43,7 +43,7 @@ from kernels_layer_models import cpu_flags, dense_model, layer, probe, probe_mai
 SHAPES = [(384, 384), (384, 1536), (1536, 384), (768, 768), (768, 3072), (3072, 768)]
 TOKENS = [128, 2048]
 SPARSITIES = [0.7, 0.8, 0.85, 0.9, 0.95]
-FORMATS = ("csr", "block4x1", "int8-1x4-static", "int8-1x4-dynamic")
+FORMATS = ("csr", "block4x1", "int8-1x4-static", "int8-1x4-dynamic")  # crossover.MEASURED_FORMATS
 DENSE = ("fp32", "bf16", "int8")
 QUICK = {"shapes": [(384, 384), (768, 3072)], "tokens": [128], "sparsities": [0.8, 0.95]}
 TABLE = Path(__file__).resolve().parents[1] / "kernels" / "crossover.json"

@@ -31,14 +31,14 @@ TABLE_PATH = Path(__file__).resolve().parent / "crossover.json"
 TABLE_ENV = "PRUNEOFA_KERNELS_CROSSOVER"
 SCHEMA = 2
 MAX_TABLE_BYTES = 4 << 20
-MEASURED_FORMATS = ("csr", "block4x1", "int8-1x4-static", "int8-1x4-dynamic")
+MEASURED_FORMATS = ("csr", "block4x1", "int8-1x4-static", "int8-1x4-dynamic")  # what kernels_layers.py times
 DENSE_KINDS = ("fp32", "bf16", "int8")
-FP32_COMPUTE = ("csr", "block", "int8-csr", "int8-block", "block4x1")  # the rewrite's FP32-compute formats
 INT8_GEMM_REASON = "OpenVINO runs it as an INT8 GEMM on this CPU (VNNI/AMX)"  # the dense-int8 fallback
 REGENERATE = "regenerate it with 'python benchmarks/kernels_layers.py'"
 
 FALLBACKS = (
-    "A format without its own entries (block, int8-csr, int8-block) uses csr's, the slowest format. "
+    "A format without entries for the dense kind (always: block, int8-csr, int8-block) uses csr's, the "
+    "slowest format, against the same dense kind. "
     "Dense int8 without entries: an FP32-compute format is kept dense where the CPU has VNNI/AMX "
     "(OpenVINO's INT8 GEMM matched the FP32-compute kernel at 90 % zeros, docs/kernels.md), else, and for "
     "int8-1x4, the csr vs dense-fp32 threshold applies. Dense bf16 without entries: the dense-fp32 "
@@ -216,7 +216,7 @@ def choose(
     if threshold is not None:
         return verdict(threshold, format, dense)
     missing = f" (fallback: no {wanted} table for {isa})"
-    if format != "csr" and format not in MEASURED_FORMATS and (threshold := found("csr", dense)) is not None:
+    if format != "csr" and (threshold := found("csr", dense)) is not None:
         return verdict(threshold, "csr", dense, missing)
     if dense == "int8":
         if _fp32_compute(format) and int8_gemm:
@@ -226,8 +226,6 @@ def choose(
                 f"kept dense: no {wanted} table for {isa}; fallback: {INT8_GEMM_REASON}, as fast as the "
                 "FP32-compute kernel at 90 % zeros (docs/kernels.md); mode=on forces the kernel",
             )
-        if (threshold := found("csr", dense)) is not None:
-            return verdict(threshold, "csr", dense, missing)
     for fmt in dict.fromkeys((format, "csr")):
         if dense != "fp32" and (threshold := found(fmt, "fp32")) is not None:
             return verdict(threshold, fmt, "fp32", missing)
