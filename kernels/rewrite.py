@@ -465,8 +465,13 @@ def plugin_precision(hint: str | None) -> str:
     """The execution precision of a model compiled with INFERENCE_PRECISION_HINT ``hint``: the hint itself,
     or without one the CPU plugin's default (bf16 on CPUs with AVX512_BF16 or AMX, else f32)."""
     if hint:
-        return str(hint).lower()
+        return _type_name(hint)
     return _default_precision()
+
+
+def _type_name(value: Any) -> str:
+    """ "bf16" / "f32" for an ``ov.Type`` or a string (any case)."""
+    return str(value.get_type_name() if hasattr(value, "get_type_name") else value).lower()
 
 
 @functools.lru_cache(maxsize=1)
@@ -474,8 +479,7 @@ def _default_precision() -> str:
     try:
         import openvino as ov
 
-        value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
-        return str(value.get_type_name() if hasattr(value, "get_type_name") else value).lower()
+        return _type_name(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
     except Exception:  # no readable default: FP32, the slower dense side (its thresholds are the lower ones)
         return "f32"
 

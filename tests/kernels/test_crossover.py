@@ -226,3 +226,15 @@ def test_auto_on_an_fp32_ir_follows_the_precision_hint():
     assert not layer.sparse and layer.dense == "bf16" and layer.crossover == 0.95
     assert "below crossover: csr vs dense-bf16" in layer.reason
     assert "auto" in bf16.summary()
+
+
+def test_precision_hint_spellings():
+    import openvino as ov
+
+    from pruneofa.kernels.rewrite import plugin_precision
+
+    assert plugin_precision("BF16") == plugin_precision(ov.Type.bf16) == "bf16"
+    assert plugin_precision(ov.Type.f32) == "f32"
+    assert plugin_precision(None) == plugin_precision(
+        ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    )
