@@ -155,7 +155,12 @@ def open_folder(
         export_task.outputs,
         ov_config=ov_config,
         ort_options=ort_options,
-        prepare=kernel_policy.preparer(mode, manifest, int8_gemm=cpu.has_int8_dot),
+        prepare=kernel_policy.preparer(
+            mode,
+            manifest,
+            int8_gemm=cpu.has_int8_dot,
+            precision_hint=(ov_config or {}).get("INFERENCE_PRECISION_HINT"),
+        ),
     )
     _check_outputs(path, export_task, engine)
     return OpenedFolder(

@@ -117,7 +117,8 @@ def write_sparse_ir(
         )
     model = ov.Core().read_model(str(dense_xml))
     before = _dense_weights(model)
-    report = kernels.rewrite(model, mode, int8_compute=precision == "int8")
+    # f32: what the check below and deploy's compile settings run dense layers in.
+    report = kernels.rewrite(model, mode, int8_compute=precision == "int8", precision_hint="f32")
     if not report.sparse_layers:
         raise InputError(
             f"{flag}: none of the {len(report.layers)} Linear layers is sparse enough for pruneofa's kernels "

@@ -28,9 +28,10 @@ Public API::
   ``$PRUNEOFA_KERNELS_CACHE`` or ``~/.cache/pruneofa/kernels/<key>``; the key hashes sources, OpenVINO
   version and compiler. If no library is cached, the first use builds it; without a compiler (or on a
   failed build) one warning is logged and everything runs dense.
-- ``mode="auto"`` replaces a layer when its sparsity reaches the crossover measured for its shape and
-  ISA (``crossover.json``, written by ``benchmarks/kernels_layers.py``); ``"on"`` replaces every eligible
-  layer; ``"off"`` none. Environment: ``PRUNEOFA_KERNELS_ISA=scalar|avx2|avx512`` forces a kernel path,
+- ``mode="auto"`` replaces a layer when its sparsity reaches the crossover measured for its sparse format
+  against what OpenVINO would run dense (FP32, bf16 or INT8), its shape and the ISA (``crossover.json``
+  or ``$PRUNEOFA_KERNELS_CROSSOVER``, written by ``benchmarks/kernels_layers.py``); ``"on"`` replaces
+  every eligible layer; ``"off"`` none. Environment: ``PRUNEOFA_KERNELS_ISA=scalar|avx2|avx512`` forces a kernel path,
   ``PRUNEOFA_KERNELS_DISABLE=1`` disables the kernels, ``PRUNEOFA_KERNELS_LIBRARY`` names a prebuilt library,
   ``PRUNEOFA_KERNELS_TILE=<tokens>`` forces the token-tile width (else it follows the L2 size read at load;
   ``PRUNEOFA_KERNELS_CACHE_SIZES=l1d,l2`` fakes those sizes).

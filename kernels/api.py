@@ -28,7 +28,8 @@ def compile_sparse(
     ``.onnx``. ``device_config`` goes to ``core.compile_model`` unchanged (e.g. ``INFERENCE_NUM_THREADS``,
     ``NUM_STREAMS``, ``PERFORMANCE_HINT``). Without kernels (no compiler, failed build) the model is
     compiled dense, the report says why, and one warning was logged. ``int8_gemm``, ``fuse_gelu``,
-    ``fuse_pairs``, ``fuse_siblings``, ``int8_compute``: see :func:`rewrite`.
+    ``fuse_pairs``, ``fuse_siblings``, ``int8_compute``: see :func:`rewrite`; its ``precision_hint`` is
+    ``device_config``'s INFERENCE_PRECISION_HINT (none: the plugin's default), what dense layers run in.
     """
     if isinstance(model_or_path, str | Path):
         model = core.read_model(str(model_or_path))
@@ -42,6 +43,7 @@ def compile_sparse(
         fuse_pairs=fuse_pairs,
         fuse_siblings=fuse_siblings,
         int8_compute=int8_compute,
+        precision_hint=(device_config or {}).get("INFERENCE_PRECISION_HINT"),
     )
     if report.sparse_layers:
         library.register(core)

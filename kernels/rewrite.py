@@ -24,12 +24,16 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
   the activation (one transpose, one fork/join), the output split back into one tensor per layer
   (``fuse_siblings``; needs out_features a multiple of 16).
 - ``mode="on"``: every eligible layer; ``"off"``: none; ``"auto"``: layers whose sparsity reaches the
-  measured crossover for their shape and this CPU's kernel path (:mod:`pruneofa.kernels.crossover`).
-The report lists every Linear-like node with its decision and the reason when it stayed dense.
+  measured crossover of their sparse format against what OpenVINO would run instead (*dense kind*: INT8
+  when a FakeQuantize feeds the activation, else bf16 or FP32 as the compile config's precision hint or
+  the plugin's default says), for their shape and this CPU's kernel path (:mod:`pruneofa.kernels.crossover`,
+  with its documented fallbacks where the table lacks that pair).
+The report lists every Linear-like node with its decision and why (format, dense kind, threshold).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -66,6 +70,7 @@ class LayerDecision:
     bias_fused: bool = False
     activation_fused: str | None = None  # "gelu" when a following Gelu was fused
     crossover: float | None = None  # the table's sparsity threshold for this shape (auto mode)
+    dense: str | None = None  # what OpenVINO would run instead: "fp32", "bf16" or "int8" (auto mode)
     weight_source: str | None = None  # "fp32", "fp16", "int8", "folded"
     fused_with: str | None = None  # the other layers of the fused node this one runs in (comma-separated)
     fused_kind: str | None = None  # "pair" (SparseLinearPair) or "split" (SparseLinearSplit)
@@ -82,6 +87,9 @@ class SparseReport:
     isa: str | None
     kernels_available: bool
     layers: list[LayerDecision] = field(default_factory=list)
+    # Where auto's thresholds come from: the table file or "given", and for this ISA its CPU, dense ISA and
+    # date (None outside auto mode).
+    table: dict[str, Any] | None = None
     # Why the tiles are as wide as they are: the caches read at load (library.CacheSizes.describe()) or
     # the PRUNEOFA_KERNELS_TILE override; None when nothing runs sparse.
     tiles: str | None = None
@@ -122,8 +130,10 @@ class SparseReport:
             "isa": self.isa,
             "kernels_available": self.kernels_available,
             "tiles": self.tiles,
+            "table": self.table,
             "summary": self.summary(),
             "layers": [asdict(layer) for layer in self.layers],
+            "why": {layer.name: layer.reason for layer in self.layers},
         }
 
     def to_json(self) -> str:
@@ -434,16 +444,52 @@ def _replace(target: Any, node: Any) -> None:
         node.output(0).get_tensor().set_names(names)
 
 
-INT8_GEMM_REASON = (
-    "OpenVINO runs it as an INT8 GEMM on this CPU (VNNI/AMX), as fast as the FP32-compute sparse kernel "
-    "at 90 % zeros (docs/kernels.md); mode=on forces the kernel"
-)
+INT8_GEMM_REASON = crossover_table.INT8_GEMM_REASON  # part of the reason in the dense-int8 fallback
 
 
 def _quantized_activation(op: Any) -> bool:
     """The MatMul's activation comes straight from a FakeQuantize (NNCF's INT8 PTQ/QAT IRs): OpenVINO then
-    runs the layer as an INT8 GEMM, which the FP32-compute kernel has to beat, not the FP32 one."""
+    runs the layer as an INT8 GEMM, which the sparse kernel has to beat, not the FP32 one."""
     return op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+
+
+def _dense_kind(op: Any, precision: str) -> str:
+    """What OpenVINO's CPU plugin runs for this MatMul: "int8" (a FakeQuantize feeds it), else "bf16" or
+    "fp32" as the model's execution precision says."""
+    if _quantized_activation(op):
+        return "int8"
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+def plugin_precision(hint: str | None) -> str:
+    """The execution precision of a model compiled with INFERENCE_PRECISION_HINT ``hint``: the hint itself,
+    or without one the CPU plugin's default (bf16 on CPUs with AVX512_BF16 or AMX, else f32)."""
+    if hint:
+        return _type_name(hint)
+    return _default_precision()
+
+
+def _type_name(value: Any) -> str:
+    """ "bf16" / "f32" for an ``ov.Type`` or a string (any case)."""
+    return str(value.get_type_name() if hasattr(value, "get_type_name") else value).lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_precision() -> str:
+    try:
+        import openvino as ov
+
+        return _type_name(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    except Exception:  # no readable default: FP32, the slower dense side (its thresholds are the lower ones)
+        return "f32"
+
+
+def _table_provenance(table: dict | None, isa: str | None) -> dict[str, Any]:
+    source = "given" if table is not None else str(crossover_table.table_path())
+    chosen = crossover_table.load_table() if table is None else crossover_table.normalise(table)
+    about = chosen.get("tables", {}).get(isa or "", {})
+    keep = ("cpu", "dense_isa", "measured", "command", "load_average")
+    return {"source": source, "isa": isa, **{key: about.get(key) for key in keep}}
 
 
 def rewrite(
@@ -455,17 +501,19 @@ def rewrite(
     fuse_pairs: bool = True,
     fuse_siblings: bool = True,
     int8_compute: bool = True,
+    precision_hint: str | None = None,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
     ``table``: a crossover table to use instead of the shipped one; ``fuse_gelu=False`` leaves Gelu nodes
     separate; ``fuse_pairs=False`` / ``fuse_siblings=False`` keep FFN pairs / layers on a shared input
     (Q, K, V) as separate nodes (to measure what the fusions buy).
-    ``int8_gemm``: the CPU has INT8 dot-product instructions
-    (VNNI or AMX); ``auto`` then keeps layers whose activations are quantized dense, because OpenVINO's
-    INT8 GEMM for them is as fast as the kernel, which computes in FP32 (docs/kernels.md measures both);
-    layers that run INT8 compute
-    (``int8-1x4``) are not kept dense by that rule. ``int8_compute=False``: every layer computes in FP32
+    ``precision_hint``: the INFERENCE_PRECISION_HINT the model will be compiled with ("f32", "bf16"; None:
+    the CPU plugin's default), which makes ``auto`` compare against dense bf16 or FP32 (layers whose
+    activation a FakeQuantize feeds compare against dense INT8 whatever the hint).
+    ``int8_gemm``: the CPU has INT8 dot-product instructions (VNNI or AMX); read only where the table has
+    no entries against dense INT8, where ``auto`` then keeps FP32-compute layers whose activations are
+    quantized dense (:data:`pruneofa.kernels.crossover.FALLBACKS`). ``int8_compute=False``: every layer computes in FP32
     (INT8 1 x 4 weights run as ``int8-block``, FakeQuantize nodes stay). With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
@@ -474,6 +522,10 @@ def rewrite(
     have = mode != "off" and library.available()
     isa = library.isa() if have else None
     report = SparseReport(mode=mode, isa=isa, kernels_available=have)
+    precision = "f32"
+    if mode == "auto" and have:
+        report.table = _table_provenance(table, isa)
+        precision = plugin_precision(precision_hint)
     packed: dict[str, formats.SparseWeight] = {}
     for op in model.get_ordered_ops():
         if not _linear_like(op):
@@ -513,20 +565,19 @@ def rewrite(
         if not have:
             decision.reason = "kernels unavailable"
             continue
-        decision.crossover = crossover_table.crossover(k, n, isa, table)
         x_input, quant = op.input_value(0), None
         if decision.format == "int8-1x4":
             static = _static_activation_quant(op)
             x_input, quant = static if static is not None else (x_input, library.ActQuant("dynamic"))
         if mode == "auto":
-            if int8_gemm and _quantized_activation(op) and quant is None:
-                decision.reason = INT8_GEMM_REASON
-                continue
-            if decision.crossover is None:
-                decision.reason = f"no crossover measured for ISA {isa}"
-                continue
-            if decision.sparsity < decision.crossover:
-                decision.reason = f"below crossover ({decision.sparsity:.1%} < {decision.crossover:.1%})"
+            decision.dense = _dense_kind(op, precision)
+            verdict = crossover_table.choose(
+                k, n, decision.sparsity,
+                crossover_table.table_format(decision.format, None if quant is None else quant.mode),
+                decision.dense, isa, table, int8_gemm=int8_gemm,
+            )  # fmt: skip
+            decision.crossover, decision.reason = verdict.crossover, verdict.reason
+            if not verdict.sparse:
                 continue
         add = _sole_consumer(op, "Add")
         bias = read_bias(add, op.output(0), n) if add is not None else None
@@ -544,7 +595,8 @@ def rewrite(
         decision.format = sparse.format
         decision.block = sparse.block
         decision.activation_quant = None if quant is None else quant.mode
-        decision.reason = "forced (mode=on)" if mode == "on" else "at or above crossover"
+        if mode == "on":
+            decision.reason = "forced (mode=on)"
     if packed and fuse_pairs:
         _fuse_pairs(model, report)
     if packed and fuse_siblings:

@@ -76,8 +76,9 @@ def test_auto_keeps_activation_quantized_layers_dense_where_the_cpu_has_int8_gem
     calibrate_once, export_once
 ):
     """On a VNNI/AMX CPU OpenVINO runs an NNCF INT8 IR's layers as INT8 GEMMs, as fast as the FP32-compute
-    kernel at 90 %: ``auto`` keeps them dense and says why; without INT8 GEMM, or with ``on``, they run
-    sparse. The FP32 export (no quantized activations) is unaffected by the flag."""
+    kernel at 90 %: with a table that has no dense-int8 entries (the fallback), ``auto`` keeps them dense
+    and says why; without INT8 GEMM, or with ``on``, they run sparse. The FP32 export (no quantized
+    activations) is unaffected by the flag."""
     import openvino as ov
 
     from pruneofa.kernels.rewrite import INT8_GEMM_REASON
@@ -86,15 +87,20 @@ def test_auto_keeps_activation_quantized_layers_dense_where_the_cpu_has_int8_gem
     int8_folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
     core = ov.Core()
 
+    entry = {"format": "csr", "dense": "fp32", "in_features": 64, "out_features": 64, "crossover": 0.5}
+    table = {"schema": 2, "tables": {kernels.isa(): {"entries": [entry]}}}  # every shape: 50 %
+
     def report(folder, mode, int8_gemm):
-        return kernels.rewrite(core.read_model(str(folder / "openvino_model.xml")), mode, int8_gemm=int8_gemm)
+        model = core.read_model(str(folder / "openvino_model.xml"))
+        return kernels.rewrite(model, mode, table=table, int8_gemm=int8_gemm, precision_hint="f32")
 
     def encoder(rep):
         return [layer for layer in rep.layers if layer.sparsity is not None and layer.sparsity > 0.85]
 
     with_gemm = encoder(report(int8_folder, "auto", True))
     assert len(with_gemm) == 12 and all(not layer.sparse for layer in with_gemm)
-    assert {layer.reason for layer in with_gemm} == {INT8_GEMM_REASON}
+    assert all(INT8_GEMM_REASON in layer.reason and "dense-int8" in layer.reason for layer in with_gemm)
+    assert {layer.dense for layer in with_gemm} == {"int8"}
     assert all(layer.sparse for layer in encoder(report(int8_folder, "auto", False)))
     assert all(layer.sparse for layer in encoder(report(int8_folder, "on", True)))
     fp32_folder = export_once("bert", "text-classification", "unstructured90")["openvino"].output
@@ -108,7 +114,12 @@ def test_load_applies_the_int8_gemm_policy_of_this_cpu(calibrate_once):
 
     require_kernels()
     folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
+    from pruneofa.kernels import crossover
+
     pipe = load(folder)
     encoder = [layer for layer in pipe.sparse_report.layers if layer.sparsity and layer.sparsity > 0.85]
     assert len(encoder) == 12
-    assert all(layer.sparse is not detect_cpu().has_int8_dot for layer in encoder)
+    assert all(layer.dense == "int8" and "dense-int8" in layer.reason for layer in encoder)
+    entries = crossover.load_table().get("tables", {}).get(pipe.sparse_report.isa, {}).get("entries", [])
+    if not any(entry["dense"] == "int8" for entry in entries):  # the fallback decides, from the CPU
+        assert all(layer.sparse is not detect_cpu().has_int8_dot for layer in encoder)

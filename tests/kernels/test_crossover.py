@@ -1,0 +1,240 @@
+"""``auto``'s crossover tables: lookup per sparse format and dense kind, the named fallbacks, the schema check,
+and the decisions on a tiny INT8 IR (FakeQuantize in front of each MatMul) and an FP32 IR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from kernel_helpers import random_sparse, require_kernels
+
+from pruneofa.core.errors import InputError
+from pruneofa.kernels import crossover
+
+
+def entry(fmt: str, dense: str, value: float, k: int = 384, n: int = 384) -> dict:
+    return {"format": fmt, "dense": dense, "in_features": k, "out_features": n, "crossover": value}
+
+
+def table(isa: str, *entries: dict) -> dict:
+    return {"schema": 2, "tables": {isa: {"dense_isa": {"fp32": {"isa": isa}}, "entries": list(entries)}}}
+
+
+SYNTHETIC = table(
+    "avx512",
+    entry("csr", "fp32", 0.6),
+    entry("csr", "int8", 0.8),
+    entry("block4x1", "fp32", 0.5),
+    entry("int8-1x4-static", "int8", 0.7),
+    entry("csr", "bf16", 0.75),
+)
+
+
+def test_lookup_per_format_and_dense_kind():
+    assert crossover.crossover(384, 384, "avx512", SYNTHETIC, "csr", "fp32") == 0.6
+    assert crossover.crossover(384, 384, "avx512", SYNTHETIC, "csr", "int8") == 0.8
+    assert crossover.crossover(384, 384, "avx512", SYNTHETIC, "block4x1", "fp32") == 0.5
+    assert crossover.crossover(384, 384, "avx512", SYNTHETIC, "block4x1", "int8") is None
+    assert crossover.crossover(384, 384, "avx2", SYNTHETIC, "csr", "fp32") is None
+    sparse = crossover.choose(384, 384, 0.72, "int8-1x4-static", "int8", "avx512", SYNTHETIC)
+    assert sparse.sparse and sparse.crossover == 0.7
+    assert "int8-1x4-static vs dense-int8 (avx512)" in sparse.reason and "70.0%" in sparse.reason
+    assert "fallback" not in sparse.reason
+    dense = crossover.choose(384, 384, 0.72, "csr", "int8", "avx512", SYNTHETIC)
+    assert not dense.sparse and dense.reason.startswith("below crossover: csr vs dense-int8 (avx512)")
+    assert "80.0%" in dense.reason
+    bf16 = crossover.choose(384, 384, 0.7, "csr", "bf16", "avx512", SYNTHETIC)
+    assert not bf16.sparse and bf16.crossover == 0.75
+
+
+def test_interpolation_stays_within_one_format_and_dense_kind():
+    mixed = table(
+        "avx2",
+        entry("csr", "fp32", 0.6, 384, 384),
+        entry("csr", "fp32", 0.4, 768, 768),
+        entry("csr", "fp32", 0.5, 384, 1536),
+        entry("csr", "int8", 0.99, 512, 512),
+    )
+    between = crossover.crossover(512, 512, "avx2", mixed)
+    assert 0.4 < between < 0.6
+    assert crossover.crossover(512, 512, "avx2", mixed, "csr", "int8") == 0.99
+
+
+@pytest.mark.parametrize(
+    "fmt, dense, gemm, used, sparse",
+    [
+        ("block", "fp32", False, "csr vs dense-fp32", True),  # block 1x4 FP32 -> csr's entries
+        ("int8-csr", "int8", False, "csr vs dense-int8", False),  # same dense kind first
+        ("block4x1", "bf16", False, "csr vs dense-bf16", True),
+        ("int8-1x4-dynamic", "fp32", False, "csr vs dense-fp32", True),
+    ],
+)
+def test_fallback_is_named(fmt, dense, gemm, used, sparse):
+    verdict = crossover.choose(384, 384, 0.78, fmt, dense, "avx512", SYNTHETIC, int8_gemm=gemm)
+    assert verdict.sparse is sparse
+    assert (
+        used in verdict.reason and f"fallback: no {fmt} vs dense-{dense} table for avx512" in verdict.reason
+    )
+
+
+def test_fallbacks_without_dense_int8_or_bf16_entries():
+    fp32_only = table("avx2", entry("csr", "fp32", 0.7))
+    int8_compute = crossover.choose(
+        384, 384, 0.9, "int8-1x4-static", "int8", "avx2", fp32_only, int8_gemm=True
+    )
+    assert int8_compute.sparse and int8_compute.crossover == 0.7
+    assert "csr vs dense-fp32 (avx2)" in int8_compute.reason
+    assert "no int8-1x4-static vs dense-int8 table for avx2" in int8_compute.reason
+    kept = crossover.choose(384, 384, 0.9, "int8-csr", "int8", "avx2", fp32_only, int8_gemm=True)
+    assert not kept.sparse and kept.crossover is None
+    assert crossover.INT8_GEMM_REASON in kept.reason and "no int8-csr vs dense-int8 table" in kept.reason
+    no_gemm = crossover.choose(384, 384, 0.9, "int8-csr", "int8", "avx2", fp32_only, int8_gemm=False)
+    assert no_gemm.sparse and "csr vs dense-fp32" in no_gemm.reason
+    bf16 = crossover.choose(384, 384, 0.65, "csr", "bf16", "avx2", fp32_only)
+    assert not bf16.sparse and "csr vs dense-fp32 (avx2) 65.0% < 70.0%" in bf16.reason
+    nothing = crossover.choose(384, 384, 0.99, "csr", "fp32", "avx512", fp32_only)
+    assert not nothing.sparse and nothing.reason.startswith("no crossover measured for ISA avx512")
+
+
+def test_schema_1_reads_as_csr_against_dense_fp32():
+    old = {"cpu": "AMD EPYC", "isas": {"avx2": {"threads": 2, "shapes": [
+        {"in_features": 384, "out_features": 384, "crossover": 0.72, "tokens": {}}]}}}  # fmt: skip
+    new = crossover.normalise(old)
+    assert new["schema"] == crossover.SCHEMA
+    assert new["tables"]["avx2"]["dense_isa"] == "not recorded (schema 1)"
+    assert crossover.crossover(384, 384, "avx2", old) == 0.72
+    assert crossover.crossover(384, 384, "avx2", old, "csr", "int8") is None
+
+
+def test_shipped_table_is_valid():
+    shipped = crossover.load_table(crossover.TABLE_PATH)
+    assert shipped["schema"] == crossover.SCHEMA and shipped["tables"]
+    assert all(table["entries"] for table in shipped["tables"].values())
+
+
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        ([], "JSON object"),
+        ({"schema": 3, "tables": {}}, "schema 3"),
+        ({"schema": 2, "tables": []}, "'tables'"),
+        ({"schema": 2, "tables": {"avx2": {}}}, "'entries'"),
+        (table("avx2", entry("csr", "fp32", 1.5)), "'crossover'"),
+        (table("avx2", entry("csr", "fp16", 0.5)), "'dense'"),
+        (table("avx2", {**entry("csr", "fp32", 0.5), "in_features": 0}), "'in_features'"),
+        ({"isas": {"avx2": {"shapes": [{"in_features": 4, "out_features": 4}]}}}, "'crossover'"),
+    ],
+)
+def test_malformed_table_is_one_line(tmp_path, raw, problem):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        crossover.load_table(path)
+    message = str(err.value)
+    assert "\n" not in message and problem in message and "kernels_layers.py" in message
+
+
+def test_table_from_the_environment(tmp_path, monkeypatch):
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(table("avx2", entry("csr", "fp32", 0.42))), encoding="utf-8")
+    monkeypatch.setenv(crossover.TABLE_ENV, str(mine))
+    assert crossover.table_path() == mine
+    assert crossover.crossover(384, 384, "avx2") == 0.42
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    monkeypatch.setenv(crossover.TABLE_ENV, str(tmp_path / "bad.json"))
+    with pytest.raises(InputError, match="is not JSON"):
+        crossover.load_table()
+    monkeypatch.setenv(crossover.TABLE_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(InputError, match="does not exist"):
+        crossover.load_table()
+
+
+# ---- auto on tiny IRs -----------------------------------------------------------------------------
+
+K = N = 64
+STEP = np.float32(8.0 / 255.0)
+
+
+def _int8_ir(rng):
+    """Two Linear layers as NNCF's PTQ writes them (u8 FakeQuantize on the activation, s8 weights with
+    per-row scales): the first in 1 x 4 blocks (int8-1x4, INT8 compute), the second unstructured (int8-csr,
+    FP32 compute); both 90 % zeros."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, K], np.float32, name="x")
+    low, high = np.float32(-128 * STEP), np.float32(127 * STEP)
+    out = x
+    for name, block in (("blocks", 4), ("unstructured", 1)):
+        q = np.rint(random_sparse(rng, N, K, 0.9, block=block) * 40).clip(-127, 127).astype(np.int8)
+        weight = ops.multiply(
+            ops.convert(ops.constant(q), np.float32), ops.constant(np.full((N, 1), 0.01, np.float32))
+        )
+        matmul = ops.matmul(ops.fake_quantize(out, low, high, low, high, 256), weight, False, True)
+        matmul.set_friendly_name(name)
+        out = matmul
+    return ov.Model([out.output(0)], [x])
+
+
+def _fp32_ir(rng):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, K], np.float32, name="x")
+    matmul = ops.matmul(x, ops.constant(random_sparse(rng, N, K, 0.9)), False, True)
+    matmul.set_friendly_name("fp32")
+    return ov.Model([matmul.output(0)], [x])
+
+
+def test_auto_on_an_int8_ir():
+    kernels = require_kernels()
+    isa = kernels.isa()
+    rng = np.random.default_rng(3)
+    synthetic = table(isa, entry("int8-1x4-static", "int8", 0.95, K, N), entry("csr", "int8", 0.5, K, N))
+    report = kernels.rewrite(_int8_ir(rng), "auto", table=synthetic, precision_hint="f32")
+    layers = {layer.name: layer for layer in report.layers}
+    blocks, unstructured = layers["blocks"], layers["unstructured"]
+    assert (blocks.format, blocks.dense, blocks.sparse) == ("int8-1x4", "int8", False)
+    assert blocks.crossover == 0.95 and "int8-1x4-static vs dense-int8" in blocks.reason
+    assert (unstructured.format, unstructured.dense, unstructured.sparse) == ("int8-csr", "int8", True)
+    assert (
+        "csr vs dense-int8" in unstructured.reason
+        and "no int8-csr vs dense-int8 table" in unstructured.reason
+    )
+    assert report.to_dict()["why"] == {"blocks": blocks.reason, "unstructured": unstructured.reason}
+    assert report.table is not None and report.table["source"] == "given"
+    # A table with CSR-vs-FP32 entries only: the documented fallback, from the CPU's INT8 GEMM.
+    fp32_only = table(isa, entry("csr", "fp32", 0.5, K, N))
+    kept = kernels.rewrite(_int8_ir(rng), "auto", table=fp32_only, int8_gemm=True, precision_hint="f32")
+    by_name = {layer.name: layer for layer in kept.layers}
+    assert by_name["blocks"].sparse and "csr vs dense-fp32" in by_name["blocks"].reason
+    assert not by_name["unstructured"].sparse  # kept dense: the CPU's INT8 GEMM (the fallback)
+    assert crossover.INT8_GEMM_REASON in by_name["unstructured"].reason
+
+
+def test_auto_on_an_fp32_ir_follows_the_precision_hint():
+    kernels = require_kernels()
+    isa = kernels.isa()
+    rng = np.random.default_rng(4)
+    synthetic = table(isa, entry("csr", "fp32", 0.5, K, N), entry("csr", "bf16", 0.95, K, N))
+    f32 = kernels.rewrite(_fp32_ir(rng), "auto", table=synthetic, precision_hint="f32")
+    (layer,) = f32.layers
+    assert layer.sparse and layer.dense == "fp32" and "csr vs dense-fp32" in layer.reason
+    bf16 = kernels.rewrite(_fp32_ir(rng), "auto", table=synthetic, precision_hint="bf16")
+    (layer,) = bf16.layers
+    assert not layer.sparse and layer.dense == "bf16" and layer.crossover == 0.95
+    assert "below crossover: csr vs dense-bf16" in layer.reason
+    assert "auto" in bf16.summary()
+
+
+def test_precision_hint_spellings():
+    import openvino as ov
+
+    from pruneofa.kernels.rewrite import plugin_precision
+
+    assert plugin_precision("BF16") == plugin_precision(ov.Type.bf16) == "bf16"
+    assert plugin_precision(ov.Type.f32) == "f32"
+    assert plugin_precision(None) == plugin_precision(
+        ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    )
