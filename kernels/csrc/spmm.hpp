@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "cpu_cache.hpp"
 #include "spmm_types.hpp"
@@ -75,13 +76,43 @@ int q8_levels(Isa isa);
 // `row_groups` ranges of output rows, token_groups * row_groups == threads.
 void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_groups);
 
+// How one call's tokens are cut for `threads` workers (split_work): token group g covers
+// [begin(g), end(g)), cut at multiples of the lanes as evenly as that allows, in tiles of `tile` tokens
+// from begin(g) (its last one narrower), times `row_groups` ranges of output rows. Shared by the FP32 and
+// INT8-compute paths.
+struct TokenPlan {
+    int lanes;
+    int64_t tokens;
+    int64_t tile;
+    int64_t units;  // lane groups of tokens
+    int64_t token_groups = 1;
+    int64_t row_groups = 1;
+
+    TokenPlan(int64_t tokens, int lanes, int64_t tile, int threads);
+    int64_t begin(int64_t g) const;
+    int64_t end(int64_t g) const { return begin(g + 1); }
+};
+
+// Output rows cut (in groups of 16, the store unit) into at most `chunks` ranges of about equal work (stored
+// values plus a per-row cost for the epilogue): bounds[0] = 0 < ... < bounds[back] = out_features.
+std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks);
+
 // Token-tile width override for tuning (0 = automatic); PRUNEOFA_KERNELS_TILE sets it at load.
 void set_tile_tokens(int tokens);
 int tile_tokens_forced();  // the override in force (0: none)
 
-// The tile width (tokens) a layer whose tile holds `rows` floats per token (K; K + H for a fused pair) gets
-// on `isa`: from `cache` when given (the policy alone, ignoring the override), else as a call would now
-// (the override, or the caches read at load).
+// The tile width (tokens) for a tile of `bytes_per_token` on a path of `lanes` lanes: the widest of 64 / 32
+// / 16 tokens, at most 4 vectors, filling at most half of L2 (docs/kernels.md, "Tile width from the
+// caches"). From `cache` when given (the policy alone, ignoring the override), else as a call would now
+// (the override rounded to the lanes, or the caches read at load).
+int64_t tile_width_for(int64_t bytes_per_token, int lanes, const CacheSizes* cache = nullptr);
+// The FP32 paths: a tile of `rows` floats per token (K; K + H for a fused pair) on `isa`.
 int64_t tile_width(int64_t rows, Isa isa, const CacheSizes* cache = nullptr);
+// INT8 compute on `isa`'s route (its lanes): a layer of K = `in_features` (hidden = 0), or a fused pair
+// K -> hidden -> N whose tiles are the first layer's INT8 tile, the FP32 intermediate and its INT8 tile.
+int64_t q8_tile_width(int64_t in_features, int64_t hidden, Isa isa, const CacheSizes* cache = nullptr);
+// Bytes per token of an INT8-compute tile of K inputs: its quads (ceil(K / 4) 32-bit lanes) plus the token's
+// step and zero point.
+inline int64_t q8_tile_bytes(int64_t k) { return 4 * ((k + 3) / 4) + 8; }
 
 }  // namespace pruneofa

@@ -79,21 +79,21 @@ const char* q8_route_name(Isa isa) {
 
 int q8_levels(Isa isa) { return q8_ops(route_for(isa)).levels(); }
 
+int64_t q8_tile_width(int64_t in_features, int64_t hidden, Isa isa, const CacheSizes* cache) {
+    int64_t bytes = q8_tile_bytes(in_features);
+    if (hidden > 0) bytes += hidden * int64_t(sizeof(float)) + q8_tile_bytes(hidden);
+    return tile_width_for(bytes, q8_ops(route_for(isa)).lanes(), cache);
+}
+
 void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par) {
     if (p.tokens <= 0 || p.out_features <= 0) return;
     const Q8Ops ops = q8_ops(route_for(isa));
-    const int lanes = ops.lanes();
-    const int threads = std::max(1, par.concurrency());
-    // 32-token tiles (64 with 16 lanes when every thread still gets one): the quantized tile is a quarter
-    // of the FP32 one, K x 32 bytes. Threads share the tokens as the FP32 paths do (split_work: contiguous
-    // ranges cut at multiples of the lanes), with too few tokens the rows too (each such worker quantizes
-    // its tiles itself). Quantization is per token and the sums are int32, so the split never changes a bit.
-    const int64_t tile = lanes >= 16 && p.tokens >= 64 * int64_t(threads) ? 64 : 32;
-    const int64_t units = (p.tokens + lanes - 1) / lanes;
-    int64_t token_groups = 1, split_rows = 1;
-    split_work(units, threads, &token_groups, &split_rows);
-    const int64_t row_groups = std::min<int64_t>(split_rows, (p.out_features + 15) / 16);
-    auto token_begin = [&](int64_t g) { return std::min(p.tokens, units * g / token_groups * lanes); };
+    // Tiles as wide as the caches allow for K bytes per token (q8_tile_width), threads sharing the tokens
+    // as the FP32 paths do (TokenPlan: contiguous ranges cut at multiples of the lanes, as evenly as that
+    // allows), with too few tokens the rows too (each such worker quantizes its tiles itself). Quantization
+    // is per token and the sums are int32, so neither the width nor the split changes a bit.
+    const TokenPlan plan(p.tokens, ops.lanes(), q8_tile_width(p.in_features, 0, isa),
+                         std::max(1, par.concurrency()));
     std::vector<int32_t> own_sums;
     const int32_t* sums = p.row_sums;
     if (sums == nullptr) {
@@ -101,29 +101,20 @@ void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par) {
         row_sums_of(p, own_sums.data());
         sums = own_sums.data();
     }
-    // Row bounds in groups of 16 with about equal stored blocks each.
-    std::vector<int64_t> bounds(static_cast<size_t>(row_groups + 1), p.out_features);
-    bounds[0] = 0;
-    const int64_t groups16 = (p.out_features + 15) / 16;
-    int64_t g = 0;
-    for (int64_t c = 1; c < row_groups; ++c) {
-        const int64_t target = int64_t(p.row_ptr[p.out_features]) * c / row_groups;
-        while (g < groups16 && p.row_ptr[std::min<int64_t>(g * 16, p.out_features)] < target) ++g;
-        bounds[static_cast<size_t>(c)] = std::min<int64_t>(g * 16, p.out_features);
-    }
-    const int64_t kq = (p.in_features + 3) / 4;
-    par.run(token_groups * row_groups, [&](int64_t c) {
+    const std::vector<int64_t> bounds = partition_rows(p, plan.row_groups);
+    const int64_t row_groups = static_cast<int64_t>(bounds.size()) - 1;  // fewer when there are few rows
+    const int64_t kq = (p.in_features + 3) / 4, tile = plan.tile;
+    par.run(plan.token_groups * row_groups, [&](int64_t c) {
         const int64_t tg = c / row_groups, rg = c % row_groups;
         std::vector<uint32_t> xq(static_cast<size_t>(std::max<int64_t>(1, kq * tile)));
         std::vector<float> scale(static_cast<size_t>(tile));
         std::vector<int32_t> zero(static_cast<size_t>(tile));
-        const int64_t end = token_begin(tg + 1);
-        for (int64_t t0 = token_begin(tg); t0 < end; t0 += tile) {
+        for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += tile) {
             TileArgs a{};
             a.p = &p;
             a.t0 = t0;
-            a.w_valid = std::min(tile, end - t0);
-            a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
+            a.w_valid = std::min(tile, plan.end(tg) - t0);
+            a.w_pad = (a.w_valid + plan.lanes - 1) / plan.lanes * plan.lanes;
             a.row_begin = bounds[static_cast<size_t>(rg)];
             a.row_end = bounds[static_cast<size_t>(rg + 1)];
             if (a.row_begin >= a.row_end) continue;

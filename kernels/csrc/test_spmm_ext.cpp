@@ -367,6 +367,32 @@ bool run_ext_thread_split(int64_t t, int64_t k, int64_t n, std::mt19937& rng, Is
     return same_bits_across_workers(q, isa, workers, "4x1") && ok;
 }
 
+// The token split the FP32 and INT8-compute paths share: as even as the lanes allow (100 tokens on 2
+// threads: 48 + 52 on 8 and on 16 lanes, where whole 64-token tiles would give 64 + 36), every token once.
+int token_plan_checks() {
+    int failures = 0;
+    for (int lanes : {8, 16}) {
+        const TokenPlan plan(100, lanes, 64, 2);
+        if (plan.token_groups != 2 || plan.begin(0) != 0 || plan.begin(1) != 48 || plan.end(1) != 100) {
+            std::printf("TOKEN PLAN lanes=%d: groups %lld, second range from %lld\n", lanes,
+                        (long long)plan.token_groups, (long long)plan.begin(1));
+            ++failures;
+        }
+    }
+    for (int64_t tokens : {1, 7, 17, 129, 200})
+        for (int threads = 1; threads <= 6; ++threads) {
+            const TokenPlan plan(tokens, 8, 32, threads);
+            int64_t covered = 0;
+            for (int64_t g = 0; g < plan.token_groups; ++g) covered += plan.end(g) - plan.begin(g);
+            if (covered != tokens || plan.token_groups * plan.row_groups != threads) {
+                std::printf("TOKEN PLAN tokens=%lld threads=%d covers %lld\n", (long long)tokens, threads,
+                            (long long)covered);
+                ++failures;
+            }
+        }
+    return failures;
+}
+
 // Malformed problems: each must be refused by validate().
 int refusals() {
     int failures = 0;
@@ -479,7 +505,7 @@ int refusals() {
 // Returns the number of failures; adds the number of runs to *runs.
 int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
     std::mt19937 rng(4321);
-    int failures = refusals();
+    int failures = refusals() + token_plan_checks();
     const int64_t ts[] = {1, 3, 8, 17, 64, 65, 129, 200};
     const int64_t ks[] = {1, 4, 5, 13, 20, 36, 64, 100, 257, 600};
     constexpr unsigned kKs = sizeof(ks) / sizeof(ks[0]);
