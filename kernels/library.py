@@ -359,7 +359,8 @@ def spmm_pair(
 ) -> tuple[np.ndarray, bool]:
     """Two ``SparseWeight`` layers in a row (a fused FFN pair; tests, benchmarks):
     ``act2(act1(x @ W1.T + b1) @ W2.T + b2)``. Returns the output and whether the intermediate stayed in
-    per-thread tiles (False when there are too few token tiles for the threads)."""
+    per-thread tiles (False when there are too few token tiles for the threads, or when one layer computes
+    in FP32 and the other in INT8)."""
     lib, x, tokens, y = _call_arrays(x, first.in_features, second.out_features)
     keep: list = []
     a = _layer(first, first_activation, keep, first_quant)

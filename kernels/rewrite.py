@@ -559,8 +559,8 @@ def _record_tiles(model: Any, report: SparseReport) -> None:
     """Each sparse layer's tile width and why: the caches read at load or the override. The kernel derives
     the width per node from what its tile holds per token: in_features floats (in + hidden for a fused
     pair), or with INT8 compute in_features bytes plus the token's step and zero point, on the INT8
-    route's lanes. A pair with an INT8-compute layer runs its two layers one after the other, each with its
-    own tile."""
+    route's lanes; a fused INT8 pair holds its input's INT8 tile, the FP32 intermediate and its INT8 copy. A
+    pair with one FP32 and one INT8-compute layer runs them one after the other, each with its own tile."""
     forced = library.tile_forced()
     cache = library.cache_sizes()
     why = cache.describe() if cache is not None else "cache sizes unknown"
@@ -575,13 +575,13 @@ def _record_tiles(model: Any, report: SparseReport) -> None:
             first_q8 = str(attrs.get("first_activation_quant", "none")) != "none"
             second_q8 = str(attrs.get("second_activation_quant", "none")) != "none"
             first, second = str(attrs["first_name"]), str(attrs["second_name"])
-            if first_q8 or second_q8:
+            if first_q8 != second_q8:
                 widths = {
                     first: library.tile_tokens(k, int8=first_q8),
                     second: library.tile_tokens(h, int8=second_q8),
                 }
             else:
-                widths = dict.fromkeys([first, second], library.tile_tokens(k, hidden=h))
+                widths = dict.fromkeys([first, second], library.tile_tokens(k, int8=first_q8, hidden=h))
         else:
             names = str(attrs["names"]).split("\n") if kind == SPLIT_OP_TYPE else [node.get_friendly_name()]
             q8 = str(attrs.get("activation_quant", "none")) != "none"

@@ -166,10 +166,7 @@ __attribute__((visibility("default"))) int pruneofa_kernels_spmm_pair(const floa
     b.y = y;
     run_on(threads, [&] {
         if (fused != nullptr)
-            *fused = pruneofa::pair_fuses(a, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) &&
-                             b.act_quant == pruneofa::kActQuantNone
-                         ? 1
-                         : 0;
+            *fused = pruneofa::pair_fuses(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) ? 1 : 0;
         pruneofa::spmm_pair(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel());
     });
     return 0;

@@ -26,6 +26,12 @@ struct SimdI {
     static I mullo(I a, I b) { return _mm256_mullo_epi32(a, b); }
     static I min(I a, I b) { return _mm256_min_epi32(a, b); }
     static I max(I a, I b) { return _mm256_max_epi32(a, b); }
+    static void store(void* p, I a) { _mm256_storeu_si256(static_cast<__m256i*>(p), a); }
+    static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+    template <int S>
+    static I shl(I a) {
+        return _mm256_slli_epi32(a, S);
+    }
     static I round(__m256 v) { return _mm256_cvtps_epi32(v); }  // to nearest even (the default MXCSR)
     static __m256 to_float(I a) { return _mm256_cvtepi32_ps(a); }
     // Lanes holding 0..255 as bytes, in the low 8 bytes of the result.

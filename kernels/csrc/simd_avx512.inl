@@ -26,6 +26,12 @@ struct SimdI {
     static I mullo(I a, I b) { return _mm512_mullo_epi32(a, b); }
     static I min(I a, I b) { return _mm512_min_epi32(a, b); }
     static I max(I a, I b) { return _mm512_max_epi32(a, b); }
+    static void store(void* p, I a) { _mm512_storeu_si512(p, a); }
+    static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+    template <int S>
+    static I shl(I a) {
+        return _mm512_slli_epi32(a, S);
+    }
     static I round(__m512 v) { return _mm512_cvtps_epi32(v); }  // to nearest even (the default MXCSR)
     static __m512 to_float(I a) { return _mm512_cvtepi32_ps(a); }
     // Lanes holding 0..255 as the 16 bytes of the result.

@@ -97,6 +97,18 @@ struct SimdI {
         for (int i = 0; i < L; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
         return r;
     }
+    static void store(void* p, const I& a) { __builtin_memcpy(p, a.v, sizeof a.v); }
+    static I or_(const I& a, const I& b) {
+        I r;
+        for (int i = 0; i < L; ++i) r.v[i] = a.v[i] | b.v[i];
+        return r;
+    }
+    template <int S>
+    static I shl(const I& a) {  // on the unsigned bits (a byte shifted into the sign bit is no overflow)
+        I r;
+        for (int i = 0; i < L; ++i) r.v[i] = int32_t(uint32_t(a.v[i]) << S);
+        return r;
+    }
     static I round(const Simd::V& a) {  // to nearest even, as cvtps_epi32 under the default MXCSR
         I r;
         for (int i = 0; i < L; ++i) r.v[i] = int32_t(__builtin_rintf(a.v[i]));

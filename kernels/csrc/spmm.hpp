@@ -49,8 +49,9 @@ void spmm(const SpmmProblem& p, Isa isa, const Parallel& par);
 // the two products one after the other. `first.y` and `second.x` are ignored. See `validate_pair`.
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par);
 const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second);
-// Whether spmm_pair keeps the intermediate in per-thread tiles for this problem and thread count.
-bool pair_fuses(const SpmmProblem& first, Isa isa, int threads);
+// Whether spmm_pair keeps the intermediate in per-thread tiles for this problem and thread count: both
+// layers FP32 compute or both INT8 compute, and every thread gets its own token range.
+bool pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads);
 
 // The path chosen at load (best supported, or PRUNEOFA_KERNELS_ISA when set and supported).
 Isa active_isa();
@@ -60,10 +61,16 @@ bool isa_compiled(Isa isa);
 const char* isa_name(Isa isa);
 bool parse_isa(const char* name, Isa* out);
 
-// INT8 compute (spmm_int8_dispatch.cpp): spmm() hands it to spmm_q8, and spmm_pair runs such layers one
-// after the other (the intermediate is quantized again anyway). validate() checks every format and compute
-// mode with layer_layout.hpp's rules (check_compute, check_structure), as the ops do at load.
+// INT8 compute (spmm_int8_dispatch.cpp): spmm() hands it to spmm_q8, and spmm_pair a pair of INT8-compute
+// layers to spmm_q8_pair when q8_pair_fuses (a pair with one INT8 and one FP32 layer runs them one after
+// the other). validate() checks every format and compute mode with layer_layout.hpp's rules
+// (check_compute, check_structure), as the ops do at load.
 void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par);
+// Per thread and token tile: x quantized, the first layer's outputs (bias, activation) into a transposed
+// FP32 tile, that tile quantized per token (or with the second layer's static step) into the INT8 layout,
+// the second layer: the same bits as two spmm_q8 calls, the intermediate never stored token-major.
+void spmm_q8_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par);
+bool q8_pair_fuses(const SpmmProblem& first, Isa isa, int threads);  // each thread gets its own tokens
 // Each row's sum of INT8 values ([out_features]) for SpmmProblem::row_sums (1 x 4 INT8 blocks).
 void row_sums_of(const SpmmProblem& p, int32_t* out);
 // The INT8 instruction route an ISA level runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its

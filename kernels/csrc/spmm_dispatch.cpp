@@ -314,18 +314,21 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
     return nullptr;
 }
 
-bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    return first.tokens > 0 && first.act_quant == kActQuantNone &&
-           TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
+bool pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads) {
+    const bool q8_first = first.act_quant != kActQuantNone, q8_second = second.act_quant != kActQuantNone;
+    if (q8_first != q8_second || first.tokens <= 0) return false;
+    if (q8_first) return q8_pair_fuses(first, usable(isa), threads);
+    return TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
 }
 
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
     if (first.tokens <= 0 || second.out_features <= 0) return;
     isa = usable(isa);
-    const TilePlan plan(first, isa, std::max(1, par.concurrency()), first.in_features + first.out_features);
-    if (plan.row_groups != 1 || first.act_quant != kActQuantNone || second.act_quant != kActQuantNone) {
-        // Too few token tiles to give every thread its own: each layer splits its rows between threads,
-        // which needs the whole intermediate between the two (exactly the two separate nodes' work).
+    const int threads = std::max(1, par.concurrency());
+    if (!pair_fuses(first, second, isa, threads)) {
+        // Too few token tiles to give every thread its own, or one FP32 and one INT8-compute layer: each
+        // layer splits its rows between threads, which needs the whole intermediate between the two (exactly
+        // the two separate nodes' work).
         std::vector<float> hidden(static_cast<size_t>(first.tokens * first.out_features));
         SpmmProblem a = first, b = second;
         a.y = hidden.data();
@@ -334,6 +337,8 @@ void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, con
         spmm(b, isa, par);
         return;
     }
+    if (first.act_quant != kActQuantNone) return spmm_q8_pair(first, second, isa, par);
+    const TilePlan plan(first, isa, threads, first.in_features + first.out_features);
     const int64_t k = first.in_features, h = first.out_features;
     par.run(plan.token_groups, [&](int64_t tg) {
         // This worker's tiles, each through both layers: xt (K x tile) in, ht (H x tile) between.

@@ -168,6 +168,60 @@ inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid,
     }
 }
 
+// Quantizes a transposed FP32 tile (ht[i][token] for i < in_features, row stride ws: a fused pair's
+// intermediate) into xq as quantize_tile quantizes the same values token-major, so the result has the same
+// bits: each token's step and zero point from its own range (token_range_params on the same min / max, 0
+// included) or static, the same rounding, the zero point past in_features, 0 in the padding lanes. Here the
+// lanes are tokens: one vector min / max per input row, 4 quantized rows packed into each 32-bit lane.
+inline void quantize_transposed_tile(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t ws,
+                                     uint32_t* xq, float* scale, int32_t* zero) {
+    using Vec = typename Simd::V;
+    using I = typename SimdI::I;
+    constexpr int L = Simd::L;
+    const int64_t k = p.in_features, kq = (k + 3) / 4;
+    if (p.act_quant == kActQuantStatic) {
+        float s;
+        int32_t z;
+        static_params(p, &s, &z);
+        for (int64_t t = 0; t < ws; ++t) {
+            scale[t] = s;
+            zero[t] = z;
+        }
+    } else {
+        for (int64_t t0 = 0; t0 < ws; t0 += L) {
+            Vec lo = Simd::zero(), hi = Simd::zero();
+            for (int64_t i = 0; i < k; ++i) {
+                const Vec v = Simd::load(ht + i * ws + t0);
+                lo = Simd::min(lo, v);
+                hi = Simd::max(hi, v);
+            }
+            alignas(64) float a[L], b[L];
+            Simd::store(a, lo);
+            Simd::store(b, hi);
+            for (int j = 0; j < L; ++j) token_range_params(a[j], b[j], &scale[t0 + j], &zero[t0 + j]);
+        }
+    }
+    for (int64_t t0 = 0; t0 < ws; t0 += L) {
+        alignas(64) float inv[L];
+        for (int j = 0; j < L; ++j) inv[j] = 1.0f / scale[t0 + j];
+        const Vec vinv = Simd::load(inv);
+        const I vzero = SimdI::load(zero + t0);
+        const float* col = ht + t0;
+        auto row = [&](int64_t i) { return i < k ? quantize_lanes(col + i * ws, vinv, vzero) : vzero; };
+        for (int64_t qd = 0; qd < kq; ++qd) {
+            const int64_t i = qd * 4;
+            const I low = SimdI::or_(row(i), SimdI::shl<8>(row(i + 1)));
+            const I high = SimdI::or_(SimdI::shl<16>(row(i + 2)), SimdI::shl<24>(row(i + 3)));
+            SimdI::store(xq + qd * ws + t0, SimdI::or_(low, high));
+        }
+    }
+    for (int64_t t = w_valid; t < ws; ++t) {
+        scale[t] = 0.0f;
+        zero[t] = 0;
+        for (int64_t qd = 0; qd < kq; ++qd) xq[qd * ws + t] = 0;
+    }
+}
+
 // One output row for V vectors of tokens with S independent accumulator sets (as row_pass in
 // spmm_kernel.inl), dequantized, bias added: out[token] = (acc - zero[token] * row_sum) * scale[token] *
 // w_scale + bias.
@@ -231,6 +285,18 @@ inline void q8_row_all(const SpmmProblem& p, int64_t n, const Q8Tile& q, int64_t
     if (nv >= 1) q8_row_pass<1, 4>(p, n, q.xq + v0 * L, q.scale + v0 * L, q.zero + v0 * L, rs, ws, out + v0 * L);
 }
 
+// A fused pair's first layer (as rows_to_tile_impl, spmm_kernel.inl): rows [row_begin, row_end) straight
+// into the transposed FP32 tile ht[n][token] (stride w_pad), bias and activation applied: the values
+// q8_rows_impl would store token-major.
+inline void q8_rows_to_tile_impl(const TileArgs& a, const Q8Tile& q, float* ht) {
+    const SpmmProblem& p = *a.p;
+    const int64_t ws = a.w_pad;
+    for (int64_t n = a.row_begin; n < a.row_end; ++n) {
+        q8_row_all(p, n, q, ws, ht + n * ws);
+        apply_activation(p.activation, ht + n * ws, ws);
+    }
+}
+
 // As rows_impl (spmm_kernel.inl): groups of 16 rows, activation, transposed store (split outputs too).
 inline void q8_rows_impl(const TileArgs& a, const Q8Tile& q) {
     constexpr int L = Simd::L;
@@ -257,3 +323,8 @@ void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_p
     quantize_tile(p, x, w_valid, w_pad, xq, scale, zero);
 }
 void rows(const TileArgs& a, const Q8Tile& q) { q8_rows_impl(a, q); }
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero) {
+    quantize_transposed_tile(p, ht, w_valid, w_pad, xq, scale, zero);
+}
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht) { q8_rows_to_tile_impl(a, q, ht); }

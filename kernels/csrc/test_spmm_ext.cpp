@@ -227,6 +227,48 @@ bool run_q8_pair(const Q8Case& c1, const Q8Case& c2, std::mt19937& rng, Isa isa,
     return check_q8(c1, m1, x, h, isa);
 }
 
+// A fused INT8 pair (both layers INT8 compute: quantize, up layer into a transposed FP32 tile, that tile
+// quantized per token or statically, down layer) against two spmm calls, on `workers` and at every forced
+// tile width: the same bits; with one worker (or enough tokens) the pair must fuse.
+bool run_q8_pair_fused(const Q8Case& c1, const Q8Case& c2, std::mt19937& rng, Isa isa, int workers) {
+    const Q8Weights m1 = make_q8(c1, rng), m2 = make_q8(c2, rng);
+    const std::vector<float> x = make_x(c1, rng);
+    std::vector<float> h(static_cast<size_t>(c1.t * c1.n)), want(static_cast<size_t>(c1.t * c2.n));
+    SpmmProblem a = q8_problem(c1, m1), b = q8_problem(c2, m2);
+    if (validate(a, static_cast<int64_t>(m1.col_idx.size())) || validate(b, static_cast<int64_t>(m2.col_idx.size())) ||
+        validate_pair(a, b))
+        return false;
+    if (workers == 1 && !pair_fuses(a, b, isa, 1)) {
+        std::printf("Q8 PAIR NOT FUSED isa=%s t=%lld on one worker\n", isa_name(isa), (long long)c1.t);
+        return false;
+    }
+    a.x = x.data();
+    a.y = h.data();
+    b.x = h.data();
+    b.y = want.data();
+    spmm(a, isa, SerialParallel(1));
+    spmm(b, isa, SerialParallel(1));
+    a.y = nullptr;
+    b.x = nullptr;
+    for (int tile : {0, 16, 32, 64}) {
+        set_tile_tokens(tile);
+        std::vector<float> got(want.size(), std::nanf(""));
+        b.y = got.data();
+        spmm_pair(a, b, isa, SerialParallel(workers));
+        set_tile_tokens(0);
+        for (size_t i = 0; i < want.size(); ++i)
+            if (!(got[i] == want[i])) {
+                std::printf("Q8 FUSED PAIR MISMATCH isa=%s t=%lld k=%lld h=%lld n=%lld quant=%d/%d workers=%d "
+                            "fused=%d tile=%d at %zu: got %.9g want %.9g\n",
+                            isa_name(isa), (long long)c1.t, (long long)c1.k, (long long)c1.n, (long long)c2.n,
+                            c1.quant, c2.quant, workers, int(pair_fuses(a, b, isa, workers)), tile, i, got[i],
+                            want[i]);
+                return false;
+            }
+    }
+    return true;
+}
+
 // ---- 4 x 1 FP32 blocks -----------------------------------------------------------------------------
 
 struct Rows4 {
@@ -541,6 +583,21 @@ int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
             failures += run_q8_split(c, parts, local, isa, workers) ? 0 : 1;
             failures += run_q8_pair(c, c2, local, isa, workers) ? 0 : 1;
             *runs += 2;
+        }
+    }
+    // Fused INT8 pairs: every pair of quantization modes, GELU or not between, hidden sizes off the quads.
+    const int64_t hs[] = {1, 5, 16, 36, 100, 257};
+    for (int i = 0; i < cases / 3 + 1; ++i) {
+        const int64_t h = hs[rng() % 6];
+        Q8Case c1{ts[rng() % 8], ks[rng() % kKs], h, sparsities[rng() % 5], rng() % 3 != 0,
+                  static_cast<int>(rng() % 2), rng() % 2 == 0 ? kActQuantStatic : kActQuantDynamic};
+        Q8Case c2{c1.t, h, ns[rng() % 5], sparsities[rng() % 4], rng() % 2 == 0, kActivationNone,
+                  rng() % 2 == 0 ? kActQuantStatic : kActQuantDynamic};
+        const int workers = 1 + static_cast<int>(rng() % 3);
+        for (Isa isa : isas) {
+            std::mt19937 local(static_cast<unsigned>(8000 + i));
+            failures += run_q8_pair_fused(c1, c2, local, isa, workers) ? 0 : 1;
+            ++*runs;
         }
     }
     for (int i = 0; i < cases / 2 + 1; ++i) {

@@ -223,8 +223,8 @@ def test_report_names_the_tile_width_and_why(kernels):
 
 
 def test_report_names_the_int8_tile_width(kernels):
-    """INT8-compute layers report the width their node runs with too: a pair of them runs its two layers
-    one after the other, each with its own INT8 tile."""
+    """INT8-compute layers report the width their node runs with too: a fused pair of them the width of its
+    three tiles (the input's INT8 tile, the FP32 intermediate, its INT8 copy)."""
     import openvino as ov
     import openvino.opset13 as ops
     from test_int8_compute import int8_1x4_weight
@@ -245,4 +245,5 @@ def test_report_names_the_int8_tile_width(kernels):
     assert {layer.name: layer.fused_kind for layer in report.layers}["down"] == "pair"
     widths = {layer.name: layer.tile_tokens for layer in report.layers}
     tile = kernels.library.tile_tokens
-    assert widths == {"up": tile(40, int8=True), "down": tile(96, int8=True), "alone": tile(40, int8=True)}
+    pair = tile(40, int8=True, hidden=96)
+    assert widths == {"up": pair, "down": pair, "alone": tile(40, int8=True)}
