@@ -131,6 +131,14 @@ def _cdll() -> ctypes.CDLL | None:
                 ctypes.c_int64,
             ]
             lib.pruneofa_kernels_tile_width.restype = ctypes.c_int64
+            lib.pruneofa_kernels_q8_tile_width.argtypes = [
+                ctypes.c_int64,
+                ctypes.c_int64,
+                ctypes.c_char_p,
+                ctypes.c_int64,
+                ctypes.c_int64,
+            ]
+            lib.pruneofa_kernels_q8_tile_width.restype = ctypes.c_int64
             lib.pruneofa_kernels_load_checks.restype = ctypes.c_int64
             lib.pruneofa_kernels_int8_route.restype = ctypes.c_char_p
             lib.pruneofa_kernels_int8_levels.restype = ctypes.c_int
@@ -219,20 +227,34 @@ def cache_sizes() -> CacheSizes | None:
     return CacheSizes(l1d.value, l2.value, source)
 
 
-def tile_tokens(rows: int, isa: str | None = None, cache: tuple[int, int] | None = None) -> int | None:
-    """Tokens per tile for a layer whose transposed tile holds ``rows`` floats per token (its in_features;
-    in + hidden for a fused pair), on ``isa`` (default: the running one).
+def tile_tokens(
+    rows: int,
+    isa: str | None = None,
+    cache: tuple[int, int] | None = None,
+    *,
+    int8: bool = False,
+    hidden: int = 0,
+) -> int | None:
+    """Tokens per tile for a layer of ``rows`` inputs (its in_features), or a fused pair ``rows`` ->
+    ``hidden`` -> ..., on ``isa`` (default: the running one).
 
-    With ``cache=(l1d, l2)`` bytes: the policy alone for those caches (the widest of 64 / 32 / 16 tokens,
-    at most 4 vectors, whose tile fills at most half of L2; unknown caches (l2 = 0): 64 on AVX-512, 32
-    otherwise). Without: what a call would use now (``PRUNEOFA_KERNELS_TILE`` / :func:`set_tile_tokens`,
-    else the caches read at load). None when the library is unavailable."""
+    The tile holds ``rows`` (+ ``hidden`` for a pair) floats per token with FP32 compute; with INT8 compute
+    (``int8``) its quads (4 bytes per 4 inputs) plus each token's step and zero point (8 bytes), and for a
+    pair also the FP32 intermediate and its INT8 copy, on the INT8 route's lanes (:func:`int8_route` of
+    that ISA on this CPU). With ``cache=(l1d, l2)`` bytes: the policy alone for those caches (the widest of
+    64 / 32 / 16 tokens, at most 4 vectors, whose tile fills at most half of L2; unknown caches (l2 = 0):
+    4 vectors: 64 tokens on 16 lanes, 32 on 8). Without: what a call would use now
+    (``PRUNEOFA_KERNELS_TILE`` / :func:`set_tile_tokens`, else the caches read at load). None when the
+    library is unavailable."""
     lib = _cdll()
     if lib is None:
         return None
     name = (isa or lib.pruneofa_kernels_isa().decode()).encode()
     l1d, l2 = cache if cache is not None else (0, -1)
-    width = lib.pruneofa_kernels_tile_width(int(rows), name, int(l1d), int(l2))
+    if int8:
+        width = lib.pruneofa_kernels_q8_tile_width(int(rows), int(hidden), name, int(l1d), int(l2))
+    else:
+        width = lib.pruneofa_kernels_tile_width(int(rows) + int(hidden), name, int(l1d), int(l2))
     if width <= 0:
         raise ValueError(f"unknown ISA {isa!r} (scalar, avx2 or avx512)")
     return int(width)
@@ -337,7 +359,8 @@ def spmm_pair(
 ) -> tuple[np.ndarray, bool]:
     """Two ``SparseWeight`` layers in a row (a fused FFN pair; tests, benchmarks):
     ``act2(act1(x @ W1.T + b1) @ W2.T + b2)``. Returns the output and whether the intermediate stayed in
-    per-thread tiles (False when there are too few token tiles for the threads)."""
+    per-thread tiles (False when there are too few token tiles for the threads, or when one layer computes
+    in FP32 and the other in INT8)."""
     lib, x, tokens, y = _call_arrays(x, first.in_features, second.out_features)
     keep: list = []
     a = _layer(first, first_activation, keep, first_quant)

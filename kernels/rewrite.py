@@ -608,8 +608,11 @@ def rewrite(
 
 
 def _record_tiles(model: Any, report: SparseReport) -> None:
-    """Each sparse layer's tile width (the kernel derives it per node from the floats per token its tile
-    holds: in_features, or in + hidden for a fused pair) and why: the caches read at load or the override."""
+    """Each sparse layer's tile width and why: the caches read at load or the override. The kernel derives
+    the width per node from what its tile holds per token: in_features floats (in + hidden for a fused
+    pair), or with INT8 compute in_features bytes plus the token's step and zero point, on the INT8
+    route's lanes; a fused INT8 pair holds its input's INT8 tile, the FP32 intermediate and its INT8 copy. A
+    pair with one FP32 and one INT8-compute layer runs them one after the other, each with its own tile."""
     forced = library.tile_forced()
     cache = library.cache_sizes()
     why = cache.describe() if cache is not None else "cache sizes unknown"
@@ -618,17 +621,25 @@ def _record_tiles(model: Any, report: SparseReport) -> None:
     for node in sparse_nodes(model):
         attrs = node.get_attributes()
         kind = node.get_type_name()
+        k = int(attrs["in_features"])
         if kind == PAIR_OP_TYPE:
-            rows = int(attrs["in_features"]) + int(attrs["hidden_features"])
-            names = [str(attrs["first_name"]), str(attrs["second_name"])]
-        elif kind == SPLIT_OP_TYPE:
-            rows, names = int(attrs["in_features"]), str(attrs["names"]).split("\n")
+            h = int(attrs["hidden_features"])
+            first_q8 = str(attrs.get("first_activation_quant", "none")) != "none"
+            second_q8 = str(attrs.get("second_activation_quant", "none")) != "none"
+            first, second = str(attrs["first_name"]), str(attrs["second_name"])
+            if first_q8 != second_q8:
+                widths = {
+                    first: library.tile_tokens(k, int8=first_q8),
+                    second: library.tile_tokens(h, int8=second_q8),
+                }
+            else:
+                widths = dict.fromkeys([first, second], library.tile_tokens(k, int8=first_q8, hidden=h))
         else:
-            rows, names = int(attrs["in_features"]), [node.get_friendly_name()]
-        width = library.tile_tokens(rows)
-        for name in names:
-            # INT8 compute quantizes fixed 32 / 64-token tiles (spmm_int8_dispatch.cpp), not cache-derived ones.
-            if name in by_name and by_name[name].activation_quant is None:
+            names = str(attrs["names"]).split("\n") if kind == SPLIT_OP_TYPE else [node.get_friendly_name()]
+            q8 = str(attrs.get("activation_quant", "none")) != "none"
+            widths = dict.fromkeys(names, library.tile_tokens(k, int8=q8))
+        for name, width in widths.items():
+            if name in by_name:
                 by_name[name].tile_tokens = width
 
 

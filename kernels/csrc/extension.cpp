@@ -59,6 +59,19 @@ __attribute__((visibility("default"))) int64_t pruneofa_kernels_tile_width(int64
     return pruneofa::tile_width(rows, isa, &sizes);
 }
 
+// The same for an INT8-compute layer of `in_features` inputs on `isa`'s INT8 route (hidden = 0), or a fused
+// INT8 pair in_features -> hidden -> out (tiles: the first layer's INT8 tile, the FP32 intermediate and its
+// INT8 tile). 0 for an unknown ISA.
+__attribute__((visibility("default"))) int64_t pruneofa_kernels_q8_tile_width(int64_t in_features, int64_t hidden,
+                                                                               const char* isa_name, int64_t l1d,
+                                                                               int64_t l2) {
+    pruneofa::Isa isa;
+    if (!pruneofa::parse_isa(isa_name, &isa)) return 0;
+    if (l2 < 0) return pruneofa::q8_tile_width(in_features, hidden, isa);
+    const pruneofa::CacheSizes sizes{l1d, l2, "given"};
+    return pruneofa::q8_tile_width(in_features, hidden, isa, &sizes);
+}
+
 // The INT8-compute route the active path runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its largest
 // quantized activation (255, or 127 on "avx2", whose vpmaddubsw would saturate on 8-bit activations).
 __attribute__((visibility("default"))) const char* pruneofa_kernels_int8_route() {
@@ -153,10 +166,7 @@ __attribute__((visibility("default"))) int pruneofa_kernels_spmm_pair(const floa
     b.y = y;
     run_on(threads, [&] {
         if (fused != nullptr)
-            *fused = pruneofa::pair_fuses(a, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) &&
-                             b.act_quant == pruneofa::kActQuantNone
-                         ? 1
-                         : 0;
+            *fused = pruneofa::pair_fuses(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel().concurrency()) ? 1 : 0;
         pruneofa::spmm_pair(a, b, pruneofa::active_isa(), pruneofa::ArenaParallel());
     });
     return 0;

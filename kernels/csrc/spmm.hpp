@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "cpu_cache.hpp"
 #include "spmm_types.hpp"
@@ -48,8 +49,9 @@ void spmm(const SpmmProblem& p, Isa isa, const Parallel& par);
 // the two products one after the other. `first.y` and `second.x` are ignored. See `validate_pair`.
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par);
 const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second);
-// Whether spmm_pair keeps the intermediate in per-thread tiles for this problem and thread count.
-bool pair_fuses(const SpmmProblem& first, Isa isa, int threads);
+// Whether spmm_pair keeps the intermediate in per-thread tiles for this problem and thread count: both
+// layers FP32 compute or both INT8 compute, and every thread gets its own token range.
+bool pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads);
 
 // The path chosen at load (best supported, or PRUNEOFA_KERNELS_ISA when set and supported).
 Isa active_isa();
@@ -59,10 +61,16 @@ bool isa_compiled(Isa isa);
 const char* isa_name(Isa isa);
 bool parse_isa(const char* name, Isa* out);
 
-// INT8 compute (spmm_int8_dispatch.cpp): spmm() hands it to spmm_q8, and spmm_pair runs such layers one
-// after the other (the intermediate is quantized again anyway). validate() checks every format and compute
-// mode with layer_layout.hpp's rules (check_compute, check_structure), as the ops do at load.
+// INT8 compute (spmm_int8_dispatch.cpp): spmm() hands it to spmm_q8, and spmm_pair a pair of INT8-compute
+// layers to spmm_q8_pair when q8_pair_fuses (a pair with one INT8 and one FP32 layer runs them one after
+// the other). validate() checks every format and compute mode with layer_layout.hpp's rules
+// (check_compute, check_structure), as the ops do at load.
 void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par);
+// Per thread and token tile: x quantized, the first layer's outputs (bias, activation) into a transposed
+// FP32 tile, that tile quantized per token (or with the second layer's static step) into the INT8 layout,
+// the second layer: the same bits as two spmm_q8 calls, the intermediate never stored token-major.
+void spmm_q8_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par);
+bool q8_pair_fuses(const SpmmProblem& first, Isa isa, int threads);  // each thread gets its own tokens
 // Each row's sum of INT8 values ([out_features]) for SpmmProblem::row_sums (1 x 4 INT8 blocks).
 void row_sums_of(const SpmmProblem& p, int32_t* out);
 // The INT8 instruction route an ISA level runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its
@@ -75,13 +83,43 @@ int q8_levels(Isa isa);
 // `row_groups` ranges of output rows, token_groups * row_groups == threads.
 void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_groups);
 
+// How one call's tokens are cut for `threads` workers (split_work): token group g covers
+// [begin(g), end(g)), cut at multiples of the lanes as evenly as that allows, in tiles of `tile` tokens
+// from begin(g) (its last one narrower), times `row_groups` ranges of output rows. Shared by the FP32 and
+// INT8-compute paths.
+struct TokenPlan {
+    int lanes;
+    int64_t tokens;
+    int64_t tile;
+    int64_t units;  // lane groups of tokens
+    int64_t token_groups = 1;
+    int64_t row_groups = 1;
+
+    TokenPlan(int64_t tokens, int lanes, int64_t tile, int threads);
+    int64_t begin(int64_t g) const;
+    int64_t end(int64_t g) const { return begin(g + 1); }
+};
+
+// Output rows cut (in groups of 16, the store unit) into at most `chunks` ranges of about equal work (stored
+// values plus a per-row cost for the epilogue): bounds[0] = 0 < ... < bounds[back] = out_features.
+std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks);
+
 // Token-tile width override for tuning (0 = automatic); PRUNEOFA_KERNELS_TILE sets it at load.
 void set_tile_tokens(int tokens);
 int tile_tokens_forced();  // the override in force (0: none)
 
-// The tile width (tokens) a layer whose tile holds `rows` floats per token (K; K + H for a fused pair) gets
-// on `isa`: from `cache` when given (the policy alone, ignoring the override), else as a call would now
-// (the override, or the caches read at load).
+// The tile width (tokens) for a tile of `bytes_per_token` on a path of `lanes` lanes: the widest of 64 / 32
+// / 16 tokens, at most 4 vectors, filling at most half of L2 (docs/kernels.md, "Tile width from the
+// caches"). From `cache` when given (the policy alone, ignoring the override), else as a call would now
+// (the override rounded to the lanes, or the caches read at load).
+int64_t tile_width_for(int64_t bytes_per_token, int lanes, const CacheSizes* cache = nullptr);
+// The FP32 paths: a tile of `rows` floats per token (K; K + H for a fused pair) on `isa`.
 int64_t tile_width(int64_t rows, Isa isa, const CacheSizes* cache = nullptr);
+// INT8 compute on `isa`'s route (its lanes): a layer of K = `in_features` (hidden = 0), or a fused pair
+// K -> hidden -> N whose tiles are the first layer's INT8 tile, the FP32 intermediate and its INT8 tile.
+int64_t q8_tile_width(int64_t in_features, int64_t hidden, Isa isa, const CacheSizes* cache = nullptr);
+// Bytes per token of an INT8-compute tile of K inputs: its quads (ceil(K / 4) 32-bit lanes) plus the token's
+// step and zero point.
+inline int64_t q8_tile_bytes(int64_t k) { return 4 * ((k + 3) / 4) + 8; }
 
 }  // namespace pruneofa

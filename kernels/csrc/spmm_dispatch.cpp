@@ -69,31 +69,33 @@ IsaOps ops_for(Isa isa) {
 }
 
 // Tokens per tile, from the per-core L2 (docs/kernels.md, "Tile width"): the loop streams each output row's
-// weights against an L2-resident transposed tile of `rows` floats per token (K, or K + H for a fused pair's
-// two tiles), so the tile takes the widest of 64 / 32 / 16 tokens (at most 4 vectors: the kernel keeps two
-// accumulator sets at every width, so a token's sum does not depend on the tile) that fills at most half of
-// L2, the other half left to the weights and outputs streaming through. On Zen 5 (1 MB L2) that gives 64
-// AVX-512 / 32 AVX2 tokens at MiniLM's and BERT-Base's shapes, the widths measured best there; on Zen 3
-// (512 KB) BERT-Base's 3072-wide layers drop to 16. Unknown caches: those Zen 5 widths.
-// PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
+// weights against an L2-resident tile of `bytes` per token (FP32: K floats, or K + H for a fused pair's
+// two tiles; INT8 compute: its quads, step and zero point), so the tile takes the widest of 64 / 32 / 16
+// tokens (at most 4 vectors: the kernel keeps two accumulator sets at every width, so a token's sum does
+// not depend on the tile) that fills at most half of L2, the other half left to the weights and outputs
+// streaming through. On Zen 5 (1 MB L2) that gives 64 AVX-512 / 32 AVX2 tokens at MiniLM's and BERT-Base's
+// FP32 shapes, the widths measured best there; on Zen 3 (512 KB) BERT-Base's 3072-wide FP32 layers drop to
+// 16. Unknown caches: those Zen 5 widths. PRUNEOFA_KERNELS_TILE / set_tile_tokens override it for tuning.
 int64_t round_to_lanes(int64_t tokens, int lanes) { return (tokens + lanes - 1) / lanes * lanes; }
 
-int64_t cache_tile_width(int64_t rows, int lanes, const CacheSizes& cache) {
+int64_t cache_tile_width(int64_t bytes, int lanes, const CacheSizes& cache) {
     const int64_t widest = 4 * int64_t(lanes);
     const int64_t narrowest = round_to_lanes(16, lanes);
     if (cache.l2 <= 0) return widest;
     const int64_t budget = cache.l2 / 2;
     int64_t width = widest;
-    while (width > narrowest && std::max<int64_t>(1, rows) * width * int64_t(sizeof(float)) > budget)
+    while (width > narrowest && std::max<int64_t>(1, bytes) * width > budget)
         width = std::max(narrowest, round_to_lanes(width / 2, lanes));
     return width;
 }
 
-int64_t tile_tokens(int64_t rows, int lanes) {
+int64_t tile_tokens(int64_t bytes, int lanes) {
     const int forced = g_tile.load(std::memory_order_relaxed);
     if (forced > 0) return std::min<int64_t>(4 * int64_t(lanes), round_to_lanes(forced, lanes));
-    return cache_tile_width(rows, lanes, cache_sizes());
+    return cache_tile_width(bytes, lanes, cache_sizes());
 }
+
+int64_t fp32_tile_bytes(int64_t rows) { return std::max<int64_t>(1, rows) * int64_t(sizeof(float)); }
 
 // Scratch for a transposed activation tile: a per-thread buffer reused across calls (no allocation in
 // the steady state). Each worker uses its own; OpenVINO may run evaluate() on several threads at once
@@ -140,30 +142,6 @@ private:
     bool shared_ = false;
 };
 
-// Splits output rows (in groups of 16, the kernel's store unit) into `chunks` ranges of about equal work (stored values plus a
-// per-row cost for the epilogue), so that threads finish together on unevenly pruned matrices.
-std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks) {
-    const int64_t n = p.out_features;
-    constexpr int64_t kRows = 16;
-    const int64_t groups = (n + kRows - 1) / kRows;
-    chunks = std::max<int64_t>(1, std::min(chunks, groups));
-    auto cost = [&](int64_t group) {
-        const int64_t row = std::min(group * kRows, n);
-        if (p.block_rows == 4) return int64_t(p.row_ptr[row / 4]) * 4 + row * 4;
-        return int64_t(p.row_ptr[row]) * p.block + row * 4;
-    };
-    std::vector<int64_t> bounds(chunks + 1, 0);
-    const int64_t total = cost(groups);
-    int64_t group = 0;
-    for (int64_t c = 1; c < chunks; ++c) {
-        const int64_t target = total * c / chunks;
-        while (group < groups && cost(group) < target) ++group;
-        bounds[c] = std::min(group * kRows, n);
-    }
-    bounds[chunks] = n;
-    return bounds;
-}
-
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -208,9 +186,13 @@ void set_tile_tokens(int tokens) { g_tile.store(std::max(0, tokens), std::memory
 
 int tile_tokens_forced() { return g_tile.load(std::memory_order_relaxed); }
 
+int64_t tile_width_for(int64_t bytes_per_token, int lanes, const CacheSizes* cache) {
+    return cache != nullptr ? cache_tile_width(bytes_per_token, lanes, *cache) : tile_tokens(bytes_per_token, lanes);
+}
+
 int64_t tile_width(int64_t rows, Isa isa, const CacheSizes* cache) {
     const int lanes = isa == Isa::Avx512 ? 16 : 8;  // each ISA's vector width in floats (its lanes())
-    return cache != nullptr ? cache_tile_width(rows, lanes, *cache) : tile_tokens(rows, lanes);
+    return tile_width_for(fp32_tile_bytes(rows), lanes, cache);
 }
 
 const char* validate(const SpmmProblem& p, int64_t n_blocks) {
@@ -243,30 +225,49 @@ void split_work(int64_t units, int threads, int64_t* token_groups, int64_t* row_
     *row_groups = threads / best;
 }
 
+TokenPlan::TokenPlan(int64_t tokens_, int lanes_, int64_t tile_, int threads)
+    : lanes(lanes_), tokens(tokens_), tile(tile_), units((tokens_ + lanes_ - 1) / lanes_) {
+    split_work(units, threads, &token_groups, &row_groups);
+}
+
+int64_t TokenPlan::begin(int64_t g) const { return std::min(tokens, units * g / token_groups * lanes); }
+
+// Splits output rows (in groups of 16, the kernel's store unit) into `chunks` ranges of about equal work (stored values plus a
+// per-row cost for the epilogue), so that threads finish together on unevenly pruned matrices.
+std::vector<int64_t> partition_rows(const SpmmProblem& p, int64_t chunks) {
+    const int64_t n = p.out_features;
+    constexpr int64_t kRows = 16;
+    const int64_t groups = (n + kRows - 1) / kRows;
+    chunks = std::max<int64_t>(1, std::min(chunks, groups));
+    auto cost = [&](int64_t group) {
+        const int64_t row = std::min(group * kRows, n);
+        if (p.block_rows == 4) return int64_t(p.row_ptr[row / 4]) * 4 + row * 4;
+        return int64_t(p.row_ptr[row]) * p.block + row * 4;
+    };
+    std::vector<int64_t> bounds(chunks + 1, 0);
+    const int64_t total = cost(groups);
+    int64_t group = 0;
+    for (int64_t c = 1; c < chunks; ++c) {
+        const int64_t target = total * c / chunks;
+        while (group < groups && cost(group) < target) ++group;
+        bounds[c] = std::min(group * kRows, n);
+    }
+    bounds[chunks] = n;
+    return bounds;
+}
+
 namespace {
 
-// How one call is cut up: the ISA's operations, the tile width, and the work split (split_work, spmm.hpp). Computed
-// once per call; spmm, pair_fuses and spmm_pair share it. Token group g covers [begin(g), end(g)), in tiles
-// of `tile` tokens from begin(g) (its last one narrower). Every token's sum is formed the same way whatever
-// tile or range holds it, so the output does not depend on the thread count.
-struct TilePlan {
+// How one FP32 call is cut up: the ISA's operations, the tile width (from `rows` floats per token in a
+// worker's tiles: K, or K + H for a fused pair) and the work split (TokenPlan). Computed once per call;
+// spmm, pair_fuses and spmm_pair share it. Every token's sum is formed the same way whatever tile or range
+// holds it, so the output does not depend on the thread count.
+struct TilePlan : TokenPlan {
     IsaOps ops;
-    int lanes;
-    int64_t tokens;
-    int64_t tile;
-    int64_t units;  // lane groups of tokens
-    int64_t token_groups = 1;
-    int64_t row_groups = 1;
 
-    // `rows`: floats per token in a worker's tiles (K, or K + H for a fused pair).
     TilePlan(const SpmmProblem& p, Isa isa, int threads, int64_t rows)
-        : ops(ops_for(isa)), lanes(ops.lanes()), tokens(p.tokens), tile(tile_tokens(rows, lanes)),
-          units((p.tokens + lanes - 1) / lanes) {
-        split_work(units, threads, &token_groups, &row_groups);
-    }
-
-    int64_t begin(int64_t g) const { return std::min(tokens, units * g / token_groups * lanes); }
-    int64_t end(int64_t g) const { return begin(g + 1); }
+        : TokenPlan(p.tokens, ops_for(isa).lanes(), tile_tokens(fp32_tile_bytes(rows), ops_for(isa).lanes()), threads),
+          ops(ops_for(isa)) {}
 
     // The tile of `p` starting at token t0 (its range ends at `range_end`) over output rows
     // [row_begin, row_end), its transposed activations in `xt`.
@@ -313,18 +314,21 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
     return nullptr;
 }
 
-bool pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    return first.tokens > 0 && first.act_quant == kActQuantNone &&
-           TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
+bool pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads) {
+    const bool q8_first = first.act_quant != kActQuantNone, q8_second = second.act_quant != kActQuantNone;
+    if (q8_first != q8_second || first.tokens <= 0) return false;
+    if (q8_first) return q8_pair_fuses(first, usable(isa), threads);
+    return TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
 }
 
 void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
     if (first.tokens <= 0 || second.out_features <= 0) return;
     isa = usable(isa);
-    const TilePlan plan(first, isa, std::max(1, par.concurrency()), first.in_features + first.out_features);
-    if (plan.row_groups != 1 || first.act_quant != kActQuantNone || second.act_quant != kActQuantNone) {
-        // Too few token tiles to give every thread its own: each layer splits its rows between threads,
-        // which needs the whole intermediate between the two (exactly the two separate nodes' work).
+    const int threads = std::max(1, par.concurrency());
+    if (!pair_fuses(first, second, isa, threads)) {
+        // Too few token tiles to give every thread its own, or one FP32 and one INT8-compute layer: each
+        // layer splits its rows between threads, which needs the whole intermediate between the two (exactly
+        // the two separate nodes' work).
         std::vector<float> hidden(static_cast<size_t>(first.tokens * first.out_features));
         SpmmProblem a = first, b = second;
         a.y = hidden.data();
@@ -333,6 +337,8 @@ void spmm_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, con
         spmm(b, isa, par);
         return;
     }
+    if (first.act_quant != kActQuantNone) return spmm_q8_pair(first, second, isa, par);
+    const TilePlan plan(first, isa, threads, first.in_features + first.out_features);
     const int64_t k = first.in_features, h = first.out_features;
     par.run(plan.token_groups, [&](int64_t tg) {
         // This worker's tiles, each through both layers: xt (K x tile) in, ht (H x tile) between.

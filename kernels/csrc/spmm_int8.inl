@@ -1,19 +1,23 @@
 // INT8 compute: u8 activations (with a zero point) × s8 weights in 1 x 4 blocks, int32 sums, one
 // dequantization per output. Written once, compiled per instruction route (spmm_q8_<route>.cpp).
 //
-// Included inside a route's anonymous namespace after spmm_kernel.inl (GELU, the transposed store) and a
-// `Q` struct providing
-//   using I (int32 lanes, as many as Simd::L); kLevels (largest activation value: 255, or 127 where the
-//   route's dot product would saturate on 8 bits); zero(); load(const uint32_t*); loadi(const int32_t*);
-//   set1(int32_t); add(a, b); dot4(acc, a, w) = acc + per lane sum of 4 u8(a) x s8(w) products;
-//   sub_mul(acc, zp, rs) = acc - zp * rs; to_float(I); quads(x, inv, zp, dst, ws): quantizes Simd::L floats
-//   and writes them as Simd::L / 4 packed quads at dst, dst + ws, ...; on the AVX routes also
-//   quads_contiguous(x, inv, zp, dst): the same quads at dst, dst + 1, ...
+// Included by a route's translation unit inside its namespace (q8_<route>), after the anonymous-namespace
+// `Simd` (FP32 vectors) and `SimdI` (int32 lanes) of its width (simd_<isa>.inl) and a `Route` struct that
+// holds all that differs between routes:
+//   static constexpr int kLevels (largest activation value: 255, or 127 where the route's dot product
+//   would saturate on 8 bits); dot4(acc, a, w) = acc + per int32 lane the sum of the 4 products u8(a) x s8(w).
+// The kernel goes into the same anonymous namespace (an AVX-512 copy of an inline function must never be
+// picked by the linker for a baseline caller; see spmm_types.hpp), followed by the route's entry points
+// (spmm_types.hpp, q8_<route>).
 //
 // The tile layout: xq[k / 4][token] holds inputs 4q .. 4q + 3 of one token, one byte each, in one 32-bit
 // lane, so one loaded vector and one broadcast 4-byte weight block feed 4 multiply-adds per token.
 // Quantization is per token (its own min / max, so results do not depend on the tile width or the thread
 // count) or static (one scale and zero point from a calibrated FakeQuantize).
+
+namespace {
+
+#include "spmm_kernel.inl"
 
 // One activation: clamp(rint(x * inv) + zero, 0, kLevels), as the vector code computes it (the float is
 // clamped before the conversion, NaN to the low end, as max_ps / min_ps do).
@@ -22,8 +26,16 @@ inline uint32_t quantize_one(float x, float inv, int32_t zero) {
     v = v > -1024.0f ? v : -1024.0f;
     v = v < 1024.0f ? v : 1024.0f;
     int32_t q = int32_t(__builtin_rintf(v)) + zero;
-    q = q < 0 ? 0 : (q > Q::kLevels ? Q::kLevels : q);
+    q = q < 0 ? 0 : (q > Route::kLevels ? Route::kLevels : q);
     return uint32_t(q);
+}
+
+// Simd::L activations as quantize_one computes each, in int32 lanes.
+inline typename SimdI::I quantize_lanes(const float* x, typename Simd::V inv, typename SimdI::I zero) {
+    typename Simd::V v = Simd::mul(Simd::load(x), inv);
+    v = Simd::min(Simd::max(v, Simd::set1(-1024.0f)), Simd::set1(1024.0f));
+    const typename SimdI::I q = SimdI::add(SimdI::round(v), zero);
+    return SimdI::min(SimdI::max(q, SimdI::zero()), SimdI::set1(Route::kLevels));
 }
 
 // A token's step and zero point from its range (0 always included, so zero is exact): step =
@@ -31,11 +43,11 @@ inline uint32_t quantize_one(float x, float inv, int32_t zero) {
 inline void token_range_params(float lo, float hi, float* step, int32_t* zero) {
     lo = lo < 0.0f ? lo : 0.0f;
     hi = hi > 0.0f ? hi : 0.0f;
-    float s = (hi - lo) / float(Q::kLevels);
+    float s = (hi - lo) / float(Route::kLevels);
     if (!(s > 0.0f) || !(s < 3.0e38f)) s = 1.0f;
     float z = __builtin_rintf(-lo / s);
     z = z > 0.0f ? z : 0.0f;
-    z = z < float(Q::kLevels) ? z : float(Q::kLevels);
+    z = z < float(Route::kLevels) ? z : float(Route::kLevels);
     *step = s;
     *zero = int32_t(z);
 }
@@ -43,15 +55,15 @@ inline void token_range_params(float lo, float hi, float* step, int32_t* zero) {
 // The static parameters on this route: the u8 step and zero point as given, or on a 7-bit route the same
 // range over 128 levels (step x 255 / 127, zero point rescaled and rounded).
 inline void static_params(const SpmmProblem& p, float* step, int32_t* zero) {
-    if (Q::kLevels == 255) {
+    if (Route::kLevels == 255) {
         *step = p.act_scale;
         *zero = p.act_zero_point;
         return;
     }
-    *step = p.act_scale * (255.0f / float(Q::kLevels));
-    float z = __builtin_rintf(float(p.act_zero_point) * (float(Q::kLevels) / 255.0f));
+    *step = p.act_scale * (255.0f / float(Route::kLevels));
+    float z = __builtin_rintf(float(p.act_zero_point) * (float(Route::kLevels) / 255.0f));
     z = z > 0.0f ? z : 0.0f;
-    *zero = int32_t(z < float(Q::kLevels) ? z : float(Q::kLevels));
+    *zero = int32_t(z < float(Route::kLevels) ? z : float(Route::kLevels));
 }
 
 // A token's step and zero point: static, or from its own range.
@@ -124,8 +136,9 @@ inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid,
             for (int r = 0; r < 8; ++r) {
                 const float* row = x + (t + r) * k + q0 * 4;
                 const typename Simd::V vinv = Simd::set1(inv[r]);
-                const typename Q::I vzero = Q::set1(zero[t + r]);
-                for (int64_t i = 0; i < nq * 4; i += L) Q::quads_contiguous(row + i, vinv, vzero, buf + r * kChunk + i / 4);
+                const typename SimdI::I vzero = SimdI::set1(zero[t + r]);
+                for (int64_t i = 0; i < nq * 4; i += L)
+                    SimdI::store_quads_contiguous(quantize_lanes(row + i, vinv, vzero), buf + r * kChunk + i / 4);
             }
             const int64_t n8 = nq / 8 * 8;
             for (int64_t qq = 0; qq < n8; qq += 8)
@@ -143,8 +156,9 @@ inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid,
         token_params(p, row, &scale[t], &zero[t]);
         const float inv = 1.0f / scale[t];
         const typename Simd::V vinv = Simd::set1(inv);
-        const typename Q::I vzero = Q::set1(zero[t]);
-        for (int64_t i = 0; i < kv; i += L) Q::quads(row + i, vinv, vzero, xq + (i / 4) * ws + t, ws);
+        const typename SimdI::I vzero = SimdI::set1(zero[t]);
+        for (int64_t i = 0; i < kv; i += L)
+            SimdI::store_quads(quantize_lanes(row + i, vinv, vzero), xq + (i / 4) * ws + t, ws);
         quantize_tail(p, row, inv, zero[t], kv / 4, xq, ws, t);
     }
     for (int64_t tt = w_valid; tt < ws; ++tt) {
@@ -154,17 +168,71 @@ inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid,
     }
 }
 
+// Quantizes a transposed FP32 tile (ht[i][token] for i < in_features, row stride ws: a fused pair's
+// intermediate) into xq as quantize_tile quantizes the same values token-major, so the result has the same
+// bits: each token's step and zero point from its own range (token_range_params on the same min / max, 0
+// included) or static, the same rounding, the zero point past in_features, 0 in the padding lanes. Here the
+// lanes are tokens: one vector min / max per input row, 4 quantized rows packed into each 32-bit lane.
+inline void quantize_transposed_tile(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t ws,
+                                     uint32_t* xq, float* scale, int32_t* zero) {
+    using Vec = typename Simd::V;
+    using I = typename SimdI::I;
+    constexpr int L = Simd::L;
+    const int64_t k = p.in_features, kq = (k + 3) / 4;
+    if (p.act_quant == kActQuantStatic) {
+        float s;
+        int32_t z;
+        static_params(p, &s, &z);
+        for (int64_t t = 0; t < ws; ++t) {
+            scale[t] = s;
+            zero[t] = z;
+        }
+    } else {
+        for (int64_t t0 = 0; t0 < ws; t0 += L) {
+            Vec lo = Simd::zero(), hi = Simd::zero();
+            for (int64_t i = 0; i < k; ++i) {
+                const Vec v = Simd::load(ht + i * ws + t0);
+                lo = Simd::min(lo, v);
+                hi = Simd::max(hi, v);
+            }
+            alignas(64) float a[L], b[L];
+            Simd::store(a, lo);
+            Simd::store(b, hi);
+            for (int j = 0; j < L; ++j) token_range_params(a[j], b[j], &scale[t0 + j], &zero[t0 + j]);
+        }
+    }
+    for (int64_t t0 = 0; t0 < ws; t0 += L) {
+        alignas(64) float inv[L];
+        for (int j = 0; j < L; ++j) inv[j] = 1.0f / scale[t0 + j];
+        const Vec vinv = Simd::load(inv);
+        const I vzero = SimdI::load(zero + t0);
+        const float* col = ht + t0;
+        auto row = [&](int64_t i) { return i < k ? quantize_lanes(col + i * ws, vinv, vzero) : vzero; };
+        for (int64_t qd = 0; qd < kq; ++qd) {
+            const int64_t i = qd * 4;
+            const I low = SimdI::or_(row(i), SimdI::shl<8>(row(i + 1)));
+            const I high = SimdI::or_(SimdI::shl<16>(row(i + 2)), SimdI::shl<24>(row(i + 3)));
+            SimdI::store(xq + qd * ws + t0, SimdI::or_(low, high));
+        }
+    }
+    for (int64_t t = w_valid; t < ws; ++t) {
+        scale[t] = 0.0f;
+        zero[t] = 0;
+        for (int64_t qd = 0; qd < kq; ++qd) xq[qd * ws + t] = 0;
+    }
+}
+
 // One output row for V vectors of tokens with S independent accumulator sets (as row_pass in
 // spmm_kernel.inl), dequantized, bias added: out[token] = (acc - zero[token] * row_sum) * scale[token] *
 // w_scale + bias.
 template <int V, int S>
 inline void q8_row_pass(const SpmmProblem& p, int64_t n, const uint32_t* xq, const float* tscale,
                         const int32_t* tzero, int32_t row_sum, int64_t ws, float* out) {
-    using I = typename Q::I;
+    using I = typename SimdI::I;
     constexpr int L = Simd::L;
     I acc[S][V];
     for (int s = 0; s < S; ++s)
-        for (int v = 0; v < V; ++v) acc[s][v] = Q::zero();
+        for (int v = 0; v < V; ++v) acc[s][v] = SimdI::zero();
     const int32_t* cols = p.col_idx;
     const int8_t* vals = p.values_i8;
     const int32_t jb = p.row_ptr[n], je = p.row_ptr[n + 1];
@@ -174,25 +242,25 @@ inline void q8_row_pass(const SpmmProblem& p, int64_t n, const uint32_t* xq, con
             const uint32_t* xr = xq + int64_t(cols[j + s] / 4) * ws;
             int32_t w4;
             __builtin_memcpy(&w4, vals + int64_t(j + s) * 4, 4);
-            const I w = Q::set1(w4);
-            for (int v = 0; v < V; ++v) acc[s][v] = Q::dot4(acc[s][v], Q::load(xr + v * L), w);
+            const I w = SimdI::set1(w4);
+            for (int v = 0; v < V; ++v) acc[s][v] = Route::dot4(acc[s][v], SimdI::load(xr + v * L), w);
         }
     }
     for (; j < je; ++j) {
         const uint32_t* xr = xq + int64_t(cols[j] / 4) * ws;
         int32_t w4;
         __builtin_memcpy(&w4, vals + int64_t(j) * 4, 4);
-        const I w = Q::set1(w4);
-        for (int v = 0; v < V; ++v) acc[0][v] = Q::dot4(acc[0][v], Q::load(xr + v * L), w);
+        const I w = SimdI::set1(w4);
+        for (int v = 0; v < V; ++v) acc[0][v] = Route::dot4(acc[0][v], SimdI::load(xr + v * L), w);
     }
     for (int s = 1; s < S; ++s)
-        for (int v = 0; v < V; ++v) acc[0][v] = Q::add(acc[0][v], acc[s][v]);
-    const I rs = Q::set1(row_sum);
+        for (int v = 0; v < V; ++v) acc[0][v] = SimdI::add(acc[0][v], acc[s][v]);
+    const I rs = SimdI::set1(row_sum);
     const typename Simd::V w_scale = Simd::set1(p.scales[n]);
     const typename Simd::V bias = Simd::set1(p.bias != nullptr ? p.bias[n] : 0.0f);
     for (int v = 0; v < V; ++v) {
-        const I centered = Q::sub_mul(acc[0][v], Q::loadi(tzero + v * L), rs);
-        const typename Simd::V f = Simd::mul(Q::to_float(centered), Simd::load(tscale + v * L));
+        const I centered = SimdI::sub(acc[0][v], SimdI::mullo(SimdI::load(tzero + v * L), rs));
+        const typename Simd::V f = Simd::mul(SimdI::to_float(centered), Simd::load(tscale + v * L));
         Simd::store(out + v * L, Simd::fmadd(f, w_scale, bias));
     }
 }
@@ -217,6 +285,18 @@ inline void q8_row_all(const SpmmProblem& p, int64_t n, const Q8Tile& q, int64_t
     if (nv >= 1) q8_row_pass<1, 4>(p, n, q.xq + v0 * L, q.scale + v0 * L, q.zero + v0 * L, rs, ws, out + v0 * L);
 }
 
+// A fused pair's first layer (as rows_to_tile_impl, spmm_kernel.inl): rows [row_begin, row_end) straight
+// into the transposed FP32 tile ht[n][token] (stride w_pad), bias and activation applied: the values
+// q8_rows_impl would store token-major.
+inline void q8_rows_to_tile_impl(const TileArgs& a, const Q8Tile& q, float* ht) {
+    const SpmmProblem& p = *a.p;
+    const int64_t ws = a.w_pad;
+    for (int64_t n = a.row_begin; n < a.row_end; ++n) {
+        q8_row_all(p, n, q, ws, ht + n * ws);
+        apply_activation(p.activation, ht + n * ws, ws);
+    }
+}
+
 // As rows_impl (spmm_kernel.inl): groups of 16 rows, activation, transposed store (split outputs too).
 inline void q8_rows_impl(const TileArgs& a, const Q8Tile& q) {
     constexpr int L = Simd::L;
@@ -233,3 +313,18 @@ inline void q8_rows_impl(const TileArgs& a, const Q8Tile& q) {
         store_transposed(ybuf, ws, rows, a.w_valid, y + a.t0 * ld + (n0 - part * ld), ld);
     }
 }
+
+}  // namespace
+
+int lanes() { return Simd::L; }
+int levels() { return Route::kLevels; }
+void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
+              int32_t* zero) {
+    quantize_tile(p, x, w_valid, w_pad, xq, scale, zero);
+}
+void rows(const TileArgs& a, const Q8Tile& q) { q8_rows_impl(a, q); }
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero) {
+    quantize_transposed_tile(p, ht, w_valid, w_pad, xq, scale, zero);
+}
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht) { q8_rows_to_tile_impl(a, q, ht); }

@@ -13,6 +13,8 @@ struct Q8Ops {
     int (*levels)();
     void (*quantize)(const SpmmProblem&, const float*, int64_t, int64_t, uint32_t*, float*, int32_t*);
     void (*rows)(const TileArgs&, const Q8Tile&);
+    void (*quantize_transposed)(const SpmmProblem&, const float*, int64_t, int64_t, uint32_t*, float*, int32_t*);
+    void (*rows_to_tile)(const TileArgs&, const Q8Tile&, float*);
 };
 
 enum class Q8Route : int { Scalar, Avx2, AvxVnni, Avx512Vnni };
@@ -45,16 +47,35 @@ Q8Route route_for(Isa isa) {
     return cpu_has_avxvnni() ? Q8Route::AvxVnni : Q8Route::Avx2;
 }
 
+#define PRUNEOFA_Q8_OPS(route) \
+    Q8Ops { route::lanes, route::levels, route::quantize, route::rows, route::quantize_transposed, route::rows_to_tile }
+
 Q8Ops q8_ops(Q8Route route) {
     switch (route) {
 #if defined(PRUNEOFA_HAVE_X86)
-        case Q8Route::Avx512Vnni:
-            return {q8_avx512vnni::lanes, q8_avx512vnni::levels, q8_avx512vnni::quantize, q8_avx512vnni::rows};
-        case Q8Route::AvxVnni: return {q8_avxvnni::lanes, q8_avxvnni::levels, q8_avxvnni::quantize, q8_avxvnni::rows};
-        case Q8Route::Avx2: return {q8_avx2::lanes, q8_avx2::levels, q8_avx2::quantize, q8_avx2::rows};
+        case Q8Route::Avx512Vnni: return PRUNEOFA_Q8_OPS(q8_avx512vnni);
+        case Q8Route::AvxVnni: return PRUNEOFA_Q8_OPS(q8_avxvnni);
+        case Q8Route::Avx2: return PRUNEOFA_Q8_OPS(q8_avx2);
 #endif
-        default: return {q8_scalar::lanes, q8_scalar::levels, q8_scalar::quantize, q8_scalar::rows};
+        default: return PRUNEOFA_Q8_OPS(q8_scalar);
     }
+}
+
+#undef PRUNEOFA_Q8_OPS
+
+// A layer's row sums: the precomputed ones, or computed into `own`.
+const int32_t* row_sums_for(const SpmmProblem& p, std::vector<int32_t>* own) {
+    if (p.row_sums != nullptr) return p.row_sums;
+    own->resize(static_cast<size_t>(p.out_features));
+    row_sums_of(p, own->data());
+    return own->data();
+}
+
+// The token split of a fused INT8 pair: its tiles are the first layer's INT8 tile, the FP32 intermediate
+// and that intermediate's INT8 tile (q8_tile_width).
+TokenPlan q8_pair_plan(const SpmmProblem& first, Isa isa, int threads) {
+    return TokenPlan(first.tokens, q8_ops(route_for(isa)).lanes(),
+                     q8_tile_width(first.in_features, first.out_features, isa), std::max(1, threads));
 }
 
 }  // namespace
@@ -79,56 +100,83 @@ const char* q8_route_name(Isa isa) {
 
 int q8_levels(Isa isa) { return q8_ops(route_for(isa)).levels(); }
 
+int64_t q8_tile_width(int64_t in_features, int64_t hidden, Isa isa, const CacheSizes* cache) {
+    int64_t bytes = q8_tile_bytes(in_features);
+    if (hidden > 0) bytes += hidden * int64_t(sizeof(float)) + q8_tile_bytes(hidden);
+    return tile_width_for(bytes, q8_ops(route_for(isa)).lanes(), cache);
+}
+
 void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par) {
     if (p.tokens <= 0 || p.out_features <= 0) return;
     const Q8Ops ops = q8_ops(route_for(isa));
-    const int lanes = ops.lanes();
-    const int threads = std::max(1, par.concurrency());
-    // 32-token tiles (64 with 16 lanes when every thread still gets one): the quantized tile is a quarter
-    // of the FP32 one, K x 32 bytes. Threads share the tokens as the FP32 paths do (split_work: contiguous
-    // ranges cut at multiples of the lanes), with too few tokens the rows too (each such worker quantizes
-    // its tiles itself). Quantization is per token and the sums are int32, so the split never changes a bit.
-    const int64_t tile = lanes >= 16 && p.tokens >= 64 * int64_t(threads) ? 64 : 32;
-    const int64_t units = (p.tokens + lanes - 1) / lanes;
-    int64_t token_groups = 1, split_rows = 1;
-    split_work(units, threads, &token_groups, &split_rows);
-    const int64_t row_groups = std::min<int64_t>(split_rows, (p.out_features + 15) / 16);
-    auto token_begin = [&](int64_t g) { return std::min(p.tokens, units * g / token_groups * lanes); };
+    // Tiles as wide as the caches allow for K bytes per token (q8_tile_width), threads sharing the tokens
+    // as the FP32 paths do (TokenPlan: contiguous ranges cut at multiples of the lanes, as evenly as that
+    // allows), with too few tokens the rows too (each such worker quantizes its tiles itself). Quantization
+    // is per token and the sums are int32, so neither the width nor the split changes a bit.
+    const TokenPlan plan(p.tokens, ops.lanes(), q8_tile_width(p.in_features, 0, isa),
+                         std::max(1, par.concurrency()));
     std::vector<int32_t> own_sums;
-    const int32_t* sums = p.row_sums;
-    if (sums == nullptr) {
-        own_sums.resize(static_cast<size_t>(p.out_features));
-        row_sums_of(p, own_sums.data());
-        sums = own_sums.data();
-    }
-    // Row bounds in groups of 16 with about equal stored blocks each.
-    std::vector<int64_t> bounds(static_cast<size_t>(row_groups + 1), p.out_features);
-    bounds[0] = 0;
-    const int64_t groups16 = (p.out_features + 15) / 16;
-    int64_t g = 0;
-    for (int64_t c = 1; c < row_groups; ++c) {
-        const int64_t target = int64_t(p.row_ptr[p.out_features]) * c / row_groups;
-        while (g < groups16 && p.row_ptr[std::min<int64_t>(g * 16, p.out_features)] < target) ++g;
-        bounds[static_cast<size_t>(c)] = std::min<int64_t>(g * 16, p.out_features);
-    }
-    const int64_t kq = (p.in_features + 3) / 4;
-    par.run(token_groups * row_groups, [&](int64_t c) {
+    const int32_t* sums = row_sums_for(p, &own_sums);
+    const std::vector<int64_t> bounds = partition_rows(p, plan.row_groups);
+    const int64_t row_groups = static_cast<int64_t>(bounds.size()) - 1;  // fewer when there are few rows
+    const int64_t kq = (p.in_features + 3) / 4, tile = plan.tile;
+    par.run(plan.token_groups * row_groups, [&](int64_t c) {
         const int64_t tg = c / row_groups, rg = c % row_groups;
         std::vector<uint32_t> xq(static_cast<size_t>(std::max<int64_t>(1, kq * tile)));
         std::vector<float> scale(static_cast<size_t>(tile));
         std::vector<int32_t> zero(static_cast<size_t>(tile));
-        const int64_t end = token_begin(tg + 1);
-        for (int64_t t0 = token_begin(tg); t0 < end; t0 += tile) {
+        for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += tile) {
             TileArgs a{};
             a.p = &p;
             a.t0 = t0;
-            a.w_valid = std::min(tile, end - t0);
-            a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
+            a.w_valid = std::min(tile, plan.end(tg) - t0);
+            a.w_pad = (a.w_valid + plan.lanes - 1) / plan.lanes * plan.lanes;
             a.row_begin = bounds[static_cast<size_t>(rg)];
             a.row_end = bounds[static_cast<size_t>(rg + 1)];
             if (a.row_begin >= a.row_end) continue;
             ops.quantize(p, p.x + a.t0 * p.in_features, a.w_valid, a.w_pad, xq.data(), scale.data(), zero.data());
             ops.rows(a, Q8Tile{xq.data(), scale.data(), zero.data(), sums});
+        }
+    });
+}
+
+bool q8_pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
+    return first.tokens > 0 && q8_pair_plan(first, isa, threads).row_groups == 1;
+}
+
+void spmm_q8_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
+    if (first.tokens <= 0 || second.out_features <= 0) return;
+    const Q8Ops ops = q8_ops(route_for(isa));
+    const TokenPlan plan = q8_pair_plan(first, isa, par.concurrency());
+    std::vector<int32_t> own1, own2;
+    const int32_t* sums1 = row_sums_for(first, &own1);
+    const int32_t* sums2 = row_sums_for(second, &own2);
+    const int64_t k = first.in_features, h = first.out_features, tile = plan.tile;
+    const int64_t kq = (k + 3) / 4, hq = (h + 3) / 4;
+    par.run(plan.token_groups, [&](int64_t tg) {
+        // This worker's tiles, each through both layers: x quantized (kq x tile), the up layer's outputs in
+        // FP32 (h x tile, transposed), those quantized per token (hq x tile), then the down layer.
+        std::vector<uint32_t> xq(static_cast<size_t>(std::max<int64_t>(1, kq * tile)));
+        std::vector<uint32_t> hq_tile(static_cast<size_t>(std::max<int64_t>(1, hq * tile)));
+        std::vector<float> ht(static_cast<size_t>(std::max<int64_t>(1, h * tile)));
+        std::vector<float> scale1(static_cast<size_t>(tile)), scale2(static_cast<size_t>(tile));
+        std::vector<int32_t> zero1(static_cast<size_t>(tile)), zero2(static_cast<size_t>(tile));
+        for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += tile) {
+            TileArgs a{};
+            a.p = &first;
+            a.t0 = t0;
+            a.w_valid = std::min(tile, plan.end(tg) - t0);
+            a.w_pad = (a.w_valid + plan.lanes - 1) / plan.lanes * plan.lanes;
+            a.row_begin = 0;
+            a.row_end = h;
+            ops.quantize(first, first.x + t0 * k, a.w_valid, a.w_pad, xq.data(), scale1.data(), zero1.data());
+            ops.rows_to_tile(a, Q8Tile{xq.data(), scale1.data(), zero1.data(), sums1}, ht.data());
+            ops.quantize_transposed(second, ht.data(), a.w_valid, a.w_pad, hq_tile.data(), scale2.data(),
+                                    zero2.data());
+            TileArgs b = a;
+            b.p = &second;
+            b.row_end = second.out_features;
+            ops.rows(b, Q8Tile{hq_tile.data(), scale2.data(), zero2.data(), sums2});
         }
     });
 }

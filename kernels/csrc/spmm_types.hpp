@@ -79,7 +79,9 @@ void rows_to_tile(const TileArgs& a, float* ht);
 
 // The INT8-compute kernels (spmm_int8.inl), one translation unit per instruction route: scalar (the
 // reference), avx2 (vpmaddubsw + vpmaddwd on 7-bit activations), avxvnni (256-bit vpdpbusd) and
-// avx512vnni (512-bit vpdpbusd).
+// avx512vnni (512-bit vpdpbusd). quantize: a token-major tile; quantize_transposed: a transposed FP32 tile
+// (a fused pair's intermediate, ht[i][token]); rows: outputs stored token-major; rows_to_tile: outputs into
+// a transposed FP32 tile (a fused pair's first layer).
 struct Q8Tile {
     const uint32_t* xq;   // [ceil(in_features / 4)][w_pad]: 4 consecutive u8 inputs of one token per lane
     const float* scale;   // [w_pad] each token's activation step (0 in padding lanes)
@@ -92,6 +94,9 @@ int levels();  // the largest quantized activation: 255, or 127 on the avx2 rout
 void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
               int32_t* zero);
 void rows(const TileArgs& a, const Q8Tile& q);
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero);
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
 }  // namespace q8_scalar
 namespace q8_avx2 {
 int lanes();
@@ -99,6 +104,9 @@ int levels();  // the largest quantized activation: 255, or 127 on the avx2 rout
 void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
               int32_t* zero);
 void rows(const TileArgs& a, const Q8Tile& q);
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero);
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
 }  // namespace q8_avx2
 namespace q8_avxvnni {
 int lanes();
@@ -106,6 +114,9 @@ int levels();  // the largest quantized activation: 255, or 127 on the avx2 rout
 void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
               int32_t* zero);
 void rows(const TileArgs& a, const Q8Tile& q);
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero);
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
 }  // namespace q8_avxvnni
 namespace q8_avx512vnni {
 int lanes();
@@ -113,6 +124,9 @@ int levels();  // the largest quantized activation: 255, or 127 on the avx2 rout
 void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
               int32_t* zero);
 void rows(const TileArgs& a, const Q8Tile& q);
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero);
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
 }  // namespace q8_avx512vnni
 
 }  // namespace pruneofa

@@ -145,7 +145,7 @@ bool run_pair(const Case& c1, const Case& c2, std::mt19937& rng, Isa isa, int wo
         if (!(got[i] == want[i])) {
             std::printf("PAIR MISMATCH isa=%s t=%lld k=%lld h=%lld n=%lld workers=%d fused=%d at %zu: got %.7g want %.7g\n",
                         isa_name(isa), (long long)c1.t, (long long)c1.k, (long long)c1.n, (long long)c2.n, workers,
-                        int(pair_fuses(a, isa, workers)), i, got[i], want[i]);
+                        int(pair_fuses(a, b, isa, workers)), i, got[i], want[i]);
             return false;
         }
     }

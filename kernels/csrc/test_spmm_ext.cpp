@@ -227,6 +227,48 @@ bool run_q8_pair(const Q8Case& c1, const Q8Case& c2, std::mt19937& rng, Isa isa,
     return check_q8(c1, m1, x, h, isa);
 }
 
+// A fused INT8 pair (both layers INT8 compute: quantize, up layer into a transposed FP32 tile, that tile
+// quantized per token or statically, down layer) against two spmm calls, on `workers` and at every forced
+// tile width: the same bits; with one worker (or enough tokens) the pair must fuse.
+bool run_q8_pair_fused(const Q8Case& c1, const Q8Case& c2, std::mt19937& rng, Isa isa, int workers) {
+    const Q8Weights m1 = make_q8(c1, rng), m2 = make_q8(c2, rng);
+    const std::vector<float> x = make_x(c1, rng);
+    std::vector<float> h(static_cast<size_t>(c1.t * c1.n)), want(static_cast<size_t>(c1.t * c2.n));
+    SpmmProblem a = q8_problem(c1, m1), b = q8_problem(c2, m2);
+    if (validate(a, static_cast<int64_t>(m1.col_idx.size())) || validate(b, static_cast<int64_t>(m2.col_idx.size())) ||
+        validate_pair(a, b))
+        return false;
+    if (workers == 1 && !pair_fuses(a, b, isa, 1)) {
+        std::printf("Q8 PAIR NOT FUSED isa=%s t=%lld on one worker\n", isa_name(isa), (long long)c1.t);
+        return false;
+    }
+    a.x = x.data();
+    a.y = h.data();
+    b.x = h.data();
+    b.y = want.data();
+    spmm(a, isa, SerialParallel(1));
+    spmm(b, isa, SerialParallel(1));
+    a.y = nullptr;
+    b.x = nullptr;
+    for (int tile : {0, 16, 32, 64}) {
+        set_tile_tokens(tile);
+        std::vector<float> got(want.size(), std::nanf(""));
+        b.y = got.data();
+        spmm_pair(a, b, isa, SerialParallel(workers));
+        set_tile_tokens(0);
+        for (size_t i = 0; i < want.size(); ++i)
+            if (!(got[i] == want[i])) {
+                std::printf("Q8 FUSED PAIR MISMATCH isa=%s t=%lld k=%lld h=%lld n=%lld quant=%d/%d workers=%d "
+                            "fused=%d tile=%d at %zu: got %.9g want %.9g\n",
+                            isa_name(isa), (long long)c1.t, (long long)c1.k, (long long)c1.n, (long long)c2.n,
+                            c1.quant, c2.quant, workers, int(pair_fuses(a, b, isa, workers)), tile, i, got[i],
+                            want[i]);
+                return false;
+            }
+    }
+    return true;
+}
+
 // ---- 4 x 1 FP32 blocks -----------------------------------------------------------------------------
 
 struct Rows4 {
@@ -367,6 +409,32 @@ bool run_ext_thread_split(int64_t t, int64_t k, int64_t n, std::mt19937& rng, Is
     return same_bits_across_workers(q, isa, workers, "4x1") && ok;
 }
 
+// The token split the FP32 and INT8-compute paths share: as even as the lanes allow (100 tokens on 2
+// threads: 48 + 52 on 8 and on 16 lanes, where whole 64-token tiles would give 64 + 36), every token once.
+int token_plan_checks() {
+    int failures = 0;
+    for (int lanes : {8, 16}) {
+        const TokenPlan plan(100, lanes, 64, 2);
+        if (plan.token_groups != 2 || plan.begin(0) != 0 || plan.begin(1) != 48 || plan.end(1) != 100) {
+            std::printf("TOKEN PLAN lanes=%d: groups %lld, second range from %lld\n", lanes,
+                        (long long)plan.token_groups, (long long)plan.begin(1));
+            ++failures;
+        }
+    }
+    for (int64_t tokens : {1, 7, 17, 129, 200})
+        for (int threads = 1; threads <= 6; ++threads) {
+            const TokenPlan plan(tokens, 8, 32, threads);
+            int64_t covered = 0;
+            for (int64_t g = 0; g < plan.token_groups; ++g) covered += plan.end(g) - plan.begin(g);
+            if (covered != tokens || plan.token_groups * plan.row_groups != threads) {
+                std::printf("TOKEN PLAN tokens=%lld threads=%d covers %lld\n", (long long)tokens, threads,
+                            (long long)covered);
+                ++failures;
+            }
+        }
+    return failures;
+}
+
 // Malformed problems: each must be refused by validate().
 int refusals() {
     int failures = 0;
@@ -479,7 +547,7 @@ int refusals() {
 // Returns the number of failures; adds the number of runs to *runs.
 int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
     std::mt19937 rng(4321);
-    int failures = refusals();
+    int failures = refusals() + token_plan_checks();
     const int64_t ts[] = {1, 3, 8, 17, 64, 65, 129, 200};
     const int64_t ks[] = {1, 4, 5, 13, 20, 36, 64, 100, 257, 600};
     constexpr unsigned kKs = sizeof(ks) / sizeof(ks[0]);
@@ -515,6 +583,21 @@ int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
             failures += run_q8_split(c, parts, local, isa, workers) ? 0 : 1;
             failures += run_q8_pair(c, c2, local, isa, workers) ? 0 : 1;
             *runs += 2;
+        }
+    }
+    // Fused INT8 pairs: every pair of quantization modes, GELU or not between, hidden sizes off the quads.
+    const int64_t hs[] = {1, 5, 16, 36, 100, 257};
+    for (int i = 0; i < cases / 3 + 1; ++i) {
+        const int64_t h = hs[rng() % 6];
+        Q8Case c1{ts[rng() % 8], ks[rng() % kKs], h, sparsities[rng() % 5], rng() % 3 != 0,
+                  static_cast<int>(rng() % 2), rng() % 2 == 0 ? kActQuantStatic : kActQuantDynamic};
+        Q8Case c2{c1.t, h, ns[rng() % 5], sparsities[rng() % 4], rng() % 2 == 0, kActivationNone,
+                  rng() % 2 == 0 ? kActQuantStatic : kActQuantDynamic};
+        const int workers = 1 + static_cast<int>(rng() % 3);
+        for (Isa isa : isas) {
+            std::mt19937 local(static_cast<unsigned>(8000 + i));
+            failures += run_q8_pair_fused(c1, c2, local, isa, workers) ? 0 : 1;
+            ++*runs;
         }
     }
     for (int i = 0; i < cases / 2 + 1; ++i) {

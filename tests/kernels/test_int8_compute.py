@@ -193,23 +193,64 @@ def test_int8_refused_layouts(kernels):
         library.ActQuant("int4")
 
 
-def test_int8_pair_matches_two_calls(kernels, restore_isa):
+@pytest.mark.parametrize(
+    "modes", [("dynamic", "dynamic"), ("dynamic", "static"), ("static", "dynamic"), ("static", "static")]
+)
+def test_int8_fused_pair_against_two_calls(kernels, restore_isa, modes):
+    """A pair of INT8-compute layers (up + GELU, then down) fuses: per thread and token tile the up layer's
+    outputs go into a transposed FP32 tile, quantized per token (or statically) for the down layer. The same
+    bits as two separate calls, each checked against numpy, whether it fuses (each thread its own tokens) or
+    not (too few tokens for the threads); a hidden size off the 4-input quads (62)."""
     from pruneofa.kernels import formats, library
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(5 + len(modes[0]) * 3 + len(modes[1]))
+    q1, s1 = int8_1x4_weight(rng, 62, 40, 0.7)
+    q2, s2 = int8_1x4_weight(rng, 24, 62, 0.5)
+    b1, b2 = rng.standard_normal(62).astype(np.float32), rng.standard_normal(24).astype(np.float32)
+    first, second = formats.pack_int8_1x4(q1, s1, b1), formats.pack_int8_1x4(q2, s2, b2)
+    statics = {"dynamic": None, "static": (0.05, 10)}
+    quants = [library.ActQuant(mode, *(statics[mode] or (0.0, 0))) for mode in modes]
+    seen = set()
+    for isa in library.supported_isas():
+        library.set_isa(isa)
+        levels = library.int8_levels()
+        for tokens, threads in [(1, 2), (17, 1), (70, 2), (129, 3), (200, 2)]:
+            x = (rng.standard_normal((tokens, 40)) * 2).astype(np.float32)
+            h = library.spmm(x, first, activation="gelu", quant=quants[0])
+            want = library.spmm(h, second, quant=quants[1])
+            ref_h, tol_h = int8_reference(x, q1, s1, b1, levels, statics[modes[0]], gelu=True)
+            assert np.all(np.abs(h - ref_h) <= tol_h + 1e-6 * (np.abs(ref_h) + 1)), isa
+            ref, tol = int8_reference(h, q2, s2, b2, levels, statics[modes[1]])
+            assert np.all(np.abs(want - ref) <= tol), isa
+            got, fused = library.spmm_pair(
+                x, first, second, threads=threads, first_quant=quants[0], second_quant=quants[1]
+            )
+            np.testing.assert_array_equal(
+                got, want, err_msg=f"{isa} {modes} {tokens} tokens on {threads} threads"
+            )
+            seen.add(fused)
+            if threads == 1 or tokens >= 32 * threads:
+                assert fused, f"{isa}: {tokens} tokens on {threads} threads did not fuse"
+    assert seen == {True, False}  # both paths ran
+
+
+def test_mixed_pair_runs_one_after_the_other(kernels, restore_isa):
+    """An FP32 layer feeding an INT8-compute layer (or the reverse) is not fused: the same bits as two calls."""
+    from pruneofa.kernels import formats, library
+
+    rng = np.random.default_rng(6)
     q1, s1 = int8_1x4_weight(rng, 64, 40, 0.7)
     q2, s2 = int8_1x4_weight(rng, 24, 64, 0.5)
-    first = formats.pack_int8_1x4(q1, s1, rng.standard_normal(64).astype(np.float32))
-    second = formats.pack_int8_1x4(q2, s2)
-    dyn, st = library.ActQuant("dynamic"), library.ActQuant("static", 0.05, 10)
+    first, second = formats.pack_int8_1x4(q1, s1), formats.pack_int8_1x4(q2, s2)
+    dyn, none = library.ActQuant("dynamic"), library.ActQuant()
     for isa in library.supported_isas():
         library.set_isa(isa)
         x = rng.standard_normal((70, 40)).astype(np.float32)
-        h = library.spmm(x, first, activation="gelu", quant=dyn)
-        want = library.spmm(h, second, quant=st)
-        got, fused = library.spmm_pair(x, first, second, threads=2, first_quant=dyn, second_quant=st)
-        np.testing.assert_array_equal(got, want)
-        assert not fused  # the intermediate is quantized again, so the layers run one after the other
+        for qa, qb in [(none, dyn), (dyn, none)]:
+            want = library.spmm(library.spmm(x, first, activation="gelu", quant=qa), second, quant=qb)
+            got, fused = library.spmm_pair(x, first, second, threads=1, first_quant=qa, second_quant=qb)
+            np.testing.assert_array_equal(got, want)
+            assert not fused
 
 
 # ---- 4 x 1 FP32 blocks ---------------------------------------------------------------------------
