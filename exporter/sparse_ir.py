@@ -155,7 +155,17 @@ def write_sparse_ir(
     worst = float(diff.max()) if diff.size else 0.0
     mean_error = p99_error = None
     if precision == "int8":
-        mean_error, p99_error, tolerance, found = int8_gate(diff, magnitude, kernels.int8_levels())
+        # The coarsest activation grid any INT8-compute layer runs on (avx2: 7 bits unless its weights fit 7)
+        levels = min(
+            (
+                kernels.int8_levels(weight.values) or 255
+                for node in kernels.sparse_nodes(model)
+                for weight in kernels.layer_weights(node).values()
+                if weight.format == "int8-1x4"
+            ),
+            default=kernels.int8_levels(),
+        )
+        mean_error, p99_error, tolerance, found = int8_gate(diff, magnitude, levels)
         problems += found
     else:
         tolerance = FP32_TOLERANCE

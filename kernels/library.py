@@ -178,16 +178,32 @@ def set_isa(name: str) -> None:
 
 
 def int8_route() -> str | None:
-    """The INT8-compute route the active path runs: "avx512vnni", "avxvnni", "avx2" (``vpmaddubsw`` on
-    7-bit activations) or "scalar" (None when unavailable)."""
+    """The INT8-compute route the active path runs: "avx512vnni", "avxvnni", "avx2" (``vpmaddubsw``: 8-bit
+    activations for weights within [-64, 64], else 7-bit) or "scalar" (None when unavailable)."""
     lib = _cdll()
     return lib.pruneofa_kernels_int8_route().decode() if lib is not None else None
 
 
-def int8_levels() -> int | None:
-    """The largest quantized activation on the active INT8 route: 255, or 127 on "avx2"."""
+WEIGHT_ABS_MAX_7BIT = (
+    64  # the avx2 route's 8-bit activations need every |INT8 weight| of the layer at most this
+)
+
+
+def int8_levels(weights: np.ndarray | None = None) -> int | None:
+    """The largest quantized activation on the active INT8 route: 255, or on "avx2" 127 — or 255 there too
+    for a layer whose INT8 ``weights`` stay within [-64, 64] (NNCF's overflow fix writes such weights:
+    ``vpmaddubsw`` cannot saturate on them, 255 x 64 x 2 < 32767)."""
     lib = _cdll()
-    return int(lib.pruneofa_kernels_int8_levels()) if lib is not None else None
+    if lib is None:
+        return None
+    levels = int(lib.pruneofa_kernels_int8_levels())
+    if (
+        levels != 255
+        and weights is not None
+        and int(np.abs(weights.astype(np.int32)).max(initial=0)) <= WEIGHT_ABS_MAX_7BIT
+    ):
+        return 255
+    return levels
 
 
 def set_tile_tokens(tokens: int) -> None:

@@ -1,5 +1,7 @@
 #include "sparse_layer_inputs.hpp"
 
+#include <algorithm>
+
 #include <atomic>
 
 #include <openvino/core/except.hpp>
@@ -112,8 +114,13 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
     p.out_features = layer.out_features;
     p.row_ptr = l.row_ptr;
     p.values_i8 = static_cast<const int8_t*>(constants[2]->get_data_ptr());
-    row_sums->resize(static_cast<size_t>(layer.out_features));
+    row_sums->resize(static_cast<size_t>(layer.out_features) + 1);
     row_sums_of(p, row_sums->data());
+    // One entry past the sums: the largest |value| (SpmmProblem::weight_abs_max, the avx2 route's choice).
+    int32_t most = 0;
+    const int8_t* values = p.values_i8;
+    for (int64_t i = 0; i < l.values_size; ++i) most = std::max(most, values[i] < 0 ? -int32_t(values[i]) : int32_t(values[i]));
+    row_sums->back() = most;
 }
 
 int64_t full_layer_checks() { return g_full_checks.load(std::memory_order_relaxed); }
@@ -138,6 +145,11 @@ void CheckedConstants::record(const ov::Node* node, std::vector<int32_t> first_s
 const int32_t* CheckedConstants::row_sums(int layer) const {
     const auto& sums = m_row_sums[layer == 0 ? 0 : 1];
     return sums != nullptr ? sums->data() : nullptr;
+}
+
+int32_t CheckedConstants::weight_abs_max(int layer) const {
+    const auto& sums = m_row_sums[layer == 0 ? 0 : 1];
+    return sums != nullptr && !sums->empty() ? sums->back() : -1;
 }
 
 CheckedConstants CheckedConstants::carried_to(const ov::OutputVector& new_args) const {

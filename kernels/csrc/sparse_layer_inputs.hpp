@@ -45,7 +45,7 @@ size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias);
 // NODE_VALIDATION_CHECKs of the attributes (compute mode included) and the constants' types; every weight
 // input must be a Constant. With `full`, also every constant's length and the structure (check_layout:
 // O(N + n_blocks)), and then, for INT8 compute, each row's sum of the (now checked) INT8 values into
-// `row_sums` (when not null; left empty otherwise); a node whose constants were already checked
+// `row_sums` (when not null; left empty otherwise; out_features sums, then the largest |value|); a node whose constants were already checked
 // (CheckedConstants) passes false.
 void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full,
                  std::vector<int32_t>* row_sums = nullptr);
@@ -74,6 +74,8 @@ public:
     CheckedConstants carried_to(const ov::OutputVector& new_args) const;
     // Layer `layer`'s (0 or 1) recorded row sums for SpmmProblem::row_sums, nullptr when none.
     const int32_t* row_sums(int layer) const;
+    // Its largest |INT8 value| for SpmmProblem::weight_abs_max (recorded after the sums), -1 when none.
+    int32_t weight_abs_max(int layer) const;
 
 private:
     std::vector<std::shared_ptr<const ov::op::v0::Constant>> m_constants;  // by input index; X's is null

@@ -100,6 +100,7 @@ bool SparseLinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& i
     p.y = outputs[0].data<float>();
     p.tokens = token_count(x.get_shape(), y_shape);
     p.row_sums = m_load_checked.row_sums(0);
+    p.weight_abs_max = m_load_checked.weight_abs_max(0);
     check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
     spmm(p, active_isa(), ArenaParallel());
     return true;
@@ -208,6 +209,8 @@ bool SparseLinearPair::evaluate(ov::TensorVector& outputs, const ov::TensorVecto
     a.tokens = b.tokens = token_count(x.get_shape(), y_shape);
     a.row_sums = m_load_checked.row_sums(0);
     b.row_sums = m_load_checked.row_sums(1);
+    a.weight_abs_max = m_load_checked.weight_abs_max(0);
+    b.weight_abs_max = m_load_checked.weight_abs_max(1);
     check_once(this, m_first_checked, m_check_mutex, a, inputs[2].get_size());
     check_once(this, m_second_checked, m_check_mutex, b, inputs[second_at + 1].get_size());
     spmm_pair(a, b, active_isa(), ArenaParallel());
@@ -275,6 +278,7 @@ bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVect
     p.part_rows = part_rows;
     p.tokens = token_count(x.get_shape(), y_shape);
     p.row_sums = m_load_checked.row_sums(0);
+    p.weight_abs_max = m_load_checked.weight_abs_max(0);
     check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());
     spmm(p, active_isa(), ArenaParallel());
     return true;

@@ -70,13 +70,18 @@ void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par);
 // FP32 tile, that tile quantized per token (or with the second layer's static step) into the INT8 layout,
 // the second layer: the same bits as two spmm_q8 calls, the intermediate never stored token-major.
 void spmm_q8_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par);
-bool q8_pair_fuses(const SpmmProblem& first, Isa isa, int threads);  // each thread gets its own tokens
+// Both layers on one INT8 route and each thread its own tokens.
+bool q8_pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads);
 // Each row's sum of INT8 values ([out_features]) for SpmmProblem::row_sums (1 x 4 INT8 blocks).
 void row_sums_of(const SpmmProblem& p, int32_t* out);
 // The INT8 instruction route an ISA level runs ("avx512vnni", "avxvnni", "avx2", "scalar") and its
 // largest quantized activation (255, or 127 on "avx2").
 const char* q8_route_name(Isa isa);
 int q8_levels(Isa isa);
+// The largest quantized activation for this layer: q8_levels, except 255 on "avx2" where its weights stay
+// within [-64, 64] (kWeightAbsMax7Bit; SpmmProblem::weight_abs_max, computed when not recorded).
+int q8_levels_for(const SpmmProblem& p, Isa isa);
+constexpr int32_t kWeightAbsMax7Bit = 64;
 
 // How `threads` workers share a call of `units` lane groups of tokens: `token_groups` contiguous token
 // ranges (group g: lane groups [units * g / token_groups, units * (g + 1) / token_groups)) times

@@ -317,7 +317,7 @@ const char* validate_pair(const SpmmProblem& first, const SpmmProblem& second) {
 bool pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads) {
     const bool q8_first = first.act_quant != kActQuantNone, q8_second = second.act_quant != kActQuantNone;
     if (q8_first != q8_second || first.tokens <= 0) return false;
-    if (q8_first) return q8_pair_fuses(first, usable(isa), threads);
+    if (q8_first) return q8_pair_fuses(first, second, usable(isa), threads);
     return TilePlan(first, usable(isa), std::max(1, threads), first.in_features + first.out_features).row_groups == 1;
 }
 

@@ -17,7 +17,7 @@ struct Q8Ops {
     void (*rows_to_tile)(const TileArgs&, const Q8Tile&, float*);
 };
 
-enum class Q8Route : int { Scalar, Avx2, AvxVnni, Avx512Vnni };
+enum class Q8Route : int { Scalar, Avx2, AvxVnni, Avx512Vnni, Avx2W7 };
 
 bool cpu_has_avx512vnni() {
 #if defined(PRUNEOFA_HAVE_X86)
@@ -56,12 +56,33 @@ Q8Ops q8_ops(Q8Route route) {
         case Q8Route::Avx512Vnni: return PRUNEOFA_Q8_OPS(q8_avx512vnni);
         case Q8Route::AvxVnni: return PRUNEOFA_Q8_OPS(q8_avxvnni);
         case Q8Route::Avx2: return PRUNEOFA_Q8_OPS(q8_avx2);
+        case Q8Route::Avx2W7: return PRUNEOFA_Q8_OPS(q8_avx2_w7);
 #endif
         default: return PRUNEOFA_Q8_OPS(q8_scalar);
     }
 }
 
 #undef PRUNEOFA_Q8_OPS
+
+// The largest |INT8 value| of a layer: the recorded one, else from its values (the C API's callers).
+int32_t weight_abs_max(const SpmmProblem& p) {
+    if (p.weight_abs_max >= 0) return p.weight_abs_max;
+    int32_t most = 0;
+    const int64_t stored = int64_t(p.row_ptr[p.out_features]) * 4;
+    for (int64_t i = 0; i < stored; ++i) {
+        const int32_t v = p.values_i8[i] < 0 ? -int32_t(p.values_i8[i]) : int32_t(p.values_i8[i]);
+        most = v > most ? v : most;
+    }
+    return most;
+}
+
+// The route for this layer: the ISA's, except that the avx2 route takes 8-bit activations where the
+// layer's weights stay within [-64, 64] (then vpmaddubsw cannot saturate: 255 x 64 x 2 = 32640).
+Q8Route route_for(Isa isa, const SpmmProblem& p) {
+    const Q8Route route = route_for(isa);
+    if (route != Q8Route::Avx2) return route;
+    return weight_abs_max(p) <= kWeightAbsMax7Bit ? Q8Route::Avx2W7 : route;
+}
 
 // A layer's row sums: the precomputed ones, or computed into `own`.
 const int32_t* row_sums_for(const SpmmProblem& p, std::vector<int32_t>* own) {
@@ -93,12 +114,15 @@ const char* q8_route_name(Isa isa) {
         case Q8Route::Avx512Vnni: return "avx512vnni";
         case Q8Route::AvxVnni: return "avxvnni";
         case Q8Route::Avx2: return "avx2";
+        case Q8Route::Avx2W7: return "avx2";
         case Q8Route::Scalar: return "scalar";
     }
     return "scalar";
 }
 
 int q8_levels(Isa isa) { return q8_ops(route_for(isa)).levels(); }
+
+int q8_levels_for(const SpmmProblem& p, Isa isa) { return q8_ops(route_for(isa, p)).levels(); }
 
 int64_t q8_tile_width(int64_t in_features, int64_t hidden, Isa isa, const CacheSizes* cache) {
     int64_t bytes = q8_tile_bytes(in_features);
@@ -108,7 +132,7 @@ int64_t q8_tile_width(int64_t in_features, int64_t hidden, Isa isa, const CacheS
 
 void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par) {
     if (p.tokens <= 0 || p.out_features <= 0) return;
-    const Q8Ops ops = q8_ops(route_for(isa));
+    const Q8Ops ops = q8_ops(route_for(isa, p));
     // Tiles as wide as the caches allow for K bytes per token (q8_tile_width), threads sharing the tokens
     // as the FP32 paths do (TokenPlan: contiguous ranges cut at multiples of the lanes, as evenly as that
     // allows), with too few tokens the rows too (each such worker quantizes its tiles itself). Quantization
@@ -140,13 +164,16 @@ void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par) {
     });
 }
 
-bool q8_pair_fuses(const SpmmProblem& first, Isa isa, int threads) {
-    return first.tokens > 0 && q8_pair_plan(first, isa, threads).row_groups == 1;
+bool q8_pair_fuses(const SpmmProblem& first, const SpmmProblem& second, Isa isa, int threads) {
+    // Both layers on one route (on avx2 a layer whose weights fit 7 bits takes 8-bit activations, so two
+    // layers that differ there run one after the other, each on its own), and every thread its own tokens.
+    return first.tokens > 0 && route_for(isa, first) == route_for(isa, second) &&
+           q8_pair_plan(first, isa, threads).row_groups == 1;
 }
 
 void spmm_q8_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, const Parallel& par) {
     if (first.tokens <= 0 || second.out_features <= 0) return;
-    const Q8Ops ops = q8_ops(route_for(isa));
+    const Q8Ops ops = q8_ops(route_for(isa, first));  // second's too (q8_pair_fuses)
     const TokenPlan plan = q8_pair_plan(first, isa, par.concurrency());
     std::vector<int32_t> own1, own2;
     const int32_t* sums1 = row_sums_for(first, &own1);

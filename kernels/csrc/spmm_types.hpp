@@ -42,6 +42,9 @@ struct SpmmProblem {
     float act_scale = 0.0f;        // static: the 256-level (u8) step
     int32_t act_zero_point = 0;    // static: the u8 value of 0.0, 0..255
     const int32_t* row_sums = nullptr;  // optional [out_features]: sum of each row's INT8 values
+    // INT8: the largest |value| (-1: not known, then computed per call where the route needs it; the avx2
+    // route quantizes activations to 8 bits only when it is at most 64).
+    int32_t weight_abs_max = -1;
 };
 
 enum : int { kActQuantNone = 0, kActQuantDynamic = 1, kActQuantStatic = 2 };
@@ -78,7 +81,8 @@ void rows_to_tile(const TileArgs& a, float* ht);
 }  // namespace isa_avx512
 
 // The INT8-compute kernels (spmm_int8.inl), one translation unit per instruction route: scalar (the
-// reference), avx2 (vpmaddubsw + vpmaddwd on 7-bit activations), avxvnni (256-bit vpdpbusd) and
+// reference), avx2 (vpmaddubsw + vpmaddwd on 7-bit activations; avx2_w7 on 8-bit ones for weights within
+// [-64, 64]), avxvnni (256-bit vpdpbusd) and
 // avx512vnni (512-bit vpdpbusd). quantize: a token-major tile; quantize_transposed: a transposed FP32 tile
 // (a fused pair's intermediate, ht[i][token]); rows: outputs stored token-major; rows_to_tile: outputs into
 // a transposed FP32 tile (a fused pair's first layer).
@@ -108,6 +112,16 @@ void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid,
                          float* scale, int32_t* zero);
 void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
 }  // namespace q8_avx2
+namespace q8_avx2_w7 {  // the avx2 route on 8-bit activations: weights within [-64, 64]
+int lanes();
+int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
+void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
+              int32_t* zero);
+void rows(const TileArgs& a, const Q8Tile& q);
+void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
+                         float* scale, int32_t* zero);
+void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
+}  // namespace q8_avx2_w7
 namespace q8_avxvnni {
 int lanes();
 int levels();  // the largest quantized activation: 255, or 127 on the avx2 route

@@ -20,7 +20,9 @@ struct Q8Case {
     bool bias;
     int activation;
     int quant;           // kActQuantDynamic or kActQuantStatic
-    int weight_edge = 0;  // 0 random, 1 all 127, 2 all -128
+    // 0 random, 1 all 127, 2 all -128, 3 all 64, 4 all -64 (the avx2 route's 8-bit-activation limit),
+    // 5 random within [-64, 64] (NNCF's overflow fix)
+    int weight_edge = 0;
     int x_edge = 0;       // 0 random, 1 all equal to the top of the range
 };
 
@@ -33,7 +35,7 @@ struct Q8Weights {
 Q8Weights make_q8(const Q8Case& c, std::mt19937& rng) {
     Q8Weights m;
     std::uniform_real_distribution<float> u(-1.0f, 1.0f), keep(0.0f, 1.0f);
-    std::uniform_int_distribution<int> q(-128, 127);
+    std::uniform_int_distribution<int> q(-128, 127), q7(-64, 64);
     m.row_ptr.push_back(0);
     for (int64_t n = 0; n < c.n; ++n) {
         const bool empty_row = (n % 5 == 3);
@@ -41,7 +43,9 @@ Q8Weights make_q8(const Q8Case& c, std::mt19937& rng) {
             if (empty_row || keep(rng) < c.sparsity) continue;
             m.col_idx.push_back(static_cast<int32_t>(col));
             for (int b = 0; b < 4; ++b) {
-                int8_t v = static_cast<int8_t>(c.weight_edge == 1 ? 127 : c.weight_edge == 2 ? -128 : q(rng));
+                static const int kEdge[] = {0, 127, -128, 64, -64};
+                const int e = c.weight_edge;
+                int8_t v = static_cast<int8_t>(e >= 1 && e <= 4 ? kEdge[e] : e == 5 ? q7(rng) : q(rng));
                 if (col + b >= c.k) v = 0;  // padding past in_features is zero (formats.py writes it so)
                 m.values.push_back(v);
             }
@@ -111,7 +115,7 @@ void reference_quantize(const SpmmProblem& p, const float* row, int levels, std:
 bool check_q8(const Q8Case& c, const Q8Weights& m, const std::vector<float>& x, const std::vector<float>& y,
               Isa isa) {
     SpmmProblem p = q8_problem(c, m);
-    const int levels = q8_levels(isa);
+    const int levels = q8_levels_for(p, isa);
     std::vector<int> q;
     for (int64_t t = 0; t < c.t; ++t) {
         float step;
@@ -238,7 +242,8 @@ bool run_q8_pair_fused(const Q8Case& c1, const Q8Case& c2, std::mt19937& rng, Is
     if (validate(a, static_cast<int64_t>(m1.col_idx.size())) || validate(b, static_cast<int64_t>(m2.col_idx.size())) ||
         validate_pair(a, b))
         return false;
-    if (workers == 1 && !pair_fuses(a, b, isa, 1)) {
+    // (on avx2 a layer whose weights fit 7 bits takes 8-bit activations: a pair mixing the two runs unfused)
+    if (workers == 1 && q8_levels_for(a, isa) == q8_levels_for(b, isa) && !pair_fuses(a, b, isa, 1)) {
         std::printf("Q8 PAIR NOT FUSED isa=%s t=%lld on one worker\n", isa_name(isa), (long long)c1.t);
         return false;
     }
@@ -565,7 +570,7 @@ int run_extended_tests(int cases, const std::vector<Isa>& isas, int* runs) {
     }
     // Edge values: the largest activation times the largest / most negative weight, dense rows.
     for (int quant : {kActQuantDynamic, kActQuantStatic})
-        for (int edge : {1, 2})
+        for (int edge : {1, 2, 3, 4, 5})
             for (int64_t k : {4, 257, 1024})
                 for (Isa isa : isas) {
                     std::mt19937 local(static_cast<unsigned>(k + edge));

@@ -104,7 +104,7 @@ SPARSITIES = [0.0, 0.5, 0.9, 1.0]
 def test_int8_compute_against_numpy(kernels, restore_isa, route, mode):
     from pruneofa.kernels import formats, library
 
-    levels = use_route(route)
+    use_route(route)
     rng = np.random.default_rng(len(route) * 7 + len(mode))
     for (t, k, n), sparsity in itertools.product(SHAPES, SPARSITIES):
         q_w, w_scales = int8_1x4_weight(rng, n, k, sparsity)
@@ -117,22 +117,25 @@ def test_int8_compute_against_numpy(kernels, restore_isa, route, mode):
         quant = library.ActQuant(mode, *(static or (0.0, 0)))
         gelu = n % 2 == 1
         got = library.spmm(x, sw, threads=1 + t % 2, activation="gelu" if gelu else "none", quant=quant)
-        want, tol = int8_reference(x, q_w, w_scales, bias, levels, static, gelu)
+        want, tol = int8_reference(x, q_w, w_scales, bias, library.int8_levels(q_w), static, gelu)
         assert np.all(np.abs(got - want) <= tol + (1e-6 * (np.abs(want) + 1) if gelu else 0)), (
             f"{route} {mode} {t}x{k}->{n} {sparsity}: max error {np.abs(got - want).max()}"
         )
 
 
 @pytest.mark.parametrize("route", list(ROUTE_ISA))
-@pytest.mark.parametrize("weight", [127, -128])
+@pytest.mark.parametrize("weight", [127, -128, 64, -64, 65])
 def test_int8_saturation_edge(kernels, restore_isa, route, weight):
-    """The largest activation (255, or 127 on avx2) times all-127 / all--128 weights over long rows: the
-    exact int32 sum, no int16 saturation in vpmaddubsw."""
+    """The largest activation times all-equal weights over long rows: the exact int32 sum, no int16
+    saturation in vpmaddubsw. On avx2 the activations keep 7 bits (127) where a weight exceeds 64 and get 8
+    bits (255) where every weight stays within [-64, 64] (NNCF's overflow fix): 255 x 64 x 2 fits int16."""
     from pruneofa.kernels import formats, library
 
-    levels = use_route(route)
+    use_route(route)
     k, n, t = 1024, 16, 33
     q_w = np.full((n, k), weight, np.int8)
+    levels = library.int8_levels(q_w)
+    assert levels == (127 if route == "avx2" and abs(weight) > 64 else 255), (route, weight, levels)
     w_scales = np.ones(n, np.float32)
     sw = formats.pack_int8_1x4(q_w, w_scales)
     for quant, x_value in [(library.ActQuant("dynamic"), 3.0), (library.ActQuant("static", 1.0, 0), 300.0)]:
@@ -170,7 +173,7 @@ def test_int8_compute_close_to_fp32(kernels):
     x = rng.standard_normal((128, 384)).astype(np.float32)
     w = q_w.astype(np.float32) * w_scales[:, None]
     got = library.spmm(x, sw, quant=library.ActQuant("dynamic"))
-    levels = library.int8_levels()
+    levels = library.int8_levels(q_w)
     step = (np.maximum(x.max(axis=1), 0) - np.minimum(x.min(axis=1), 0)) / levels
     bound = 0.5 * step[:, None] * np.abs(w).sum(axis=1)[None, :] * 1.001 + 1e-5
     assert np.all(np.abs(got - dense_reference(x, w, None)) <= bound)
@@ -213,14 +216,15 @@ def test_int8_fused_pair_against_two_calls(kernels, restore_isa, modes):
     seen = set()
     for isa in library.supported_isas():
         library.set_isa(isa)
-        levels = library.int8_levels()
         for tokens, threads in [(1, 2), (17, 1), (70, 2), (129, 3), (200, 2)]:
             x = (rng.standard_normal((tokens, 40)) * 2).astype(np.float32)
             h = library.spmm(x, first, activation="gelu", quant=quants[0])
             want = library.spmm(h, second, quant=quants[1])
-            ref_h, tol_h = int8_reference(x, q1, s1, b1, levels, statics[modes[0]], gelu=True)
+            ref_h, tol_h = int8_reference(
+                x, q1, s1, b1, library.int8_levels(q1), statics[modes[0]], gelu=True
+            )
             assert np.all(np.abs(h - ref_h) <= tol_h + 1e-6 * (np.abs(ref_h) + 1)), isa
-            ref, tol = int8_reference(h, q2, s2, b2, levels, statics[modes[1]])
+            ref, tol = int8_reference(h, q2, s2, b2, library.int8_levels(q2), statics[modes[1]])
             assert np.all(np.abs(want - ref) <= tol), isa
             got, fused = library.spmm_pair(
                 x, first, second, threads=threads, first_quant=quants[0], second_quant=quants[1]
@@ -338,3 +342,39 @@ def test_choose_layout():
     # INT8 rounding leaves zeros inside kept blocks: still 1 x 4 (up to half of each block).
     rounded = blocks_1x4 & (rng.random(blocks_1x4.shape) > 0.3)
     assert formats.choose_layout(rounded, int8=True) == "int8-1x4"
+
+
+def test_avx2_route_takes_8_bit_activations_where_weights_fit_7_bits(kernels, restore_isa):
+    """NNCF's overflow fix (what calibrate writes on CPUs without VNNI) keeps weights within [-64, 64]: the
+    avx2 route then quantizes activations to 8 bits like OpenVINO's INT8 GEMM and the scalar reference, the
+    same result; a layer with one weight of 65 goes back to 7 bits. A fused pair whose layers differ there
+    runs them one after the other, with each layer's own levels."""
+    from pruneofa.kernels import formats, library
+
+    use_route("avx2")
+    rng = np.random.default_rng(11)
+    q_w, w_scales = int8_1x4_weight(rng, 48, 96, 0.6)
+    fitted = np.clip(q_w // 2, -64, 64).astype(np.int8)
+    x = (rng.standard_normal((40, 96)) * 2).astype(np.float32)
+    for quant, static in [
+        (library.ActQuant("dynamic"), None),
+        (library.ActQuant("static", 0.03, 90), (0.03, 90)),
+    ]:
+        got = library.spmm(x, formats.pack_int8_1x4(fitted, w_scales), quant=quant)
+        want, tol = int8_reference(x, fitted, w_scales, None, 255, static)
+        assert library.int8_levels(fitted) == 255 and np.all(np.abs(got - want) <= tol)
+        library.set_isa("scalar")
+        scalar = library.spmm(x, formats.pack_int8_1x4(fitted, w_scales), quant=quant)
+        library.set_isa("avx2")
+        np.testing.assert_allclose(got, scalar, rtol=1e-6, atol=1e-6)
+        wide = fitted.copy()
+        wide[0, np.flatnonzero(wide[0])[0]] = 65
+        got = library.spmm(x, formats.pack_int8_1x4(wide, w_scales), quant=quant)
+        want, tol = int8_reference(x, wide, w_scales, None, 127, static)
+        assert library.int8_levels(wide) == 127 and np.all(np.abs(got - want) <= tol)
+    up, down = formats.pack_int8_1x4(fitted, w_scales), formats.pack_int8_1x4(q_w[:, :48], w_scales)
+    dyn = library.ActQuant("dynamic")
+    got, fused = library.spmm_pair(x, up, down, threads=1, first_quant=dyn, second_quant=dyn)
+    assert not fused
+    h = library.spmm(x, up, activation="gelu", quant=dyn)
+    np.testing.assert_array_equal(got, library.spmm(h, down, quant=dyn))
