@@ -64,7 +64,10 @@ def server(folder, tmp_path_factory):
         "--sparse-kernels", "on", "--configure_logging", "false",
     ]  # fmt: skip
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+        # cwd: away from the repository root, whose pruneofa/ folder would shadow an installed wheel
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=log.parent
+        )
     base = f"http://127.0.0.1:{http_port}"
     deadline = time.time() + 180
     while True:
