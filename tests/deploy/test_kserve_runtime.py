@@ -171,3 +171,12 @@ def test_the_runtime_opens_the_folder_with_the_sparse_kernels(server, classifier
     assert classifier.kernels and classifier.kernels in log.read_text()
     if kernels.available():
         assert classifier.sparse_layers
+
+
+def test_a_folder_it_cannot_serve_is_one_line_and_exit_2(tmp_path):
+    empty = tmp_path / "not-exported"
+    empty.mkdir()
+    command = [sys.executable, "-m", "pruneofa.deploy.kserve_runtime", "--model_dir", str(empty)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "pruneofa export" in done.stderr
