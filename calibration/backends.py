@@ -104,6 +104,10 @@ class OpenVINOBackend(CalibrationBackend):
                 "OpenVINO INT8 (NNCF) calibrates activations on samples: give --task and --data "
                 "(an ONNX export can be quantized dynamically without data)"
             )
+        if not config.per_channel:
+            raise InputError(
+                "--no-per-channel applies to ONNX targets; NNCF quantizes OpenVINO weights per channel"
+            )
 
     def attempts(self, config: CalibrateConfig) -> list[CalibrateConfig]:
         return [config]
@@ -154,6 +158,10 @@ class OnnxRuntimeBackend(CalibrationBackend):
         if config.max_drop is not None:
             raise InputError(
                 "--max-drop (accuracy-controlled quantization) needs an OpenVINO target; export with --target openvino"
+            )
+        if "preset" in config.model_fields_set:
+            raise InputError(
+                "--preset is NNCF's, for OpenVINO targets; ONNX Runtime has none (choose --method)"
             )
 
     def attempts(self, config: CalibrateConfig) -> list[CalibrateConfig]:

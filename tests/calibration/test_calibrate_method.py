@@ -16,12 +16,11 @@ from pruneofa.core.manifest import read_manifest
 PARITY = ["--parity-samples", "16"]  # sizes the margin model was trained on (calibration_models.py)
 
 
-def _run(capsys, folder, out, *extra: str) -> tuple[int, str]:
-    """Exit code and stderr; stdout (the report) is left in ``_run.printed``."""
+def _run(capsys, folder, out, *extra: str) -> tuple[int, str, str]:
+    """Exit code, stderr (progress and errors) and stdout (the report)."""
     code = main(["calibrate", str(folder), "--output", str(out), *PARITY, *extra])
     captured = capsys.readouterr()
-    _run.printed = captured.out  # type: ignore[attr-defined]
-    return code, captured.err
+    return code, captured.err, captured.out
 
 
 def test_auto_switches_to_dynamic_where_static_fails_parity(outlier_onnx_export, sst2_dir, tmp_path, capsys):
@@ -29,12 +28,12 @@ def test_auto_switches_to_dynamic_where_static_fails_parity(outlier_onnx_export,
     MatMuls are quantized; dynamic quantization keeps them in float and passes."""
     data = ["--task", "sst2", "--data", str(sst2_dir), "--samples", "16"]
     strict = tmp_path / "minmax"
-    code, err = _run(capsys, outlier_onnx_export, strict, *data, "--method", "minmax")
+    code, err, _ = _run(capsys, outlier_onnx_export, strict, *data, "--method", "minmax")
     assert code == 1 and not strict.exists()
     assert "label agreement" in err and "try --method dynamic" in err and "switching" not in err
 
     out = tmp_path / "auto"
-    code, err = _run(capsys, outlier_onnx_export, out, *data)
+    code, err, _ = _run(capsys, outlier_onnx_export, out, *data)
     assert code == 0, err
     switched = [line for line in err.splitlines() if "switching to dynamic" in line]
     assert len(switched) == 1 and switched[0].startswith(
@@ -49,7 +48,7 @@ def test_auto_switches_to_dynamic_where_static_fails_parity(outlier_onnx_export,
 
 def test_auto_keeps_static_where_it_passes(margin_onnx_export, sst2_dir, tmp_path, capsys):
     out = tmp_path / "auto"
-    code, err = _run(
+    code, err, _ = _run(
         capsys, margin_onnx_export, out, "--task", "sst2", "--data", str(sst2_dir), "--samples", "16"
     )
     assert code == 0, err
@@ -62,19 +61,18 @@ def test_auto_keeps_static_where_it_passes(margin_onnx_export, sst2_dir, tmp_pat
 
 def test_without_data_onnx_is_quantized_dynamically(margin_onnx_export, tmp_path, capsys):
     out = tmp_path / "no-data"
-    code, err = _run(capsys, margin_onnx_export, out)
+    code, err, printed = _run(capsys, margin_onnx_export, out)
     assert code == 0, err
     assert "no --data: dynamic quantization: no calibration data" in err and "samples" not in err
     info = read_manifest(out).calibration
     assert info.method == "ort-dynamic" and info.samples == 0
     assert info.data is None and info.task is None and info.seed is None and info.split is None
-    assert "INT8 calibration: ort-dynamic" in _run.printed  # type: ignore[attr-defined]
-    assert "data: none (dynamic quantization" in _run.printed  # type: ignore[attr-defined]
+    assert "INT8 calibration: ort-dynamic" in printed and "data: none (dynamic quantization" in printed
 
 
 def test_dynamic_reads_no_data_and_says_so(margin_onnx_export, sst2_dir, tmp_path, capsys):
     out = tmp_path / "dynamic"
-    code, err = _run(
+    code, err, _ = _run(
         capsys, margin_onnx_export, out, "--task", "sst2", "--data", str(sst2_dir), "--method", "dynamic"
     )
     assert code == 0, err
@@ -106,9 +104,11 @@ def test_options_that_would_do_nothing_are_refused(
         (margin_export, [], "OpenVINO INT8 (NNCF) calibrates activations on samples"),
         (margin_export, sst2 + ["--method", "minmax"], "--method minmax applies to ONNX targets"),
         (margin_export, sst2 + ["--method", "dynamic"], "--method dynamic applies to ONNX targets"),
+        (margin_export, sst2 + ["--no-per-channel"], "--no-per-channel applies to ONNX targets"),
+        (margin_onnx_export, ["--preset", "mixed"], "--preset is NNCF's, for OpenVINO targets"),
     ]
     for folder, extra, message in cases:
-        code, err = _run(capsys, folder, out, *extra)
+        code, err, _ = _run(capsys, folder, out, *extra)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and message in lines[0], (extra, err)
         assert not out.exists()
