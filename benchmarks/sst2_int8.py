@@ -126,17 +126,18 @@ def main() -> int:
     folders = {f"{r.target} FP32": r.output for r in exported}
     calibrations, calibrate_parity = {}, {}
     variants = (
-        ("openvino INT8 NNCF", "openvino", "minmax"),
+        ("openvino INT8 NNCF", "openvino", "auto"),  # NNCF's own calibration: no --method
         ("onnx INT8 static MinMax", "onnx", "minmax"),
         ("onnx INT8 static Percentile", "onnx", "percentile"),
         ("onnx INT8 dynamic", "onnx", "dynamic"),
     )
     for label, target, method in variants:
+        # dynamic quantization draws no calibration samples (calibrate refuses --samples/--seed with it)
+        drawn = {} if method == "dynamic" else {"samples": args.samples, "seed": args.seed}
         config = calibrate_config(
             task="sst2",
             data=args.data,
-            samples=args.samples,
-            seed=args.seed,
+            **drawn,
             method=method,
             output=args.out / label.replace(" ", "-"),
             overwrite=True,

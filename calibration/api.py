@@ -78,13 +78,15 @@ def _read_export(folder: Path) -> tuple[Manifest, ExportInfo, SparsityReport]:
 
 
 def _check_task(
-    task: TaskSpec, export_task: str, config: CalibrateConfig, backend: CalibrationBackend
+    task: TaskSpec | None, export_task: str, config: CalibrateConfig, backend: CalibrationBackend
 ) -> None:
-    if task.export_task != export_task and export_task != "feature-extraction":
+    if task is not None and task.export_task != export_task and export_task != "feature-extraction":
         raise InputError(
             f"task {task.name} needs a {task.export_task} model, but this folder was exported for {export_task}"
         )
     backend.check_options(config)
+    if task is None:
+        return  # no data: only ONNX dynamic quantization gets here, and --max-drop needs OpenVINO
     if config.max_drop is not None and task.kind not in ("classification", "regression"):
         raise InputError(
             f"--max-drop supports GLUE tasks; for {task.name}, calibrate and then run 'pruneofa validate'"
@@ -94,14 +96,18 @@ def _check_task(
 def calibrate_model(
     exported: str | Path, config: CalibrateConfig, *, command: list[str] | None = None, quiet: bool = False
 ) -> CalibrationResult:
-    """Quantize an FP32 export folder to INT8; raises InputError/CheckFailed with nothing written."""
+    """Quantize an FP32 export folder to INT8; raises InputError/CheckFailed with nothing written.
+
+    The backend names the methods to try in turn (``--method auto`` on ONNX: static QDQ, then dynamic
+    quantization where static fails parity); the first that passes parity is kept, and the last one is
+    reported when none does."""
 
     started = time.perf_counter()
     folder = Path(exported).expanduser().resolve()
     fp32_manifest, fp32_export, fp32_sparsity = _read_export(folder)
     target = fp32_export.target
     backend = backend_for(target)
-    task = get_task(config.task)
+    task = get_task(config.task) if config.task is not None else None
     _check_task(task, fp32_export.task, config, backend)
     output = config.output or folder.with_name(folder.name + "-int8")
     inputs = [folder, config.data, config.eval_data]
@@ -112,19 +118,20 @@ def calibrate_model(
     hf_config = modelio.load_config(modelio.folder_source(folder))
     input_names = fp32_export.inputs
     max_length = graph.max_sequence_length(hf_config)
-    feeds = calibration_feeds(
-        task,
-        config.data,
-        tokenizer,
-        input_names,
-        samples=config.samples,
-        seed=config.seed,
-        split=config.split,
-        model_max_length=max_length,
-    )
-    feeds = backend.prepare_feeds(feeds, config, tokenizer.pad_token_id or 0)
+    feeds: list[dict[str, np.ndarray]] = []
+    if config.reads_data and task is not None and config.data is not None:
+        feeds = calibration_feeds(
+            task,
+            config.data,
+            tokenizer,
+            input_names,
+            samples=config.samples,
+            seed=config.seed,
+            split=config.split,
+            model_max_length=max_length,
+        )
     evaluation = None
-    if config.max_drop is not None and config.eval_data is not None:  # the config requires both or neither
+    if config.max_drop is not None and config.eval_data is not None and task is not None:
         evaluation = evaluation_items(
             task,
             config.eval_data,
@@ -135,12 +142,18 @@ def calibrate_model(
         )
     cpu = detect_cpu()
     fix_setting, fix = backend.saturation_fix(config.overflow_fix, cpu.int8_saturation_risk)
-    say(
-        f"calibrating {target} INT8 on {len(feeds)} samples of {task.name} ({config.split}, seed {config.seed}); {fix.description}"
-    )
+    say(f"{backend.describe(config, len(feeds))}; {fix.description}")
 
     fp32_file = folder / MODEL_FILES[target][0]
     export_task = EXPORT_TASKS[fp32_export.task]
+    batches = parity.build_parity_batches(
+        tokenizer,
+        export_task,
+        input_names,
+        samples=config.parity_samples,
+        max_length=max_length,
+        vocab_size=int(hf_config.vocab_size),
+    )
     with (
         tempfile.TemporaryDirectory(prefix="pruneofa-calibrate-") as work,
         atomic_output_dir(output, overwrite=config.overwrite, inputs=inputs) as staging,
@@ -151,11 +164,9 @@ def calibrate_model(
             if item.is_file() and item.name not in not_copied:
                 shutil.copy2(item, staging / item.name)
         int8_file = staging / MODEL_FILES[target][0]
-        accuracy = None
         control_log = _ControlLog()
-        quant_started = time.perf_counter()
         validation = None
-        if evaluation is not None and config.max_drop is not None:
+        if evaluation is not None and config.max_drop is not None and task is not None:
             items, examples = evaluation
             validation = (
                 items,
@@ -164,43 +175,57 @@ def calibrate_model(
                 # tolerance as the check below, or a drop of exactly --max-drop is never accepted.
                 config.max_drop / 100.0 + _DROP_TOLERANCE / 100.0,
             )
-        backend.quantize(
-            fp32_file,
-            int8_file,
-            feeds,
-            config,
-            saturation_setting=fix_setting,
-            validation=validation,
-            work_dir=Path(work),
-            progress=not quiet,
-        )
-        quant_time = time.perf_counter() - quant_started
-        say(f"quantized in {quant_time:.1f} s; checking sparsity and parity against the FP32 export")
-
-        sparsity_report, problems, kept = account_int8_sparsity(fp32_sparsity, target, fp32_file, int8_file)
-        control_failure = None
-        if evaluation is not None:
-            items, examples = evaluation
-            accuracy, control_failure = _check_accuracy_control(
-                task, config, items, examples, fp32_file, int8_file, export_task.outputs, kept, control_log
+        attempts = backend.attempts(config)
+        tried: list[str] = []
+        for index, attempt in enumerate(attempts):
+            quant_started = time.perf_counter()
+            backend.quantize(
+                fp32_file,
+                int8_file,
+                backend.prepare_feeds(feeds, attempt, tokenizer.pad_token_id or 0),
+                attempt,
+                saturation_setting=fix_setting,
+                validation=validation,
+                work_dir=Path(work),
+                progress=not quiet,
             )
-        batches = parity.build_parity_batches(
-            tokenizer,
-            export_task,
-            input_names,
-            samples=config.parity_samples,
-            max_length=max_length,
-            vocab_size=int(hf_config.vocab_size),
-        )
-        parity_report = parity.compare(
-            exact_engine(fp32_file, export_task.outputs),
-            exact_engine(int8_file, export_task.outputs),
-            batches,
-            export_task,
-            atol=config.atol,
-            options=parity_options(config),
-            reference_label=f"the FP32 {target} export",
-        )
+            quant_time = time.perf_counter() - quant_started
+            say(f"quantized in {quant_time:.1f} s; checking sparsity and parity against the FP32 export")
+            sparsity_report, problems, kept = account_int8_sparsity(
+                fp32_sparsity, target, fp32_file, int8_file
+            )
+            accuracy, control_failure = None, None
+            if evaluation is not None and task is not None:
+                items, examples = evaluation
+                accuracy, control_failure = _check_accuracy_control(
+                    task,
+                    config,
+                    items,
+                    examples,
+                    fp32_file,
+                    int8_file,
+                    export_task.outputs,
+                    kept,
+                    control_log,
+                )
+            parity_report = parity.compare(
+                exact_engine(fp32_file, export_task.outputs),
+                exact_engine(int8_file, export_task.outputs),
+                batches,
+                export_task,
+                atol=config.atol,
+                options=parity_options(config),
+                reference_label=f"the FP32 {target} export",
+            )
+            if parity_report.passed or index == len(attempts) - 1:
+                break
+            what = f"{backend.recorded_method(attempt).method} ({attempt.method})"
+            reason = parity.failure_reason(parity_report)
+            tried.append(f"{what}: parity failed, {reason}")
+            say(
+                f"{what} failed parity ({reason}); switching to {attempts[index + 1].method} quantization "
+                "(--method auto; pass --method to hold one method)"
+            )
         sparse_ir_info = None
         if target == "openvino" and has_sparse_ir(folder, fp32_manifest):
             say("writing the INT8 sparse IR (pruneofa SparseLinear op, INT8 compute) and checking it")
@@ -209,9 +234,10 @@ def calibrate_model(
             )
             problems = [*problems, *sparse_problems]
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
-        recorded = backend.recorded_method(config)
+        recorded = backend.recorded_method(attempt)
         fp32_bytes = sum((folder / name).stat().st_size for name in MODEL_FILES[target])
         int8_bytes = sum(files[name] for name in MODEL_FILES[target])
+        reads_data = attempt.reads_data
         manifest = Manifest(
             stage="calibrate",
             command=command
@@ -248,15 +274,16 @@ def calibrate_model(
                 per_channel=recorded.per_channel,
                 saturation_fix=fix.description,
                 cpu=cpu.summary(),
-                samples=len(feeds),
-                seed=config.seed,
-                data=config.data,
-                task=task.name,
-                split=config.split,
+                samples=len(feeds) if reads_data else 0,
+                seed=config.seed if reads_data else None,
+                data=config.data if reads_data else None,
+                task=task.name if task is not None else None,
+                split=config.split if reads_data else None,
                 fp32_bytes=fp32_bytes,
                 int8_bytes=int8_bytes,
                 wall_time_s=round(quant_time, 2),
                 accuracy_control=accuracy,
+                tried=tried,
             ),
         )
         write_manifest(staging, manifest)
@@ -265,21 +292,16 @@ def calibrate_model(
         if control_failure is not None:
             failures.append(control_failure)
         if not parity_report.passed:
-            failures.append(parity.failure_reason(parity_report) + backend.parity_hint(config))
+            failed_first = f" (after {'; '.join(tried)})" if tried else ""
+            failures.append(
+                parity.failure_reason(parity_report) + failed_first + backend.parity_hint(attempt)
+            )
         if failures:
             print(report.rejected_checks(f"INT8 {target} model", manifest), file=sys.stderr)
             raise CheckFailed(f"INT8 {target} model rejected, nothing written: " + "; ".join(failures))
     if not quiet:
         print(text, flush=True)
     return CalibrationResult(output, manifest)
-
-
-def _parity_hint(target: str, config: CalibrateConfig) -> str:
-    """What to try when the INT8 model is too far from FP32 (one clause, after the failed measure)."""
-    if target == "onnx" and config.method != "dynamic":
-        # all-MiniLM-L6-v2: static QDQ cosine 0.93 mean / 0.85 min, dynamic 0.99 / 0.985
-        return "; try --method dynamic (activations quantized per input), or lower the bound if that loss is acceptable"
-    return "; calibrate on more or more typical --samples, or lower the bound if that loss is acceptable"
 
 
 def _evaluate(runner: Forward, task: TaskSpec, items: list[dict], examples: list) -> float:

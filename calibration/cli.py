@@ -12,6 +12,11 @@ examples:
   pruneofa calibrate exports/sst2-ov --task sst2 --data ../shared/data/glue/SST-2
   pruneofa calibrate exports/sst2-onnx --task sst2 --data nyu-mll/glue --method entropy --per-channel
   pruneofa calibrate exports/sst2-ov --task sst2 --data ./SST-2 --max-drop 1.0 --eval-data ./SST-2
+  pruneofa calibrate exports/minilm-onnx     # ONNX without data: dynamic quantization
+
+--method auto (the default) on ONNX: static QDQ (minmax) on the samples, then dynamic quantization if
+static fails parity (one line says so); without --task/--data, dynamic straight away. OpenVINO
+calibrates with NNCF and needs --task and --data.
 
 exit codes: 0 quantized and checked; 1 a check failed (nothing written); 2 bad input (nothing written)
 """

@@ -21,6 +21,11 @@ from pruneofa.core.fidelity import (
 )
 
 OverflowChoice = Literal["auto", "enable", "disable", "first-layer"]
+MethodChoice = Literal["auto", "minmax", "entropy", "percentile", "dynamic"]
+# The ONNX methods that calibrate activation ranges on samples (static QDQ); ``dynamic`` needs no samples.
+STATIC_METHODS = ("minmax", "entropy", "percentile")
+# The options that choose calibration samples out of --data.
+SAMPLE_OPTIONS = ("split", "samples", "seed")
 
 
 class CalibrateConfig(BaseModel):
@@ -28,19 +33,25 @@ class CalibrateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(
-        description="task of the data: cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad, mlm"
+    task: str | None = Field(
+        default=None,
+        description="task of the data: cola, sst2, mrpc, qqp, stsb, mnli, mnli-mm, qnli, rte, wnli, squad, mlm",
     )
-    data: str = Field(
-        description="hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD/text file"
+    data: str | None = Field(
+        default=None,
+        description="calibration data: hub dataset id, a GLUE task folder, or a TSV/CSV/JSON/JSONL/SQuAD/text "
+        "file (OpenVINO and static ONNX methods need it; dynamic quantization does not)",
+        json_schema_extra=cli(default_text="none: ONNX is quantized dynamically"),
     )
     split: Literal["train", "dev"] = Field(
         default="train", description="split the calibration set is drawn from"
     )
     samples: int = Field(default=300, ge=1, le=100_000, description="calibration samples")
     seed: int = Field(default=0, description="seed for drawing the samples (recorded)")
-    method: Literal["minmax", "entropy", "percentile", "dynamic"] = Field(
-        default="minmax", description="ONNX: static QDQ calibration method, or dynamic quantization"
+    method: MethodChoice = Field(
+        default="auto",
+        description="ONNX: auto (static minmax, and dynamic if its parity fails or without --data), a static "
+        "QDQ calibration method, or dynamic; OpenVINO calibrates with NNCF and takes only auto",
     )
     per_channel: bool = Field(
         default=True,
@@ -85,6 +96,31 @@ class CalibrateConfig(BaseModel):
         if self.max_drop is not None and self.eval_data is None:
             raise ValueError("--max-drop needs --eval-data (the labelled examples the drop is measured on)")
         return self
+
+    @model_validator(mode="after")
+    def _data_where_it_is_read(self) -> CalibrateConfig:
+        """Calibration data and the options that draw samples from it, only where they are read."""
+        if self.data is not None and self.task is None:
+            raise ValueError("--data needs --task (how to read it: sst2, mrpc, squad, ...)")
+        chosen = [f"--{name}" for name in SAMPLE_OPTIONS if name in self.model_fields_set]
+        if self.method == "dynamic" and chosen:
+            raise ValueError(
+                f"{', '.join(chosen)} given, but --method dynamic draws no calibration samples; drop them"
+            )
+        if self.method in STATIC_METHODS and self.data is None:
+            raise ValueError(
+                f"--method {self.method} calibrates on samples: give --task and --data (--method dynamic needs none)"
+            )
+        if self.data is None and chosen:
+            raise ValueError(
+                f"{', '.join(chosen)} given without --data, the samples they choose from; give --task and --data"
+            )
+        return self
+
+    @property
+    def reads_data(self) -> bool:
+        """Whether calibration samples are drawn from ``data`` (every method but dynamic, when given)."""
+        return self.data is not None and self.method != "dynamic"
 
 
 def make_config(**options: Any) -> CalibrateConfig:

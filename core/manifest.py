@@ -228,15 +228,18 @@ class CalibrationInfo(_Strict):
     per_channel: bool
     saturation_fix: str
     cpu: str
-    samples: int
-    seed: int
-    data: str
-    task: str
-    split: str
+    samples: int  # 0 where no calibration data was read (dynamic quantization)
+    seed: int | None = None
+    data: str | None = None
+    task: str | None = None
+    split: str | None = None
     fp32_bytes: int
     int8_bytes: int
     wall_time_s: float
     accuracy_control: AccuracyControl | None = None
+    # Methods tried before the kept one, each with why it was not kept (``--method auto``: static QDQ
+    # whose parity failed, before dynamic quantization).
+    tried: list[str] = Field(default_factory=list)
 
 
 class TrainingInfo(_Strict):

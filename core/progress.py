@@ -102,14 +102,29 @@ def quiet_libraries(*names: str, level: int = logging.ERROR, capture: bool = Fal
             logger.setLevel(previous)
 
 
-def quiet_third_party_at_start() -> None:
+def quiet_third_party_at_start(quiet: bool = False) -> None:
     """What the command line sets once: no import-time chatter, no tokenizer fork warnings, and no
     progress bars that a library shows by default (transformers' "Loading weights" / "Writing model shards"
     per model, ``datasets``' map bars) in the middle of pruneofa's own output: ``TQDM_DISABLE=1`` changes
     tqdm's default only, so bars created with an explicit ``disable=`` (pruneofa's own, hub downloads)
-    still show; a user who wants them all sets ``TQDM_DISABLE=0``."""
+    still show; a user who wants them all sets ``TQDM_DISABLE=0``. The bars NNCF draws with ``rich``
+    ("Statistics collection", "Applying Smooth Quant") go to stderr like every other progress line, so
+    stdout holds the report alone (``pruneofa calibrate … > report.txt``); ``quiet`` drops them."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("torchao", "torch.utils._pytree", "nncf"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    rich_bars_to_stderr(quiet)
+
+
+def rich_bars_to_stderr(quiet: bool = False) -> None:
+    """Point ``rich``'s global console, which NNCF's progress bars draw on (stdout by default), at
+    stderr; with ``quiet``, silence it. Nothing happens where rich is not installed."""
+    try:
+        from rich import get_console
+    except ImportError:
+        return
+    console = get_console()
+    console.stderr = True
+    console.quiet = quiet

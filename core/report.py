@@ -191,7 +191,12 @@ def calibration_summary(manifest: Manifest) -> str:
         + (f" ({info.calibration})" if info.calibration else "")
         + (f", preset {info.preset}" if info.preset else "")
         + f", per-channel weights {'yes' if info.per_channel else 'no'}",
-        f"  data: {info.samples} samples of {info.task} ({info.split}) from {info.data}, seed {info.seed}",
+        (
+            f"  data: {info.samples} samples of {info.task} ({info.split}) from {info.data}, seed {info.seed}"
+            if info.data is not None
+            else "  data: none (dynamic quantization: activations are quantized per input at run time)"
+        ),
+        *(f"  tried first: {attempt}" for attempt in info.tried),
         f"  saturation: {info.saturation_fix}; CPU {info.cpu}",
         f"  model size {info.fp32_bytes / 1e6:.2f} MB → {info.int8_bytes / 1e6:.2f} MB "
         f"({info.fp32_bytes / max(info.int8_bytes, 1):.2f}x smaller); quantization took {info.wall_time_s:.1f} s",

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from pruneofa.core.progress import quiet_third_party_at_start
 
-    quiet_third_party_at_start()
+    quiet_third_party_at_start(quiet=bool(getattr(args, "quiet", False)))
     try:
         return args.handler(args)
     except PruneofaError as err:

@@ -81,8 +81,8 @@ def _texts() -> list[str]:
 def fidelity(dense: Any, sparse: Any, texts: list[str]) -> dict[str, float]:
     """Cosine similarity of mean-pooled, normalized sentence embeddings (the model's intended use), and
     how often each sentence's nearest neighbour among the others stays the same."""
-    a = np.stack(dense(texts, pooling="mean", normalize=True, return_tensors=True))
-    b = np.stack(sparse(texts, pooling="mean", normalize=True, return_tensors=True))
+    a = np.asarray(dense(texts, pooling="mean", normalize=True, return_tensors=True))
+    b = np.asarray(sparse(texts, pooling="mean", normalize=True, return_tensors=True))
     cosine = (a * b).sum(axis=1)
 
     def nearest(e: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Feature extraction (hidden states; sentence embeddings with pooling).
 
 ``pipe("text")`` → ``[[hidden]*tokens]`` nested lists as in transformers; ``pooling="mean"|"cls"`` gives
-one vector per text (``normalize=True``: unit length), ``return_tensors=True`` numpy arrays. The v2
+one vector per text (``normalize=True``: unit length); ``return_tensors=True`` gives numpy arrays: one
+``(texts, hidden)`` array for pooled embeddings of a list of texts. The v2
 endpoint returns one vector per text (``pooling`` mean by default). Parity: the cosine and nearest
 neighbours of mean-pooled embeddings. No dev-set evaluation (no labels to score an embedding by)."""
 
@@ -29,7 +30,9 @@ from pruneofa.core.parity_measures import Measure, ParityHook, Tally, TaskParity
 
 class FeatureExtractionPipeline(Pipeline):
     """``pipe("text")`` → ``[[hidden]*tokens]`` nested lists as in transformers; ``pooling="mean"|"cls"``
-    gives one vector per text (``normalize=True``: unit length), ``return_tensors=True`` numpy arrays."""
+    gives one vector per text (``normalize=True``: unit length). ``return_tensors=True``: a list of texts
+    pooled → one ``(texts, hidden)`` array; unpooled → a list of ``(tokens, hidden)`` arrays (lengths
+    differ); one text → its ``(hidden,)`` or ``(tokens, hidden)`` array."""
 
     def embed(self, texts: list[str], pooling: str | None, normalize: bool) -> list[np.ndarray]:
         check_texts(texts)
@@ -63,7 +66,12 @@ class FeatureExtractionPipeline(Pipeline):
         texts, many = as_list(inputs)
         vectors = self.embed(texts, pooling, normalize)
         pooled_ = pooling in ("mean", "cls")
-        results = [v if return_tensors else (v.tolist() if pooled_ else [v.tolist()]) for v in vectors]
+        if return_tensors:
+            if not many:
+                return vectors[0]  # (hidden,) pooled, (tokens, hidden) otherwise
+            # One vector per text stacks into (texts, hidden); unpooled hidden states differ in length.
+            return np.stack(vectors) if pooled_ else vectors
+        results = [v.tolist() if pooled_ else [v.tolist()] for v in vectors]
         return results if many else results[0]
 
 

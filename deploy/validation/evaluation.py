@@ -36,7 +36,7 @@ def task_for(candidate: str, requested: str | None) -> TaskSpec:
     if requested:
         return get_task(requested)
     manifest = read_manifest(Path(candidate)) if Path(candidate).is_dir() else None
-    if manifest is not None and manifest.calibration is not None:
+    if manifest is not None and manifest.calibration is not None and manifest.calibration.task is not None:
         return get_task(manifest.calibration.task)
     raise InputError("cannot tell the task of the data; pass --task (e.g. sst2, mrpc, squad)")
 

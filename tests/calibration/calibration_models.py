@@ -27,7 +27,7 @@ from conftest import tiny_config
 MARGIN = 3.0  # the smallest logit margin (logit of the label minus the other) on every trained input
 _TARGET = 4.0  # the hinge loss pushes margins towards this
 _PARITY_SIZES = (16, 24, 48)  # --parity-samples the tests use (random sequences differ by size)
-_BUILT: dict[str, object] = {}
+_BUILT: dict[str, Path] = {}
 
 
 def _training_batches(tokenizer) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
@@ -111,31 +111,65 @@ def margin_export_fixture(tmp_path_factory, tokenizers_dir) -> Path:
     return _BUILT["margin"]
 
 
-@pytest.fixture(scope="session", name="outlier_export")
-def outlier_export_fixture(tmp_path_factory, margin_export) -> Path:
+def _export(name: str, folder: Path, target: str, tmp_path_factory) -> Path:
+    from pruneofa.exporter import export_model, make_config
+
+    out = tmp_path_factory.mktemp(f"{name}-export") / target
+    (result,) = export_model(
+        str(folder), make_config(targets=[target], output=out, convert_tokenizer=False), quiet=True
+    )
+    return result.output
+
+
+def _outlier_model(tmp_path_factory, margin_model: Path, outlier: float = 1000.0) -> Path:
     """The margin model with an activation outlier INT8 cannot represent, and no change to its FP32
     outputs: in both layers, query unit 0 is the constant 1000 (zero weights, bias 1000) and key unit 0
     is 0, so the attention scores (query · key) are exactly what they were; but the INT8 scale of the
     queries now spans 0..350 after scaling, which crushes every other query unit (about ±3) to nothing
     and flattens the attention. Plain INT8 loses labels (81 % on the SST-2 fixture); keeping the
-    attention-score MatMuls in float gets them back."""
-    if "outlier" not in _BUILT:
+    attention-score MatMuls in float gets them back (ONNX Runtime's dynamic quantization does: it
+    quantizes only MatMuls with a constant weight). ONNX Runtime's static QDQ keeps enough of the
+    queries at 1000 to keep the labels, so its test uses a larger ``outlier``."""
+    key = f"outlier-model-{outlier:g}"
+    if key not in _BUILT:
         import transformers
 
-        from pruneofa.exporter import export_model, make_config
-
-        folder = tmp_path_factory.mktemp("outlier-model")
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(_BUILT["margin-model"])
+        folder = tmp_path_factory.mktemp(key)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(margin_model)
         with torch.no_grad():
             for layer in model.bert.encoder.layer:
                 attention = layer.attention.self
-                attention.query.weight[0], attention.query.bias[0] = 0.0, 1000.0
+                attention.query.weight[0], attention.query.bias[0] = 0.0, outlier
                 attention.key.weight[0], attention.key.bias[0] = 0.0, 0.0
         model.save_pretrained(folder)
-        transformers.AutoTokenizer.from_pretrained(_BUILT["margin-model"]).save_pretrained(folder)
-        out = tmp_path_factory.mktemp("outlier-export") / "openvino"
-        (result,) = export_model(
-            str(folder), make_config(targets=["openvino"], output=out, convert_tokenizer=False), quiet=True
+        transformers.AutoTokenizer.from_pretrained(margin_model).save_pretrained(folder)
+        _BUILT[key] = folder
+    return _BUILT[key]
+
+
+@pytest.fixture(scope="session", name="outlier_export")
+def outlier_export_fixture(tmp_path_factory, margin_export) -> Path:
+    """The FP32 OpenVINO export of the outlier model (:func:`_outlier_model`)."""
+    if "outlier" not in _BUILT:
+        _BUILT["outlier"] = _export(
+            "outlier", _outlier_model(tmp_path_factory, _BUILT["margin-model"]), "openvino", tmp_path_factory
         )
-        _BUILT["outlier"] = result.output
     return _BUILT["outlier"]
+
+
+@pytest.fixture(scope="session", name="outlier_onnx_export")
+def outlier_onnx_export_fixture(tmp_path_factory, margin_export) -> Path:
+    """The FP32 ONNX export of the outlier model: static QDQ fails parity on it, dynamic passes."""
+    if "outlier-onnx" not in _BUILT:
+        _BUILT["outlier-onnx"] = _export(
+            "outlier", _outlier_model(tmp_path_factory, _BUILT["margin-model"], 1e5), "onnx", tmp_path_factory
+        )
+    return _BUILT["outlier-onnx"]
+
+
+@pytest.fixture(scope="session", name="margin_onnx_export")
+def margin_onnx_export_fixture(tmp_path_factory, margin_export) -> Path:
+    """The FP32 ONNX export of the margin model (every compared margin ≥ MARGIN)."""
+    if "margin-onnx" not in _BUILT:
+        _BUILT["margin-onnx"] = _export("margin", _BUILT["margin-model"], "onnx", tmp_path_factory)
+    return _BUILT["margin-onnx"]

@@ -114,8 +114,12 @@ def test_feature_extraction_matches_transformers(export_once, make_model):
             assert np.asarray(a).shape == np.asarray(b).shape  # [1, tokens, hidden], padding removed
             assert np.allclose(a, b, atol=1e-4)
         pooled = pipe(TEXTS, pooling="mean", normalize=True, return_tensors=True)
+        assert isinstance(pooled, np.ndarray) and pooled.shape == (len(TEXTS), 32)  # one row per text
         expected = np.asarray(theirs[0][0]).mean(axis=0)
         assert np.allclose(pooled[0], expected / np.linalg.norm(expected), atol=1e-4)
+        assert pipe(TEXTS[0], pooling="cls", return_tensors=True).shape == (32,)
+        hidden = pipe(TEXTS, return_tensors=True)  # unpooled: one (tokens, hidden) array per text
+        assert [h.shape for h in hidden] == [np.asarray(t).shape[1:] for t in theirs]
         assert np.asarray(pipe(TEXTS[0], pooling="cls")).shape == (32,)
 
 
