@@ -9,10 +9,14 @@ For each batch size: warm-up, then ``repeats`` rounds; in each round every varia
 ``duration / repeats`` seconds in turn. Percentiles are per round; the report gives their medians over
 rounds, throughput likewise (:mod:`.measurement`), and ratios of medians against each peer
 (:mod:`.report`, which also writes the table and the chart).
+
+Once the candidates are loaded, and before anything is measured, the run prints its estimate of the time
+left and then reports each phase with the time elapsed and left (:mod:`.plan`).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +26,6 @@ from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import InputError
 from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import library_versions, now_utc, read_manifest, write_manifest
-from pruneofa.core.progress import Progress
 from pruneofa.core.runtime import ONNX_FILE, OPENVINO_XML, is_exported_folder
 from pruneofa.deploy.benchmarking.measurement import (
     busy_machine,
@@ -31,6 +34,15 @@ from pruneofa.deploy.benchmarking.measurement import (
     make_feed,
 )
 from pruneofa.deploy.benchmarking.peers import Variant, candidate_variant, peer_variant, source_model_of
+from pruneofa.deploy.benchmarking.plan import (
+    PhaseProgress,
+    VariantCost,
+    call_ms,
+    estimate_line,
+    parameters_millions,
+    peer_phase,
+    plan_phases,
+)
 from pruneofa.deploy.benchmarking.report import (
     BenchmarkReport,
     add_ratios,
@@ -57,7 +69,20 @@ def benchmark_model(
     Writes ``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` to ``config.output`` (atomically)."""
 
     started = time.perf_counter()
-    step = Progress(quiet)
+    step = PhaseProgress(quiet, bar=sys.stderr.isatty())
+    try:
+        return _benchmark(folders, config, command, step, started)
+    finally:
+        step.close()
+
+
+def _benchmark(
+    folders: str | Path | list[str | Path],
+    config: BenchmarkConfig,
+    command: list[str] | None,
+    step: PhaseProgress,
+    started: float,
+) -> BenchmarkReport:
     paths = [Path(f).expanduser().resolve() for f in (folders if isinstance(folders, list) else [folders])]
     if not paths:
         raise InputError("give at least one FOLDER to benchmark")
@@ -88,18 +113,24 @@ def benchmark_model(
     seq = min(config.seq, graph.max_sequence_length(hf_config))
     first_feed = make_feed(tokenizer, input_names, 1, seq, int(hf_config.vocab_size))
     variants: list[Variant] = []
+    costs: list[VariantCost] = []
     names = display_names(paths)
+
+    def load(path: Path, mode: str, twin_of: str | None = None) -> Variant:
+        loading = time.perf_counter()
+        variant = candidate_variant(path, threads, first_feed, mode, twin_of=twin_of, name=names[path])
+        load_s = time.perf_counter() - loading
+        compile_s = load_s if variant.static_shapes else 0.0
+        costs.append(VariantCost(variant.report.label, call_ms(variant, first_feed), compile_s))
+        variants.append(variant)
+        return variant
+
     for path in paths:
         step(f"loading candidate {path}")
-        variant = candidate_variant(path, threads, first_feed, config.sparse_kernels, name=names[path])
-        variants.append(variant)
+        variant = load(path, config.sparse_kernels)
         step(f"  {variant.report.sparse_kernels}")
         if variant.report.sparse_layers:  # the same folder without the kernels, measured in the same rounds
-            variants.append(
-                candidate_variant(
-                    path, threads, first_feed, "off", twin_of=variant.report.label, name=names[path]
-                )
-            )
+            load(path, "off", twin_of=variant.report.label)
     first = variants[0].keep
     task = first.task
     for candidate in variants[1:]:
@@ -112,9 +143,35 @@ def benchmark_model(
     if seq < config.seq:
         step(f"--seq {config.seq} is longer than the models allow; using {seq}")
 
+    millions = parameters_millions(hf_config)
+    shape = {"batches": config.batches, "duration": config.duration, "repeats": config.repeats}
+    built = list(config.vs) if source is not None else []  # without a source, every peer is unavailable
+    phases = plan_phases(costs, built, None, millions=millions, warmup=config.warmup, **shape)
+    step(
+        estimate_line(
+            phases,
+            variants=len(variants) + len(built),
+            batches=len(config.batches),
+            duration=config.duration,
+            repeats=config.repeats,
+        )
+    )
+    step.set_plan(phases)
     with tempfile.TemporaryDirectory(prefix="pruneofa-bench-") as work:
+        peers: list[Variant] = []
         for kind in config.vs:
-            variants.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
+            if kind in built:
+                step.start(peer_phase(kind))
+            peers.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
+        variants += peers
+        if built:  # the peers have run once: plan the rest with their speed instead of a guess
+            peer_costs = [
+                VariantCost(p.report.label, call_ms(p, first_feed)) for p in peers if p.run is not None
+            ]
+            step.set_plan(
+                plan_phases(costs, [], peer_costs, millions=millions, warmup=config.warmup, **shape)
+            )
+            step.note("peers built; the estimate now uses their measured speed")
         runnable = [v for v in variants if v.run is not None]
         for batch in config.batches:
             feed = make_feed(tokenizer, input_names, batch, seq, int(hf_config.vocab_size))
@@ -156,5 +213,6 @@ def benchmark_model(
         (staging / "benchmark.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (staging / "benchmark.md").write_text(markdown_table(report) + "\n", encoding="utf-8")
         write_chart(report, staging / "benchmark.png")
+    step.close()
     step(f"done: {output}/benchmark.json, benchmark.md, benchmark.png")
     return report
