@@ -35,6 +35,7 @@ from pruneofa.deploy.benchmarking.measurement import (
 )
 from pruneofa.deploy.benchmarking.peers import Variant, candidate_variant, peer_variant, source_model_of
 from pruneofa.deploy.benchmarking.plan import (
+    STATIC_COMPILE_SHARE,
     PhaseProgress,
     VariantCost,
     call_ms,
@@ -120,7 +121,7 @@ def _benchmark(
         loading = time.perf_counter()
         variant = candidate_variant(path, threads, first_feed, mode, twin_of=twin_of, name=names[path])
         load_s = time.perf_counter() - loading
-        compile_s = load_s if variant.static_shapes else 0.0
+        compile_s = STATIC_COMPILE_SHARE * load_s if variant.static_shapes else 0.0
         costs.append(VariantCost(variant.report.label, call_ms(variant, first_feed), compile_s))
         variants.append(variant)
         return variant
@@ -208,6 +209,7 @@ def _benchmark(
         machine_load=busy,
         load_average=load_average,
     )
+    step.start("writing the report")
     with atomic_output_dir(output, overwrite=config.overwrite, inputs=paths) as staging:
         write_manifest(staging, report_manifest(paths[0], report))
         (staging / "benchmark.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")

@@ -137,6 +137,7 @@ def test_the_estimate_counts_peers_compiles_warm_up_and_rounds():
         "batch 16: static-shape compiles",
         "batch 16: warm-up",
         "batch 16: 2 rounds",
+        "writing the report",
     ]
     by_name = {p.name: p.estimate_s for p in phases}
     assert by_name["building peer torch"] == pytest.approx(peer_build_seconds("torch", 22.0))
@@ -199,7 +200,7 @@ def test_phase_progress_draws_a_bar_in_a_terminal(capsys):
     progress.note("batch 1: round 1/3")
     progress.close()
     err = capsys.readouterr().err
-    assert "|" in err and "50%" in err and "about 20s left" in err  # the bar: 20 of 40 estimated seconds
+    assert "|" in err and "50%, elapsed 20s, about 20s left" in err  # the bar: 20 of 40 estimated seconds
     assert "[  20.0s] batch 1: round 1/3 (elapsed 20s, about 20s left)" in err
 
 
