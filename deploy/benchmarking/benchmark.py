@@ -165,6 +165,7 @@ def _benchmark(
                 step.start(peer_phase(kind))
             peers.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
         variants += peers
+        step.finish()
         if built:  # the peers have run once: plan the rest with their speed instead of a guess
             peer_costs = [
                 VariantCost(p.report.label, call_ms(p, first_feed)) for p in peers if p.run is not None

@@ -65,14 +65,17 @@ def peer_phase(kind: str) -> str:
 
 def call_ms(variant: Any, feed: dict[str, Any], calls: int = 2) -> float:
     """Milliseconds of a call of a built variant on ``feed``, the quickest of ``calls`` (0 for one that
-    could not be built)."""
+    could not be built or fails: the warm-up reports that failure)."""
     if variant.run is None:
         return 0.0
     times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        variant.run(feed)
-        times.append((time.perf_counter() - started) * 1000.0)
+    try:
+        for _ in range(calls):
+            started = time.perf_counter()
+            variant.run(feed)
+            times.append((time.perf_counter() - started) * 1000.0)
+    except Exception:  # an estimate never stops the run
+        return 0.0
     return min(times)
 
 
@@ -250,6 +253,12 @@ class PhaseProgress(Progress):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def finish(self) -> None:
+        """End the current phase (its estimate counts as done)."""
+        with self._lock:
+            self._finish()
+        self._refresh()
 
     def _finish(self) -> None:
         if self._current is not None:

@@ -181,6 +181,13 @@ def test_phase_progress_says_elapsed_and_remaining(capsys):
     progress.close()
     err = capsys.readouterr().err
     assert "building peer torch (elapsed 0s, about 1m30s left)" in err
+    early = PhaseProgress(quiet=True, clock=lambda: now[0])
+    early.set_plan([Phase("building peer torch", 30.0, "peer"), Phase("batch 1: 3 rounds", 60.0, "rounds")])
+    early.start("building peer torch")
+    now[0] += 10.0
+    assert early.remaining_s() == pytest.approx(80.0)
+    early.finish()  # done sooner than estimated: nothing of its estimate is left
+    assert early.remaining_s() == pytest.approx(60.0)
     assert "batch 1: 3 rounds (elapsed 50s, about 1m00s left)" in err
     assert "[  70.0s] batch 1: round 2/3 (elapsed 1m10s, about 40s left)" in err
 
