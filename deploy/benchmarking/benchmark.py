@@ -36,10 +36,12 @@ from pruneofa.deploy.benchmarking.measurement import (
 from pruneofa.deploy.benchmarking.peers import Variant, candidate_variant, peer_variant, source_model_of
 from pruneofa.deploy.benchmarking.plan import (
     STATIC_COMPILE_SHARE,
+    Phase,
     PhaseProgress,
     VariantCost,
     call_ms,
     estimate_line,
+    measured_costs,
     parameters_millions,
     peer_phase,
     plan_phases,
@@ -145,9 +147,23 @@ def _benchmark(
         step(f"--seq {config.seq} is longer than the models allow; using {seq}")
 
     millions = parameters_millions(hf_config)
-    shape = {"batches": config.batches, "duration": config.duration, "repeats": config.repeats}
+
+    def plan(
+        known: list[VariantCost], peers: list[str], peer_costs: list[VariantCost] | None, batches: list[int]
+    ) -> list[Phase]:
+        return plan_phases(
+            known,
+            peers,
+            peer_costs,
+            millions=millions,
+            batches=batches,
+            duration=config.duration,
+            repeats=config.repeats,
+            warmup=config.warmup,
+        )
+
     built = list(config.vs) if source is not None else []  # without a source, every peer is unavailable
-    phases = plan_phases(costs, built, None, millions=millions, warmup=config.warmup, **shape)
+    phases = plan(costs, built, None, config.batches)
     step(
         estimate_line(
             phases,
@@ -170,12 +186,10 @@ def _benchmark(
             peer_costs = [
                 VariantCost(p.report.label, call_ms(p, first_feed)) for p in peers if p.run is not None
             ]
-            step.set_plan(
-                plan_phases(costs, [], peer_costs, millions=millions, warmup=config.warmup, **shape)
-            )
+            step.set_plan(plan(costs, [], peer_costs, config.batches))
             step.note("peers built; the estimate now uses their measured speed")
         runnable = [v for v in variants if v.run is not None]
-        for batch in config.batches:
+        for index, batch in enumerate(config.batches):
             feed = make_feed(tokenizer, input_names, batch, seq, int(hf_config.vocab_size))
             interleaved_rounds(
                 runnable,
@@ -187,6 +201,9 @@ def _benchmark(
                 step=step,
             )
             runnable = [v for v in runnable if v.report.available]
+            rest = config.batches[index + 1 :]
+            if rest:  # plan the remaining batch sizes from this one's medians, steadier than two calls
+                step.set_plan(plan(measured_costs(runnable, batch, costs), [], [], rest))
 
     reports = [v.report for v in variants]
     add_ratios(reports)

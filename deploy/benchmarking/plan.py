@@ -79,6 +79,19 @@ def call_ms(variant: Any, feed: dict[str, Any], calls: int = 2) -> float:
     return min(times)
 
 
+def measured_costs(variants: list[Any], batch: int, known: list[VariantCost]) -> list[VariantCost]:
+    """Each variant's cost from its median at ``batch`` (per sequence), keeping the static-shape compile
+    time known from loading."""
+    compile_s = {c.label: c.static_compile_s for c in known}
+    costs = []
+    for variant in variants:
+        result = next((m for m in variant.report.results if m.batch == batch), None)
+        if result is not None:
+            label = variant.report.label
+            costs.append(VariantCost(label, result.p50_ms / batch, compile_s.get(label, 0.0)))
+    return costs
+
+
 def peer_build_seconds(kind: str, millions: float) -> float:
     fixed, per_million = PEER_BUILD_SECONDS[kind]
     return fixed + per_million * millions

@@ -285,3 +285,22 @@ def test_the_chart_tells_candidates_from_peers_and_cuts_nothing_off(tmp_path):
     write_chart(report, tmp_path / "benchmark.png")
     with Image.open(tmp_path / "benchmark.png") as chart:
         assert chart.size[0] > 1000
+
+
+def test_later_batch_sizes_are_planned_from_measured_medians():
+    from pruneofa.deploy.benchmarking.measurement import Measurement
+    from pruneofa.deploy.benchmarking.peers import Variant
+    from pruneofa.deploy.benchmarking.plan import VariantCost, measured_costs
+    from pruneofa.deploy.benchmarking.report import VariantReport
+
+    report = VariantReport(label="sparse", role="candidate", runtime="openvino", weights="FP32")
+    report.results.append(
+        Measurement(
+            batch=4, p50_ms=40.0, p90_ms=41.0, p99_ms=42.0, throughput_seq_s=1, iterations=3, rounds=1
+        )
+    )
+    unmeasured = VariantReport(label="failed", role="peer", runtime="pytorch", weights="FP32")
+    costs = measured_costs(
+        [Variant(report), Variant(unmeasured)], 4, [VariantCost("sparse", 99.0, static_compile_s=2.0)]
+    )
+    assert costs == [VariantCost("sparse", 10.0, 2.0)]  # 40 ms for 4 sequences; the compile time kept
