@@ -37,7 +37,11 @@ class QuickstartOptions(BaseModel):
         0.9, ge=0.5, le=0.99, description="share of encoder Linear weights zeroed in the sparse twin"
     )
     duration: float = Field(
-        6.0, gt=0, le=600, description="benchmark seconds per variant and batch size, over 3 rounds"
+        6.0,
+        gt=0,
+        le=600,
+        description="timed benchmark seconds per variant and batch size, over 3 rounds "
+        "(exporting, pruning, loading and warm-up come on top)",
     )
     batches: list[int] = Field(
         default_factory=lambda: [1, 16],

@@ -228,6 +228,10 @@ def test_duration_help_says_what_it_counts(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "timed seconds per variant and batch size, split over the rounds" in text
     assert "prints its estimate of the total before measuring" in text
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "timed benchmark seconds per variant and batch size, over 3 rounds (exporting, pruning" in text
 
 
 def _chart_report():
