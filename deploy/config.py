@@ -129,7 +129,14 @@ class BenchmarkConfig(BaseModel):
     )
     seq: int = Field(default=128, ge=2, le=4096, description="tokens per sequence")
     duration: float = Field(
-        default=10.0, gt=0, le=3600, description="seconds per variant and batch size, over all rounds"
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "timed seconds per variant and batch size, split over the rounds (each round runs a variant at "
+            "least 3 times); loading, building peers, warm-up and static-shape compiles come on top, "
+            "so the whole run takes longer: it prints its estimate of the total before measuring"
+        ),
     )
     repeats: int = Field(default=3, ge=1, le=100, description="interleaved rounds")
     warmup: int = Field(default=3, ge=0, le=1000, description="warm-up runs per variant")

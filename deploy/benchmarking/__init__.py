@@ -4,6 +4,7 @@ otherwise run.
 * :mod:`.benchmark`: :func:`benchmark_model`, the command as a function;
 * :mod:`.peers`: what runs (the candidates, and the PyTorch, ONNX Runtime and optimum-intel peers);
 * :mod:`.measurement`: the inputs, the interleaved timing rounds and their statistics, peak memory;
+* :mod:`.plan`: the time estimate printed before measuring, and progress per phase with the time left;
 * :mod:`.report`: the JSON schema, ratios and verdict, the Markdown table and the chart.
 """
 

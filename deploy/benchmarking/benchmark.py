@@ -9,10 +9,14 @@ For each batch size: warm-up, then ``repeats`` rounds; in each round every varia
 ``duration / repeats`` seconds in turn. Percentiles are per round; the report gives their medians over
 rounds, throughput likewise (:mod:`.measurement`), and ratios of medians against each peer
 (:mod:`.report`, which also writes the table and the chart).
+
+Once the candidates are loaded, and before anything is measured, the run prints its estimate of the time
+left and then reports each phase with the time elapsed and left (:mod:`.plan`).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +26,6 @@ from pruneofa.core.cpu import detect_cpu
 from pruneofa.core.errors import InputError
 from pruneofa.core.fsutil import atomic_output_dir, check_output_dir
 from pruneofa.core.manifest import library_versions, now_utc, read_manifest, write_manifest
-from pruneofa.core.progress import Progress
 from pruneofa.core.runtime import ONNX_FILE, OPENVINO_XML, is_exported_folder
 from pruneofa.deploy.benchmarking.measurement import (
     busy_machine,
@@ -31,6 +34,18 @@ from pruneofa.deploy.benchmarking.measurement import (
     make_feed,
 )
 from pruneofa.deploy.benchmarking.peers import Variant, candidate_variant, peer_variant, source_model_of
+from pruneofa.deploy.benchmarking.plan import (
+    STATIC_COMPILE_SHARE,
+    Phase,
+    PhaseProgress,
+    VariantCost,
+    call_ms,
+    estimate_line,
+    measured_costs,
+    parameters_millions,
+    peer_phase,
+    plan_phases,
+)
 from pruneofa.deploy.benchmarking.report import (
     BenchmarkReport,
     add_ratios,
@@ -57,7 +72,20 @@ def benchmark_model(
     Writes ``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` to ``config.output`` (atomically)."""
 
     started = time.perf_counter()
-    step = Progress(quiet)
+    step = PhaseProgress(quiet, bar=sys.stderr.isatty())
+    try:
+        return _benchmark(folders, config, command, step, started)
+    finally:
+        step.close()
+
+
+def _benchmark(
+    folders: str | Path | list[str | Path],
+    config: BenchmarkConfig,
+    command: list[str] | None,
+    step: PhaseProgress,
+    started: float,
+) -> BenchmarkReport:
     paths = [Path(f).expanduser().resolve() for f in (folders if isinstance(folders, list) else [folders])]
     if not paths:
         raise InputError("give at least one FOLDER to benchmark")
@@ -88,18 +116,24 @@ def benchmark_model(
     seq = min(config.seq, graph.max_sequence_length(hf_config))
     first_feed = make_feed(tokenizer, input_names, 1, seq, int(hf_config.vocab_size))
     variants: list[Variant] = []
+    costs: list[VariantCost] = []
     names = display_names(paths)
+
+    def load(path: Path, mode: str, twin_of: str | None = None) -> Variant:
+        loading = time.perf_counter()
+        variant = candidate_variant(path, threads, first_feed, mode, twin_of=twin_of, name=names[path])
+        load_s = time.perf_counter() - loading
+        compile_s = STATIC_COMPILE_SHARE * load_s if variant.static_shapes else 0.0
+        costs.append(VariantCost(variant.report.label, call_ms(variant, first_feed), compile_s))
+        variants.append(variant)
+        return variant
+
     for path in paths:
         step(f"loading candidate {path}")
-        variant = candidate_variant(path, threads, first_feed, config.sparse_kernels, name=names[path])
-        variants.append(variant)
+        variant = load(path, config.sparse_kernels)
         step(f"  {variant.report.sparse_kernels}")
         if variant.report.sparse_layers:  # the same folder without the kernels, measured in the same rounds
-            variants.append(
-                candidate_variant(
-                    path, threads, first_feed, "off", twin_of=variant.report.label, name=names[path]
-                )
-            )
+            load(path, "off", twin_of=variant.report.label)
     first = variants[0].keep
     task = first.task
     for candidate in variants[1:]:
@@ -112,11 +146,50 @@ def benchmark_model(
     if seq < config.seq:
         step(f"--seq {config.seq} is longer than the models allow; using {seq}")
 
+    millions = parameters_millions(hf_config)
+
+    def plan(
+        known: list[VariantCost], peers: list[str], peer_costs: list[VariantCost] | None, batches: list[int]
+    ) -> list[Phase]:
+        return plan_phases(
+            known,
+            peers,
+            peer_costs,
+            millions=millions,
+            batches=batches,
+            duration=config.duration,
+            repeats=config.repeats,
+            warmup=config.warmup,
+        )
+
+    built = list(config.vs) if source is not None else []  # without a source, every peer is unavailable
+    phases = plan(costs, built, None, config.batches)
+    step(
+        estimate_line(
+            phases,
+            variants=len(variants) + len(built),
+            batches=len(config.batches),
+            duration=config.duration,
+            repeats=config.repeats,
+        )
+    )
+    step.set_plan(phases)
     with tempfile.TemporaryDirectory(prefix="pruneofa-bench-") as work:
+        peers: list[Variant] = []
         for kind in config.vs:
-            variants.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
+            if kind in built:
+                step.start(peer_phase(kind))
+            peers.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
+        variants += peers
+        step.finish()
+        if built:  # the peers have run once: plan the rest with their speed instead of a guess
+            peer_costs = [
+                VariantCost(p.report.label, call_ms(p, first_feed)) for p in peers if p.run is not None
+            ]
+            step.set_plan(plan(costs, [], peer_costs, config.batches))
+            step.note("peers built; the estimate now uses their measured speed")
         runnable = [v for v in variants if v.run is not None]
-        for batch in config.batches:
+        for index, batch in enumerate(config.batches):
             feed = make_feed(tokenizer, input_names, batch, seq, int(hf_config.vocab_size))
             interleaved_rounds(
                 runnable,
@@ -128,6 +201,9 @@ def benchmark_model(
                 step=step,
             )
             runnable = [v for v in runnable if v.report.available]
+            rest = config.batches[index + 1 :]
+            if rest:  # plan the remaining batch sizes from this one's medians, steadier than two calls
+                step.set_plan(plan(measured_costs(runnable, batch, costs), [], [], rest))
 
     reports = [v.report for v in variants]
     add_ratios(reports)
@@ -151,10 +227,12 @@ def benchmark_model(
         machine_load=busy,
         load_average=load_average,
     )
+    step.start("writing the report")
     with atomic_output_dir(output, overwrite=config.overwrite, inputs=paths) as staging:
         write_manifest(staging, report_manifest(paths[0], report))
         (staging / "benchmark.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (staging / "benchmark.md").write_text(markdown_table(report) + "\n", encoding="utf-8")
         write_chart(report, staging / "benchmark.png")
+    step.close()
     step(f"done: {output}/benchmark.json, benchmark.md, benchmark.png")
     return report

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from pruneofa.core.progress import Progress
+from pruneofa.deploy.benchmarking.plan import MIN_CALLS_PER_ROUND, PhaseProgress
 
 
 class Measurement(BaseModel):
@@ -136,27 +136,39 @@ def interleaved_rounds(
     warmup: int,
     repeats: int,
     duration: float,
-    step: Progress,
+    step: PhaseProgress,
 ) -> None:
-    """Warm every variant up on ``feed``, then run ``repeats`` rounds in which each variant runs for
-    ``duration / repeats`` seconds in turn; each variant's report gets its :class:`Measurement` for
+    """Wait for the candidates' static-shape compiles for this batch, warm every variant up on ``feed``,
+    then run ``repeats`` rounds in which each variant runs for ``duration / repeats`` seconds in turn (at
+    least :data:`MIN_CALLS_PER_ROUND` calls); each variant's report gets its :class:`Measurement` for
     ``batch``. A variant that fails is marked unavailable with the reason and left out of the rounds."""
     runnable = list(variants)
-    step(f"batch {batch}, seq {feed['input_ids'].shape[1]}: warm-up ({warmup} runs each)")
+
+    def failed(variant: Any, err: Exception) -> None:  # a runtime error in one variant is reported, not fatal
+        variant.report.available = False
+        variant.report.reason = f"failed at batch {batch}: {type(err).__name__}: {str(err)[:200]}"
+        runnable.remove(variant)
+
+    if any(v.static_shapes for v in runnable):
+        step.start(f"batch {batch}: static-shape compiles")
     for variant in list(runnable):
         try:
             variant.specialize(feed)
+        except Exception as err:
+            failed(variant, err)
+    step.start(f"batch {batch}: warm-up")
+    for variant in list(runnable):
+        try:
             for _ in range(max(warmup, 1)):
                 variant.run(feed)
-        except Exception as err:  # a runtime error in one variant is reported, not fatal
-            variant.report.available = False
-            variant.report.reason = f"failed at batch {batch}: {type(err).__name__}: {str(err)[:200]}"
-            runnable.remove(variant)
+        except Exception as err:
+            failed(variant, err)
     rounds: dict[int, list[list[float]]] = {id(v): [] for v in runnable}
     share = duration / repeats
+    step.start(f"batch {batch}: {repeats} rounds")
     for round_index in range(repeats):
-        step(f"batch {batch}: round {round_index + 1}/{repeats} ({share:.1f} s per variant)")
+        step.note(f"batch {batch}: round {round_index + 1}/{repeats}, {share:.1f} s per variant")
         for variant in runnable:
-            rounds[id(variant)].append(measure(variant.run, feed, share))
+            rounds[id(variant)].append(measure(variant.run, feed, share, MIN_CALLS_PER_ROUND))
     for variant in runnable:
         variant.report.results.append(summarize(batch, rounds[id(variant)]))

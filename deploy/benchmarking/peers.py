@@ -43,6 +43,12 @@ class Variant:
     run: Callable[[dict[str, np.ndarray]], Any] | None = None
     keep: Any = None
 
+    @property
+    def static_shapes(self) -> bool:
+        """Whether this variant runs each batch on a static-shape copy it compiles first (a candidate with
+        sparse kernels)."""
+        return bool(getattr(getattr(self.keep, "engine", None), "static_limit", 0))
+
     def specialize(self, feed: dict[str, np.ndarray]) -> None:
         """Wait for a candidate's static-shape compilation for this batch (sparse kernels), so the rounds
         measure what a long-running server gets, not the background compile or the dynamic model."""
@@ -118,7 +124,6 @@ def peer_variant(
         return Variant(report)
     try:
         builder = {"torch": _torch_peer, "onnxruntime": _ort_peer, "optimum-intel": _optimum_peer}[kind]
-        step(f"building peer: {label} from {source}")
         return builder(report, source, task, threads, work, first_feed)
     except Exception as err:  # a peer that cannot be built is reported, not fatal
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]

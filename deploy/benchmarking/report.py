@@ -194,30 +194,84 @@ def sparse_kernel_lines(report: BenchmarkReport) -> list[str]:
     return lines
 
 
+CANDIDATE_STYLE = {"color": "tab:blue", "hatch": "", "edgecolor": "tab:blue"}
+PEER_STYLE = {"color": "#bdbdbd", "hatch": "//", "edgecolor": "#555555"}
+CANDIDATES_LEGEND = "candidates (your folders)"
+PEERS_LEGEND = "peers (built from the source model)"
+
+
 def write_chart(report: BenchmarkReport, path: Path) -> None:
-    """benchmark.png: p50 bars and p99 ticks per variant, one panel per batch size."""
+    """benchmark.png: :func:`chart_figure` saved."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(report)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def chart_figure(report: BenchmarkReport) -> Any:
+    """p50 bars and p99 ticks per variant, one panel per batch size; candidates and peers drawn apart
+    (colour and hatch) and named in a legend below the panels, long labels wrapped to fit."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     batches = report.batches
-    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 0.5 * len(report.variants) + 2))
-    axes = np.atleast_1d(axes)
-    for ax, batch in zip(axes, batches, strict=True):
+    rows_per_panel = max(
+        1, max(sum(1 for v in report.variants for m in v.results if m.batch == b) for b in batches)
+    )
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(6.5 * len(batches) + 1.5, 0.55 * rows_per_panel + 2.6), squeeze=False
+    )
+    for ax, batch in zip(axes[0], batches, strict=True):
         rows = [(v, m) for v in report.variants for m in v.results if m.batch == batch]
-        labels = [v.label for v, _ in rows]
-        p50 = [m.p50_ms for _, m in rows]
-        p99 = [m.p99_ms for _, m in rows]
-        colors = ["tab:blue" if v.role == "candidate" else "tab:gray" for v, _ in rows]
+        labels = [textwrap.fill(v.label, 34) for v, _ in rows]
         y = np.arange(len(rows))
-        ax.barh(y, p50, color=colors)
-        ax.scatter(p99, y, marker="|", color="black", s=120, label="p99")
+        for i, (variant, m) in enumerate(rows):
+            style = CANDIDATE_STYLE if variant.role == "candidate" else PEER_STYLE
+            ax.barh(i, m.p50_ms, height=0.7, linewidth=0.8, **style)
+            ax.annotate(
+                f"p50 {m.p50_ms:.1f}",  # in figures, right of the bar and its p99 tick
+                (max(m.p50_ms, m.p99_ms), i),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+        ax.scatter([m.p99_ms for _, m in rows], y, marker="|", color="black", s=160, zorder=3)
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("latency, ms (bar: p50, tick: p99)")
-        ax.set_title(f"batch {batch}, seq {report.seq}")
+        right = max([max(m.p99_ms, m.p50_ms) for _, m in rows] + [1e-3])
+        ax.set_xlim(0, right * 1.15)  # room for the figures
+        ax.set_xlabel("latency, ms (bar: p50, tick: p99)", fontsize=9)
+        ax.set_title(f"batch {batch}, seq {report.seq}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    roles = {v.role for v in report.variants if v.results}
+    handles: list[Any] = []
+    if "candidate" in roles:
+        handles.append(
+            Patch(
+                facecolor=CANDIDATE_STYLE["color"],
+                edgecolor=CANDIDATE_STYLE["edgecolor"],
+                label=CANDIDATES_LEGEND,
+            )
+        )
+    if "peer" in roles:
+        handles.append(
+            Patch(
+                facecolor=PEER_STYLE["color"],
+                edgecolor=PEER_STYLE["edgecolor"],
+                hatch=PEER_STYLE["hatch"],
+                label=PEERS_LEGEND,
+            )
+        )
+    handles.append(Line2D([], [], marker="|", color="black", linestyle="none", markersize=12, label="p99"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
     fig.suptitle(f"{report.cpu}, {report.threads} threads", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig

@@ -79,6 +79,7 @@ class Calibration(BaseModel):
         "x |accuracy - mean confidence|, in points"
     )
     bins: int = ECE_BINS
+    classes: int | None = None  # the number of classes: a top-class probability is at least 1 / classes
     reference: ModelCalibration
     candidate: ModelCalibration
     increase: float  # candidate ECE − reference ECE, points

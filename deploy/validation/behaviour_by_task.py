@@ -143,6 +143,7 @@ def classification_behaviour(
             bins=cand_bins,
         ),
         increase=cand_ece - ref_ece,
+        classes=int(ref_probs.shape[-1]),
     )
     disagree = np.flatnonzero(ref_pred != cand_pred)
     # Most confident first: the candidate's confidence (it is what ships), then the reference's.

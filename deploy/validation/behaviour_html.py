@@ -25,13 +25,17 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+td { overflow-wrap: break-word; } td.num { white-space: nowrap; }
+div.scroll { overflow-x: auto; max-width: 100%; margin: 0.5em 0 1.5em; }
+div.scroll > table { margin: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.worse td { background: #fde8e8; }
 .pass { color: #17692a; font-weight: bold; } .fail { color: #b00020; font-weight: bold; }
 .skipped { color: #777; } p.note { color: #555; font-size: 0.9em; max-width: 60em; }
 img { max-width: 100%; }
 """
-_REFERENCE_COLOUR, _CANDIDATE_COLOUR = "tab:gray", "tab:blue"
+_REFERENCE_COLOUR, _CANDIDATE_COLOUR, _EMPTY_BIN_COLOUR = "tab:gray", "tab:blue", "#ececec"
 
 
 def _number(value: float | None, digits: int = 2) -> str:
@@ -52,7 +56,9 @@ def _table(headers: Sequence[str], rows: Iterable[tuple[Sequence[Any], str]], nu
         body.append(
             f"<tr{row_class}>" + "".join(_cell(c, n) for c, n in zip(cells, numeric, strict=True)) + "</tr>"
         )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # The scroll box keeps a wide table (many detail columns) inside the page; the page itself never scrolls
+    # sideways.
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _png(figure: Any, title: str) -> str:
@@ -89,34 +95,79 @@ def _scores_chart(rows: Sequence[GroupScore], what: str) -> str:
     return _png(figure, title)
 
 
-def _reliability_chart(reference: ModelCalibration, candidate: ModelCalibration) -> str:
-    """Accuracy per confidence bin for both models beside the diagonal of perfect calibration."""
-    figure = _figure(9, 3.8)
+def _reliability_chart(reference: ModelCalibration, candidate: ModelCalibration, classes: int | None) -> str:
+    """:func:`reliability_figure` as an inline PNG."""
+    return _png(reliability_figure(reference, candidate, classes), "Reliability diagram")
+
+
+def reliability_figure(reference: ModelCalibration, candidate: ModelCalibration, classes: int | None) -> Any:
+    """Accuracy per confidence bin for both models beside the diagonal of perfect calibration, with the
+    examples in each bin in a row along the top. The confidence axis starts at 1 / ``classes`` (a top-class
+    probability is never lower: 50 % for a binary classifier); bins without examples are grey and hatched."""
+    low = 100.0 / classes if classes and classes > 1 else 0.0
+    figure = _figure(9, 4.4)
+    legend: dict[str, Any] = {}
     for index, (name, model, colour) in enumerate(
         (("reference", reference, _REFERENCE_COLOUR), ("candidate", candidate, _CANDIDATE_COLOUR))
     ):
         axes = figure.add_subplot(1, 2, index + 1)
-        filled = [b for b in model.bins if b.examples]
-        axes.bar(
-            [(b.lower + b.upper) / 2 for b in filled],
-            [b.accuracy for b in filled],
-            width=[b.upper - b.lower for b in filled],
-            color=colour,
-            edgecolor="black",
-            linewidth=0.5,
-            label="accuracy in bin",
-        )
-        axes.plot(
-            [b.confidence for b in filled], [b.confidence for b in filled], "r.", label="mean confidence"
-        )
-        axes.plot([0, 100], [0, 100], "k--", linewidth=0.8, label="perfect calibration")
-        axes.set_xlim(0, 100)
-        axes.set_ylim(0, 100)
-        axes.set_xlabel("confidence (top-class probability), %")
+        shown = [b for b in model.bins if b.upper > low]
+        spans = [(max(b.lower, low), b.upper) for b in shown]  # a bin across 1/classes: its visible part
+        for b, (left, right) in zip(shown, spans, strict=True):
+            if b.examples:
+                bar = axes.bar(
+                    (left + right) / 2,
+                    b.accuracy or 0.0,
+                    width=right - left,
+                    color=colour,
+                    edgecolor="black",
+                    linewidth=0.5,
+                )
+                legend.setdefault(f"{name}: accuracy in bin", bar)
+            else:
+                bar = axes.bar(
+                    (left + right) / 2,
+                    100.0,
+                    width=right - left,
+                    color=_EMPTY_BIN_COLOUR,
+                    edgecolor="#c8c8c8",
+                    hatch="xx",
+                    linewidth=0,
+                )
+                legend.setdefault("empty bin", bar)
+            axes.text(
+                (left + right) / 2,
+                104,
+                str(b.examples),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if b.examples else "#888888",
+            )
+        filled = [b for b in shown if b.examples]
+        (dots,) = axes.plot([b.confidence for b in filled], [b.confidence for b in filled], "r.")
+        legend.setdefault("mean confidence", dots)
+        (diagonal,) = axes.plot([low, 100], [low, 100], "k--", linewidth=0.8)
+        legend.setdefault("perfect calibration", diagonal)
+        axes.axhline(100, color="#999999", linewidth=0.6)
+        axes.set_xlim(low, 100)
+        axes.set_ylim(0, 108)
+        axes.set_yticks(range(0, 101, 20))
+        start = f"\n(axis from 1/{classes} = {low:.0f} %, the least it can be)" if low else ""
+        axes.set_xlabel(f"confidence (top-class probability), %{start}", fontsize=8)
         axes.set_ylabel("accuracy, %")
-        axes.set_title(f"{name}: ECE {model.ece:.2f}", fontsize=9)
-        axes.legend(fontsize=7, loc="upper left")
-    return _png(figure, "Reliability diagram")
+        axes.set_title(f"{name}: ECE {model.ece:.2f} (top row: examples per bin)", fontsize=9)
+    order = [
+        "reference: accuracy in bin",
+        "candidate: accuracy in bin",
+        "mean confidence",
+        "perfect calibration",
+    ]
+    names = sorted(legend, key=lambda n: order.index(n) if n in order else len(order))
+    figure.legend(
+        [legend[n] for n in names], names, loc="outside lower center", ncol=5, fontsize=8, frameon=False
+    )
+    return figure
 
 
 def _flipped_chart(found: Behaviour) -> str:
@@ -137,46 +188,71 @@ def _flipped_chart(found: Behaviour) -> str:
         chosen = [(r, c) for r, c, ok in points if ok == right]
         if chosen:
             axes.scatter(*zip(*chosen, strict=True), color=colour, label=label, s=18)
-    axes.plot([0, 100], [0, 100], "k--", linewidth=0.8)
-    axes.set_xlim(0, 100)
-    axes.set_ylim(0, 100)
+    classes = found.calibration.classes if found.calibration else None
+    low = 100.0 / classes if classes and classes > 1 else 0.0  # no confidence is lower than 1 / classes
+    axes.plot([low, 100], [low, 100], "k--", linewidth=0.8)
+    axes.set_xlim(low, 100)
+    axes.set_ylim(low, 100)
     axes.set_xlabel("reference confidence, %")
     axes.set_ylabel("candidate confidence, %")
     axes.legend(fontsize=8)
     return _png(figure, "Confidence on the listed disagreements")
 
 
+def _detail_columns(rows: Sequence[GroupScore]) -> list[tuple[str, list[str]]]:
+    """The detail columns of a group table: ``reference_X`` and ``candidate_X`` side by side in one column
+    ``X, reference → candidate`` (half the columns, so that the table fits the page), other keys alone."""
+    keys = list(dict.fromkeys(key for row in rows for key in row.detail))
+    columns: list[tuple[str, list[str]]] = []
+    for key in keys:
+        if key.startswith("candidate_") and "reference_" + key.removeprefix("candidate_") in keys:
+            continue  # shown with its reference_ twin
+        name = key.removeprefix("reference_")
+        if key.startswith("reference_") and "candidate_" + name in keys:
+            columns.append((f"{name}, reference → candidate", [key, "candidate_" + name]))
+        else:
+            columns.append((key.replace("_", " "), [key]))
+    return columns
+
+
+def _detail_cell(row: GroupScore, keys: list[str]) -> str:
+    digits = 0 if keys[0].endswith("predicted") else 2  # predicted: a count of examples
+    return " → ".join(_number(row.detail.get(key), digits) for key in keys)
+
+
 def _group_table(rows: Sequence[GroupScore], min_size: int) -> str:
-    details = list(dict.fromkeys(key for row in rows for key in row.detail))
-    headers = [
-        "group",
-        "value",
-        "examples",
-        "metric",
-        "reference",
-        "candidate",
-        "drop",
-        "agreement",
-        "gated",
-        *details,
+    """One row per group; the group and metric columns only where they differ between rows (the section's
+    note names them otherwise), so that the table fits the page."""
+    details = _detail_columns(rows)
+    columns: list[tuple[str, bool, Any]] = [
+        ("group", False, lambda row: row.group),
+        ("value", False, lambda row: row.value),
+        ("examples", True, lambda row: row.examples),
+        ("metric", False, lambda row: row.metric),
+        ("reference", True, lambda row: _number(row.reference)),
+        ("candidate", True, lambda row: _number(row.candidate)),
+        ("drop", True, lambda row: f"{row.drop:+.2f}"),
+        ("agreement", True, lambda row: f"{row.agreement:.2%}"),
+        (
+            "gated",
+            False,
+            lambda row: (
+                "yes"
+                if row.gated
+                else f"no (< {min_size})"
+                if row.metric != "mae"
+                else "no (error, not points)"
+            ),
+        ),
+        *((name, True, lambda row, keys=keys: _detail_cell(row, keys)) for name, keys in details),
     ]
-    numeric = [False, False, True, False, True, True, True, True, False, *([True] * len(details))]
-    body = []
-    for row in rows:
-        cells = [
-            row.group,
-            row.value,
-            row.examples,
-            row.metric,
-            _number(row.reference),
-            _number(row.candidate),
-            f"{row.drop:+.2f}",
-            f"{row.agreement:.2%}",
-            "yes" if row.gated else f"no (< {min_size})" if row.metric != "mae" else "no (error, not points)",
-            *(_number(row.detail.get(key)) for key in details),
-        ]
-        body.append((cells, "worse" if round(row.drop, 2) > 0 else ""))  # what the table shows as worse
-    return _table(headers, body, numeric)
+    same = {name for name in ("group", "metric") if len({getattr(row, name) for row in rows}) == 1}
+    columns = [column for column in columns if column[0] not in same]
+    body = [
+        ([get(row) for _, _, get in columns], "worse" if round(row.drop, 2) > 0 else "")  # shown as worse
+        for row in rows
+    ]
+    return _table([name for name, _, _ in columns], body, [numeric for _, numeric, _ in columns])
 
 
 def _calibration_section(found: Behaviour) -> str:
@@ -195,7 +271,7 @@ def _calibration_section(found: Behaviour) -> str:
         "<h2>Calibration</h2>"
         f"<p class='note'>{escape(cal.binning)}. Candidate − reference: {cal.increase:+.2f} points.</p>"
         + table
-        + _reliability_chart(cal.reference, cal.candidate)
+        + _reliability_chart(cal.reference, cal.candidate, cal.classes)
     )
 
 

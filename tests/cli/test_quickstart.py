@@ -38,3 +38,25 @@ def test_quickstart_writes_the_side_by_side_summary(tiny_default, tmp_path, caps
     # a second run refuses to overwrite without --overwrite, and keeps the first
     assert main([*args, "--quiet"]) == 2
     assert (out / "summary.md").read_text() == summary
+
+
+def test_summary_chart_gives_each_bar_its_figure():
+    import matplotlib.pyplot as plt
+
+    from pruneofa.quickstart import QuickstartOptions, summary_figure
+
+    facts = {
+        "cpu": "AMD EPYC (test)",
+        "latency": {"1": {"dense": 255.5, "sparse": 78.6, "sparse_off": 227.3}},
+        "dense_archive_mb": 82.9,
+        "sparse_archive_mb": 49.9,
+        "fidelity": {"cosine_mean": 0.226, "neighbour_agreement": 0.26},
+    }
+    fig = summary_figure(QuickstartOptions(batches=[1]), facts)
+    texts = [[t.get_text() for t in ax.texts] for ax in fig.axes]
+    assert texts == [["255.5 ms", "78.6 ms", "227.3 ms"], ["82.9 MB", "49.9 MB"], ["0.23", "0.26"]]
+    fig.canvas.draw()
+    for ax in fig.axes:  # every figure inside its panel
+        panel = ax.get_window_extent()
+        assert all(t.get_window_extent().x1 <= panel.x1 for t in ax.texts)
+    plt.close(fig)

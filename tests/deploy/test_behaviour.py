@@ -258,3 +258,45 @@ def test_write_atomically_replaces_whole_files_only(tmp_path, monkeypatch):
         write_atomically(target, "<p>two</p>")
     assert target.read_text() == "<p>one</p>"  # the old page is intact
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temporary file left behind
+
+
+def test_reliability_diagram_starts_at_one_over_classes_and_counts_each_bin():
+    from pruneofa.deploy.validation.behaviour import ModelCalibration
+    from pruneofa.deploy.validation.behaviour_html import reliability_figure
+
+    confidence = np.array([0.55, 0.55, 0.58, 0.9, 0.95, 0.99])
+    ece, bins = behaviour.expected_calibration_error(
+        confidence, np.array([True, False, True, True, True, True])
+    )
+    model = ModelCalibration(ece=ece, mean_confidence=75.0, accuracy=80.0, bins=bins)
+    figure = reliability_figure(model, model, classes=2)
+    axes = figure.axes[0]
+    assert axes.get_xlim() == pytest.approx((50.0, 100.0))  # a binary classifier is never under 50 % sure
+    labels = [t.get_text() for t in axes.texts]
+    shown = [b for b in bins if b.upper > 50.0]
+    assert labels == [str(b.examples) for b in shown]  # every visible bin says how many examples it holds
+    assert sorted(int(x) for x in labels if x != "0") == [1, 2, 3]  # (53.3, 60], (86.7, 93.3], (93.3, 100]
+    empty = [p for p in axes.patches if p.get_hatch()]
+    assert len(empty) == sum(1 for b in shown if not b.examples) > 0  # empty bins drawn apart, in grey
+    three = reliability_figure(model, model, classes=3)
+    assert three.axes[0].get_xlim()[0] == pytest.approx(100 / 3)
+
+
+def test_wide_tables_scroll_inside_the_page_and_headers_wrap():
+    from pruneofa.deploy.validation.behaviour_html import _STYLE, _group_table
+
+    rows = behaviour_by_task.class_scores(
+        np.array([0, 1, 2, 0]), np.array([0, 1, 2, 1]), np.array([0, 1, 1, 1]), ["a", "b", "c"], 1
+    )
+    html = _group_table(rows, 1)
+    assert html.startswith('<div class="scroll"><table>') and html.endswith("</table></div>")
+    head, body = html.split("<tbody>")
+    assert "<th>precision, reference → candidate</th>" in head and "_" not in head
+    # reference_ and candidate_ details share a column, and group and metric (the same on every row) are left
+    # to the section's note: the table fits
+    assert head.count("<th>") == 7 + 3 and "<th>group</th>" not in head and "<th>metric</th>" not in head
+    assert '<td class="num">50.00 → 33.33</td>' in body  # class b: precision 1/2 → 1/3
+    assert (
+        '<td class="num">2 → 3</td>' in body
+    )  # class b: predicted twice by the reference, thrice by the candidate
+    assert "div.scroll { overflow-x: auto" in _STYLE
