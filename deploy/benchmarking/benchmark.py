@@ -162,7 +162,9 @@ def _benchmark(
             warmup=config.warmup,
         )
 
-    built = list(config.vs) if source is not None else []  # without a source, every peer is unavailable
+    built: list[str] = (
+        list(config.vs) if source is not None else []
+    )  # without a source, every peer is unavailable
     phases = plan(costs, built, None, config.batches)
     step(
         estimate_line(

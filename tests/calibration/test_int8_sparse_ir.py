@@ -64,7 +64,12 @@ def test_calibrate_writes_an_int8_sparse_ir_with_the_int8_weights(fp32_folder, i
 
     info = read_manifest(int8_folder).export.sparse_ir
     assert info is not None and info.precision == "int8" and info.mode == "on"
-    assert info.weights_identical and info.tolerance is not None and info.p99_abs_error is not None and info.p99_abs_error <= info.tolerance
+    assert (
+        info.weights_identical
+        and info.tolerance is not None
+        and info.p99_abs_error is not None
+        and info.p99_abs_error <= info.tolerance
+    )
     # mode on: every Linear layer, the 12 pruned encoder layers and the dense pooler and classifier
     assert info.sparse_layers == 14 and info.formats.get("int8-1x4") == 14, info
     assert info.activation_quant.get("static", 0) >= 8, info  # NNCF's FakeQuantize folded into the op
@@ -197,7 +202,9 @@ def test_a_qat_export_writes_an_int8_sparse_ir(make_model, tokenizers_dir, tmp_p
     info = read_manifest(result.output).export.sparse_ir
     assert read_manifest(result.output).export.weight_format == "int8"
     assert info.precision == "int8" and info.weights_identical, info
-    assert info.p99_abs_error is not None and info.p99_abs_error <= info.tolerance and info.sparse_layers >= 12, info
+    assert (
+        info.p99_abs_error is not None and info.p99_abs_error <= info.tolerance and info.sparse_layers >= 12
+    ), info
     from pruneofa.deploy.packaging.ir_checks import read_ir
 
     assert read_ir(result.output / SPARSE_XML, result.output / SPARSE_BIN).integer8 >= 12
