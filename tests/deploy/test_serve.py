@@ -276,9 +276,9 @@ def _free_port() -> int:
 
 def test_the_command_serves_and_stops_on_sigterm(export_once):
     folder = export_once("bert", "question-answering")["onnx"].output
-    port = _free_port()
+    port, grpc_port = _free_port(), _free_port()
     command = [sys.executable, "-m", "pruneofa.cli", "serve", str(folder), "--port", str(port)]
-    command += ["--max-delay-ms", "3000"]
+    command += ["--max-delay-ms", "3000", "--grpc-port", str(grpc_port)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
@@ -299,6 +299,14 @@ def test_the_command_serves_and_stops_on_sigterm(export_once):
         name = default_model_name(folder)  # SOURCE-onnx, from the folder's manifest
         assert url == f"http://127.0.0.1:{port}/v2/models/{name}/infer" and name.endswith("-onnx")
         assert any(line.startswith(f"serving {name} (question-answering) on ") for line in lines)
+        # the start-up line names the gRPC target, and a stock client finds the server ready there
+        grpc_line = f"gRPC (KServe v2, inference.GRPCInferenceService): 127.0.0.1:{grpc_port}\n"
+        assert grpc_line in lines, "".join(lines)
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert client.is_server_ready() and client.is_model_ready(name)
+        client.close()
         assert httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).status_code == 200
         request = {
             "inputs": [
