@@ -132,8 +132,9 @@ class RunOptions(BaseModel):
         gt=0,
         le=10,
         description="multiply every stage's steps (at least 2), save/logging steps (at least 1) and "
-        "calibrate's samples (at least 16); 0.01 rehearses every stage at 1 %% of its steps. A scaled run "
-        "writes OUTPUT-steps-xFACTOR unless --output is given",
+        "calibrate's samples (at least 16); below 1 (a rehearsal) a training stage also saves at most two "
+        "checkpoints and every dev-set evaluation is scaled (at least 64 examples); 0.01 rehearses every "
+        "stage at 1 %% of its steps. A scaled run writes OUTPUT-steps-xFACTOR unless --output is given",
         json_schema_extra={"cli": {"metavar": "FACTOR"}},
     )
     dry_run: bool = Field(False, description="print the stage commands and stop")

@@ -13,7 +13,10 @@ command can do, documented in one place. Every stage writes ``<output>/<stage na
 
 ``--steps-scale FACTOR`` multiplies every stage's ``steps`` (at least 2), ``save_steps`` and
 ``logging_steps`` (at least 1) and calibrate's ``samples`` (at least 16): a rehearsal of the whole method
-at a fraction of its budget.
+at a fraction of its budget. A rehearsal (FACTOR below 1) is also cheap where its cost does not shrink
+with the steps: a training stage saves at most two checkpoints (a checkpoint costs the same whatever the
+step count), and every evaluation on dev data (a task stage's ``eval_limit``, validate's ``limit``) is
+scaled too, at least 64 examples, the whole dev set counting as :data:`REHEARSAL_EVAL` examples.
 
 Before any work, every stage's command line is parsed by the real command parser, so a typo in a
 late stage costs nothing. A stage whose output already exists and is complete (a readable
@@ -53,6 +56,11 @@ Scalar = str | int | float | bool
 _SCALED = {"steps": 2, "save_steps": 1, "logging_steps": 1}
 _SCALED_CALIBRATE = {"samples": 16}
 _TRAINING = {"teacher", "prune", "finetune", "qat"}
+# A rehearsal's evaluations: the option each command limits its dev examples with, the least it may
+# take, and what an unset option (the whole dev set) counts as before scaling (SST-2 dev has 872).
+_EVAL_LIMIT = {"teacher": "eval_limit", "finetune": "eval_limit", "qat": "eval_limit", "validate": "limit"}
+REHEARSAL_EVAL_LEAST = 64
+REHEARSAL_EVAL = 1000
 
 
 class DataSource(BaseModel):
@@ -295,7 +303,12 @@ def plan(
 
 def scaled_options(stage: Stage, factor: float) -> dict[str, Any]:
     """The stage's options with its budget multiplied by ``factor`` (``--steps-scale``): ``steps`` (at
-    least 2), ``save_steps`` and ``logging_steps`` (at least 1), calibrate's ``samples`` (at least 16)."""
+    least 2), ``save_steps`` and ``logging_steps`` (at least 1), calibrate's ``samples`` (at least 16).
+
+    A rehearsal (``factor`` < 1) keeps what does not shrink with the steps from dominating: ``save_steps``
+    is at least half the scaled ``steps`` (two checkpoints at most, so resuming is still exercised), and a
+    stage that evaluates on dev data (a task stage: teacher with ``task``, finetune, qat; validate)
+    evaluates on its limit times ``factor``, at least 64 examples; no limit counts as ``REHEARSAL_EVAL``."""
     if factor == 1:
         return dict(stage.options)
     floors = _SCALED_CALIBRATE if stage.command == "calibrate" else _SCALED
@@ -304,6 +317,16 @@ def scaled_options(stage: Stage, factor: float) -> dict[str, Any]:
         value = options.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             options[key] = max(least, round(value * factor))
+    if factor < 1:
+        steps, save_steps = options.get("steps"), options.get("save_steps")
+        if isinstance(steps, int) and isinstance(save_steps, int):
+            options["save_steps"] = max(save_steps, -(-steps // 2))
+        limit_key = _EVAL_LIMIT.get(stage.command)
+        evaluates = stage.command == "validate" or (limit_key is not None and options.get("task"))
+        if limit_key is not None and evaluates:
+            limit = options.get(limit_key)
+            whole = limit if isinstance(limit, int) and not isinstance(limit, bool) else REHEARSAL_EVAL
+            options[limit_key] = min(whole, max(REHEARSAL_EVAL_LEAST, round(whole * factor)))
     return options
 
 

@@ -36,7 +36,9 @@ class PruningCallback(TrainerCallback):
             and state.global_step >= self.schedule.end_step
             and self.schedule.final_sparsity > 0
         ):
-            if self.schedule.freeze_step is None or state.global_step < self.schedule.freeze_step:
+            freeze = self.schedule.freeze_step
+            # the end step never began (the run ended on it): its update is still due, frozen or not
+            if freeze is None or state.global_step < freeze or state.global_step == self.schedule.end_step:
                 update_masks(_unwrap(model), self.schedule.final_sparsity, self.config)
 
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):

@@ -43,8 +43,14 @@ class CubicSchedule(BaseModel):
         return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** 3
 
     def updates_at(self, step: int) -> bool:
-        """Whether masks are recomputed at ``step`` (a global optimizer step, 0-based)."""
-        if step < self.begin_step or (self.freeze_step is not None and step >= self.freeze_step):
+        """Whether masks are recomputed at ``step`` (a global optimizer step, 0-based). The update at
+        ``end_step`` always happens, so the final sparsity is exact even when ``freeze_step`` is
+        ``end_step`` (a short run: 3 steps put both at step 2)."""
+        if step < self.begin_step:
+            return False
+        if step == self.end_step:
+            return True
+        if self.freeze_step is not None and step >= self.freeze_step:
             return False
         if step <= self.end_step:
             return (step - self.begin_step) % self.frequency == 0 or step == self.end_step

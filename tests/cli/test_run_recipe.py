@@ -262,14 +262,71 @@ def test_steps_scale_scales_every_budget_in_the_plan(capsys, monkeypatch, tmp_pa
     lines = {line.split(" --output ")[-1].split(" --report ")[-1]: line for line in captured.out.splitlines()}
     root = "runs/pipeline-small-steps-x0.01"  # a rehearsal does not occupy the real run's folder
     teacher = lines[f"{root}/teacher-mlm"]
-    assert "--steps 4 " in teacher and "--save-steps 1 " in teacher and "--logging-steps 1 " in teacher
+    # 50 x 0.01 = 0.5 would save every step; a rehearsal saves at most twice (half the scaled steps)
+    assert "--steps 4 " in teacher and "--save-steps 2 " in teacher and "--logging-steps 1 " in teacher
+    assert "--eval-limit" not in teacher  # the masked-LM teacher evaluates on no dev set
     assert "--steps 3 " in lines[f"{root}/pruned-90-sst2"]
+    assert (
+        "--eval-limit 64 " in lines[f"{root}/pruned-90-sst2"]
+        and "--eval-limit 64 " in lines[f"{root}/qat-sst2"]
+    )
+    assert "--limit 64 " in lines[f"{root}/validate-ptq-int8.json"]
     assert "--steps 2 " in lines[f"{root}/qat-sst2"]  # 100 x 0.01 = 1, raised to the least of 2
     assert "--samples 16 " in lines[f"{root}/ptq-int8"]  # 300 x 0.01 = 3, raised to the least of 16
     assert main(["run", "--recipe", "pipeline-small", "--dry-run", "--steps-scale", "2"]) == 0
-    assert "--steps 800 " in capsys.readouterr().out
+    scaled_up = capsys.readouterr().out
+    assert "--steps 800 " in scaled_up and "--save-steps 100 " in scaled_up
+    assert "--eval-limit" not in scaled_up and "--limit" not in scaled_up  # only a rehearsal evaluates less
     for bad in ("0", "-1", "11"):
         assert main(["run", "--recipe", "pipeline-small", "--dry-run", "--steps-scale", bad]) == 2
+
+
+def _stage(command, **options):
+    from pruneofa.recipe_runner import Stage
+
+    return Stage(name="s", command=command, options=options)
+
+
+@pytest.mark.parametrize(
+    ("steps", "save_steps", "factor", "expected"),
+    [
+        (400, 50, 0.01, (4, 2)),  # save every step (0.5 -> 1) would be 4 checkpoints for 4 steps
+        (300, 50, 0.01, (3, 2)),
+        (100, 25, 0.01, (2, 1)),  # 2 steps: a checkpoint at each is still two in all
+        (1000, 200, 0.1, (100, 50)),  # a larger rehearsal: the scaled save_steps (20) is raised to half
+        (400, 50, 0.5, (200, 100)),
+        (400, 50, 2, (800, 100)),  # scaling up keeps the recipe's checkpoint rate
+    ],
+)
+def test_a_rehearsal_saves_at_most_two_checkpoints(steps, save_steps, factor, expected):
+    from pruneofa.recipe_runner import scaled_options
+
+    options = scaled_options(_stage("prune", steps=steps, save_steps=save_steps), factor)
+    assert (options["steps"], options["save_steps"]) == expected
+    assert -(-options["steps"] // options["save_steps"]) <= (2 if factor < 1 else steps // save_steps)
+
+
+def test_a_rehearsal_scales_every_evaluation_on_dev_data():
+    from pruneofa.recipe_runner import REHEARSAL_EVAL, REHEARSAL_EVAL_LEAST, scaled_options
+
+    # the whole dev set (no limit) counts as REHEARSAL_EVAL examples, scaled, at least the least
+    assert (
+        scaled_options(_stage("finetune", task="sst2", steps=300), 0.01)["eval_limit"] == REHEARSAL_EVAL_LEAST
+    )
+    assert scaled_options(_stage("qat", task="sst2", steps=100), 0.2)["eval_limit"] == REHEARSAL_EVAL * 0.2
+    assert scaled_options(_stage("teacher", task="sst2", steps=300), 0.01)["eval_limit"] == 64
+    assert scaled_options(_stage("validate", task="sst2"), 0.01)["limit"] == 64
+    # a recipe's own limit is scaled, and never raised by the floor
+    assert scaled_options(_stage("finetune", task="sst2", eval_limit=20000), 0.1)["eval_limit"] == 2000
+    assert scaled_options(_stage("validate", task="sst2", limit=30), 0.01)["limit"] == 30
+    # stages with no dev evaluation get no limit: the masked-LM teacher, prune, export, calibrate
+    for command, options in [("teacher", {"corpus": "c"}), ("prune", {}), ("export", {}), ("calibrate", {})]:
+        scaled = scaled_options(_stage(command, steps=300, **options), 0.01)
+        assert "eval_limit" not in scaled and "limit" not in scaled
+    # the full budget and a scaled-up one evaluate on what the recipe says
+    assert "eval_limit" not in scaled_options(_stage("finetune", task="sst2", steps=300), 1)
+    assert "limit" not in scaled_options(_stage("validate", task="sst2"), 2)
+    assert scaled_options(_stage("finetune", task="sst2", eval_limit=500), 2)["eval_limit"] == 500
 
 
 def test_a_scaled_run_says_so_in_its_summary_and_every_stage(tmp_path, base, sst2_dir):

@@ -9,7 +9,7 @@ that fit in CI time run as written (issue 16: "every command in README and docs/
   exist for that command and every literal value of it must be accepted.
 * Each block command is either run (``RUN``, in this order, in a temporary working folder that holds only
   a ``.venv`` link, so the docs' relative paths are made by the docs' own earlier commands) or excused with
-  the reason (``EXCUSED``: it needs ../shared/data, a hub model, trained folders or minutes); a documented
+  the reason (``EXCUSED``: it needs a local copy of the data, a hub model, trained folders or minutes); a documented
   command that is neither fails, so a new example has to be classified.
 * ``pruneofa serve`` is started as written, the ``curl`` lines that follow it in the same file are run as
   written against it, and it is stopped with SIGTERM (exit 0 expected).
@@ -59,7 +59,9 @@ RUN = [
     ("docs/deploy.md", "pruneofa package exports/all-MiniLM-L6-v2/onnx --format triton --output repo/triton"),
     ("docs/qat.md", "pruneofa run --recipe pipeline-small --dry-run"),  # plans by hub ids, reads nothing
 ]
-DATA = "needs ../shared/data (the GLUE, SQuAD and corpus files of this project's machines)"
+DATA = (
+    "needs a local copy of the data ($DATA: GLUE, SQuAD and corpus files; the tests' copy is ../shared/data)"
+)
 TRAINS = "trains a model (minutes to hours)"
 HUB = "reads its data from the Hugging Face hub (no network in CI)"
 # Why the other documented commands are parse-checked only: (file or "" for any, a part of the command,
@@ -115,7 +117,7 @@ EXCUSED = [
     ),
     ("docs/calibrate-validate.md", "build/$model-ov", "a loop over the study's trained models ($model)"),
     # any page:
-    ("", "../shared/data", DATA),
+    ("", "$DATA/", DATA),
 ]
 SERVE_PORT = 8000  # pruneofa serve's default, which the docs' curl lines use
 

@@ -64,6 +64,25 @@ def test_schedule_freeze_stops_updates():
     assert [t for t in range(40) if s.updates_at(t)] == [0, 5, 10, 15]
 
 
+@pytest.mark.parametrize("total", [2, 3, 4, 5, 7, 10, 300])
+def test_every_run_length_reaches_the_final_sparsity_by_the_last_step(total):
+    """A rehearsal's few steps (``pruneofa run --steps-scale 0.01``: 3 pruning steps) put the end and the
+    freeze on the same step; the update there is still made, so the run ends at the recipe's sparsity."""
+    schedule = load_recipe("pruneofa-90").schedule.at(total)
+    updates = [step for step in range(total) if schedule.updates_at(step)]  # on_step_begin's steps
+    reached = schedule.sparsity(updates[-1]) if updates else schedule.initial_sparsity
+    # the callback's on_train_end makes it exact when the end step is the run's last (never begun) step
+    assert reached == 0.9 or schedule.end_step >= total, (schedule, updates)
+    frozen_from = schedule.freeze_step if schedule.freeze_step is not None else total
+    assert all(step <= max(frozen_from, schedule.end_step) for step in updates)
+
+
+def test_the_end_step_updates_when_the_freeze_is_on_it():
+    s = CubicSchedule(final_sparsity=0.9, end_step=2, frequency=1, freeze_step=2)  # 3 steps of pruneofa-90
+    assert [t for t in range(6) if s.updates_at(t)] == [0, 1, 2]
+    assert s.sparsity(2) == 0.9
+
+
 @pytest.mark.parametrize(
     "fields,message",
     [

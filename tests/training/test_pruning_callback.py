@@ -43,15 +43,17 @@ class _StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def _trainer(output_dir, *extra_callbacks) -> Trainer:
+def _trainer(output_dir, *extra_callbacks, schedule=None, steps=STEPS) -> Trainer:
     transformers.set_seed(0)
     model = transformers.BertForSequenceClassification(tiny_config("bert", 120))
     config = PruningConfig()
     apply_pruning(model, config)
-    schedule = CubicSchedule(final_sparsity=0.8, begin_step=0, end_step=12, frequency=4, freeze_step=20)
+    schedule = schedule or CubicSchedule(
+        final_sparsity=0.8, begin_step=0, end_step=12, frequency=4, freeze_step=20
+    )
     args = TrainingArguments(
         output_dir=str(output_dir),
-        max_steps=STEPS,
+        max_steps=steps,
         per_device_train_batch_size=8,
         learning_rate=5e-3,
         weight_decay=0.1,
@@ -70,6 +72,23 @@ def _trainer(output_dir, *extra_callbacks) -> Trainer:
         train_dataset=_RandomSequences(),
         callbacks=[PruningCallback(config, schedule), *extra_callbacks],
     )
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        # pruneofa-90 over 3 steps (a 1 % rehearsal of 300): end and freeze both at step 2
+        CubicSchedule(final_sparsity=0.8, end_step=2, frequency=1, freeze_step=2),
+        # end and freeze on the run's last step, which never begins: on_train_end makes it exact
+        CubicSchedule(final_sparsity=0.8, end_step=3, frequency=1, freeze_step=3),
+    ],
+    ids=["end-is-freeze", "end-is-the-last-step"],
+)
+def test_a_three_step_run_ends_at_the_final_sparsity(tmp_path, schedule):
+    trainer = _trainer(tmp_path / "run", schedule=schedule, steps=3)
+    trainer.train()
+    for name, value in sparsity_by_module(trainer.model).items():
+        assert value == pytest.approx(0.8, abs=1 / 512), name
 
 
 def test_final_sparsity_is_exact_and_logged(tmp_path):
