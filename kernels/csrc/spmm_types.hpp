@@ -92,55 +92,23 @@ struct Q8Tile {
     const int32_t* zero;  // [w_pad] each token's zero point (0 in padding lanes)
     const int32_t* row_sums;  // [out_features]
 };
-namespace q8_scalar {
-int lanes();
-int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
-void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
-              int32_t* zero);
-void rows(const TileArgs& a, const Q8Tile& q);
-void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
-                         float* scale, int32_t* zero);
-void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
-}  // namespace q8_scalar
-namespace q8_avx2 {
-int lanes();
-int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
-void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
-              int32_t* zero);
-void rows(const TileArgs& a, const Q8Tile& q);
-void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
-                         float* scale, int32_t* zero);
-void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
-}  // namespace q8_avx2
-namespace q8_avx2_w7 {  // the avx2 route on 8-bit activations: weights within [-64, 64]
-int lanes();
-int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
-void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
-              int32_t* zero);
-void rows(const TileArgs& a, const Q8Tile& q);
-void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
-                         float* scale, int32_t* zero);
-void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
-}  // namespace q8_avx2_w7
-namespace q8_avxvnni {
-int lanes();
-int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
-void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
-              int32_t* zero);
-void rows(const TileArgs& a, const Q8Tile& q);
-void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
-                         float* scale, int32_t* zero);
-void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
-}  // namespace q8_avxvnni
-namespace q8_avx512vnni {
-int lanes();
-int levels();  // the largest quantized activation: 255, or 127 on the avx2 route
-void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq, float* scale,
-              int32_t* zero);
-void rows(const TileArgs& a, const Q8Tile& q);
-void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad, uint32_t* xq,
-                         float* scale, int32_t* zero);
-void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);
-}  // namespace q8_avx512vnni
+// Each route's entry points (levels: the largest quantized activation it takes, 255 or 127).
+#define PRUNEOFA_Q8_ROUTE_DECLARATIONS(route)                                                                    \
+    namespace route {                                                                                           \
+    int lanes();                                                                                                \
+    int levels();                                                                                               \
+    void quantize(const SpmmProblem& p, const float* x, int64_t w_valid, int64_t w_pad, uint32_t* xq,           \
+                  float* scale, int32_t* zero);                                                                 \
+    void rows(const TileArgs& a, const Q8Tile& q);                                                              \
+    void quantize_transposed(const SpmmProblem& p, const float* ht, int64_t w_valid, int64_t w_pad,             \
+                             uint32_t* xq, float* scale, int32_t* zero);                                        \
+    void rows_to_tile(const TileArgs& a, const Q8Tile& q, float* ht);                                           \
+    }
+PRUNEOFA_Q8_ROUTE_DECLARATIONS(q8_scalar)
+PRUNEOFA_Q8_ROUTE_DECLARATIONS(q8_avx2)     // 7-bit activations
+PRUNEOFA_Q8_ROUTE_DECLARATIONS(q8_avx2_w7)  // the avx2 route on 8-bit activations: weights within [-64, 64]
+PRUNEOFA_Q8_ROUTE_DECLARATIONS(q8_avxvnni)
+PRUNEOFA_Q8_ROUTE_DECLARATIONS(q8_avx512vnni)
+#undef PRUNEOFA_Q8_ROUTE_DECLARATIONS
 
 }  // namespace pruneofa
