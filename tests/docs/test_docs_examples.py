@@ -247,7 +247,7 @@ def documented_commands() -> list[DocCommand]:
     out: list[DocCommand] = []
     for block in blocks():
         if block.lang in ("yaml", "yml"):
-            for run in _yaml_runs(yaml.safe_load(block.body)):
+            for run in _yaml_runs(list(yaml.safe_load_all(block.body))):  # a block may hold several documents
                 words = pruneofa_words(shlex.split(run.strip()))
                 if words:
                     offset = next((i for i, row in enumerate(block.body.splitlines()) if words[0] in row), 0)
