@@ -111,6 +111,17 @@ def test_shipped_table_is_valid():
     shipped = crossover.load_table(crossover.TABLE_PATH)
     assert shipped["schema"] == crossover.SCHEMA and shipped["tables"]
     assert all(table["entries"] for table in shipped["tables"].values())
+    # every measured format against every dense kind the avx512 table's CPU ran, each dense kind on avx512
+    avx512 = shipped["tables"]["avx512"]
+    pairs = {(e["format"], e["dense"]) for e in avx512["entries"]}
+    kinds = set(avx512["dense_isa"])
+    assert {(f, d) for f in crossover.MEASURED_FORMATS for d in kinds} <= pairs, pairs
+    assert all(v["isa"] == "avx512" for v in avx512["dense_isa"].values())
+    # avx2: never an entry measured against AVX-512 dense without saying so
+    avx2 = shipped["tables"]["avx2"]
+    for e in avx2["entries"]:
+        ran = avx2["dense_isa"][e["dense"]]["isa"]
+        assert ran == "avx2" or "provenance" in e, e
 
 
 @pytest.mark.parametrize(
