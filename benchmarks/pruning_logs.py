@@ -241,8 +241,9 @@ def main() -> int:
     lines, series = check(run)
     print("\n".join(lines))
     if args.out:
-        plot(run, series, args.out)
-        print(f"  plots: {args.out}")
+        out = args.out if args.out.suffix else args.out.with_suffix(".png")  # what matplotlib writes
+        plot(run, series, out)
+        print(f"  plots: {out}")
     return 1 if any("DEPARTS" in line for line in lines) else 0
 
 
