@@ -48,6 +48,18 @@ class _CurrentStderr(logging.Handler):
             self.handleError(record)
 
 
+def format_duration(seconds: float) -> str:
+    """``3725`` → ``1h02m05s``; ``65`` → ``1m05s``; ``4.2`` → ``4s``."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
 def progress_logger() -> logging.Logger:
     """The ``pruneofa`` logger, with a plain stderr handler unless the application configured one."""
     logger = logging.getLogger(LOGGER_NAME)

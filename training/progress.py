@@ -21,7 +21,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from pruneofa.core.progress import progress_logger
+from pruneofa.core.progress import format_duration, progress_logger
 
 # Logged keys shown on the line, in this order, with their short names; others are left to report_to.
 _SHOWN = (
@@ -34,18 +34,6 @@ _SHOWN = (
     ("sparsity", "sparsity"),
     ("learning_rate", "lr"),
 )
-
-
-def format_duration(seconds: float) -> str:
-    """``3725`` → ``1h02m05s``; ``65`` → ``1m05s``; ``4.2`` → ``4s``."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def _value(name: str, value: float) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pruneofa.core.progress import Progress
+from pruneofa.core.progress import Progress, format_duration
 
 # Seconds to build each peer: a fixed part plus a part per million parameters of the source model. Set
 # from runs on the project's 2-core EPYC (docs/deploy.md, "How long a run takes" under `pruneofa benchmark`); a rough guide, said so.
@@ -36,18 +36,6 @@ STATIC_COMPILE_SHARE = 0.5
 REPORT_SECONDS = 5.0
 # Each round runs every variant at least this many times (measurement.measure's minimum).
 MIN_CALLS_PER_ROUND = 3
-
-
-def format_duration(seconds: float) -> str:
-    """``3725`` → ``1h02m05s``; ``65`` → ``1m05s``; ``4.2`` → ``4s``."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def parameters_millions(hf_config: Any) -> float:
