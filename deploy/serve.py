@@ -22,7 +22,7 @@ import sys
 
 from pruneofa.core.errors import InputError
 from pruneofa.deploy.config import ServeConfig
-from pruneofa.deploy.serving.app import create_app, infer_url, served_name
+from pruneofa.deploy.serving.app import create_app, infer_url, load_for_serving, served_name
 from pruneofa.deploy.serving.batching import Lifecycle
 from pruneofa.deploy.serving.errors import INTERNAL_ERROR
 from pruneofa.deploy.serving.hardening import uvicorn_server
@@ -37,7 +37,6 @@ def serve(
     """Load ``folder`` and serve it until SIGTERM/SIGINT. Returns 0 when every accepted request was
     answered, 1 when the graceful-shutdown limit made the server drop some (they got 503)."""
     from pruneofa.core.modelio import refuse_custom_code
-    from pruneofa.deploy.pipeline import load
 
     refuse_custom_code(folder)
     name = served_name(folder, config)
@@ -45,15 +44,7 @@ def serve(
     _check_port(config.host, config.port)
     if config.grpc_port is not None:
         _check_grpc(config)
-    pipeline = load(
-        folder,
-        config.runtime,
-        task=config.task,
-        hint=config.hint,
-        batch_size=config.max_batch,
-        sparse_kernels=config.sparse_kernels,
-    )
-    pipeline(pipeline.task.warmup_input(pipeline.tokenizer), **pipeline.task.warmup_options)
+    pipeline = load_for_serving(folder, config)
     app = create_app(pipeline, config)
 
     def announce(port: int) -> None:

@@ -23,7 +23,7 @@ from pruneofa.core.errors import InputError
 from pruneofa.core.inference import Pipeline
 from pruneofa.deploy.config import ServeConfig
 from pruneofa.deploy.serving import codec
-from pruneofa.deploy.serving.app import served_name
+from pruneofa.deploy.serving.app import load_for_serving, served_name
 from pruneofa.deploy.serving.batching import Batcher, Metrics
 from pruneofa.deploy.serving.errors import HttpError
 
@@ -105,19 +105,9 @@ class PruneofaModel(Model):
     def load(self) -> bool:
         """Open the folder (refusing custom code), warm it up, and report ready."""
         from pruneofa.core.modelio import refuse_custom_code
-        from pruneofa.deploy.pipeline import load
 
         refuse_custom_code(self.folder)
-        config = self.config
-        pipeline = load(
-            self.folder,
-            config.runtime,
-            task=config.task,
-            hint=config.hint,
-            batch_size=config.max_batch,
-            sparse_kernels=config.sparse_kernels,
-        )
-        pipeline(pipeline.task.warmup_input(pipeline.tokenizer), **pipeline.task.warmup_options)
+        pipeline = load_for_serving(self.folder, self.config)
         self.pipeline = pipeline
         self.ready = True
         return self.ready

@@ -44,6 +44,23 @@ from pruneofa.deploy.serving.requests import parse_json, read_body
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what OVMS and Triton accept, and URL-safe
 
 
+def load_for_serving(folder: str | Path, config: ServeConfig) -> Pipeline:
+    """The folder's pipeline as a server runs it (runtime, task, hint, batch size and kernels from
+    ``config``), warmed up on its task's warm-up input so the first request does not pay for it."""
+    from pruneofa.deploy.pipeline import load
+
+    pipeline = load(
+        folder,
+        config.runtime,
+        task=config.task,
+        hint=config.hint,
+        batch_size=config.max_batch,
+        sparse_kernels=config.sparse_kernels,
+    )
+    pipeline(pipeline.task.warmup_input(pipeline.tokenizer), **pipeline.task.warmup_options)
+    return pipeline
+
+
 def served_name(folder: str | Path, config: ServeConfig) -> str:
     """The model's name in the v2 URLs: ``--name``, else the one :func:`default_model_name` derives from the
     folder's ``pruneofa.json`` (the name ``pruneofa package`` gives it in an OVMS or Triton repository)."""
