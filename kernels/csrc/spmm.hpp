@@ -6,6 +6,7 @@
 // through the small `Parallel` interface.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -103,6 +104,22 @@ struct TokenPlan {
     TokenPlan(int64_t tokens, int lanes, int64_t tile, int threads);
     int64_t begin(int64_t g) const;
     int64_t end(int64_t g) const { return begin(g + 1); }
+
+    // The tile of `p` starting at token t0 (its range ends at `range_end`) over output rows
+    // [row_begin, row_end), its transposed FP32 activations in `xt` (null on the INT8 path, whose tile
+    // goes beside it as a Q8Tile).
+    TileArgs args(const SpmmProblem& p, const float* xt, int64_t t0, int64_t range_end, int64_t row_begin,
+                  int64_t row_end) const {
+        TileArgs a{};
+        a.p = &p;
+        a.xt = xt;
+        a.t0 = t0;
+        a.w_valid = std::min(tile, range_end - t0);
+        a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
+        a.row_begin = row_begin;
+        a.row_end = row_end;
+        return a;
+    }
 };
 
 // Output rows cut (in groups of 16, the store unit) into at most `chunks` ranges of about equal work (stored

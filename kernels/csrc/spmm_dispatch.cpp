@@ -269,20 +269,6 @@ struct TilePlan : TokenPlan {
         : TokenPlan(p.tokens, ops_for(isa).lanes(), tile_tokens(fp32_tile_bytes(rows), ops_for(isa).lanes()), threads),
           ops(ops_for(isa)) {}
 
-    // The tile of `p` starting at token t0 (its range ends at `range_end`) over output rows
-    // [row_begin, row_end), its transposed activations in `xt`.
-    TileArgs args(const SpmmProblem& p, const float* xt, int64_t t0, int64_t range_end, int64_t row_begin,
-                  int64_t row_end) const {
-        TileArgs a{};
-        a.p = &p;
-        a.xt = xt;
-        a.t0 = t0;
-        a.w_valid = std::min(tile, range_end - t0);
-        a.w_pad = (a.w_valid + lanes - 1) / lanes * lanes;
-        a.row_begin = row_begin;
-        a.row_end = row_end;
-        return a;
-    }
 };
 
 Isa usable(Isa isa) { return isa_supported(isa) ? isa : Isa::Scalar; }

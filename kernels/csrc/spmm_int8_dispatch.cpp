@@ -150,13 +150,8 @@ void spmm_q8(const SpmmProblem& p, Isa isa, const Parallel& par) {
         std::vector<float> scale(static_cast<size_t>(tile));
         std::vector<int32_t> zero(static_cast<size_t>(tile));
         for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += tile) {
-            TileArgs a{};
-            a.p = &p;
-            a.t0 = t0;
-            a.w_valid = std::min(tile, plan.end(tg) - t0);
-            a.w_pad = (a.w_valid + plan.lanes - 1) / plan.lanes * plan.lanes;
-            a.row_begin = bounds[static_cast<size_t>(rg)];
-            a.row_end = bounds[static_cast<size_t>(rg + 1)];
+            const TileArgs a = plan.args(p, nullptr, t0, plan.end(tg), bounds[static_cast<size_t>(rg)],
+                                         bounds[static_cast<size_t>(rg + 1)]);
             if (a.row_begin >= a.row_end) continue;
             ops.quantize(p, p.x + a.t0 * p.in_features, a.w_valid, a.w_pad, xq.data(), scale.data(), zero.data());
             ops.rows(a, Q8Tile{xq.data(), scale.data(), zero.data(), sums});
@@ -189,13 +184,7 @@ void spmm_q8_pair(const SpmmProblem& first, const SpmmProblem& second, Isa isa, 
         std::vector<float> scale1(static_cast<size_t>(tile)), scale2(static_cast<size_t>(tile));
         std::vector<int32_t> zero1(static_cast<size_t>(tile)), zero2(static_cast<size_t>(tile));
         for (int64_t t0 = plan.begin(tg); t0 < plan.end(tg); t0 += tile) {
-            TileArgs a{};
-            a.p = &first;
-            a.t0 = t0;
-            a.w_valid = std::min(tile, plan.end(tg) - t0);
-            a.w_pad = (a.w_valid + plan.lanes - 1) / plan.lanes * plan.lanes;
-            a.row_begin = 0;
-            a.row_end = h;
+            const TileArgs a = plan.args(first, nullptr, t0, plan.end(tg), 0, h);
             ops.quantize(first, first.x + t0 * k, a.w_valid, a.w_pad, xq.data(), scale1.data(), zero1.data());
             ops.rows_to_tile(a, Q8Tile{xq.data(), scale1.data(), zero1.data(), sums1}, ht.data());
             ops.quantize_transposed(second, ht.data(), a.w_valid, a.w_pad, hq_tile.data(), scale2.data(),
