@@ -190,6 +190,9 @@ class SparseIRInfo(_Strict):
     tolerance: float | None = None
     mean_abs_error: float | None = None  # INT8: mean |difference| from the dense INT8 IR
     p99_abs_error: float | None = None  # INT8: its 99th percentile
+    # INT8: FakeQuantize nodes removed in front of attention's MatMuls (the attention runs in FP32, as in
+    # the dense INT8 IR the check compared with; pruneofa.kernels.attention); 0: none removed
+    attention_fp32: int = 0
 
 
 class ExportInfo(_Strict):

@@ -107,12 +107,12 @@ def source_weight_names(model: Any, manifest: Any) -> dict[str, str]:
 def preparer(
     mode: KernelMode, manifest: Any = None, int8_gemm: bool = False, precision_hint: str | None = None
 ):
-    """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: move the attention's NaN guards
-    (:mod:`pruneofa.deploy.attention_guard`, every mode), then, unless ``mode`` is ``off``, rewrite the
-    model, register the extension where a layer became sparse, and return a :class:`LoadTimeKernels`
-    (``None`` for ``off``). ``int8_gemm``: ``CpuInfo.has_int8_dot``; ``precision_hint``: the compile
+    """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: unless ``mode`` is ``off``, rewrite the
+    model and register the extension where a layer became sparse; in every mode move the attention's NaN
+    guards (:mod:`pruneofa.core.attention_guard`; after the rewrite, which may remove the attention's
+    FakeQuantize nodes that stand in their way); return a :class:`LoadTimeKernels` (``None`` for ``off``). ``int8_gemm``: ``CpuInfo.has_int8_dot``; ``precision_hint``: the compile
     config's INFERENCE_PRECISION_HINT (None: the plugin's default), see :func:`pruneofa.kernels.rewrite`."""
-    from pruneofa.deploy.attention_guard import move_nan_guards
+    from pruneofa.core.attention_guard import move_nan_guards
 
     if mode == "off":
 
@@ -126,9 +126,9 @@ def preparer(
     def prepare(core: Any, model: Any) -> LoadTimeKernels:
         import pruneofa.kernels as kernels
 
-        move_nan_guards(model)
         names = source_weight_names(model, manifest)
         report = kernels.rewrite(model, mode, int8_gemm=int8_gemm, precision_hint=precision_hint)
+        move_nan_guards(model)  # after the rewrite: it may have removed a FakeQuantize in the guard's way
         if report.sparse_layers:
             kernels.register(core)
         return LoadTimeKernels(report, names, static_shapes=limit if report.sparse_layers else 0)

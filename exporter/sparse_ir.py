@@ -4,7 +4,9 @@ For C++ deployment (OpenVINO Model Server with ``--cpu_extension``, an applicati
 ``core.add_extension``), where pruneofa's load-time rewrite does not run. The standard
 ``openvino_model.xml`` stays in the folder unchanged: optimum-intel, OVMS without the extension and
 Triton keep loading it. An INT8 IR (a QAT export's, or the one ``calibrate`` writes) gets an INT8 sparse
-IR: INT8 weights, INT8 compute, each activation FakeQuantize folded into the op. The layers are chosen as
+IR: INT8 weights, INT8 compute, each activation FakeQuantize folded into the op, and the attention in
+FP32 (:mod:`pruneofa.kernels.attention`; the check below compares with the dense INT8 IR given the same
+attention). The attention's NaN guards are moved as at load (:mod:`pruneofa.core.attention_guard`). The layers are chosen as
 at load time (mode ``auto``: the crossover measured for each shape on this CPU's kernel path; ``on``:
 every eligible layer), the file keeps its constants exact (no FP16 compression), and two checks guard it:
 every op's constants, read back into a dense matrix, equal the dense IR's weight position for position;
@@ -108,6 +110,8 @@ def write_sparse_ir(
     import openvino as ov
 
     import pruneofa.kernels as kernels
+    from pruneofa.core.attention_guard import move_nan_guards
+    from pruneofa.kernels.attention import dequantize_attention
 
     flag = "--sparse-ir" if precision == "fp32" else "the INT8 sparse IR"
     if not kernels.available():
@@ -138,8 +142,19 @@ def write_sparse_ir(
                 problems.append(
                     f"sparse IR: the {node.get_type_name()} constants of {name} differ from the dense IR's weight"
                 )
+    move_nan_guards(model)  # the file runs as deploy would run it, also where our preparer is absent (OVMS)
     xml = kernels.save_sparse_ir(model, folder / OPENVINO_SPARSE_XML)
-    dense = exact_engine(dense_xml, outputs)
+    dense = (
+        Engine(
+            dense_xml,
+            "openvino",
+            outputs,
+            ov_config={"INFERENCE_PRECISION_HINT": "f32"},
+            prepare=lambda core, dense_model: dequantize_attention(dense_model),
+        )
+        if report.attention_fp32  # compared with the same attention: the check measures the op alone
+        else exact_engine(dense_xml, outputs)
+    )
     sparse = Engine(
         xml, "openvino", outputs, ov_config={"INFERENCE_PRECISION_HINT": "f32"}, setup=kernels.register
     )
@@ -194,5 +209,6 @@ def write_sparse_ir(
         tolerance=tolerance,
         mean_abs_error=mean_error,
         p99_abs_error=p99_error,
+        attention_fp32=report.attention_fp32,
     )
     return info, problems

@@ -43,6 +43,7 @@ import numpy as np
 from pruneofa.core.choices import KERNEL_MODES, KernelMode
 from pruneofa.kernels import crossover as crossover_table
 from pruneofa.kernels import formats, library
+from pruneofa.kernels.attention import dequantize_attention
 from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_weight
 
 Mode = KernelMode  # the kernel mode every component shares (pruneofa.core.choices)
@@ -93,6 +94,9 @@ class SparseReport:
     # Why the tiles are as wide as they are: the caches read at load (library.CacheSizes.describe()) or
     # the PRUNEOFA_KERNELS_TILE override; None when nothing runs sparse.
     tiles: str | None = None
+    # FakeQuantize nodes removed in front of attention's MatMuls (:mod:`pruneofa.kernels.attention`): the
+    # attention runs in FP32 beside INT8-compute layers; 0 when nothing was removed.
+    attention_fp32: int = 0
 
     @property
     def sparse_layers(self) -> list[LayerDecision]:
@@ -119,6 +123,8 @@ class SparseReport:
         if widths:
             span = f"{widths[0]}" if len(widths) == 1 else f"{widths[0]}-{widths[-1]}"
             fused += f"; tiles of {span} tokens, {self.tiles}"
+        if self.attention_fp32:
+            fused += f"; attention in FP32 ({self.attention_fp32} FakeQuantize removed)"
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
@@ -130,6 +136,7 @@ class SparseReport:
             "isa": self.isa,
             "kernels_available": self.kernels_available,
             "tiles": self.tiles,
+            "attention_fp32": self.attention_fp32,
             "table": self.table,
             "summary": self.summary(),
             "layers": [asdict(layer) for layer in self.layers],
@@ -502,6 +509,7 @@ def rewrite(
     fuse_siblings: bool = True,
     int8_compute: bool = True,
     precision_hint: str | None = None,
+    attention_fp32: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
@@ -514,7 +522,9 @@ def rewrite(
     ``int8_gemm``: the CPU has INT8 dot-product instructions (VNNI or AMX); read only where the table has
     no entries against dense INT8, where ``auto`` then keeps FP32-compute layers whose activations are
     quantized dense (:data:`pruneofa.kernels.crossover.FALLBACKS`). ``int8_compute=False``: every layer computes in FP32
-    (INT8 1 x 4 weights run as ``int8-block``, FakeQuantize nodes stay). With the kernels unavailable (no
+    (INT8 1 x 4 weights run as ``int8-block``, FakeQuantize nodes stay). ``attention_fp32``: where a layer
+    runs INT8 compute, remove the FakeQuantize nodes in front of attention's MatMuls so that OpenVINO fuses
+    the attention (:mod:`pruneofa.kernels.attention`); False keeps them. With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
     if mode not in KERNEL_MODES:
@@ -601,6 +611,8 @@ def rewrite(
         _fuse_pairs(model, report)
     if packed and fuse_siblings:
         _fuse_siblings(model, report, packed)
+    if attention_fp32 and any(layer.activation_quant for layer in report.sparse_layers):
+        report.attention_fp32 = dequantize_attention(model)
     if packed:
         model.validate_nodes_and_infer_types()
         _record_tiles(model, report)

@@ -97,6 +97,37 @@ def test_calibrate_writes_an_int8_sparse_ir_with_the_int8_weights(fp32_folder, i
     assert check_ir(int8_folder / SPARSE_XML, int8_folder / SPARSE_BIN, read_manifest(int8_folder)).integer8
 
 
+def _attention_fake_quantizes(model) -> int:
+    """FakeQuantize nodes feeding a MatMul of two activations of rank 3+ (attention's Q·Kᵀ and P·V)."""
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        ranks = [op.get_input_partial_shape(i).rank.get_length() for i in range(2)]
+        if min(ranks) >= 3:
+            count += sum(op.input_value(i).get_node().get_type_name() == "FakeQuantize" for i in range(2))
+    return count
+
+
+def test_the_int8_sparse_ir_runs_the_attention_in_fp32_with_its_nan_guards_moved(int8_folder):
+    """NNCF quantizes attention's MatMul inputs; beside the INT8 op they are dropped (kernels.attention) in
+    the file and at load, the manifest counts them, and the NaN guards sit after P·V as at load."""
+    import openvino as ov
+
+    from pruneofa.deploy import load
+
+    core = ov.Core()
+    dense = core.read_model(str(int8_folder / "openvino_model.xml"))
+    sparse = kernels.read_sparse_ir(core, int8_folder / SPARSE_XML)
+    assert _attention_fake_quantizes(dense) >= 4  # the standard INT8 IR keeps NNCF's quantization
+    assert _attention_fake_quantizes(sparse) == 0
+    assert read_manifest(int8_folder).export.sparse_ir.attention_fp32 >= 4
+    guards = [op for op in sparse.get_ordered_ops() if op.get_type_name() == "IsNaN"]
+    assert guards and all(g.input_value(0).get_node().get_type_name() == "MatMul" for g in guards)
+    pipe = load(int8_folder, sparse_kernels="on")
+    assert pipe.sparse_report.attention_fp32 >= 4 and "attention in FP32" in pipe.describe()
+
+
 def test_info_states_the_sparse_ir_precision(fp32_folder, int8_folder, capsys):
     assert main(["info", str(int8_folder)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "sparse IR:" in x)

@@ -209,6 +209,14 @@ def test_calibrated_block_folder_runs_int8_compute(calibrate_once):
     # Q, K and V fuse; the FFN pair does not: NNCF's SmoothQuant puts a per-channel Multiply between the
     # up layer's GELU and the down layer's FakeQuantize.
     assert {layer.fused_kind for layer in encoder} == {"split", None}, report.to_json()
+    # beside INT8 compute the attention runs in FP32 (kernels.attention): the reference gets the same
+    from pruneofa.kernels.attention import dequantize_attention
+
+    assert report.attention_fp32 >= 4 and "attention in FP32" in report.summary()
+    kept = core.read_model(str(xml))
+    assert kernels.rewrite(kept, "on", attention_fp32=False).attention_fp32 == 0
+    assert dequantize_attention(kept) == report.attention_fp32  # attention_fp32=False left them all
+    assert dequantize_attention(model) == report.attention_fp32
     feed = _feed(model, np.random.default_rng(1))
     dense = core.compile_model(model, "CPU", F32)(feed)[0]
     got = sparse(feed)[0]

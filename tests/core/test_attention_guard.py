@@ -1,5 +1,5 @@
 """The attention NaN guard moved from the probabilities to the attention output
-(``deploy.attention_guard``): found in real exports, the same outputs, and the same zeros for a fully
+(``core.attention_guard``): found in real exports, the same outputs, and the same zeros for a fully
 masked row, which is what the guard is for."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import openvino.opset13 as ops
 import pytest
 
 from pruneofa.core.runtime import OPENVINO_XML, load_parity_samples
-from pruneofa.deploy.attention_guard import move_nan_guards
+from pruneofa.core.attention_guard import move_nan_guards
 from pruneofa.deploy.pipeline import load
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
