@@ -81,6 +81,9 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    from pruneofa.deploy.benchmarking.measurement import passive_openmp
+
+    passive_openmp()  # before PyTorch is imported (benchmark_model prints what it did)
     from pruneofa.deploy.benchmarking import benchmark_model, markdown_table
 
     config = config_from_args(BenchmarkConfig, args)

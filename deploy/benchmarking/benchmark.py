@@ -32,6 +32,7 @@ from pruneofa.deploy.benchmarking.measurement import (
     interleaved_rounds,
     machine_load_average,
     make_feed,
+    passive_openmp,
 )
 from pruneofa.deploy.benchmarking.peers import Variant, candidate_variant, peer_variant, source_model_of
 from pruneofa.deploy.benchmarking.plan import (
@@ -73,6 +74,7 @@ def benchmark_model(
 
     started = time.perf_counter()
     step = PhaseProgress(quiet, bar=sys.stderr.isatty())
+    step(passive_openmp())  # before any peer imports PyTorch
     try:
         return _benchmark(folders, config, command, step, started)
     finally:
