@@ -9,8 +9,8 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from pruneofa.core.runtime import OPENVINO_XML, load_parity_samples
 from pruneofa.core.attention_guard import move_nan_guards
+from pruneofa.core.runtime import OPENVINO_XML, load_parity_samples
 from pruneofa.deploy.pipeline import load
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
