@@ -331,10 +331,11 @@ class Engine:
             self._pending.pop(key, None)
 
 
-def exact_engine(model_file: Path, names: tuple[str, ...]) -> Engine:
-    """An engine for checks: FP32 execution (no bf16 on AMX CPUs), so parity measures the file's weights."""
+def exact_engine(model_file: Path, names: tuple[str, ...], prepare: Prepare | None = None) -> Engine:
+    """An engine for checks: FP32 execution (no bf16 on AMX CPUs), so parity measures the file's weights;
+    ``prepare`` (OpenVINO) changes the model before it compiles, as :class:`Engine` says."""
     runtime = "onnxruntime" if model_file.suffix == ".onnx" else "openvino"
-    return Engine(model_file, runtime, names, ov_config={"INFERENCE_PRECISION_HINT": "f32"})
+    return Engine(model_file, runtime, names, ov_config={"INFERENCE_PRECISION_HINT": "f32"}, prepare=prepare)
 
 
 class TorchRunner:

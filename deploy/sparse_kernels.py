@@ -110,8 +110,9 @@ def preparer(
     """An :class:`~pruneofa.core.runtime.Engine` ``prepare`` hook: unless ``mode`` is ``off``, rewrite the
     model and register the extension where a layer became sparse; in every mode move the attention's NaN
     guards (:mod:`pruneofa.core.attention_guard`; after the rewrite, which may remove the attention's
-    FakeQuantize nodes that stand in their way); return a :class:`LoadTimeKernels` (``None`` for ``off``). ``int8_gemm``: ``CpuInfo.has_int8_dot``; ``precision_hint``: the compile
-    config's INFERENCE_PRECISION_HINT (None: the plugin's default), see :func:`pruneofa.kernels.rewrite`."""
+    FakeQuantize nodes that stand in their way); return a :class:`LoadTimeKernels` (``None`` for ``off``).
+    ``int8_gemm``: ``CpuInfo.has_int8_dot``; ``precision_hint``: the compile config's
+    INFERENCE_PRECISION_HINT (None: the plugin's default), see :func:`pruneofa.kernels.rewrite`."""
     from pruneofa.core.attention_guard import move_nan_guards
 
     if mode == "off":

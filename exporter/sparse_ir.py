@@ -6,8 +6,8 @@ For C++ deployment (OpenVINO Model Server with ``--cpu_extension``, an applicati
 Triton keep loading it. An INT8 IR (a QAT export's, or the one ``calibrate`` writes) gets an INT8 sparse
 IR: INT8 weights, INT8 compute, each activation FakeQuantize folded into the op, and the attention in
 FP32 (:mod:`pruneofa.kernels.attention`; the check below compares with the dense INT8 IR given the same
-attention). The attention's NaN guards are moved as at load (:mod:`pruneofa.core.attention_guard`). The layers are chosen as
-at load time (mode ``auto``: the crossover measured for each shape on this CPU's kernel path; ``on``:
+attention). The attention's NaN guards are moved as at load (:mod:`pruneofa.core.attention_guard`).
+The layers are chosen as at load time (mode ``auto``: the crossover measured for each shape on this CPU's kernel path; ``on``:
 every eligible layer), the file keeps its constants exact (no FP16 compression), and two checks guard it:
 every op's constants, read back into a dense matrix, equal the dense IR's weight position for position;
 and the outputs match the dense IR on the parity inputs (within :data:`FP32_TOLERANCE`, or
@@ -144,17 +144,11 @@ def write_sparse_ir(
                 )
     move_nan_guards(model)  # the file runs as deploy would run it, also where our preparer is absent (OVMS)
     xml = kernels.save_sparse_ir(model, folder / OPENVINO_SPARSE_XML)
-    dense = (
-        Engine(
-            dense_xml,
-            "openvino",
-            outputs,
-            ov_config={"INFERENCE_PRECISION_HINT": "f32"},
-            prepare=lambda core, dense_model: dequantize_attention(dense_model),
-        )
-        if report.attention_fp32  # compared with the same attention: the check measures the op alone
-        else exact_engine(dense_xml, outputs)
+    # compared with the same attention, so the check measures the op alone
+    same_attention = (
+        (lambda core, dense_model: dequantize_attention(dense_model)) if report.attention_fp32 else None
     )
+    dense = exact_engine(dense_xml, outputs, prepare=same_attention)
     sparse = Engine(
         xml, "openvino", outputs, ov_config={"INFERENCE_PRECISION_HINT": "f32"}, setup=kernels.register
     )

@@ -6,8 +6,8 @@ CPU plugin fuses a transformer's attention (MatMul, Add, Softmax, MatMul and the
 into one multi-head-attention subgraph only where no FakeQuantize sits inside it; with them it runs Q·Kᵀ
 and P·V as two INT8 GEMMs with their own Softmax, Transposes and quantization nodes. Once pruneofa's op
 runs the Linear layers, that unfused attention is the largest part of the rest of the graph. Measured on
-all-MiniLM-L6-v2, 90 % in 1 × 4 INT8 blocks, seq 128, batch 1, 2 threads (docs/kernels.md, "Attention in
-FP32"): 15 % off the model's latency with oneDNN capped to AVX2 and no change on AVX512-VNNI, where the
+all-MiniLM-L6-v2, 90 % in 1 × 4 INT8 blocks, seq 128, batch 1, 2 threads (docs/kernels.md, "Sparse INT8
+against the targets"): 15 % off the model's latency with oneDNN capped to AVX2 and no change on AVX512-VNNI, where the
 INT8 GEMMs are fast.
 
 Accuracy: the attention then computes on the FP32 values NNCF would have rounded to its 8-bit grid, so the
