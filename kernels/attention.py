@@ -32,15 +32,37 @@ def _attention_matmul(node: Any) -> bool:
     return True
 
 
+# Ops that only move values (the heads' split of V: Reshape, then Transpose): a FakeQuantize in front of
+# them still quantizes nothing but the MatMul's operand.
+_LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze"})
+
+
+def _feeds_only_attention(output: Any, depth: int = 0) -> bool:
+    """Every path from ``output`` reaches an attention MatMul through layout ops only (at most 4 deep)."""
+    targets = list(output.get_target_inputs())
+    if not targets or depth > 4:
+        return False
+    for target in targets:
+        node = target.get_node()
+        if _attention_matmul(node):
+            continue
+        if node.get_type_name() not in _LAYOUT_OPS or target.get_index() != 0:
+            return False
+        if not _feeds_only_attention(node.output(0), depth + 1):
+            return False
+    return True
+
+
 def dequantize_attention(model: Any) -> int:
-    """Remove (in place) every FakeQuantize whose consumers are all attention MatMuls, wiring its input to
-    them; returns how many were removed. A FakeQuantize that also feeds anything else stays."""
+    """Remove (in place) every FakeQuantize whose consumers are all attention MatMuls, directly or through
+    layout ops (V's FakeQuantize sits before the Reshape and Transpose that split the heads), wiring its
+    input to them; returns how many were removed. A FakeQuantize that also feeds anything else stays."""
     removed = 0
     for op in model.get_ordered_ops():
         if op.get_type_name() != "FakeQuantize":
             continue
         targets = list(op.output(0).get_target_inputs())
-        if not targets or not all(_attention_matmul(target.get_node()) for target in targets):
+        if not _feeds_only_attention(op.output(0)):
             continue
         source = op.input_value(0)
         for target in targets:

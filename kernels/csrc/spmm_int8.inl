@@ -255,9 +255,19 @@ inline void q8_row_pass(const SpmmProblem& p, int64_t n, const uint32_t* xq, con
     }
     for (int s = 1; s < S; ++s)
         for (int v = 0; v < V; ++v) acc[0][v] = SimdI::add(acc[0][v], acc[s][v]);
+    const typename Simd::V bias = Simd::set1(p.bias != nullptr ? p.bias[n] : 0.0f);
+    if (p.act_quant == kActQuantStatic) {
+        // One step and zero point for every token (static_params): zero x row_sum and step x weight scale
+        // are the row's constants, so each vector costs a subtraction, a conversion and one FMA (padding
+        // lanes get finite values that are never stored).
+        const I offset = SimdI::set1(tzero[0] * row_sum);
+        const typename Simd::V step = Simd::set1(tscale[0] * p.scales[n]);
+        for (int v = 0; v < V; ++v)
+            Simd::store(out + v * L, Simd::fmadd(SimdI::to_float(SimdI::sub(acc[0][v], offset)), step, bias));
+        return;
+    }
     const I rs = SimdI::set1(row_sum);
     const typename Simd::V w_scale = Simd::set1(p.scales[n]);
-    const typename Simd::V bias = Simd::set1(p.bias != nullptr ? p.bias[n] : 0.0f);
     for (int v = 0; v < V; ++v) {
         const I centered = SimdI::sub(acc[0][v], SimdI::mullo(SimdI::load(tzero + v * L), rs));
         const typename Simd::V f = Simd::mul(SimdI::to_float(centered), Simd::load(tscale + v * L));

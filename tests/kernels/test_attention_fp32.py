@@ -78,3 +78,48 @@ def test_a_model_without_fake_quantize_is_left_alone():
     before = len(model.get_ordered_ops())
     assert dequantize_attention(model) == 0  # only the Linear's FakeQuantize, which stays
     assert len(model.get_ordered_ops()) == before
+
+
+def _heads(value):
+    """[1, 4, 16] -> [1, 2, 4, 8]: the Reshape and Transpose that split V into heads."""
+    split = ops.reshape(value, ops.constant(np.array([1, 4, 2, 8], np.int64)), False)
+    return ops.transpose(split, ops.constant(np.array([0, 2, 1, 3], np.int64)))
+
+
+def _value_model(also_elsewhere: bool):
+    """softmax(q) x heads(FakeQuantize(v)): V's FakeQuantize reaches the MatMul through layout ops only, or
+    (``also_elsewhere``) its Reshape also feeds an Add."""
+    p = ops.parameter([1, 2, 4, 4], np.float32, name="p")
+    v = ops.parameter([1, 4, 16], np.float32, name="v")
+    heads = _heads(_fq(v))
+    outputs = [ops.matmul(ops.softmax(p, -1), heads, False, False)]
+    if also_elsewhere:
+        outputs.append(ops.add(heads.input_value(0), ops.constant(np.float32(1.0))))
+    return ov.Model(outputs, [p, v])
+
+
+def test_the_value_fake_quantize_behind_the_head_split_is_removed():
+    model = _value_model(also_elsewhere=False)
+    assert dequantize_attention(model) == 1
+    assert _fake_quantizes(model) == 0
+    model.validate_nodes_and_infer_types()
+    rng = np.random.default_rng(2)
+    feed = {"p": rng.uniform(-3, 3, (1, 2, 4, 4)).astype(np.float32), "v": rng.uniform(-3, 3, (1, 4, 16))}
+    feed["v"] = feed["v"].astype(np.float32)
+    core = ov.Core()
+    got = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feed)[0]  # no bf16 here
+    want = np.einsum(
+        "bhij,bhjd->bhid", _softmax(feed["p"]), feed["v"].reshape(1, 4, 2, 8).transpose(0, 2, 1, 3)
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_value_fake_quantize_whose_layout_ops_feed_more_than_attention_stays():
+    model = _value_model(also_elsewhere=True)
+    assert dequantize_attention(model) == 0
+    assert _fake_quantizes(model) == 1
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
