@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ class _Layer(ctypes.Structure):
         ("act_quant", ctypes.c_int32),
         ("act_scale", ctypes.c_float),
         ("act_zero_point", ctypes.c_int32),
+        ("act_multiplier", ctypes.c_void_p),
     ]
 
 
@@ -297,15 +298,25 @@ ACT_QUANT = {"none": 0, "dynamic": 1, "static": 2}
 class ActQuant:
     """How a layer treats its activations: ``none`` (FP32 compute), ``dynamic`` (INT8 compute, each token
     quantized to u8 over its own min / max) or ``static`` (INT8 compute with one calibrated u8 ``scale``
-    and ``zero_point``, as a FakeQuantize in front of the MatMul defines them)."""
+    and ``zero_point``, as a FakeQuantize in front of the MatMul defines them). ``multiplier`` (static
+    only): [in_features] factors applied to the activations before they are quantized, SmoothQuant's
+    per-channel Multiply in front of NNCF's FakeQuantize, folded into the op."""
 
     mode: str = "none"
     scale: float = 0.0
     zero_point: int = 0
+    multiplier: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in ACT_QUANT:
             raise ValueError(f"activation quantization must be one of {sorted(ACT_QUANT)}, got {self.mode!r}")
+        if self.multiplier is not None:
+            if self.mode != "static":
+                raise ValueError("an activation multiplier needs static activation quantization")
+            factors = np.ascontiguousarray(self.multiplier, dtype=np.float32).reshape(-1)
+            if not np.isfinite(factors).all():
+                raise ValueError("the activation multiplier must be finite")
+            object.__setattr__(self, "multiplier", factors)
 
 
 def _call_arrays(x: np.ndarray, in_features: int, out_features: int):
@@ -353,13 +364,18 @@ def _layer(weight: Any, activation: str, keep: list, quant: ActQuant | None = No
         raise ValueError(
             "invalid sparse weight structure: constant lengths do not match out_features / block / block_rows"
         )
-    keep.extend([*arrays, scales, bias])
     quant = quant or ActQuant()
+    multiplier = quant.multiplier
+    if multiplier is not None and multiplier.size != weight.in_features:
+        raise ValueError(
+            f"the activation multiplier has {multiplier.size} factors for {weight.in_features} inputs"
+        )
+    keep.extend([*arrays, scales, bias, multiplier])
     return _Layer(
         weight.in_features, weight.out_features, arrays[0].ctypes.data, arrays[1].ctypes.data, arrays[1].size, arrays[2].ctypes.data,
         int(arrays[2].dtype == np.int8), weight.block, None if scales is None else scales.ctypes.data,
         None if bias is None else bias.ctypes.data, ACTIVATIONS[activation], block_rows,
-        ACT_QUANT[quant.mode], quant.scale, quant.zero_point,
+        ACT_QUANT[quant.mode], quant.scale, quant.zero_point, None if multiplier is None else multiplier.ctypes.data,
     )  # fmt: skip
 
 

@@ -16,6 +16,8 @@ Rules (applied to an ``ov.Model`` read from a standard IR or ONNX file; files on
   levels, one scalar range, the same for input and output) feeds the MatMul, its range becomes the op's
   static ``activation_scale`` / ``activation_zero_point`` and the op reads the FakeQuantize's input (the
   FakeQuantize is folded, not run); otherwise each token is quantized over its own range (``dynamic``).
+  SmoothQuant's per-input Multiply in front of that FakeQuantize (NNCF, ``model_type=TRANSFORMER``) is
+  folded too, as the op's ``input_scale`` (``fold_smooth_quant``).
 - Two replaced layers in a row (BERT's FFN: up with GELU, then down; the first's only consumer is the
   second) become one ``pruneofa.SparseLinearPair`` node: each thread carries its token tiles through both
   layers and the [tokens, 4H] intermediate is never stored (``fuse_pairs``; docs/kernels.md).
@@ -216,10 +218,34 @@ def _scalar(output: Any) -> float | None:
     return float(value.reshape(-1)[0]) if value.size == 1 else None
 
 
-def _static_activation_quant(op: Any) -> tuple[Any, library.ActQuant] | None:
+def _smooth_quant_factors(value: Any, in_features: int) -> tuple[Any, np.ndarray] | None:
+    """``value`` as x times constant per-input factors (SmoothQuant's Multiply, which NNCF puts in front of
+    the FakeQuantize: shape [K] or [1, ..., 1, K]): x and the factors; else None."""
+    from pruneofa.kernels.weights import fold
+
+    node = value.get_node()
+    if node.get_type_name() != "Multiply":
+        return None
+    for index in (1, 0):
+        try:
+            factors = fold(node.input_value(index))
+        except NotConstant:
+            continue
+        if factors.size != in_features or factors.ndim < 1 or factors.shape[-1] != in_features:
+            return None
+        factors = np.ascontiguousarray(factors, dtype=np.float32).reshape(-1)
+        other = node.input_value(1 - index)
+        if not np.isfinite(factors).all() or other.get_element_type().get_type_name() != "f32":
+            return None
+        return other, factors
+    return None
+
+
+def _static_activation_quant(op: Any, fold_multiply: bool = True) -> tuple[Any, library.ActQuant] | None:
     """The FakeQuantize feeding ``op``'s activation as a static u8 quantization (its input, and the step /
     zero point), when it is one: 256 levels, one scalar range shared by input and output, zero on its
-    integer grid (NNCF tunes ranges so); else None."""
+    integer grid (NNCF tunes ranges so); else None. With ``fold_multiply``, a SmoothQuant Multiply in front
+    of the FakeQuantize goes into the op too (the op reads its input and applies the factors itself)."""
     fq = op.input_value(0).get_node()
     if fq.get_type_name() != "FakeQuantize" or int(fq.get_attributes().get("levels", 0)) != 256:
         return None
@@ -230,7 +256,11 @@ def _static_activation_quant(op: Any) -> tuple[Any, library.ActQuant] | None:
     zero = -il / float(step)
     if not np.isfinite(step) or step <= 0 or abs(zero - round(zero)) > 1e-3 or not 0 <= round(zero) <= 255:
         return None
-    return fq.input_value(0), library.ActQuant("static", float(step), int(round(zero)))
+    source, multiplier = fq.input_value(0), None
+    smooth = _smooth_quant_factors(source, _features(op)[0]) if fold_multiply else None
+    if smooth is not None:
+        source, multiplier = smooth
+    return source, library.ActQuant("static", float(step), int(round(zero)), multiplier)
 
 
 class _Factory:
@@ -249,8 +279,9 @@ class _Factory:
         return cls._instances[path]
 
 
-def _constants(weight: formats.SparseWeight, name: str) -> list[Any]:
-    """The op's constant inputs for ``weight``: row_ptr, col_idx, values[, scales][, bias]."""
+def _constants(weight: formats.SparseWeight, name: str, quant: library.ActQuant | None = None) -> list[Any]:
+    """The op's constant inputs for ``weight``: row_ptr, col_idx, values[, scales][, bias][, input_scale
+    (``quant``'s multiplier)]."""
     import openvino.opset13 as ops
 
     arrays = [("row_ptr", weight.row_ptr), ("col_idx", weight.col_idx), ("values", weight.values)]
@@ -258,6 +289,8 @@ def _constants(weight: formats.SparseWeight, name: str) -> list[Any]:
         arrays.append(("scales", weight.scales))
     if weight.bias is not None:
         arrays.append(("bias", weight.bias))
+    if quant is not None and quant.multiplier is not None:
+        arrays.append(("input_scale", quant.multiplier))
     outputs = []
     for suffix, array in arrays:
         const = ops.constant(np.ascontiguousarray(array))
@@ -275,6 +308,7 @@ def _compute_attributes(
         f"{prefix}activation_quant": quant.mode,
         f"{prefix}activation_scale": float(quant.scale),
         f"{prefix}activation_zero_point": int(quant.zero_point),
+        f"{prefix}input_scale": quant.multiplier is not None,
     }
 
 
@@ -285,6 +319,7 @@ def _copied_compute_attributes(attrs: dict, prefix: str) -> dict:
         f"{prefix}activation_quant": str(attrs.get("activation_quant", "none")),
         f"{prefix}activation_scale": float(attrs.get("activation_scale", 0.0)),
         f"{prefix}activation_zero_point": int(attrs.get("activation_zero_point", 0)),
+        f"{prefix}input_scale": bool(attrs.get("input_scale", False)),
     }
 
 
@@ -300,7 +335,7 @@ def make_node(
     path = library.library_path()
     if path is None:
         raise RuntimeError("pruneofa kernels are not available")
-    inputs = [x, *_constants(weight, name)]
+    inputs = [x, *_constants(weight, name, quant)]
     node = _Factory.get(str(path)).create(
         OP_TYPE,
         inputs,
@@ -388,7 +423,7 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
         key = (
             source.get_node().get_name(), source.get_index(), int(a["in_features"]), int(a["out_features"]),
             int(a["block"]), bool(a["has_bias"]), str(a["activation"]), op.get_input_element_type(3).get_type_name(),
-            tuple(sorted(_copied_compute_attributes(a, "").items())),
+            tuple(sorted(_copied_compute_attributes(a, "").items())), _input_scale(op).tobytes(),
         )  # fmt: skip
         groups.setdefault(key, []).append(op)
     made = 0
@@ -400,8 +435,12 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
             names = [op.get_friendly_name() for op in chunk]
             stacked = formats.stack_rows([packed[op.get_name()] for op in chunk])
             compute = _copied_compute_attributes(chunk[0].get_attributes(), "")
+            multiplier = _input_scale(chunk[0]) if compute["input_scale"] else None
             quant = library.ActQuant(
-                compute["activation_quant"], compute["activation_scale"], compute["activation_zero_point"]
+                compute["activation_quant"],
+                compute["activation_scale"],
+                compute["activation_zero_point"],
+                multiplier,
             )
             node = make_split_node(
                 chunk[0].input_value(0), stacked, len(chunk), names, activation=key[6], quant=quant
@@ -416,6 +455,15 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
     return made
 
 
+def _input_scale(op: Any) -> np.ndarray:
+    """A SparseLinear's input_scale factors (its last input), empty when it has none."""
+    from pruneofa.kernels.weights import fold
+
+    if not bool(op.get_attributes().get("input_scale", False)):
+        return np.zeros(0, np.float32)
+    return np.asarray(fold(op.input_value(op.get_input_size() - 1)), np.float32).reshape(-1)
+
+
 def make_split_node(
     x: Any,
     weight: formats.SparseWeight,
@@ -425,7 +473,7 @@ def make_split_node(
     quant: library.ActQuant | None = None,
 ) -> Any:
     """A SparseLinearSplit node: ``weight`` holds ``parts`` layers' rows stacked (:func:`formats.stack_rows`)."""
-    inputs = [x, *_constants(weight, "+".join(names))]
+    inputs = [x, *_constants(weight, "+".join(names), quant)]
     node = _Factory.get(str(library.library_path())).create(
         SPLIT_OP_TYPE,
         inputs,
@@ -510,6 +558,7 @@ def rewrite(
     int8_compute: bool = True,
     precision_hint: str | None = None,
     attention_fp32: bool = True,
+    fold_smooth_quant: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
@@ -524,7 +573,10 @@ def rewrite(
     quantized dense (:data:`pruneofa.kernels.crossover.FALLBACKS`). ``int8_compute=False``: every layer computes in FP32
     (INT8 1 x 4 weights run as ``int8-block``, FakeQuantize nodes stay). ``attention_fp32``: where a layer
     runs INT8 compute, remove the FakeQuantize nodes in front of attention's MatMuls so that OpenVINO fuses
-    the attention (:mod:`pruneofa.kernels.attention`); False keeps them. With the kernels unavailable (no
+    the attention (:mod:`pruneofa.kernels.attention`); False keeps them. ``fold_smooth_quant``: a
+    SmoothQuant Multiply (per-input factors) in front of a folded FakeQuantize goes into the op as its
+    ``input_scale``, so no pass over the activations runs for it and the FFN pair still fuses; False leaves
+    it in the graph. With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
     if mode not in KERNEL_MODES:
@@ -577,7 +629,7 @@ def rewrite(
             continue
         x_input, quant = op.input_value(0), None
         if decision.format == "int8-1x4":
-            static = _static_activation_quant(op)
+            static = _static_activation_quant(op, fold_smooth_quant)
             x_input, quant = static if static is not None else (x_input, library.ActQuant("dynamic"))
         if mode == "auto":
             decision.dense = _dense_kind(op, precision)
@@ -668,8 +720,10 @@ def _read_layer(
     block: int,
     has_bias: bool,
     block_rows: int = 1,
+    input_scale: bool = False,
 ):
-    """One layer's constants from input ``first`` on; returns the weight and the index after them."""
+    """One layer's constants from input ``first`` on; returns the weight and the index after them (an
+    input_scale input is the activations' quantization, not the weight's: skipped)."""
     from pruneofa.kernels.weights import fold
 
     values = fold(node.input_value(first + 2))
@@ -687,7 +741,7 @@ def _read_layer(
         bias=arrays[-1].astype(np.float32) if has_bias else None,
         block_rows=block_rows,
     )
-    return weight, first + count
+    return weight, first + count + int(input_scale)
 
 
 def layer_weights(node: Any) -> dict[str, formats.SparseWeight]:
@@ -698,11 +752,11 @@ def layer_weights(node: Any) -> dict[str, formats.SparseWeight]:
         k, h, n = int(attrs["in_features"]), int(attrs["hidden_features"]), int(attrs["out_features"])
         first, after = _read_layer(
             node, 1, k, h, int(attrs["first_block"]), bool(attrs["first_has_bias"]),
-            int(attrs.get("first_block_rows", 1)),
+            int(attrs.get("first_block_rows", 1)), bool(attrs.get("first_input_scale", False)),
         )  # fmt: skip
         second, _ = _read_layer(
             node, after, h, n, int(attrs["second_block"]), bool(attrs["second_has_bias"]),
-            int(attrs.get("second_block_rows", 1)),
+            int(attrs.get("second_block_rows", 1)), bool(attrs.get("second_input_scale", False)),
         )  # fmt: skip
         return {str(attrs["first_name"]): first, str(attrs["second_name"]): second}
     if node.get_type_name() == SPLIT_OP_TYPE:

@@ -98,6 +98,7 @@ struct pruneofa_layer {
     int32_t act_quant;       // 0: FP32 compute, 1: INT8 with per-token activation ranges, 2: INT8 static
     float act_scale;         // static: the u8 activation step
     int32_t act_zero_point;  // static: the u8 value of 0.0
+    const float* act_multiplier;  // static only: [in_features] factors applied to X before quantization, or null
 };
 
 }  // extern "C"
@@ -122,6 +123,7 @@ bool layer_problem(const pruneofa_layer& l, int64_t tokens, pruneofa::SpmmProble
     p->act_quant = l.act_quant;
     p->act_scale = l.act_scale;
     p->act_zero_point = l.act_zero_point;
+    p->act_multiplier = l.act_multiplier;
     return pruneofa::validate(*p, l.n_blocks) == nullptr;
 }
 

@@ -106,6 +106,16 @@ std::string check_layout(const LayerLayout& l) {
     if (!l.int8 && l.scales_size >= 0) return "scales are only for i8 values";
     if (l.has_bias && l.bias_size != n) return length_error("bias", l.bias_size, "out_features is", n);
     if (!l.has_bias && l.bias_size >= 0) return "a bias input without has_bias";
+    if (c.input_scale) {
+        if (quant != kActQuantStatic) return "input_scale needs activation_quant \"static\"";
+        if (l.input_scale_size != l.in_features)
+            return length_error("input_scale", l.input_scale_size, "in_features is", l.in_features);
+        for (int64_t i = 0; i < l.input_scale_size; ++i)
+            if (!std::isfinite(l.input_scale[i]))
+                return "input_scale must be finite: input_scale[" + std::to_string(i) + "] is not";
+    } else if (l.input_scale_size >= 0) {
+        return "an input_scale input without input_scale";
+    }
     int64_t at = 0;
     if (const char* e = check_structure(l.row_ptr, groups, l.col_idx, l.col_idx_size, l.in_features, l.block, &at,
                                         quant != kActQuantNone)) {

@@ -23,12 +23,14 @@ constexpr int64_t kMaxInt8Features = 65536;
 // The layout and compute mode beyond the block-CSR basics (IR attributes with these defaults may be absent):
 // block_rows 4 = 4 x 1 FP32 blocks; activation_quant "dynamic" / "static" = INT8 compute on INT8 1 x 4
 // blocks with per-token activation ranges or the calibrated u8 activation_scale / activation_zero_point
-// (spmm_types.hpp).
+// (spmm_types.hpp); input_scale = one more f32 [K] input after the bias: factors applied to X before the
+// static quantization (SpmmProblem::act_multiplier).
 struct LayerCompute {
     int64_t block_rows = 1;
     std::string activation_quant = "none";
     float activation_scale = 0.0f;
     int64_t activation_zero_point = 0;
+    bool input_scale = false;
 };
 
 // activation_quant's IR name as kActQuant*, -1 when unknown.
@@ -49,6 +51,8 @@ struct LayerLayout {
     int64_t values_size = -1;
     int64_t scales_size = -1;
     int64_t bias_size = -1;
+    const float* input_scale = nullptr;  // compute.input_scale's factors
+    int64_t input_scale_size = -1;
 };
 
 // The attributes alone: features in [1, kMaxFeatures], block 1, 2, 4 or 8. Empty when sound, else one
@@ -63,8 +67,8 @@ const char* check_compute(int64_t in_features, int64_t out_features, int64_t blo
                           int act_quant, float act_scale, int64_t act_zero_point);
 
 // Everything: the attributes and compute mode, each constant's length (row_ptr N / block_rows + 1, values
-// n_blocks x block x block_rows, scales and bias N), then the structure (check_structure). Empty when
-// sound, else one sentence.
+// n_blocks x block x block_rows, scales and bias N, input_scale K: only with static INT8 compute, every
+// factor finite), then the structure (check_structure). Empty when sound, else one sentence.
 std::string check_layout(const LayerLayout& layout);
 
 // row_ptr [groups + 1] (groups: N / block_rows) starts at 0, never decreases and ends at n_blocks; every

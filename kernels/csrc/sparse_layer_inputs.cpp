@@ -16,8 +16,8 @@ bool layer_int8(const ov::Node* node, size_t first) {
     return node->get_input_size() > first + 2 && node->get_input_element_type(first + 2) == ov::element::i8;
 }
 
-size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias) {
-    return 3 + (layer_int8(node, first) ? 1 : 0) + (has_bias ? 1 : 0);
+size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias, bool input_scale) {
+    return 3 + (layer_int8(node, first) ? 1 : 0) + (has_bias ? 1 : 0) + (input_scale ? 1 : 0);
 }
 
 int activation_code(const std::string& activation) {
@@ -53,6 +53,7 @@ void visit_compute(ov::AttributeVisitor& visitor, const std::string& prefix, Lay
     visitor.on_attribute(prefix + "activation_quant", compute.activation_quant);
     visitor.on_attribute(prefix + "activation_scale", compute.activation_scale);
     visitor.on_attribute(prefix + "activation_zero_point", compute.activation_zero_point);
+    visitor.on_attribute(prefix + "input_scale", compute.input_scale);
 }
 
 void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bool full,
@@ -64,15 +65,16 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
                           invalid_layer(node), "activation must be \"none\" or \"gelu\", got ", layer.activation);
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= first + 3, "a sparse layer needs row_ptr, col_idx and values");
     const bool int8 = layer_int8(node, first);
-    const size_t count = layer_input_count(node, first, layer.has_bias);
+    const size_t count = layer_input_count(node, first, layer.has_bias, layer.compute.input_scale);
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= first + count, "a sparse layer expects ", count,
-                          " constant inputs for its values type and has_bias");
+                          " constant inputs for its values type, has_bias and input_scale");
     NODE_VALIDATION_CHECK(node, node->get_input_element_type(first) == ov::element::i32, "row_ptr must be i32");
     NODE_VALIDATION_CHECK(node, node->get_input_element_type(first + 1) == ov::element::i32, "col_idx must be i32");
     NODE_VALIDATION_CHECK(node, node->get_input_element_type(first + 2) == ov::element::f32 || int8,
                           "values must be f32 or i8");
     for (size_t i = first + 3; i < first + count; ++i)
-        NODE_VALIDATION_CHECK(node, node->get_input_element_type(i) == ov::element::f32, "scales and bias must be f32");
+        NODE_VALIDATION_CHECK(node, node->get_input_element_type(i) == ov::element::f32,
+                              "scales, bias and input_scale must be f32");
     const LayerCompute& c = layer.compute;
     const int quant = act_quant_code(c.activation_quant);
     NODE_VALIDATION_CHECK(node, quant >= 0, invalid_layer(node),
@@ -82,8 +84,12 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
     NODE_VALIDATION_CHECK(node, compute_err == nullptr, invalid_layer(node), compute_err, ", got block_rows ",
                           c.block_rows, ", block ", layer.block, ", out_features ", layer.out_features, ", scale ",
                           c.activation_scale, ", zero point ", c.activation_zero_point);
-    const char* names[] = {"row_ptr", "col_idx", "values", int8 ? "scales" : "bias", "bias"};
-    const ov::op::v0::Constant* constants[5] = {};
+    const char* names[6] = {"row_ptr", "col_idx", "values"};
+    size_t named = 3;
+    if (int8) names[named++] = "scales";
+    if (layer.has_bias) names[named++] = "bias";
+    if (layer.compute.input_scale) names[named++] = "input_scale";
+    const ov::op::v0::Constant* constants[6] = {};
     for (size_t i = 0; i < count; ++i) {
         constants[i] = constant_input(node, first + i);
         NODE_VALIDATION_CHECK(node, constants[i] != nullptr, invalid_layer(node), "its ", names[i], " (input ",
@@ -105,7 +111,13 @@ void check_layer(const ov::Node* node, size_t first, const LayerAttrs& layer, bo
     l.col_idx_size = size(1);
     l.values_size = size(2);
     if (int8) l.scales_size = size(3);
-    if (layer.has_bias) l.bias_size = size(count - 1);
+    const size_t bias_at = 3 + (int8 ? 1 : 0);
+    if (layer.has_bias) l.bias_size = size(bias_at);
+    if (layer.compute.input_scale) {
+        const size_t at = bias_at + (layer.has_bias ? 1 : 0);
+        l.input_scale = static_cast<const float*>(constants[at]->get_data_ptr());
+        l.input_scale_size = size(at);
+    }
     const std::string err = check_layout(l);
     NODE_VALIDATION_CHECK(node, err.empty(), invalid_layer(node), err);
     if (row_sums == nullptr || quant == kActQuantNone) return;
@@ -173,16 +185,17 @@ void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const cha
                         std::vector<int32_t>* row_sums) {
     NODE_VALIDATION_CHECK(node, node->get_input_size() >= 4, op, " needs X, row_ptr, col_idx and values");
     check_layer(node, 1, layer, full, row_sums);
-    const size_t expected = 1 + layer_input_count(node, 1, layer.has_bias);
+    const size_t expected = 1 + layer_input_count(node, 1, layer.has_bias, layer.compute.input_scale);
     NODE_VALIDATION_CHECK(node, node->get_input_size() == expected, op, " expects ", expected,
-                          " inputs for its values type and has_bias, got ", node->get_input_size());
+                          " inputs for its values type, has_bias and input_scale, got ", node->get_input_size());
 }
 
 SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const LayerAttrs& layer) {
     OPENVINO_ASSERT(inputs.size() >= first + 3, "sparse layer: row_ptr, col_idx and values missing");
     const bool int8 = inputs[first + 2].get_element_type() == ov::element::i8;
-    OPENVINO_ASSERT(inputs.size() >= first + 3 + (int8 ? 1 : 0) + (layer.has_bias ? 1 : 0),
-                    "sparse layer: scales or bias missing");
+    const size_t bias_at = first + 3 + (int8 ? 1 : 0), scale_at = bias_at + (layer.has_bias ? 1 : 0);
+    OPENVINO_ASSERT(inputs.size() >= scale_at + (layer.compute.input_scale ? 1 : 0),
+                    "sparse layer: scales, bias or input_scale missing");
     const size_t n_blocks = inputs[first + 1].get_size();
     OPENVINO_ASSERT(layer.compute.block_rows == 1 || layer.compute.block_rows == 4, "sparse layer: block_rows");
     const int64_t groups = layer.out_features / layer.compute.block_rows;
@@ -191,8 +204,11 @@ SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const La
                     "sparse layer: inputs do not match out_features / block / block_rows");
     const size_t n = static_cast<size_t>(layer.out_features);
     OPENVINO_ASSERT((!int8 || inputs[first + 3].get_size() == n) &&
-                        (!layer.has_bias || inputs[first + 3 + (int8 ? 1 : 0)].get_size() == n),
+                        (!layer.has_bias || inputs[bias_at].get_size() == n),
                     "sparse layer: scales and bias must hold out_features entries");
+    OPENVINO_ASSERT(!layer.compute.input_scale ||
+                        inputs[scale_at].get_size() == static_cast<size_t>(layer.in_features),
+                    "sparse layer: input_scale must hold in_features entries");
     SpmmProblem p;
     p.in_features = layer.in_features;
     p.out_features = layer.out_features;
@@ -206,7 +222,8 @@ SpmmProblem layer_problem(const ov::TensorVector& inputs, size_t first, const La
     } else {
         p.values_f32 = inputs[first + 2].data<const float>();
     }
-    p.bias = layer.has_bias ? inputs[first + 3 + (int8 ? 1 : 0)].data<const float>() : nullptr;
+    p.bias = layer.has_bias ? inputs[bias_at].data<const float>() : nullptr;
+    p.act_multiplier = layer.compute.input_scale ? inputs[scale_at].data<const float>() : nullptr;
     p.block = static_cast<int>(layer.block);
     p.activation = activation_code(layer.activation);
     p.block_rows = static_cast<int>(layer.compute.block_rows);

@@ -2,7 +2,8 @@
 // their type/size checks, and the SpmmProblem built from them at evaluate().
 //
 // A layer's constants, from input `first`: row_ptr i32 [N / block_rows + 1], col_idx i32 [n_blocks], values
-// f32 or i8 [n_blocks * block * block_rows], then scales f32 [N] only when the values are i8, then bias f32 [N] only with has_bias.
+// f32 or i8 [n_blocks * block * block_rows], then scales f32 [N] only when the values are i8, then bias f32 [N] only with has_bias,
+// then input_scale f32 [K] only with the compute attribute input_scale (static INT8 compute).
 #pragma once
 
 #include <memory>
@@ -28,7 +29,8 @@ struct LayerAttrs {
     LayerCompute compute = {};
 };
 
-// Visits LayerCompute under `prefix` + block_rows, activation_quant, activation_scale, activation_zero_point.
+// Visits LayerCompute under `prefix` + block_rows, activation_quant, activation_scale, activation_zero_point,
+// input_scale.
 void visit_compute(ov::AttributeVisitor& visitor, const std::string& prefix, LayerCompute& compute);
 
 // Visits a one-layer op's attributes under their IR names: in_features, out_features, block, has_bias,
@@ -40,8 +42,8 @@ void check_single_layer(const ov::Node* node, const LayerAttrs& layer, const cha
                         std::vector<int32_t>* row_sums = nullptr);
 // Whether the values input (first + 2) is i8.
 bool layer_int8(const ov::Node* node, size_t first);
-// How many inputs the layer's constants take (3, 4 or 5).
-size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias);
+// How many inputs the layer's constants take (3 to 6).
+size_t layer_input_count(const ov::Node* node, size_t first, bool has_bias, bool input_scale);
 // NODE_VALIDATION_CHECKs of the attributes (compute mode included) and the constants' types; every weight
 // input must be a Constant. With `full`, also every constant's length and the structure (check_layout:
 // O(N + n_blocks)), and then, for INT8 compute, each row's sum of the (now checked) INT8 values into

@@ -139,7 +139,9 @@ LayerAttrs SparseLinearPair::second() const {
             m_second_compute};
 }
 
-size_t SparseLinearPair::second_input() const { return 1 + layer_input_count(this, 1, m_first_has_bias); }
+size_t SparseLinearPair::second_input() const {
+    return 1 + layer_input_count(this, 1, m_first_has_bias, m_first_compute.input_scale);
+}
 
 void SparseLinearPair::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, get_input_size() >= 7, "SparseLinearPair needs X and two layers' constants");
@@ -149,9 +151,10 @@ void SparseLinearPair::validate_and_infer_types() {
     const size_t second_at = second_input();
     NODE_VALIDATION_CHECK(this, get_input_size() >= second_at + 3, "SparseLinearPair needs the second layer's constants");
     check_layer(this, second_at, second(), !known, &second_sums);
-    const size_t expected = second_at + layer_input_count(this, second_at, m_second_has_bias);
+    const size_t expected =
+        second_at + layer_input_count(this, second_at, m_second_has_bias, m_second_compute.input_scale);
     NODE_VALIDATION_CHECK(this, get_input_size() == expected, "SparseLinearPair expects ", expected,
-                          " inputs for its values types and has_bias, got ", get_input_size());
+                          " inputs for its values types, has_bias and input_scale, got ", get_input_size());
     if (!known) m_load_checked.record(this, std::move(first_sums), std::move(second_sums));
     check_x(this);
     set_output_type(0, ov::element::f32, output_shape(this, m_in_features, m_out_features));

@@ -208,6 +208,8 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks) {
         return err;
     if (n_blocks > 0 && (p.int8 ? p.values_i8 == nullptr : p.values_f32 == nullptr)) return "values missing";
     if (p.int8 && p.out_features > 0 && p.scales == nullptr) return "INT8 values need per-row scales";
+    if (p.act_multiplier != nullptr && p.act_quant != kActQuantStatic)
+        return "an activation multiplier needs static INT8 compute";
     return check_structure(p.row_ptr, p.out_features / p.block_rows, p.col_idx, n_blocks, p.in_features, p.block,
                            nullptr, p.act_quant != kActQuantNone);
 }

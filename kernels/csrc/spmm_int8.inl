@@ -30,9 +30,19 @@ inline uint32_t quantize_one(float x, float inv, int32_t zero) {
     return uint32_t(q);
 }
 
-// Simd::L activations as quantize_one computes each, in int32 lanes.
-inline typename SimdI::I quantize_lanes(const float* x, typename Simd::V inv, typename SimdI::I zero) {
-    typename Simd::V v = Simd::mul(Simd::load(x), inv);
+// Input i of a row as the op quantizes it: times act_multiplier[i] where the layer has one (static INT8
+// compute with SmoothQuant's factors folded), one rounding, the same in the vector code.
+inline float scaled_input(const SpmmProblem& p, const float* row, int64_t i) {
+    return p.act_multiplier != nullptr ? row[i] * p.act_multiplier[i] : row[i];
+}
+inline typename Simd::V scaled_inputs(const SpmmProblem& p, const float* row, int64_t i) {
+    return p.act_multiplier != nullptr ? Simd::mul(Simd::load(row + i), Simd::load(p.act_multiplier + i))
+                                       : Simd::load(row + i);
+}
+
+// Simd::L activations (the values in `v`) as quantize_one computes each, in int32 lanes.
+inline typename SimdI::I quantize_lanes(typename Simd::V v, typename Simd::V inv, typename SimdI::I zero) {
+    v = Simd::mul(v, inv);
     v = Simd::min(Simd::max(v, Simd::set1(-1024.0f)), Simd::set1(1024.0f));
     const typename SimdI::I q = SimdI::add(SimdI::round(v), zero);
     return SimdI::min(SimdI::max(q, SimdI::zero()), SimdI::set1(Route::kLevels));
@@ -106,7 +116,7 @@ inline void quantize_tail(const SpmmProblem& p, const float* row, float inv, int
         uint32_t packed = 0;
         for (int b = 0; b < 4; ++b) {
             const int64_t i = qd * 4 + b;
-            packed |= (i < k ? quantize_one(row[i], inv, zp) : uint32_t(zp)) << (8 * b);
+            packed |= (i < k ? quantize_one(scaled_input(p, row, i), inv, zp) : uint32_t(zp)) << (8 * b);
         }
         xq[qd * ws + t] = packed;
     }
@@ -134,11 +144,12 @@ inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid,
         for (int64_t q0 = 0; q0 < kv / 4; q0 += kChunk) {
             const int64_t nq = min64(kChunk, kv / 4 - q0);  // a multiple of L / 4
             for (int r = 0; r < 8; ++r) {
-                const float* row = x + (t + r) * k + q0 * 4;
+                const float* row = x + (t + r) * k;
                 const typename Simd::V vinv = Simd::set1(inv[r]);
                 const typename SimdI::I vzero = SimdI::set1(zero[t + r]);
                 for (int64_t i = 0; i < nq * 4; i += L)
-                    SimdI::store_quads_contiguous(quantize_lanes(row + i, vinv, vzero), buf + r * kChunk + i / 4);
+                    SimdI::store_quads_contiguous(quantize_lanes(scaled_inputs(p, row, q0 * 4 + i), vinv, vzero),
+                                                  buf + r * kChunk + i / 4);
             }
             const int64_t n8 = nq / 8 * 8;
             for (int64_t qq = 0; qq < n8; qq += 8)
@@ -158,7 +169,7 @@ inline void quantize_tile(const SpmmProblem& p, const float* x, int64_t w_valid,
         const typename Simd::V vinv = Simd::set1(inv);
         const typename SimdI::I vzero = SimdI::set1(zero[t]);
         for (int64_t i = 0; i < kv; i += L)
-            SimdI::store_quads(quantize_lanes(row + i, vinv, vzero), xq + (i / 4) * ws + t, ws);
+            SimdI::store_quads(quantize_lanes(scaled_inputs(p, row, i), vinv, vzero), xq + (i / 4) * ws + t, ws);
         quantize_tail(p, row, inv, zero[t], kv / 4, xq, ws, t);
     }
     for (int64_t tt = w_valid; tt < ws; ++tt) {
@@ -207,7 +218,13 @@ inline void quantize_transposed_tile(const SpmmProblem& p, const float* ht, int6
         const Vec vinv = Simd::load(inv);
         const I vzero = SimdI::load(zero + t0);
         const float* col = ht + t0;
-        auto row = [&](int64_t i) { return i < k ? quantize_lanes(col + i * ws, vinv, vzero) : vzero; };
+        // Here a row's lanes are tokens, so its multiplier is one broadcast factor (the same product).
+        auto row = [&](int64_t i) {
+            if (i >= k) return vzero;
+            const Vec v = Simd::load(col + i * ws);
+            return quantize_lanes(p.act_multiplier != nullptr ? Simd::mul(v, Simd::set1(p.act_multiplier[i])) : v,
+                                  vinv, vzero);
+        };
         for (int64_t qd = 0; qd < kq; ++qd) {
             const int64_t i = qd * 4;
             const I low = SimdI::or_(row(i), SimdI::shl<8>(row(i + 1)));

@@ -45,6 +45,10 @@ struct SpmmProblem {
     // INT8: the largest |value| (-1: not known, then computed per call where the route needs it; the avx2
     // route quantizes activations to 8 bits only when it is at most 64).
     int32_t weight_abs_max = -1;
+    // Static INT8 compute only: [in_features] factors applied to X before quantization, q = quantize(x *
+    // act_multiplier[k]) (SmoothQuant's per-channel Multiply in front of NNCF's FakeQuantize, folded into
+    // the op so that no pass over X runs for it and an FFN pair still fuses); null: none.
+    const float* act_multiplier = nullptr;
 };
 
 enum : int { kActQuantNone = 0, kActQuantDynamic = 1, kActQuantStatic = 2 };

@@ -317,7 +317,13 @@ int crafted_compute_layouts() {
     q8_static.compute.activation_scale = 0.05f;
     q8_static.compute.activation_zero_point = 255;
     q8_padded.in_features = 6;  // the last block runs past K (zero-padded): allowed for INT8 compute
-    for (const LayerLayout* sound : {&q8, &q8_static, &q8_padded, &r4})
+    static const float factors[8] = {1.0f, 2.0f, 0.5f, 1.0f, 3.0f, 1.0f, 0.25f, 1.0f};
+    static const float nan_factors[8] = {1.0f, 1.0f, 1.0f, NAN, 1.0f, 1.0f, 1.0f, 1.0f};
+    LayerLayout q8_scaled = q8_static;  // SmoothQuant's per-input factors folded (input_scale)
+    q8_scaled.compute.input_scale = true;
+    q8_scaled.input_scale = factors;
+    q8_scaled.input_scale_size = 8;
+    for (const LayerLayout* sound : {&q8, &q8_static, &q8_padded, &r4, &q8_scaled})
         if (!check_layout(*sound).empty()) {
             std::printf("CRAFTED: a sound compute layout was refused: %s\n", check_layout(*sound).c_str());
             ++failures;
@@ -347,6 +353,12 @@ int crafted_compute_layouts() {
         {"INT8 compute over 65536 inputs", &q8, [](LayerLayout& l) { l.in_features = 70000; }},
         {"INT8 compute column not 4-aligned", &q8, [](LayerLayout& l) { l.col_idx = misaligned; }},
         {"INT8 compute column at K", &q8_padded, [](LayerLayout& l) { l.in_features = 4; }},
+        {"input_scale of 7 for 8 inputs", &q8_scaled, [](LayerLayout& l) { l.input_scale_size = 7; }},
+        {"input_scale of 9 for 8 inputs", &q8_scaled, [](LayerLayout& l) { l.input_scale_size = 9; }},
+        {"input_scale missing", &q8_scaled, [](LayerLayout& l) { l.input_scale_size = -1; }},
+        {"input_scale with a NaN", &q8_scaled, [](LayerLayout& l) { l.input_scale = nan_factors; }},
+        {"input_scale on dynamic compute", &q8_scaled, [](LayerLayout& l) { l.compute.activation_quant = "dynamic"; }},
+        {"input_scale input without the flag", &q8_scaled, [](LayerLayout& l) { l.compute.input_scale = false; }},
     };
     for (const Tamper& t : tampers) {
         LayerLayout l = *t.base;

@@ -378,3 +378,68 @@ def test_avx2_route_takes_8_bit_activations_where_weights_fit_7_bits(kernels, re
     assert not fused
     h = library.spmm(x, up, activation="gelu", quant=dyn)
     np.testing.assert_array_equal(got, library.spmm(h, down, quant=dyn))
+
+
+@pytest.mark.parametrize("route", list(ROUTE_ISA))
+def test_static_multiplier_quantizes_the_scaled_activations(kernels, restore_isa, route):
+    """SmoothQuant's per-input factors folded into the op (``ActQuant.multiplier``): the same bits as the
+    activations multiplied first, then quantized statically (checked against numpy too), on the vector
+    quads, the 8-token transposes and the odd-K tail alike."""
+    from pruneofa.kernels import formats, library
+
+    use_route(route)
+    rng = np.random.default_rng(11 + len(route))
+    for t, k, n in [(1, 4, 16), (9, 13, 7), (40, 100, 33), (65, 257, 24)]:
+        q_w, w_scales = int8_1x4_weight(rng, n, k, 0.6)
+        sw = formats.pack_int8_1x4(q_w, w_scales, rng.standard_normal(n).astype(np.float32))
+        x = (rng.standard_normal((t, k)) * 2).astype(np.float32)
+        factors = rng.uniform(0.2, 4.0, k).astype(np.float32)
+        with_factors = library.ActQuant("static", 0.03, 90, factors)
+        got = library.spmm(x, sw, threads=1 + t % 2, quant=with_factors)
+        scaled = (x * factors).astype(np.float32)
+        np.testing.assert_array_equal(
+            got, library.spmm(scaled, sw, quant=library.ActQuant("static", 0.03, 90))
+        )
+        want, tol = int8_reference(scaled, q_w, w_scales, sw.bias, library.int8_levels(q_w), (0.03, 90))
+        assert np.all(np.abs(got - want) <= tol), f"{route} {t}x{k}->{n}"
+        assert np.abs(got - library.spmm(x, sw, quant=library.ActQuant("static", 0.03, 90))).max() > 0
+
+
+def test_fused_pair_with_multipliers_against_two_calls(kernels, restore_isa):
+    """Both layers of a pair with factors (the down layer's are SmoothQuant's after GELU): the fused tile
+    path applies them per intermediate row and gives the bits of two separate calls."""
+    from pruneofa.kernels import formats, library
+
+    rng = np.random.default_rng(23)
+    q1, s1 = int8_1x4_weight(rng, 64, 40, 0.7)
+    q2, s2 = int8_1x4_weight(rng, 24, 64, 0.5)
+    first = formats.pack_int8_1x4(q1, s1, rng.standard_normal(64).astype(np.float32))
+    second = formats.pack_int8_1x4(q2, s2, rng.standard_normal(24).astype(np.float32))
+    quants = [
+        library.ActQuant("static", 0.05, 10, rng.uniform(0.5, 2.0, 40).astype(np.float32)),
+        library.ActQuant("static", 0.02, 20, rng.uniform(0.5, 2.0, 64).astype(np.float32)),
+    ]
+    for isa in library.supported_isas():
+        library.set_isa(isa)
+        for tokens, threads in [(17, 1), (70, 2), (200, 2)]:
+            x = (rng.standard_normal((tokens, 40)) * 2).astype(np.float32)
+            want = library.spmm(
+                library.spmm(x, first, activation="gelu", quant=quants[0]), second, quant=quants[1]
+            )
+            got, fused = library.spmm_pair(x, first, second, threads=threads, first_quant=quants[0],
+                                           second_quant=quants[1])  # fmt: skip
+            np.testing.assert_array_equal(got, want, err_msg=f"{isa}: {tokens} tokens on {threads} threads")
+            assert fused or threads == 1
+
+
+def test_a_multiplier_is_refused_where_it_does_not_apply(kernels):
+    from pruneofa.kernels import formats, library
+
+    with pytest.raises(ValueError, match="needs static activation quantization"):
+        library.ActQuant("dynamic", multiplier=np.ones(8, np.float32))
+    with pytest.raises(ValueError, match="must be finite"):
+        library.ActQuant("static", 0.1, 0, np.array([1.0, np.inf], np.float32))
+    q_w, w_scales = int8_1x4_weight(np.random.default_rng(0), 16, 8, 0.5)
+    sw = formats.pack_int8_1x4(q_w, w_scales)
+    with pytest.raises(ValueError, match="3 factors for 8 inputs"):
+        library.spmm(np.ones((2, 8), np.float32), sw, quant=library.ActQuant("static", 0.1, 0, np.ones(3)))

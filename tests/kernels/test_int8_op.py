@@ -206,9 +206,10 @@ def test_calibrated_block_folder_runs_int8_compute(calibrate_once):
     assert all(layer.sparse and layer.format == "int8-1x4" for layer in encoder), report.to_json()
     static = [layer for layer in encoder if layer.activation_quant == "static"]
     assert len(static) >= 8, report.to_json()  # NNCF quantizes the inputs of every encoder MatMul
-    # Q, K and V fuse; the FFN pair does not: NNCF's SmoothQuant puts a per-channel Multiply between the
-    # up layer's GELU and the down layer's FakeQuantize.
-    assert {layer.fused_kind for layer in encoder} == {"split", None}, report.to_json()
+    # Q, K and V fuse, and so does the FFN pair: NNCF's SmoothQuant Multiply between the up layer's GELU
+    # and the down layer's FakeQuantize is folded into the down layer (input_scale).
+    assert {layer.fused_kind for layer in encoder} == {"split", "pair", None}, report.to_json()
+    assert sum(layer.fused_kind == "pair" for layer in encoder) == 4, report.to_json()
     # beside INT8 compute the attention runs in FP32 (kernels.attention): the reference gets the same
     from pruneofa.kernels.attention import dequantize_attention
 
@@ -225,3 +226,89 @@ def test_calibrated_block_folder_runs_int8_compute(calibrate_once):
     share = 1e-3 if kernels.int8_levels() == 255 else 0.05
     assert np.abs(got - dense).max() < share * max(1.0, float(np.abs(dense).max())), (got, dense)
     assert (got.argmax(-1) == dense.argmax(-1)).mean() >= 2 / 3
+
+
+def _smooth_quant_ffn(rng, k: int = 64, h: int = 96):
+    """NNCF's SmoothQuant FFN: x * s1 -> FakeQuantize -> up (INT8, + bias, GELU) -> * s2 -> FakeQuantize ->
+    down (INT8, + bias); the factors and ranges as NNCF would give them (zero points on the grid)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    q1, w1 = int8_1x4_weight(rng, h, k, 0.8)
+    q2, w2 = int8_1x4_weight(rng, k, h, 0.8)
+    s1, s2 = rng.uniform(0.3, 3.0, k).astype(np.float32), rng.uniform(0.3, 3.0, h).astype(np.float32)
+    x = ops.parameter([-1, -1, k], np.float32, name="x")
+    scaled = ops.multiply(x, ops.constant(s1.reshape(1, 1, k)))
+    up = linear(activation_fq(scaled, -100 * 0.05, 155 * 0.05), int8_weight_output(q1, w1),
+                rng.standard_normal(h).astype(np.float32), gelu=True)  # fmt: skip
+    hidden = ops.multiply(up, ops.constant(s2.reshape(1, 1, h)))
+    down = linear(activation_fq(hidden, -20 * 0.02, 235 * 0.02), int8_weight_output(q2, w2),
+                  rng.standard_normal(k).astype(np.float32))  # fmt: skip
+    return ov.Model([down.output(0)], [x])
+
+
+def test_smooth_quant_multiply_folds_into_the_op_and_the_pair_fuses(kernels, tmp_path):
+    """The per-input Multiply in front of each folded FakeQuantize becomes the op's input_scale: no Multiply
+    and no FakeQuantize left, the FFN runs as one pair, with the same bits as the graph that keeps the
+    Multiply nodes, within the quantization bound of OpenVINO's own INT8 execution, and the saved IR keeps
+    the factors."""
+    import openvino as ov
+
+    rng = np.random.default_rng(7)
+    model = _smooth_quant_ffn(rng)
+    core = ov.Core()
+    folded, kept = model.clone(), model.clone()
+    report = kernels.rewrite(folded, mode="on")
+    kernels.rewrite(kept, mode="on", fold_smooth_quant=False)
+    kinds = [op.get_type_name() for op in folded.get_ordered_ops()]
+    assert "Multiply" not in kinds and "FakeQuantize" not in kinds and kinds.count("SparseLinearPair") == 1
+    assert "fused" in report.summary() and all(layer.activation_quant == "static" for layer in report.layers)
+    assert [op.get_type_name() for op in kept.get_ordered_ops()].count("SparseLinearPair") == 0
+    (pair,) = kernels.sparse_nodes(folded)
+    attrs = pair.get_attributes()
+    assert attrs["first_input_scale"] and attrs["second_input_scale"]
+    feed = (rng.standard_normal((2, 45, 64)) * 2).astype(np.float32)
+    got = core.compile_model(folded, "CPU", F32)([feed])[0]
+    np.testing.assert_array_equal(got, core.compile_model(kept, "CPU", F32)([feed])[0])
+    dense_int8 = core.compile_model(model, "CPU", F32)([feed])[0]
+    assert np.abs(got - dense_int8).max() <= 0.05 * np.abs(dense_int8).max()
+    xml = kernels.save_sparse_ir(folded, tmp_path / "sparse.xml")
+    again = core.compile_model(kernels.read_sparse_ir(core, xml), "CPU", F32)
+    np.testing.assert_array_equal(again([feed])[0], got)
+    assert set(kernels.dense_weights(pair)) == {layer.name for layer in report.layers}
+
+
+def test_op_refuses_a_bad_input_scale(kernels):
+    """input_scale is a layer constant like the others: its length, its values and the compute mode it
+    needs are checked when the node is built (and when an IR is read)."""
+    import openvino.opset13 as ops
+
+    from pruneofa.kernels import formats, library
+    from pruneofa.kernels.rewrite import _compute_attributes, _constants, _Factory
+
+    q, scales = int8_1x4_weight(np.random.default_rng(4), 16, 32, 0.5)
+    sw = formats.pack_int8_1x4(q, scales)
+    x = ops.parameter([-1, 32], np.float32, name="x")
+
+    def build(factors, mode="static", flag=True):
+        quant = library.ActQuant("static", 0.1, 3)
+        inputs = [x.output(0), *_constants(sw, "bad")]
+        if factors is not None:
+            inputs.append(ops.constant(np.asarray(factors, np.float32)).output(0))
+        attrs = {"in_features": 32, "out_features": 16, "block": 4, "has_bias": False, "activation": "none",
+                 **_compute_attributes(sw, quant), "input_scale": flag, "activation_quant": mode}  # fmt: skip
+        return _Factory.get(str(library.library_path())).create("SparseLinear", inputs, attrs)
+
+    assert build(np.ones(32)).get_attributes()["input_scale"]
+    with pytest.raises(RuntimeError, match="input_scale holds 31 entries, in_features is 32"):
+        build(np.ones(31))
+    with pytest.raises(RuntimeError, match=r"input_scale must be finite: input_scale\[5\]"):
+        build(np.where(np.arange(32) == 5, np.nan, 1.0))
+    with pytest.raises(RuntimeError, match='input_scale needs activation_quant "static"'):
+        build(np.ones(32), mode="dynamic")
+    with pytest.raises(
+        RuntimeError, match="expects 5 constant inputs for its values type, has_bias and input_scale"
+    ):
+        build(None)
+    with pytest.raises(RuntimeError, match="expects 5 inputs"):
+        build(np.ones(32), flag=False)
