@@ -157,22 +157,21 @@ def plan(out: Path, budgets: SweepBudgets, *, common: list[str], corpus: str, da
         name = f"{source}-{task}-f{steps}-s{seed}"
         add(Stage(name, "transfer", argv, [source, teacher_dir], budget))
 
-    for prune_steps in sorted(budgets.prune):
-        for steps in budgets.transfer:
-            for seed in budgets.seeds:
+    # Seed by seed: the first seed covers every budget (the curve's shape, early in a long run), the next
+    # seeds add the error bars; a pruned model is shared by all seeds (only the task stages have one).
+    for seed in budgets.seeds:
+        for prune_steps in sorted(budgets.prune):
+            for steps in budgets.transfer:
                 for row in ("90-hkd", "0-hkd"):
                     transfer(row, budgets.teacher, prune_steps, "sst2", steps, seed)
-        if prune_steps == budgets.check:
-            for seed in budgets.seeds:
+            if prune_steps == budgets.check:
                 transfer("90-kd", budgets.teacher, prune_steps, "sst2", budgets.transfer[0], seed)
-        if prune_steps == budgets.block:
-            for task in budgets.block_tasks:
-                for seed in budgets.seeds:
+            if prune_steps == budgets.block:
+                for task in budgets.block_tasks:
                     for row in ("90-hkd", "1x4-hkd", "4x1-hkd"):
                         transfer(row, budgets.teacher, prune_steps, task, budgets.block_transfer, seed)
-        if prune_steps == max(budgets.prune) and budgets.strong_teacher:
-            for steps in budgets.transfer:
-                for seed in budgets.seeds:
+            if prune_steps == max(budgets.prune) and budgets.strong_teacher:
+                for steps in budgets.transfer:
                     transfer("90-hkd", budgets.strong_teacher, prune_steps, "sst2", steps, seed)
     return list(stages.values())
 

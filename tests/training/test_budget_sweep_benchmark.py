@@ -53,7 +53,7 @@ def _plan(sweep, out: Path):
     return sweep.plan(out, budgets, **options)
 
 
-def test_plan_names_encode_the_budgets_and_runs_the_cheapest_points_first(sweep, tmp_path):
+def test_plan_names_encode_the_budgets_and_runs_seed_by_seed_cheapest_first(sweep, tmp_path):
     stages = _plan(sweep, tmp_path)
     names = [s.name for s in stages]
     assert len(names) == len(set(names)) == 58
@@ -66,11 +66,17 @@ def test_plan_names_encode_the_budgets_and_runs_the_cheapest_points_first(sweep,
         "pruned-90-hkd-t1600-p4800-sst2-f1200-s0",
     ):
         assert required in names
-    # every stage after the ones it reads; all of the 300-step points before any 1,200-step stage
+    # every stage after the ones it reads; the first seed's stages cover every budget, cheapest first,
+    # before any stage of the second seed (whose pruned models are the first seed's)
     for index, stage in enumerate(stages):
         assert all(names.index(need) < index for need in stage.needs), stage.name
-    budget = [int(s.fields["prune_steps"]) for s in stages if "prune_steps" in s.fields]
-    assert budget == sorted(budget)
+    seeds = [int(s.fields["seed"]) for s in stages if "seed" in s.fields]
+    assert seeds == sorted(seeds) and set(seeds) == {0, 1}
+    first_seed = [s for s in stages if s.fields.get("seed", 0) == 0]
+    budget = [int(s.fields["prune_steps"]) for s in first_seed if "prune_steps" in s.fields]
+    assert budget == sorted(budget) and set(budget) == {300, 1200, 4800}
+    first_of_seed_1 = next(i for i, s in enumerate(stages) if s.fields.get("seed") == 1)
+    assert max(i for i, s in enumerate(stages) if s.kind == "prune") < first_of_seed_1
     # a full-vocabulary-KD row uses the built-in recipe, the sweep's rows a derived hidden-state/bf16 one
     kd = next(s for s in stages if s.name == "pruned-90-kd-t400-p1200")
     assert kd.argv[kd.argv.index("--recipe") + 1] == "pruneofa-90"
