@@ -80,6 +80,7 @@ class LayerDecision:
     fused_node: str | None = None  # that node's name
     tile_tokens: int | None = None  # tokens per transposed activation tile for the node it runs in
     activation_quant: str | None = None  # INT8 compute: "static" (a folded FakeQuantize) or "dynamic"
+    input_scale: bool = False  # static: SmoothQuant's per-input Multiply folded into the op too
 
 
 @dataclass
@@ -127,6 +128,9 @@ class SparseReport:
             fused += f"; tiles of {span} tokens, {self.tiles}"
         if self.attention_fp32:
             fused += f"; attention in FP32 ({self.attention_fp32} FakeQuantize removed)"
+        smooth = sum(1 for layer in self.sparse_layers if layer.input_scale)
+        if smooth:
+            fused += f"; SmoothQuant factors folded into {smooth}"
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
@@ -657,6 +661,7 @@ def rewrite(
         decision.format = sparse.format
         decision.block = sparse.block
         decision.activation_quant = None if quant is None else quant.mode
+        decision.input_scale = quant is not None and quant.multiplier is not None
         if mode == "on":
             decision.reason = "forced (mode=on)"
     if packed and fuse_pairs:

@@ -263,6 +263,8 @@ def test_smooth_quant_multiply_folds_into_the_op_and_the_pair_fuses(kernels, tmp
     kinds = [op.get_type_name() for op in folded.get_ordered_ops()]
     assert "Multiply" not in kinds and "FakeQuantize" not in kinds and kinds.count("SparseLinearPair") == 1
     assert "fused" in report.summary() and all(layer.activation_quant == "static" for layer in report.layers)
+    assert all(layer.input_scale for layer in report.layers)
+    assert report.summary().endswith("; SmoothQuant factors folded into 2)")
     assert [op.get_type_name() for op in kept.get_ordered_ops()].count("SparseLinearPair") == 0
     (pair,) = kernels.sparse_nodes(folded)
     attrs = pair.get_attributes()
