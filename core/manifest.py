@@ -193,6 +193,9 @@ class SparseIRInfo(_Strict):
     # INT8: FakeQuantize nodes removed in front of attention's MatMuls (the attention runs in FP32, as in
     # the dense INT8 IR the check compared with; pruneofa.kernels.attention); 0: none removed
     attention_fp32: int = 0
+    # INT8: layers that took SmoothQuant's per-input factors into the op (input_scale; the Multiply in front
+    # of their FakeQuantize folded, pruneofa.kernels.rewrite); 0: none
+    smooth_quant_folded: int = 0
 
 
 class ExportInfo(_Strict):

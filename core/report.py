@@ -229,7 +229,14 @@ def sparse_ir_precision(info: SparseIRInfo, weight_format: str) -> str:
     made before calibrate regenerated it) is named for what it is."""
     if info.precision == "int8":
         quant = ", ".join(f"{n} {k}" for k, n in sorted(info.activation_quant.items()))
-        return f"INT8 weights (INT8 compute: {quant} activation quantization)" if quant else "INT8 weights"
+        if not quant:
+            return "INT8 weights"
+        smooth = (
+            f", SmoothQuant factors folded into {info.smooth_quant_folded}"
+            if info.smooth_quant_folded
+            else ""
+        )
+        return f"INT8 weights (INT8 compute: {quant} activation quantization{smooth})"
     if weight_format == "int8":
         return (
             "FP32 weights although this folder is INT8: not the calibrated model (re-run pruneofa calibrate "

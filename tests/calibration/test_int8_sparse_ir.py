@@ -132,6 +132,9 @@ def test_info_states_the_sparse_ir_precision(fp32_folder, int8_folder, capsys):
     assert main(["info", str(int8_folder)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "sparse IR:" in x)
     assert "INT8 weights" in line and "static activation quantization" in line, line
+    # NNCF's SmoothQuant Multiply in front of the FakeQuantize nodes went into the op (input_scale)
+    folded = read_manifest(int8_folder).export.sparse_ir.smooth_quant_folded
+    assert folded >= 8 and f"SmoothQuant factors folded into {folded}" in line, line
     assert "identical to the INT8 dense IR's" in line, line
     assert main(["info", str(fp32_folder)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "sparse IR:" in x)
