@@ -171,14 +171,16 @@ def figure(records: list[dict[str, Any]]):
         linestyle=":",
         label=f"paper's tokens ({_steps(PAPER_STEPS)} steps here)",
     )
-    for transfer, points in sorted(lines.items()):
+    for index, (transfer, points) in enumerate(sorted(lines.items())):
+        seeds = "/".join(str(len(p.gaps)) for p in points)
+        shift = 1.06 ** (index - (len(lines) - 1) / 2)  # lines side by side at a shared budget (log axis)
         ax.errorbar(
-            [p.prune_steps for p in points],
+            [p.prune_steps * shift for p in points],
             [p.mean for p in points],
             yerr=[p.sd for p in points],
             marker="o",
             capsize=4,
-            label=f"transfer {transfer} steps (± sd, {'/'.join(str(len(p.gaps)) for p in points)} seeds)",
+            label=f"transfer {transfer} steps (± sd, {seeds} {'seed' if seeds == '1' else 'seeds'})",
         )
     if strong:
         ax.errorbar(
