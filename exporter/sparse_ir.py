@@ -204,6 +204,6 @@ def write_sparse_ir(
         mean_abs_error=mean_error,
         p99_abs_error=p99_error,
         attention_fp32=report.attention_fp32,
-        smooth_quant_folded=sum(1 for layer in report.sparse_layers if layer.input_scale),
+        smooth_quant_folded=report.smooth_quant_folded,
     )
     return info, problems

@@ -105,6 +105,11 @@ class SparseReport:
     def sparse_layers(self) -> list[LayerDecision]:
         return [layer for layer in self.layers if layer.sparse]
 
+    @property
+    def smooth_quant_folded(self) -> int:
+        """How many sparse layers took SmoothQuant's per-input factors into the op (``input_scale``)."""
+        return sum(1 for layer in self.sparse_layers if layer.input_scale)
+
     def summary(self) -> str:
         """One line: how many layers run sparse, in which formats, on which kernel path."""
         if self.mode == "off":
@@ -128,9 +133,8 @@ class SparseReport:
             fused += f"; tiles of {span} tokens, {self.tiles}"
         if self.attention_fp32:
             fused += f"; attention in FP32 ({self.attention_fp32} FakeQuantize removed)"
-        smooth = sum(1 for layer in self.sparse_layers if layer.input_scale)
-        if smooth:
-            fused += f"; SmoothQuant factors folded into {smooth}"
+        if self.smooth_quant_folded:
+            fused += f"; SmoothQuant factors folded into {self.smooth_quant_folded}"
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
