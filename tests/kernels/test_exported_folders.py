@@ -51,9 +51,14 @@ def test_exported_fp32_folder(export_once):
     np.testing.assert_allclose(sparse(feed)[0], dense(feed)[0], rtol=0, atol=1e-4)
 
 
-def test_calibrated_int8_folder(calibrate_once):
+def test_calibrated_int8_folder(calibrate_once, export_once):
     """An NNCF PTQ IR: INT8 weights become int8-csr (pruned zeros stay zeros), activations keep their
-    FakeQuantize nodes, and the result stays close to OpenVINO's own INT8 execution."""
+    FakeQuantize nodes, and the result stays close to OpenVINO's own INT8 execution.
+
+    The bound is relative to that execution's own quantization error (its distance from the FP32 export
+    the folder was calibrated from): OpenVINO's INT8 GEMMs round differently per ISA (on an AVX2-only CPU
+    they differ from the VNNI ones by up to 0.03 here), so a bound on the logits' scale alone held on
+    one CPU and failed on another. Measured: the op sits 4–9 % of that error from OpenVINO's INT8."""
     import openvino as ov
 
     kernels = require_kernels()
@@ -65,10 +70,14 @@ def test_calibrated_int8_folder(calibrate_once):
     encoder = [layer for layer in report.layers if layer.sparsity is not None and layer.sparsity > 0.85]
     assert len(encoder) == 12, report.to_json()
     assert all(layer.sparse and layer.format.startswith("int8") for layer in encoder), report.to_json()
+    fp32_xml = export_once("bert", "text-classification", "unstructured90")["openvino"].output
+    fp32 = core.compile_model(core.read_model(str(fp32_xml / "openvino_model.xml")), "CPU", F32)
     feed = _feed(model, np.random.default_rng(1))
     dense = core.compile_model(model, "CPU", F32)(feed)[0]
     got = sparse(feed)[0]
-    assert np.abs(got - dense).max() < 0.05 * max(1.0, float(np.abs(dense).max()))
+    quantization_error = float(np.abs(dense - fp32(feed)[0]).max())
+    assert quantization_error > 0.01  # the folder is quantized, so the bound below is not vacuous
+    assert np.abs(got - dense).max() < 0.2 * quantization_error
     assert (got.argmax(-1) == dense.argmax(-1)).mean() >= 2 / 3
 
 
