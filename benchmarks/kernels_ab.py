@@ -13,7 +13,7 @@ A variant is ``NAME=FOLDER[:OPTION...]`` (FOLDER holds ``openvino_model.xml``). 
 ``no-siblings``, ``no-gelu``, ``fp32-compute`` (INT8 weights, FP32 compute), ``attention-quant`` (keep the
 FakeQuantize nodes in front of attention's MatMuls), ``no-smooth-quant-fold`` (SmoothQuant's Multiply
 stays a graph node). ``--check`` prints each variant's largest output difference from the baseline on the
-same feed (an exact change prints 0). ``--profile NAME`` adds OpenVINO's per-node-type times for one variant.
+same feed (an exact change prints 0; a variant of another folder prints –). ``--profile NAME`` adds OpenVINO's per-node-type times for one variant.
 
 The header names the CPU, its instruction sets, the kernel ISA and any ``ONEDNN_MAX_CPU_ISA`` cap. On a
 CPU with AVX-512, the AVX2 class is measured with ``ONEDNN_MAX_CPU_ISA=AVX2 PRUNEOFA_KERNELS_ISA=avx2``
@@ -255,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             key = (variant.name, batch)
             p50, low = statistics.median(figures[key][:-1]), figures[key][-1]
-            diff = float(np.abs(outputs[key] - outputs[(variants[0].name, batch)]).max())
+            same_model = variant.folder.resolve() == variants[0].folder.resolve()
+            diff = (
+                float(np.abs(outputs[key] - outputs[(variants[0].name, batch)]).max()) if same_model else None
+            )
             row = f"| {variant.name} | {batch} | {p50:.2f} | {low:.2f} | {base / p50:.2f}x |"
-            rows.append(row + (f" {diff:.3g} |" if args.check else ""))
+            rows.append(row + (f" {'–' if diff is None else f'{diff:.3g}'} |" if args.check else ""))
             result.append(
                 {"variant": variant.name, "batch": batch, "p50_ms": p50, "min_ms": low, "max_abs_diff": diff}
             )

@@ -26,15 +26,19 @@ def ab():
     return module
 
 
-def test_variants_run_and_the_exact_change_differs_by_nothing(ab, calibrate_once, tmp_path, capsys):
+def test_variants_run_and_the_exact_change_differs_by_nothing(
+    ab, calibrate_once, export_once, tmp_path, capsys
+):
     require_kernels()
     folder = calibrate_once("bert", "text-classification", "unstructured90", "openvino").output
+    fp32 = export_once("bert", "text-classification", "unstructured90")["openvino"].output
     out = tmp_path / "ab.json"
     argv = [
         f"fold={folder}:on",
         f"multiply={folder}:on:no-smooth-quant-fold",
         f"unfused={folder}:on:no-pairs:no-siblings:attention-quant",
         f"dense={folder}:off",
+        f"fp32={fp32}",
         "--batch", "2", "--seq", "8", "--rounds", "2", "--seconds", "0.02",
         "--check", "--profile", "fold", "--json", str(out),
     ]  # fmt: skip
@@ -43,7 +47,8 @@ def test_variants_run_and_the_exact_change_differs_by_nothing(ab, calibrate_once
     assert "kernel ISA:" in printed and "CPU:" in printed
     assert "profile of fold, batch 2:" in printed and "SparseLinear" in printed
     results = {row["variant"]: row for row in json.loads(out.read_text())["results"]}
-    assert set(results) == {"fold", "multiply", "unfused", "dense"}
+    assert set(results) == {"fold", "multiply", "unfused", "dense", "fp32"}
+    assert results["fp32"]["max_abs_diff"] is None  # another model: no difference is printed
     assert results["fold"]["max_abs_diff"] == 0.0
     assert results["multiply"]["max_abs_diff"] == 0.0  # the folded factors give the Multiply's bits
     assert 0 < results["dense"]["max_abs_diff"] < 0.5  # OpenVINO's INT8 GEMMs round otherwise
