@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(
         f"seq {args.seq}, {args.threads} threads, {args.rounds} rounds × {args.seconds} s per variant"
     )
+    print("\n".join(lines), flush=True)
     requests: dict[tuple[str, int], tuple[Any, dict]] = {}
     outputs: dict[tuple[str, int], np.ndarray] = {}
     for variant in variants:
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             outputs[(variant.name, batch)] = np.array(request.infer(feed)[compiled.outputs[0]])
             requests[(variant.name, batch)] = (request, feed)
         lines.append(f"{variant.name}: {variant.label}: {summary}")
-    print("\n".join(lines), flush=True)
+        print(lines[-1], flush=True)  # compiling takes seconds per variant and batch: show each as it is done
 
     figures = time_rounds(requests, args.rounds, args.seconds)
     rows = [
