@@ -77,6 +77,10 @@ def test_plan_names_encode_the_budgets_and_runs_seed_by_seed_cheapest_first(swee
     assert budget == sorted(budget) and set(budget) == {300, 1200, 4800}
     first_of_seed_1 = next(i for i, s in enumerate(stages) if s.fields.get("seed") == 1)
     assert max(i for i, s in enumerate(stages) if s.kind == "prune") < first_of_seed_1
+    # at the check budget the full-vocabulary-KD row runs before the longer transfer budget
+    kd_transfer = names.index("pruned-90-kd-t400-p1200-sst2-f300-s0")
+    assert names.index("pruned-90-hkd-t400-p1200-sst2-f300-s0") < kd_transfer
+    assert kd_transfer < names.index("pruned-90-hkd-t400-p1200-sst2-f1200-s0")
     # a full-vocabulary-KD row uses the built-in recipe, the sweep's rows a derived hidden-state/bf16 one
     kd = next(s for s in stages if s.name == "pruned-90-kd-t400-p1200")
     assert kd.argv[kd.argv.index("--recipe") + 1] == "pruneofa-90"
