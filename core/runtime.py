@@ -200,7 +200,8 @@ class Engine:
     get a compilation of their own with those shapes fixed (pruneofa's sparse kernels ask for it: OpenVINO
     re-infers a custom operation's output shape on every call of a dynamic model by cloning it, and splits
     the graph's execution at every such node; with static shapes that per-inference cost is gone, as
-    docs/kernels.md measures). A new shape is compiled in the
+    docs/kernels.md measures; ``prepared.specialize(model)``, where it exists, then changes each copy after
+    the reshape, before it compiles). A new shape is compiled in the
     background while the dynamic model answers; :meth:`specialize` waits for it (benchmarks). Shapes beyond
     the limit run on the dynamic model."""
 
@@ -319,6 +320,9 @@ class Engine:
         try:
             model = self._model.clone()
             model.reshape({name: list(shape) for name, shape in zip(self.input_names, key, strict=True)})
+            specialize = getattr(self.prepared, "specialize", None)
+            if specialize is not None:  # what ``prepare`` can do only at fixed shapes
+                specialize(model)
             compiled = _Requests(self._core.compile_model(model, "CPU", self._config))
         except Exception as err:  # the dynamic model keeps answering; say why once per shape
             logger.warning("static-shape compilation for %s failed (%s); the dynamic model runs it", key, err)

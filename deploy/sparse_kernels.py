@@ -76,6 +76,14 @@ class LoadTimeKernels:
     def sparse_layer_names(self) -> list[str]:
         return [self.name(layer) for layer in self.report.sparse_layers]
 
+    def specialize(self, model: Any) -> None:
+        """Called by :class:`pruneofa.core.runtime.Engine` on each static-shape copy (the rewritten model
+        reshaped to fixed inputs): what the rewrite can do only at static shapes (Q, K and V written in
+        attention's heads' layout, :mod:`pruneofa.kernels.heads`)."""
+        import pruneofa.kernels as kernels
+
+        kernels.specialize(model, self.report)
+
 
 def _weight_constant(matmul: Any) -> str | None:
     """The friendly name of the constant behind a MatMul's weight input (through Convert/Transpose/…)."""

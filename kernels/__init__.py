@@ -18,6 +18,7 @@ Public API::
 
     report = kernels.rewrite(model, mode="auto"|"on"|"off")   # ov.Model in place -> SparseReport
     kernels.register(core)               # add the extension to an ov.Core (idempotent) -> bool
+    kernels.specialize(model, report)    # a rewritten model reshaped to static inputs: Q/K/V in heads' layout
     kernels.available(); kernels.library_path(); kernels.isa()   # "avx512" | "avx2" | "scalar" | None
     kernels.int8_route(); kernels.int8_levels()   # "avx512vnni" | "avxvnni" | "avx2" | "scalar"; 255 | 127
     kernels.save_sparse_ir(model, path); kernels.read_sparse_ir(core, path)   # IR with the op
@@ -53,6 +54,7 @@ from pruneofa.kernels.rewrite import (
     layer_weights,
     rewrite,
     sparse_nodes,
+    specialize,
 )
 
 __all__ = [
@@ -78,4 +80,5 @@ __all__ = [
     "rewrite",
     "save_sparse_ir",
     "sparse_nodes",
+    "specialize",
 ]

@@ -46,6 +46,7 @@ from pruneofa.core.choices import KERNEL_MODES, KernelMode
 from pruneofa.kernels import crossover as crossover_table
 from pruneofa.kernels import formats, library
 from pruneofa.kernels.attention import dequantize_attention
+from pruneofa.kernels.heads import fold_heads_layout
 from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_weight
 
 Mode = KernelMode  # the kernel mode every component shares (pruneofa.core.choices)
@@ -100,6 +101,9 @@ class SparseReport:
     # FakeQuantize nodes removed in front of attention's MatMuls (:mod:`pruneofa.kernels.attention`): the
     # attention runs in FP32 beside INT8-compute layers; 0 when nothing was removed.
     attention_fp32: int = 0
+    # Transposes into attention's heads' layout folded into Q/K/V split nodes (:mod:`pruneofa.kernels.heads`;
+    # static-shape models only); 0 when none.
+    heads_layout: int = 0
 
     @property
     def sparse_layers(self) -> list[LayerDecision]:
@@ -135,6 +139,8 @@ class SparseReport:
             fused += f"; attention in FP32 ({self.attention_fp32} FakeQuantize removed)"
         if self.smooth_quant_folded:
             fused += f"; SmoothQuant factors folded into {self.smooth_quant_folded}"
+        if self.heads_layout:
+            fused += f"; Q/K/V written in the heads' layout ({self.heads_layout} Transposes removed)"
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
@@ -147,6 +153,7 @@ class SparseReport:
             "kernels_available": self.kernels_available,
             "tiles": self.tiles,
             "attention_fp32": self.attention_fp32,
+            "heads_layout": self.heads_layout,
             "table": self.table,
             "summary": self.summary(),
             "layers": [asdict(layer) for layer in self.layers],
@@ -269,6 +276,20 @@ def _static_activation_quant(op: Any, fold_multiply: bool = True) -> tuple[Any, 
     if smooth is not None:
         source, multiplier = smooth
     return source, library.ActQuant("static", float(step), int(round(zero)), multiplier)
+
+
+def _create(kind: str, inputs: list[Any], attributes: dict[str, Any]) -> Any:
+    """An extension node of ``kind`` (the loaded library's NodeFactory)."""
+    return _Factory.get(str(library.library_path())).create(kind, inputs, attributes)
+
+
+def specialize(model: Any, report: SparseReport) -> int:
+    """What the rewrite does only at static shapes, for a rewritten model just reshaped to static inputs
+    (the deploy runtime's static-shape copies): fold the heads' layout into its Q/K/V split nodes; the
+    count goes into ``report``. Returns the Transposes removed."""
+    removed = fold_heads_layout(model, _create)
+    report.heads_layout = max(report.heads_layout, removed)
+    return removed
 
 
 class _Factory:
@@ -567,6 +588,7 @@ def rewrite(
     precision_hint: str | None = None,
     attention_fp32: bool = True,
     fold_smooth_quant: bool = True,
+    fold_heads: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
@@ -584,7 +606,9 @@ def rewrite(
     the attention (:mod:`pruneofa.kernels.attention`); False keeps them. ``fold_smooth_quant``: a
     SmoothQuant Multiply (per-input factors) in front of a folded FakeQuantize goes into the op as its
     ``input_scale``, so no pass over the activations runs for it and the FFN pair still fuses; False leaves
-    it in the graph. With the kernels unavailable (no
+    it in the graph. ``fold_heads``: on a static-shape model, a Q/K/V split node writes attention's heads'
+    layout itself and the Reshape + Transpose behind it go (:mod:`pruneofa.kernels.heads`; a dynamic model
+    gets it in its static copies, :func:`specialize`); False keeps them. With the kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
     if mode not in KERNEL_MODES:
@@ -674,6 +698,8 @@ def rewrite(
         _fuse_siblings(model, report, packed)
     if attention_fp32 and any(layer.activation_quant for layer in report.sparse_layers):
         report.attention_fp32 = dequantize_attention(model)
+    if packed and fuse_siblings and fold_heads:
+        report.heads_layout = fold_heads_layout(model, _create)
     if packed:
         model.validate_nodes_and_infer_types()
         _record_tiles(model, report)

@@ -135,6 +135,14 @@ std::string check_layout(const LayerLayout& l) {
     return {};
 }
 
+std::string check_heads(int64_t part_rows, int64_t head_dim) {
+    if (head_dim == 0) return {};
+    if (head_dim < 0 || part_rows % head_dim != 0)
+        return "head_dim must be 0 or divide each part's " + std::to_string(part_rows) + " rows, got " +
+               std::to_string(head_dim);
+    return {};
+}
+
 std::string check_split(int64_t out_features, int64_t parts) {
     if (parts < 1 || parts > kMaxParts)
         return "parts must be in [1, " + std::to_string(kMaxParts) + "], got " + std::to_string(parts);

@@ -81,5 +81,7 @@ const char* check_structure(const int32_t* row_ptr, int64_t groups, const int32_
 // A split output: parts in [1, kMaxParts], dividing out_features into parts of a multiple of 16 rows (the
 // kernel's store unit never straddles two outputs).
 std::string check_split(int64_t out_features, int64_t parts);
+// A split output in the heads' layout: head_dim 0 (token-major) or a divisor of part_rows.
+std::string check_heads(int64_t part_rows, int64_t head_dim);
 
 }  // namespace pruneofa

@@ -240,9 +240,19 @@ void SparseLinearSplit::validate_and_infer_types() {
     const std::string split = check_split(rows, m_parts);
     NODE_VALIDATION_CHECK(this, split.empty(), invalid_layer(this), split);
     if (!known) m_load_checked.record(this, std::move(sums));
+    const std::string heads = check_heads(rows / m_parts, m_head_dim);
+    NODE_VALIDATION_CHECK(this, heads.empty(), invalid_layer(this), heads);
     check_x(this);
     set_output_size(static_cast<size_t>(m_parts));
-    const ov::PartialShape part_shape = output_shape(this, m_layer.in_features, rows / m_parts);
+    ov::PartialShape part_shape = output_shape(this, m_layer.in_features, rows / m_parts);
+    if (m_head_dim > 0) {
+        NODE_VALIDATION_CHECK(this, part_shape.rank().compatible(3), invalid_layer(this),
+                              "the heads' layout needs X of rank 3 [batch, seq, K], got ", part_shape);
+        if (part_shape.rank().is_static())
+            part_shape = ov::PartialShape{part_shape[0], rows / m_parts / m_head_dim, part_shape[1], m_head_dim};
+        else
+            part_shape = ov::PartialShape::dynamic(4);
+    }
     for (int64_t i = 0; i < m_parts; ++i) set_output_type(static_cast<size_t>(i), ov::element::f32, part_shape);
 }
 
@@ -250,6 +260,7 @@ std::shared_ptr<ov::Node> SparseLinearSplit::clone_with_new_inputs(const ov::Out
     auto clone = std::make_shared<SparseLinearSplit>();
     clone->m_layer = m_layer;
     clone->m_parts = m_parts;
+    clone->m_head_dim = m_head_dim;
     clone->m_names = m_names;
     clone->m_load_checked = m_load_checked.carried_to(new_args);
     clone->set_arguments(new_args);
@@ -260,6 +271,7 @@ std::shared_ptr<ov::Node> SparseLinearSplit::clone_with_new_inputs(const ov::Out
 bool SparseLinearSplit::visit_attributes(ov::AttributeVisitor& visitor) {
     visit_layer(visitor, m_layer);
     visitor.on_attribute("parts", m_parts);
+    visitor.on_attribute("head_dim", m_head_dim);
     visitor.on_attribute("names", m_names);
     return true;
 }
@@ -269,7 +281,12 @@ bool SparseLinearSplit::has_evaluate() const { return true; }
 bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const ov::Tensor& x = inputs[0];
     const int64_t part_rows = m_layer.out_features / m_parts;
-    const ov::Shape y_shape = evaluated_shape(x, m_layer.in_features, part_rows);
+    const ov::Shape token_major = evaluated_shape(x, m_layer.in_features, part_rows);
+    ov::Shape y_shape = token_major;
+    if (m_head_dim > 0) {
+        OPENVINO_ASSERT(token_major.size() == 3, "the heads' layout needs X of rank 3, got ", x.get_shape());
+        y_shape = ov::Shape{token_major[0], size_t(part_rows / m_head_dim), token_major[1], size_t(m_head_dim)};
+    }
     float* parts[16] = {};
     for (int64_t i = 0; i < m_parts; ++i) {
         outputs[static_cast<size_t>(i)].set_shape(y_shape);
@@ -279,7 +296,11 @@ bool SparseLinearSplit::evaluate(ov::TensorVector& outputs, const ov::TensorVect
     p.x = x.data<const float>();
     p.y_parts = parts;
     p.part_rows = part_rows;
-    p.tokens = token_count(x.get_shape(), y_shape);
+    p.tokens = token_count(x.get_shape(), token_major);
+    if (m_head_dim > 0) {
+        p.head_dim = m_head_dim;
+        p.seq_len = static_cast<int64_t>(token_major[1]);
+    }
     p.row_sums = m_load_checked.row_sums(0);
     p.weight_abs_max = m_load_checked.weight_abs_max(0);
     check_once(this, m_checked, m_check_mutex, p, inputs[2].get_size());

@@ -29,6 +29,10 @@
 // outputs of out_features / parts each. Inputs as SparseLinear's (the stacked rows); attributes
 // in_features, out_features (all parts), parts, block, has_bias, activation, and names (the original
 // layers' names, one per line, for sparsity accounting). Outputs: parts x f32 [..., out_features / parts].
+// Optional attribute head_dim (default 0): when > 0, X must be [batch, seq, K] and each part is written in
+// attention's heads' layout, [batch, out_features / parts / head_dim, seq, head_dim], what a Reshape to
+// [batch, seq, heads, head_dim] and a Transpose(0, 2, 1, 3) of the token-major part make (the rewrite folds
+// those nodes into it on static-shape models); a divisor of each part's rows.
 //
 // Every op checks its constants against its attributes in validate_and_infer_types, i.e. when a model is
 // read or built (check_layer in sparse_layer_inputs.hpp, layer_layout.hpp; the compute attributes too, and
@@ -129,6 +133,7 @@ public:
 private:
     LayerAttrs m_layer;  // the stacked matrix: out_features counts all parts
     int64_t m_parts = 1;
+    int64_t m_head_dim = 0;  // > 0: each part written [batch, heads, seq, head_dim] (X must be [batch, seq, K])
     std::string m_names;
     CheckedConstants m_load_checked;
     mutable std::atomic<bool> m_checked{false};

@@ -201,6 +201,10 @@ const char* validate(const SpmmProblem& p, int64_t n_blocks) {
     if (p.part_rows < 0 || (p.part_rows > 0 && (p.out_features % p.part_rows != 0 || p.part_rows % 16 != 0 ||
                                                 p.y_parts == nullptr)))
         return "a split output needs part_rows dividing out_features, a multiple of 16, and its outputs";
+    if (p.head_dim < 0 ||
+        (p.head_dim > 0 && (p.part_rows <= 0 || p.part_rows % p.head_dim != 0 ||
+                            p.seq_len < 0 || (p.seq_len == 0 ? p.tokens != 0 : p.tokens % p.seq_len != 0))))
+        return "the heads' layout needs a split output, head_dim dividing part_rows, and seq_len dividing tokens";
     if (p.in_features < 0 || p.out_features < 0) return "negative feature count";
     if (p.in_features > kMaxFeatures || p.out_features > kMaxFeatures) return "feature count too large";
     if (const char* err = check_compute(p.in_features, p.out_features, p.block, p.int8, p.block_rows, p.act_quant,

@@ -334,10 +334,7 @@ inline void q8_rows_impl(const TileArgs& a, const Q8Tile& q) {
         const int rows = int(min64(kGroup, a.row_end - n0));
         for (int r = 0; r < rows; ++r) q8_row_all(p, n0 + r, q, ws, ybuf + r * ws);
         apply_activation(p.activation, ybuf, rows * ws);
-        const int64_t part = p.part_rows > 0 ? n0 / p.part_rows : 0;
-        float* y = p.part_rows > 0 ? p.y_parts[part] : p.y;
-        const int64_t ld = p.part_rows > 0 ? p.part_rows : p.out_features;
-        store_transposed(ybuf, ws, rows, a.w_valid, y + a.t0 * ld + (n0 - part * ld), ld);
+        store_group(p, ybuf, ws, rows, n0, a.t0, a.w_valid);
     }
 }
 

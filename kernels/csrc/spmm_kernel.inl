@@ -196,6 +196,36 @@ inline void apply_activation(int activation, float* buf, int64_t count) {
     for (int64_t i = 0; i < count; i += Simd::L) Simd::store(buf + i, gelu_erf(Simd::load(buf + i)));
 }
 
+// Stores a group of `rows` (at most kGroup) output rows from n0 on, for tokens [t0, t0 + w_valid), from
+// ybuf ([rows][ws]) into the output, token-major: one output, a split output's part (a group never
+// straddles two parts: part_rows is a multiple of kGroup), or a part in the heads' layout, where a
+// sequence's tokens of one head are contiguous rows of head_dim: stored one head's share of the group and
+// one sequence's stretch of the tile at a time.
+inline void store_group(const SpmmProblem& p, const float* ybuf, int64_t ws, int rows, int64_t n0, int64_t t0,
+                        int64_t w_valid) {
+    const int64_t part = p.part_rows > 0 ? n0 / p.part_rows : 0;
+    float* y = p.part_rows > 0 ? p.y_parts[part] : p.y;
+    const int64_t ld = p.part_rows > 0 ? p.part_rows : p.out_features;
+    const int64_t col = n0 - part * ld;
+    if (p.head_dim <= 0) {
+        store_transposed(ybuf, ws, rows, w_valid, y + t0 * ld + col, ld);
+        return;
+    }
+    const int64_t d = p.head_dim, heads = ld / d, seq = p.seq_len;
+    for (int r = 0; r < rows;) {
+        const int64_t head = (col + r) / d, j = (col + r) % d;
+        const int count = int(min64(rows - r, d - j));
+        for (int64_t t = 0; t < w_valid;) {
+            const int64_t token = t0 + t, batch = token / seq, position = token % seq;
+            const int64_t stretch = min64(w_valid - t, seq - position);
+            store_transposed(ybuf + r * ws + t, ws, count, stretch,
+                             y + ((batch * heads + head) * seq + position) * d + j, d);
+            t += stretch;
+        }
+        r += count;
+    }
+}
+
 template <int B, bool I8>
 void rows_impl(const TileArgs& a) {
     constexpr int L = Simd::L;
@@ -206,11 +236,7 @@ void rows_impl(const TileArgs& a) {
         const int rows = int(min64(kGroup, a.row_end - n0));
         for (int r = 0; r < rows; ++r) row_all<B, I8>(p, n0 + r, a.xt, ws, ybuf + r * ws);
         apply_activation(p.activation, ybuf, rows * ws);
-        // A group never straddles two parts of a split output (part_rows is a multiple of kGroup).
-        const int64_t part = p.part_rows > 0 ? n0 / p.part_rows : 0;
-        float* y = p.part_rows > 0 ? p.y_parts[part] : p.y;
-        const int64_t ld = p.part_rows > 0 ? p.part_rows : p.out_features;
-        store_transposed(ybuf, ws, rows, a.w_valid, y + a.t0 * ld + (n0 - part * ld), ld);
+        store_group(p, ybuf, ws, rows, n0, a.t0, a.w_valid);
     }
 }
 

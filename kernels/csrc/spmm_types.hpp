@@ -29,6 +29,12 @@ struct SpmmProblem {
     // unused. part_rows must divide out_features and be a multiple of 16 (the store unit).
     float* const* y_parts = nullptr;
     int64_t part_rows = 0;
+    // Heads' layout of a split output (attention's Q, K and V): when head_dim > 0 (only with part_rows > 0),
+    // tokens are [batch][seq_len] and each part is written as [batch, part_rows / head_dim, seq_len,
+    // head_dim] row-major, what BERT's Reshape + Transpose(0, 2, 1, 3) of a [batch, seq_len, part_rows]
+    // output makes, so those nodes go. head_dim divides part_rows; seq_len divides tokens.
+    int64_t head_dim = 0;
+    int64_t seq_len = 0;
     // 4 x 1 blocks (block_rows = 4, block = 1, FP32 values): four output rows share each column index, so
     // one loaded activation vector feeds four FMAs. row_ptr then has out_features / 4 + 1 entries (offsets
     // in blocks, per group of 4 rows) and values [n_blocks * 4] hold the 4 rows' weights of each block.

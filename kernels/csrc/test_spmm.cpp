@@ -2,6 +2,7 @@
 // shapes that straddle tiles and row groups, 0-100 % sparsity, empty rows, blocks, INT8 values.
 // No OpenVINO or TBB here, so it builds in seconds with -fsanitize=address,undefined.
 // Usage: test_spmm [cases]   (exit status 0 when every case matches)
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -186,6 +187,29 @@ bool run_split(const Case& c, int parts, std::mt19937& rng, Isa isa, int workers
                                 (long long)c.n, parts);
                     return false;
                 }
+    // The same parts in attention's heads' layout, [batch][heads][seq][head_dim], with sequences that end
+    // inside a token tile: every value where the Reshape + Transpose(0, 2, 1, 3) would have put it.
+    const int64_t d = c.t % 3 == 0 ? 8 : (c.t % 3 == 1 ? 16 : rows), heads = rows / d;  // 8: half a group
+    for (const int64_t seq : {c.t, int64_t(1), c.t % 3 == 0 ? c.t / 3 : c.t}) {
+        for (auto& o : outs) std::fill(o.begin(), o.end(), std::nanf(""));
+        p.head_dim = d;
+        p.seq_len = seq;
+        if (const char* err = validate(p, static_cast<int64_t>(m.col_idx.size()))) {
+            std::printf("invalid heads' layout: %s\n", err);
+            return false;
+        }
+        spmm(p, isa, SerialParallel(workers));
+        for (int i = 0; i < parts; ++i)
+            for (int64_t t = 0; t < c.t; ++t)
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t b = t / seq, s = t % seq, h = r / d, j = r % d;
+                    if (!(outs[i][((b * heads + h) * seq + s) * d + j] == whole[t * c.n + i * rows + r])) {
+                        std::printf("HEADS MISMATCH isa=%s t=%lld n=%lld parts=%d seq=%lld\n", isa_name(isa),
+                                    (long long)c.t, (long long)c.n, parts, (long long)seq);
+                        return false;
+                    }
+                }
+    }
     return true;
 }
 
@@ -263,6 +287,18 @@ int crafted_layouts(const std::vector<Isa>& isas) {
         }
     if (!check_split(96, 3).empty() || !check_split(48, 1).empty()) {
         std::printf("CRAFTED: a sound split was refused\n");
+        ++failures;
+    }
+    const int64_t bad_heads[][2] = {{48, 20}, {48, 32}, {48, -16}, {32, 64}};
+    for (const auto& heads : bad_heads)
+        if (check_heads(heads[0], heads[1]).empty()) {
+            std::printf("CRAFTED: head_dim %lld for parts of %lld rows was accepted\n", (long long)heads[1],
+                        (long long)heads[0]);
+            ++failures;
+        }
+    if (!check_heads(48, 16).empty() || !check_heads(64, 64).empty() || !check_heads(48, 0).empty() ||
+        !check_heads(32, 8).empty() || !check_heads(48, 24).empty()) {
+        std::printf("CRAFTED: a sound head_dim was refused\n");
         ++failures;
     }
     // The last valid column of every row in use: read exactly up to in_features.
