@@ -174,11 +174,15 @@ bool run_split(const Case& c, int parts, std::mt19937& rng, Isa isa, int workers
     p.y = nullptr;
     p.y_parts = ptrs.data();
     p.part_rows = rows;
-    if (const char* err = validate(p, static_cast<int64_t>(m.col_idx.size()))) {
-        std::printf("invalid split problem: %s\n", err);
-        return false;
-    }
-    spmm(p, isa, SerialParallel(workers));
+    auto run = [&](const char* what) {
+        if (const char* err = validate(p, static_cast<int64_t>(m.col_idx.size()))) {
+            std::printf("invalid %s: %s\n", what, err);
+            return false;
+        }
+        spmm(p, isa, SerialParallel(workers));
+        return true;
+    };
+    if (!run("split problem")) return false;
     for (int i = 0; i < parts; ++i)
         for (int64_t t = 0; t < c.t; ++t)
             for (int64_t r = 0; r < rows; ++r)
@@ -194,11 +198,7 @@ bool run_split(const Case& c, int parts, std::mt19937& rng, Isa isa, int workers
         for (auto& o : outs) std::fill(o.begin(), o.end(), std::nanf(""));
         p.head_dim = d;
         p.seq_len = seq;
-        if (const char* err = validate(p, static_cast<int64_t>(m.col_idx.size()))) {
-            std::printf("invalid heads' layout: %s\n", err);
-            return false;
-        }
-        spmm(p, isa, SerialParallel(workers));
+        if (!run("heads' layout")) return false;
         for (int i = 0; i < parts; ++i)
             for (int64_t t = 0; t < c.t; ++t)
                 for (int64_t r = 0; r < rows; ++r) {
