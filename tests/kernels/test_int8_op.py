@@ -67,6 +67,17 @@ def test_rewrite_runs_int8_1x4_with_dynamic_quantization(kernels):
     assert fp32.layers[0].format == "int8-block" and fp32.layers[0].activation_quant is None  # 1 x 2 (K = 70)
 
 
+def _openvino_int8_is_exact() -> bool:
+    """Whether OpenVINO's own INT8 GEMM is a fair reference for these hand-built IRs: their weights use
+    all 8 bits, which on a CPU without VNNI or AMX go through the saturating ``vpmaddubsw`` (pruneofa.core.cpu;
+    ``calibrate`` writes 7-bit weights there, these IRs do not). Capped to AVX2 on a VNNI CPU, OpenVINO's
+    result was 6.0 off on a 30-wide output, where the op matched the exact product. Elsewhere the tests
+    still check the op against numpy's exact fake-quantized product and its own unfused graph."""
+    from pruneofa.core.cpu import detect_cpu
+
+    return detect_cpu().has_int8_dot
+
+
 def test_fakequantize_folds_into_static_quantization(kernels, tmp_path):
     """x -> FakeQuantize -> MatMul(INT8 weight) + bias: the rewrite drops the FakeQuantize and the op
     quantizes with its range. Bound tested against OpenVINO's own dense INT8 execution of the same graph:
@@ -94,12 +105,20 @@ def test_fakequantize_folds_into_static_quantization(kernels, tmp_path):
     got = sparse([feed])[0]
     w = q.astype(np.float64) * scales[:, None]
     bound = np.float32(step) * np.abs(w).sum(axis=1) * (255 / kernels.int8_levels()) + 1e-4
-    assert np.all(np.abs(got - dense_int8([feed])[0]) <= bound)
-    # And against the exact fake-quantized product where the route has 8-bit activations.
+    if _openvino_int8_is_exact():
+        assert np.all(np.abs(got - dense_int8([feed])[0]) <= bound)
+    # And against the exact fake-quantized product: the FakeQuantize's own grid where the route has 8-bit
+    # activations; on a 7-bit route the same range over 128 levels (step x 255 / 127, the zero point
+    # rescaled), within the same one-step bound.
     if kernels.int8_levels() == 255:
         levels = np.clip(np.rint(feed / np.float32(step)) + 100, 0, 255)
         exact = ((levels - 100) * np.float32(step)).reshape(-1, k) @ w.T + bias
         assert np.abs(got.reshape(-1, n) - exact).max() < 1e-3
+    else:
+        step7, zero7 = np.float32(step) * np.float32(255 / 127), np.rint(100 * 127 / 255)
+        levels = np.clip(np.rint(feed * (np.float32(1) / step7)) + zero7, 0, 127)
+        exact = ((levels - zero7) * step7).reshape(-1, k) @ w.T + bias
+        assert np.all(np.abs(got.reshape(-1, n) - exact) <= bound)
     # The rewritten graph runs no FakeQuantize, and the saved IR keeps the static quantization.
     rewritten = model.clone()
     kernels.rewrite(rewritten, mode="on")
@@ -273,7 +292,8 @@ def test_smooth_quant_multiply_folds_into_the_op_and_the_pair_fuses(kernels, tmp
     got = core.compile_model(folded, "CPU", F32)([feed])[0]
     np.testing.assert_array_equal(got, core.compile_model(kept, "CPU", F32)([feed])[0])
     dense_int8 = core.compile_model(model, "CPU", F32)([feed])[0]
-    assert np.abs(got - dense_int8).max() <= 0.05 * np.abs(dense_int8).max()
+    if _openvino_int8_is_exact():
+        assert np.abs(got - dense_int8).max() <= 0.05 * np.abs(dense_int8).max()
     xml = kernels.save_sparse_ir(folded, tmp_path / "sparse.xml")
     again = core.compile_model(kernels.read_sparse_ir(core, xml), "CPU", F32)
     np.testing.assert_array_equal(again([feed])[0], got)
