@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from pruneofa.core.errors import InputError
+
 # option → the keyword of pruneofa.kernels.rewrite it sets, and to what
 SWITCHES: dict[str, tuple[str, bool]] = {
     "no-pairs": ("fuse_pairs", False),
@@ -122,7 +124,6 @@ def compile_variant(
     fused pairs and fused shared-input groups alike."""
     import pruneofa.kernels as kernels
     from pruneofa.core.attention_guard import move_nan_guards
-    from pruneofa.kernels.rewrite import OP_TYPES
 
     model = core.read_model(str(variant.folder / "openvino_model.xml"))
     model.reshape({port.get_any_name(): [batch, seq] for port in model.inputs})
@@ -134,12 +135,14 @@ def compile_variant(
         if report.sparse_layers:
             kernels.register(core)
     move_nan_guards(model)
-    sparse = {op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in OP_TYPES}
+    sparse = {op.get_friendly_name() for op in kernels.sparse_nodes(model)}
     return core.compile_model(model, "CPU", config), summary, sparse
 
 
-def time_rounds(requests: dict[Any, tuple[Any, dict]], rounds: int, seconds: float) -> dict[Any, list[float]]:
-    """Per key, each round's median latency (ms) and then, last, the fastest call over all rounds."""
+def time_rounds(
+    requests: dict[Any, tuple[Any, dict]], rounds: int, seconds: float
+) -> tuple[dict[Any, list[float]], dict[Any, float]]:
+    """Per key, each round's median latency (ms), and the fastest call over all rounds."""
     medians: dict[Any, list[float]] = {key: [] for key in requests}
     fastest: dict[Any, float] = dict.fromkeys(requests, float("inf"))
     for _ in range(rounds):
@@ -152,7 +155,7 @@ def time_rounds(requests: dict[Any, tuple[Any, dict]], rounds: int, seconds: flo
                 times.append((time.perf_counter() - start) * 1e3)
             medians[key].append(statistics.median(times))
             fastest[key] = min(fastest[key], min(times))
-    return {key: [*medians[key], fastest[key]] for key in requests}
+    return medians, fastest
 
 
 def profile(compiled: Any, feed: dict, sparse: set[str], calls: int = 20, top: int = 15) -> list[str]:
@@ -213,8 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         batches = args.batch or [1, 16]
         if min(batches) < 1 or args.seq < 1 or args.rounds < 1 or args.seconds <= 0 or args.threads < 1:
             raise ValueError("--batch, --seq, --rounds, --threads must be ≥ 1 and --seconds > 0")
-        vocabs = {variant.name: vocab_size(variant.folder) for variant in variants}
-    except ValueError as error:
+        vocab = min(vocab_size(variant.folder) for variant in variants)
+        if args.json is not None:
+            from pruneofa.core.fsutil import refuse_overlap
+
+            refuse_overlap(args.json, [variant.folder for variant in variants], what="--json")
+    except (ValueError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -237,14 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         for batch in batches:
             compiled, summary, _ = compile_variant(core, variant, batch, args.seq, config)
-            feed = make_feed(compiled, batch, args.seq, min(vocabs.values()))
+            feed = make_feed(compiled, batch, args.seq, vocab)
             request = compiled.create_infer_request()
             outputs[(variant.name, batch)] = np.array(request.infer(feed)[compiled.outputs[0]])
             requests[(variant.name, batch)] = (request, feed)
         lines.append(f"{variant.name}: {variant.label}: {summary}")
         print(lines[-1], flush=True)  # compiling takes seconds per variant and batch: show each as it is done
 
-    figures = time_rounds(requests, args.rounds, args.seconds)
+    medians, fastest = time_rounds(requests, args.rounds, args.seconds)
     rows = [
         "| variant | batch | p50 ms | min ms | speed-up vs "
         + variants[0].name
@@ -253,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     rows.append("|---|---|---|---|---|" + ("---|" if args.check else ""))
     result = []
     for batch in batches:
-        base = statistics.median(figures[(variants[0].name, batch)][:-1])
+        base = statistics.median(medians[(variants[0].name, batch)])
         for variant in variants:
             key = (variant.name, batch)
-            p50, low = statistics.median(figures[key][:-1]), figures[key][-1]
+            p50, low = statistics.median(medians[key]), fastest[key]
             same_model = variant.folder.resolve() == variants[0].folder.resolve()
             diff = (
                 float(np.abs(outputs[key] - outputs[(variants[0].name, batch)]).max()) if same_model else None

@@ -71,6 +71,14 @@ def test_bad_variants_are_one_line_errors(ab, export_once, capsys, variant, mess
     assert message in error and error.count("\n") == 1
 
 
+def test_json_inside_a_variant_folder_is_refused(ab, export_once, capsys):
+    folder = export_once("bert", "text-classification", "unstructured90")["openvino"].output
+    assert ab.main([f"a={folder}", "--json", str(folder / "ab.json")]) == 2
+    error = capsys.readouterr().err
+    assert "--json" in error and "lies inside the input" in error and error.count("\n") == 1
+    assert not (folder / "ab.json").exists()
+
+
 def test_profile_must_name_a_variant(ab, export_once, capsys):
     folder = export_once("bert", "text-classification", "unstructured90")["openvino"].output
     assert ab.main([f"a={folder}", "--profile", "b"]) == 2
