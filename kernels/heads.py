@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-SPLIT_OP_TYPE = "SparseLinearSplit"
+from pruneofa.kernels.rewrite import SPLIT_OP_TYPE
+
 HEADS_PERMUTATION = [0, 2, 1, 3]
 
 

@@ -46,7 +46,6 @@ from pruneofa.core.choices import KERNEL_MODES, KernelMode
 from pruneofa.kernels import crossover as crossover_table
 from pruneofa.kernels import formats, library
 from pruneofa.kernels.attention import dequantize_attention
-from pruneofa.kernels.heads import fold_heads_layout
 from pruneofa.kernels.weights import ConstWeight, NotConstant, read_bias, read_weight
 
 Mode = KernelMode  # the kernel mode every component shares (pruneofa.core.choices)
@@ -287,6 +286,8 @@ def specialize(model: Any, report: SparseReport) -> int:
     """What the rewrite does only at static shapes, for a rewritten model just reshaped to static inputs
     (the deploy runtime's static-shape copies): fold the heads' layout into its Q/K/V split nodes; the
     count goes into ``report``. Returns the Transposes removed."""
+    from pruneofa.kernels.heads import fold_heads_layout  # it reads this module's op types
+
     removed = fold_heads_layout(model, _create)
     report.heads_layout = max(report.heads_layout, removed)
     return removed
@@ -699,6 +700,8 @@ def rewrite(
     if attention_fp32 and any(layer.activation_quant for layer in report.sparse_layers):
         report.attention_fp32 = dequantize_attention(model)
     if packed and fuse_siblings and fold_heads:
+        from pruneofa.kernels.heads import fold_heads_layout  # it reads this module's op types
+
         report.heads_layout = fold_heads_layout(model, _create)
     if packed:
         model.validate_nodes_and_infer_types()
