@@ -162,7 +162,9 @@ def plan(out: Path, budgets: SweepBudgets, *, common: list[str], corpus: str, da
     # At the check budget the full-vocabulary-KD row comes right after the first transfer budget: the
     # hidden-state rows' distillation is a few % of their loss, and at 1,200 pruning steps their student
     # drifted further from the teacher than at 300 (docs/training.md), so the check decides how to read
-    # the rest of the curve.
+    # the rest of the curve. Its other seeds follow at once (the one exception to seed-by-seed order): they
+    # cost a few transfers each (every seed reads the same pruned models), and the check needs 2 seeds
+    # before the fast recipes can ship.
     for seed in budgets.seeds:
         for prune_steps in sorted(budgets.prune):
             for index, steps in enumerate(budgets.transfer):
@@ -170,6 +172,9 @@ def plan(out: Path, budgets: SweepBudgets, *, common: list[str], corpus: str, da
                     transfer(row, budgets.teacher, prune_steps, "sst2", steps, seed)
                 if index == 0 and prune_steps == budgets.check:
                     transfer("90-kd", budgets.teacher, prune_steps, "sst2", steps, seed)
+                    for other in budgets.seeds[1:] if seed == budgets.seeds[0] else []:
+                        for row in ("90-hkd", "0-hkd", "90-kd"):
+                            transfer(row, budgets.teacher, prune_steps, "sst2", steps, other)
             if prune_steps == budgets.block:
                 for task in budgets.block_tasks:
                     for row in ("90-hkd", "1x4-hkd", "4x1-hkd"):

@@ -70,12 +70,20 @@ def test_plan_names_encode_the_budgets_and_runs_seed_by_seed_cheapest_first(swee
     # before any stage of the second seed (whose pruned models are the first seed's)
     for index, stage in enumerate(stages):
         assert all(names.index(need) < index for need in stage.needs), stage.name
-    seeds = [int(s.fields["seed"]) for s in stages if "seed" in s.fields]
+    # seed by seed, except the full-vocabulary-KD check's other seed, which follows the first at once
+    # (with the dense task teacher of that seed, which its transfers read)
+    check = {f"pruned-{row}-t400-p1200-sst2-f300-s1" for row in ("90-hkd", "0-hkd", "90-kd")}
+    check.add("dense-sst2-f300-s1")
+    first_kd = names.index("pruned-90-kd-t400-p1200-sst2-f300-s0")
+    assert sorted(names.index(name) for name in check) == list(range(first_kd + 1, first_kd + 5))
+    seeds = [int(s.fields["seed"]) for s in stages if "seed" in s.fields and s.name not in check]
     assert seeds == sorted(seeds) and set(seeds) == {0, 1}
     first_seed = [s for s in stages if s.fields.get("seed", 0) == 0]
     budget = [int(s.fields["prune_steps"]) for s in first_seed if "prune_steps" in s.fields]
     assert budget == sorted(budget) and set(budget) == {300, 1200, 4800}
-    first_of_seed_1 = next(i for i, s in enumerate(stages) if s.fields.get("seed") == 1)
+    first_of_seed_1 = next(
+        i for i, s in enumerate(stages) if s.fields.get("seed") == 1 and s.name not in check
+    )
     assert max(i for i, s in enumerate(stages) if s.kind == "prune") < first_of_seed_1
     # at the check budget the full-vocabulary-KD row runs before the longer transfer budget
     kd_transfer = names.index("pruned-90-kd-t400-p1200-sst2-f300-s0")
