@@ -21,6 +21,8 @@ Cheaper masked-LM options (departures from the paper, measured in docs/training.
 its outputs are compared in float32 as always. A speed option, not a method change: the targets move by
 bf16 rounding (top-1 agreement ~97 % on MLM logits). Where the CPU has no native bf16 (AVX512_BF16 or
 AMX) it would be slower than float32, so the teacher stays float32 there with one warning.
+``teacher_precision: auto`` (the fast recipes) picks bf16 where it is native and float32 elsewhere,
+silently: the choice is the recipe's, not a request that the hardware refused.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ class DistillationConfig(BaseModel):
         description="masked-LM: weight of an MSE loss between pooler outputs, when both models have one "
         "(the training signal the reference's NSP distillation gives the pooler; 0: off)",
     )
-    teacher_precision: Literal["float32", "bfloat16"] = Field(
+    teacher_precision: Literal["float32", "bfloat16", "auto"] = Field(
         default="float32",
         description="precision of the frozen teacher's forward (bfloat16: autocast, where the CPU or GPU "
-        "runs bf16 natively; its outputs are compared in float32)",
+        "runs bf16 natively; its outputs are compared in float32; auto: bfloat16 where native, float32 "
+        "elsewhere without a warning)",
     )
 
 

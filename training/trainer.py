@@ -58,11 +58,12 @@ _warned_once: dict[str, bool] = {}
 
 
 def teacher_precision(config: DistillationConfig, device: torch.device) -> AbstractContextManager:
-    """The context the teacher's forward runs in: bf16 autocast when asked for and native here."""
-    if config.teacher_precision != "bfloat16":
+    """The context the teacher's forward runs in: bf16 autocast when asked for (or ``auto``) and native
+    here; float32 otherwise, with one warning where bf16 was asked for explicitly."""
+    if config.teacher_precision == "float32":
         return nullcontext()
     if not native_bf16(device):
-        if not _warned_once.get("bf16", False):
+        if config.teacher_precision == "bfloat16" and not _warned_once.get("bf16", False):
             _warned_once["bf16"] = True
             logger.warning(
                 "teacher_precision: bfloat16 asked for, but %s has no native bf16 (AVX512_BF16/AMX or a bf16 "

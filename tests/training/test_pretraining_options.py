@@ -287,3 +287,28 @@ def test_bf16_teacher_runs_under_autocast_where_native_and_falls_back_with_one_w
             ]
     assert fallback == [fp32, fp32] and dtypes[2:] == [torch.float32, torch.float32]
     assert len([r for r in caplog.records if "no native bf16" in r.getMessage()]) == 1
+
+
+def test_auto_teacher_precision_is_bf16_where_native_and_float32_elsewhere_without_a_warning(
+    monkeypatch, caplog
+):
+    """``teacher_precision: auto`` (the fast recipes): bf16 autocast where the device runs it natively,
+    float32 elsewhere (the same loss as float32, bit for bit), and no warning: nothing asked for was refused."""
+    from pruneofa.training import trainer as trainer_module
+
+    student, teacher, batch = _mlm_pair()
+    options = {"alpha_kd": 0.0, "hidden_states": 1.0, "pooler": 1.0}
+    dtypes = []
+    teacher.bert.encoder.layer[0].attention.self.query.register_forward_hook(
+        lambda module, args, output: dtypes.append(output.dtype)
+    )
+    monkeypatch.setattr(trainer_module, "_warned_once", {})
+    with torch.no_grad(), caplog.at_level("WARNING", logger="pruneofa.training"):
+        fp32 = _loss(student, teacher, batch, **options)
+        monkeypatch.setattr(trainer_module, "native_bf16", lambda device: False)
+        fallback = _loss(student, teacher, batch, teacher_precision="auto", **options)
+        monkeypatch.setattr(trainer_module, "native_bf16", lambda device: True)
+        native = _loss(student, teacher, batch, teacher_precision="auto", **options)
+    assert dtypes == [torch.float32, torch.float32, torch.bfloat16]
+    assert fallback == fp32 and native == pytest.approx(fp32, rel=2e-2) and native != fp32
+    assert not [r for r in caplog.records if "bf16" in r.getMessage()]
