@@ -139,6 +139,8 @@ def hidden_state_loss(
             f"({len(student)} states of {tuple(student[-1].shape)} vs {len(teacher)} of {tuple(teacher[-1].shape)})"
         )
     keep = attention_mask.bool() if attention_mask is not None else None
+    if keep is not None and bool(keep.all()):
+        keep = None  # every position counts (packed pre-training blocks): no gather, no scatter backward
     losses = []
     for s, t in zip(student, teacher, strict=True):
         if keep is not None:

@@ -344,3 +344,20 @@ def test_hidden_state_distillation_adds_its_term():
         ).hidden_states
     expected = sum(float(F.mse_loss(a, b)) for a, b in zip(s, t, strict=True)) / len(s)
     assert with_hidden - plain == pytest.approx(expected, rel=1e-4)
+
+
+def test_hidden_state_loss_averages_over_non_padding_positions_with_or_without_padding():
+    """Over the positions the mask keeps: with padding, exactly the gathered rows' MSE; without, the plain
+    MSE (the path that skips the gather), the same value as no mask at all."""
+    from pruneofa.training.distill import hidden_state_loss
+
+    generator = torch.Generator().manual_seed(0)
+    student = tuple(torch.randn(3, 5, 8, generator=generator) for _ in range(3))
+    teacher = tuple(torch.randn(3, 5, 8, generator=generator) for _ in range(3))
+    padded = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    keep = padded.bool()
+    expected = sum(F.mse_loss(s[keep], t[keep]) for s, t in zip(student, teacher, strict=True)) / 3
+    assert torch.equal(hidden_state_loss(student, teacher, padded), expected)
+    full = torch.ones(3, 5, dtype=torch.long)
+    assert torch.equal(hidden_state_loss(student, teacher, full), hidden_state_loss(student, teacher, None))
+    assert hidden_state_loss(student, teacher, full) != hidden_state_loss(student, teacher, padded)

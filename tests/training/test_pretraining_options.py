@@ -224,8 +224,12 @@ def _loss(student, teacher, batch, **distillation) -> float:
     return float(trainer.compute_loss(student, batch))
 
 
-def test_masked_lm_step_with_the_decoder_bypassed_equals_the_models_own_logits():
+@pytest.mark.parametrize("padded", [True, False], ids=["padding", "packed"])
+def test_masked_lm_step_with_the_decoder_bypassed_equals_the_models_own_logits(padded):
+    """With padding (the gathered positions) and without (packed blocks: the rows taken as a view)."""
     student, teacher, batch = _mlm_pair()
+    if not padded:
+        batch["attention_mask"] = torch.ones_like(batch["attention_mask"])
     with torch.no_grad():
         out = student(**batch)
         t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
