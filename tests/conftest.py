@@ -154,6 +154,10 @@ def _unigram_tokenizer(class_name: str, specials: list[str]):
     return tokenizer
 
 
+# A training command's budget for the tiny models of the tests: a few steps, logged at every one.
+TINY_TRAINING_BUDGET = "--steps 6 --batch-size 4 --seq-len 16 --logging-steps 1 --save-steps 50".split()
+
+
 def tiny_config(arch: str, vocab_size: int, num_labels: int = 3):
     import transformers
 

@@ -7,24 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_TRAINING_BUDGET
 from safetensors.torch import load_file
 
 from pruneofa.cli import main
 from pruneofa.core.manifest import read_manifest
 from pruneofa.training.recipe import load_recipe
 
-BUDGET = [
-    "--steps",
-    "6",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "16",
-    "--logging-steps",
-    "1",
-    "--save-steps",
-    "50",
-]
+BUDGET = TINY_TRAINING_BUDGET
 SHAPES = {"pruneofa-90-block1x4": (1, 4), "pruneofa-90-block4x1": (4, 1)}
 
 

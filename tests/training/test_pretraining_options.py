@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from conftest import tiny_config
+from conftest import TINY_TRAINING_BUDGET, tiny_config
 from safetensors.torch import load_file
 
 from pruneofa.cli import main
@@ -17,18 +17,7 @@ from pruneofa.training.recipe import load_recipe
 from pruneofa.training.schedule import CubicSchedule, rewinding_lr_factor, two_phase_lr_factor
 from pruneofa.training.trainer import DistillationTrainer
 
-BUDGET = [
-    "--steps",
-    "6",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "16",
-    "--logging-steps",
-    "1",
-    "--save-steps",
-    "50",
-]
+BUDGET = TINY_TRAINING_BUDGET
 
 
 def _weights(folder) -> dict[str, torch.Tensor]:
