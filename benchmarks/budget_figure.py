@@ -1,7 +1,9 @@
 """The budget sweep's figure: SST-2 gap to dense against pruning steps, from the results file alone.
 
 One line per transfer budget (the 90 % row's accuracy minus the dense model's of the same seed and
-transfer steps, mean over seeds, error bars ±1 sd over seeds), the paper's gap as a band, the paper's
+transfer steps, mean over seeds, error bars ±1 sd over seeds); beside each, the 0 % control's gap (the
+same pipeline without pruning: what the budget does to the method itself) and, at the check budget, the
+90 % row with the paper's full-vocabulary KD; the paper's gap as a band, the paper's
 token budget expressed in this sweep's steps, and a fitted trend: gap = a + b·log10(pruning steps), fitted
 to every seed's gap at the largest transfer budget. The budget at which the trend reaches a 1-point gap is
 a *projection* (an extrapolation of a log-linear fit to few points), given with a bootstrap interval over
@@ -24,7 +26,9 @@ from typing import Any
 PAPER_GAP = (-2.0, -1.0)  # the paper's SST-2 loss at 90 % (BERT-Base), "about 1–2 points"
 PAPER_STEPS = 100_000 * 256 * 128 / (32 * 64)  # its tokens in steps of this sweep's batch (32 × 64 tokens)
 TARGET = -1.0  # the gap the projection asks about
-ROW = "90-hkd"
+ROW = "90-hkd"  # the curve: 90 % with the sweep's hidden-state distillation
+CONTROL = "0-hkd"  # pruneofa-0, the same pipeline without pruning
+CHECK = "90-kd"  # 90 % with the paper's full-vocabulary KD, at the check budget
 
 
 @dataclass
@@ -66,20 +70,28 @@ class Projection:
         )
 
 
+def _seeds(points: list[Point]) -> str:
+    """How many seeds each point has: "2 seeds", "2/1 seeds", "1 seed"."""
+    counts = "/".join(str(len(p.gaps)) for p in points)
+    return f"{counts} {'seed' if counts == '1' else 'seeds'}"
+
+
 def _steps(value: float | None) -> str:
     if value is None:
         return "?"
     return f"{value:,.0f}" if value < 1e6 else f"{value / 1e6:.1f} M"
 
 
-def sweep_points(records: list[dict[str, Any]]) -> tuple[dict[int, list[Point]], list[Point], int | None]:
-    """Per transfer budget, the 90 % row's per-seed gaps at each pruning budget (main teacher), the
-    points of the stronger teacher, and the main teacher budget."""
+def sweep_points(
+    records: list[dict[str, Any]], row: str = ROW
+) -> tuple[dict[int, list[Point]], list[Point], int | None]:
+    """Per transfer budget, ``row``'s per-seed gaps to dense at each pruning budget (main teacher), the
+    points of the stronger teacher, and the main teacher budget (the smallest of the 90 % row's)."""
     latest = {r["stage"]: r for r in records}
     sst2 = [r for r in latest.values() if r.get("task") == "sst2" and "accuracy" in r.get("metrics", {})]
     dense = {(r["finetune_steps"], r["seed"]): r["metrics"]["accuracy"] for r in sst2 if r["kind"] == "dense"}
-    sparse = [r for r in sst2 if r["kind"] == "transfer" and r.get("row") == ROW]
-    teachers = sorted({r["teacher_steps"] for r in sparse})
+    sparse = [r for r in sst2 if r["kind"] == "transfer" and r.get("row") == row]
+    teachers = sorted({r["teacher_steps"] for r in sst2 if r["kind"] == "transfer" and r.get("row") == ROW})
     main = teachers[0] if teachers else None
     by: dict[tuple[int, int, int], list[float]] = {}
     for r in sparse:
@@ -160,7 +172,7 @@ def figure(records: list[dict[str, Any]]):
     import matplotlib.pyplot as plt
 
     lines, strong, teacher = sweep_points(records)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(11, 5), dpi=120)
     ax.axhspan(
         *PAPER_GAP, color="tab:green", alpha=0.15, label="paper: 90 % BERT-Base loses about 1–2 points"
     )
@@ -171,17 +183,43 @@ def figure(records: list[dict[str, Any]]):
         linestyle=":",
         label=f"paper's tokens ({_steps(PAPER_STEPS)} steps here)",
     )
+    control, _, _ = sweep_points(records, CONTROL)
+    check, _, _ = sweep_points(records, CHECK)
     for index, (transfer, points) in enumerate(sorted(lines.items())):
-        seeds = "/".join(str(len(p.gaps)) for p in points)
         shift = 1.06 ** (index - (len(lines) - 1) / 2)  # lines side by side at a shared budget (log axis)
-        ax.errorbar(
+        drawn = ax.errorbar(
             [p.prune_steps * shift for p in points],
             [p.mean for p in points],
             yerr=[p.sd for p in points],
             marker="o",
             capsize=4,
-            label=f"transfer {transfer} steps (± sd, {seeds} {'seed' if seeds == '1' else 'seeds'})",
+            label=f"90 %, transfer {transfer} steps (± sd, {_seeds(points)})",
         )
+        color = drawn.lines[0].get_color()
+        if control.get(transfer):  # the same pipeline at 0 %: what the budget does without pruning
+            ax.plot(
+                [p.prune_steps * shift for p in control[transfer]],
+                [p.mean for p in control[transfer]],
+                marker="o",
+                markerfacecolor="none",
+                linestyle=":",
+                color=color,
+                alpha=0.6,
+                label=f"control pruneofa-0, transfer {transfer} (mean over seeds)",
+            )
+        if check.get(transfer):  # the paper's full-vocabulary KD at the check budget
+            ax.errorbar(
+                [p.prune_steps * shift for p in check[transfer]],
+                [p.mean for p in check[transfer]],
+                yerr=[p.sd for p in check[transfer]],
+                marker="D",
+                markersize=8,
+                capsize=4,
+                linestyle="none",
+                color=color,
+                markeredgecolor="black",
+                label=f"paper's full-vocabulary KD, transfer {transfer} ({_seeds(check[transfer])})",
+            )
     if strong:
         ax.errorbar(
             [p.prune_steps for p in strong],
@@ -217,17 +255,17 @@ def figure(records: list[dict[str, Any]]):
     else:
         words.append("too few pruning budgets for a trend")
         fig.text(0.01, 0.01, "too few pruning budgets for a trend", fontsize=7, va="bottom")
-    shown = [p.mean - p.sd for points in [*lines.values(), strong] for p in points]
+    every = [*lines.values(), *control.values(), *check.values(), strong]
     ax.set_ylim(
-        min([*shown, PAPER_GAP[0]]) - 0.5,
-        max([0.5, *(p.mean + p.sd + 0.5 for ps in lines.values() for p in ps)]),
+        min([PAPER_GAP[0], *(p.mean - p.sd for points in every for p in points)]) - 0.5,
+        max([0.5, *(p.mean + p.sd + 0.5 for points in every for p in points)]),
     )
     ax.set_xscale("log")
     ax.set_xlabel("pruning steps (batch 32 × 64 tokens; log scale)")
-    ax.set_ylabel("SST-2 dev accuracy: 90 % − dense (points)")
+    ax.set_ylabel("SST-2 dev accuracy − dense (points)")
     ax.set_title("MiniLM, 90 % unstructured: the gap to dense against the pruning budget")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig, "; ".join(words)
 

@@ -149,10 +149,16 @@ def test_the_figure_has_a_line_per_transfer_budget_and_the_projection(sweep, fig
     results = tmp_path / "results.jsonl"
     _synthetic(results)
     records = sweep.read_records(results)
+    kd = next(r for r in records if r["stage"] == "pruned-90-hkd-t400-p1200-sst2-f300-s0")
+    records.append(kd | {"stage": kd["stage"].replace("90-hkd", "90-kd"), "row": "90-kd"})
     fig, words = figure.figure(records)
     ax = fig.axes[0]
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert sum(label.startswith("transfer ") for label in labels) == 2  # one line per transfer budget
+    assert sum(label.startswith("90 %, transfer ") for label in labels) == 2  # one line per transfer budget
+    assert sum(label.startswith("control pruneofa-0, transfer ") for label in labels) == 2
+    assert [label for label in labels if "full-vocabulary KD" in label] == [
+        "paper's full-vocabulary KD, transfer 300 (1 seed)"
+    ]
     assert any("paper" in label for label in labels) and any("4x longer" in label for label in labels)
     assert any("projection" in label for label in labels)
     assert ax.get_xscale() == "log"
