@@ -359,5 +359,11 @@ def test_hidden_state_loss_averages_over_non_padding_positions_with_or_without_p
     expected = sum(F.mse_loss(s[keep], t[keep]) for s, t in zip(student, teacher, strict=True)) / 3
     assert torch.equal(hidden_state_loss(student, teacher, padded), expected)
     full = torch.ones(3, 5, dtype=torch.long)
+    gathered = (
+        sum(F.mse_loss(s[full.bool()], t[full.bool()]) for s, t in zip(student, teacher, strict=True)) / 3
+    )
+    assert torch.equal(
+        hidden_state_loss(student, teacher, full), gathered
+    )  # bit for bit: same rows, same order
     assert torch.equal(hidden_state_loss(student, teacher, full), hidden_state_loss(student, teacher, None))
     assert hidden_state_loss(student, teacher, full) != hidden_state_loss(student, teacher, padded)
