@@ -12,7 +12,8 @@ A variant is ``NAME=FOLDER[:OPTION...]`` (FOLDER holds ``openvino_model.xml``). 
 ``auto`` (default), ``on`` or ``off`` (OpenVINO alone); the rewrite's switches ``no-pairs``,
 ``no-siblings``, ``no-gelu``, ``fp32-compute`` (INT8 weights, FP32 compute), ``attention-quant`` (keep the
 FakeQuantize nodes in front of attention's MatMuls), ``no-smooth-quant-fold`` (SmoothQuant's Multiply
-stays a graph node), ``no-heads`` (Q, K and V stay token-major, the Transposes into heads stay). ``--check`` prints each variant's largest output difference from the baseline on the
+stays a graph node), ``no-heads`` (Q, K and V stay token-major, the Transposes into heads stay), ``no-scale-fold``
+(attention's scalar Q and K Multiplies stay graph nodes). ``--check`` prints each variant's largest output difference from the baseline on the
 same feed (an exact change prints 0; a variant of another folder prints –). ``--profile NAME`` adds OpenVINO's per-node-type times for one variant.
 
 The header names the CPU, its instruction sets, the kernel ISA and any ``ONEDNN_MAX_CPU_ISA`` cap. On a
@@ -49,6 +50,7 @@ SWITCHES: dict[str, tuple[str, bool]] = {
     "attention-quant": ("attention_fp32", False),
     "no-smooth-quant-fold": ("fold_smooth_quant", False),
     "no-heads": ("fold_heads", False),
+    "no-scale-fold": ("fold_scales", False),
 }
 MODES = ("auto", "on", "off")
 MAX_VOCAB = 1_000_000  # a config.json's vocab_size beyond this is refused (it sizes the random ids)

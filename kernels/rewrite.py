@@ -103,6 +103,9 @@ class SparseReport:
     # Transposes into attention's heads' layout folded into Q/K/V split nodes (:mod:`pruneofa.kernels.heads`;
     # static-shape models only); 0 when none.
     heads_layout: int = 0
+    # Scalar Multiplies behind sparse nodes folded into their weights (:mod:`pruneofa.kernels.output_scale`:
+    # attention's Q and K scaling); 0 when none.
+    output_scales: int = 0
 
     @property
     def sparse_layers(self) -> list[LayerDecision]:
@@ -140,6 +143,8 @@ class SparseReport:
             fused += f"; SmoothQuant factors folded into {self.smooth_quant_folded}"
         if self.heads_layout:
             fused += f"; Q/K/V written in the heads' layout ({self.heads_layout} Transposes removed)"
+        if self.output_scales:
+            fused += f"; {self.output_scales} scalar Multiplies folded into the weights"
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
@@ -153,6 +158,7 @@ class SparseReport:
             "tiles": self.tiles,
             "attention_fp32": self.attention_fp32,
             "heads_layout": self.heads_layout,
+            "output_scales": self.output_scales,
             "table": self.table,
             "summary": self.summary(),
             "layers": [asdict(layer) for layer in self.layers],
@@ -590,6 +596,7 @@ def rewrite(
     attention_fp32: bool = True,
     fold_smooth_quant: bool = True,
     fold_heads: bool = True,
+    fold_scales: bool = True,
 ) -> SparseReport:
     """Replace sparse Linear layers of ``model`` (an ``ov.Model``, modified in place) and report every one.
 
@@ -609,7 +616,10 @@ def rewrite(
     ``input_scale``, so no pass over the activations runs for it and the FFN pair still fuses; False leaves
     it in the graph. ``fold_heads``: on a static-shape model, a Q/K/V split node writes attention's heads'
     layout itself and the Reshape + Transpose behind it go (:mod:`pruneofa.kernels.heads`; a dynamic model
-    gets it in its static copies, :func:`specialize`); False keeps them. With the kernels unavailable (no
+    gets it in its static copies, :func:`specialize`); False keeps them. ``fold_scales``: a Multiply by a
+    scalar constant behind a sparse node's output (attention's Q and K scaling, behind Reshape/Transpose)
+    goes into the node's weights and bias (:mod:`pruneofa.kernels.output_scale`); False keeps it. With the
+    kernels unavailable (no
     compiler, failed build) nothing changes and the report says so.
     """
     if mode not in KERNEL_MODES:
@@ -703,6 +713,10 @@ def rewrite(
         from pruneofa.kernels.heads import fold_heads_layout  # it reads this module's op types
 
         report.heads_layout = fold_heads_layout(model, _create)
+    if packed and fold_scales:
+        from pruneofa.kernels.output_scale import fold_output_scales
+
+        report.output_scales = fold_output_scales(model, _create, _constants, layer_weights)
     if packed:
         model.validate_nodes_and_infer_types()
         _record_tiles(model, report)
