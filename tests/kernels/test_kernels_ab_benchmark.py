@@ -36,7 +36,7 @@ def test_variants_run_and_the_exact_change_differs_by_nothing(
     argv = [
         f"fold={folder}:on",
         f"multiply={folder}:on:no-smooth-quant-fold",
-        f"unfused={folder}:on:no-pairs:no-siblings:attention-quant",
+        f"unfused={folder}:on:no-pairs:no-siblings:attention-quant:no-heads:no-scale-fold",
         f"dense={folder}:off",
         f"fp32={fp32}",
         "--batch", "2", "--seq", "8", "--rounds", "2", "--seconds", "0.02",
