@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The folders and the two `pruneofa benchmark` runs behind docs/kernels.md's INT8 target tables.
-# Usage: bash benchmarks/int8_targets.sh OUT [prepare|avx2|vnni|all]   (default all)
+# Usage: bash benchmarks/int8_targets.sh OUT [prepare|avx2|vnni|vnni-bf16|all]   (default all)
 #
 # prepare: all-MiniLM-L6-v2 one-shot magnitude-pruned (the method's selection, same share per layer) to
 #   85 % and 90 % unstructured, 90 % in 1x4 blocks and 90 % in 4x1 blocks; each exported to OpenVINO
@@ -11,10 +11,12 @@
 #   dense FP32, dense INT8, 90 % unstructured FP32 sparse, 85 % unstructured, 90 % 4x1 FP32 and 90 % 1x4
 #   INT8 (INT8 compute), batch 1 and 16, seq 128, 2 threads, no peers.
 # vnni: the CPU as it is (needs AVX512-VNNI or AVX-VNNI): dense INT8 against 90 % 1x4 INT8 sparse and
-#   the FP32 folders, with optimum-intel's own INT8 as the peer.
+#   the FP32 folders, with optimum-intel's own INT8 as the peer; OpenVINO at f32 (pruneofa's default).
+# vnni-bf16: the same at OpenVINO's bf16 inference (--precision bf16: OpenVINO's own default on CPUs with
+#   native bf16, AVX512_BF16 or AMX), every OpenVINO variant and the peer alike.
 # Accuracy is not the point of these folders (one-shot pruning); docs/training.md has trained models.
 set -euo pipefail
-out=${1:?usage: int8_targets.sh OUT [prepare|avx2|vnni|all]}
+out=${1:?usage: int8_targets.sh OUT [prepare|avx2|vnni|vnni-bf16|all]}
 what=${2:-all}
 py=${PYTHON:-.venv/bin/python}
 pf=${PRUNEOFA:-.venv/bin/pruneofa}
@@ -71,4 +73,9 @@ if [[ $what == vnni || $what == all ]]; then
   cpu
   "$pf" benchmark "$out/dense/ov" "$out/dense/ov-int8" "$out/u90/ov" "$out/b14/ov-int8" \
     --vs optimum-intel --batch 1,16 --seq 128 --threads 2 --duration "$duration" --repeats 4 --output "$out/bench-vnni" --overwrite
+fi
+if [[ $what == vnni-bf16 || $what == all ]]; then
+  cpu
+  "$pf" benchmark "$out/dense/ov" "$out/dense/ov-int8" "$out/u90/ov" "$out/b14/ov-int8" --precision bf16 \
+    --vs optimum-intel --batch 1,16 --seq 128 --threads 2 --duration "$duration" --repeats 4 --output "$out/bench-vnni-bf16" --overwrite
 fi

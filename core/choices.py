@@ -1,5 +1,5 @@
 """The words several components share, each defined once: the runtime that runs an exported folder, the
-OpenVINO performance hint, and the sparse-kernel mode. Light (typing only), so configs import it freely."""
+OpenVINO performance hint, the inference precision and the sparse-kernel mode. Light (typing only), so configs import it freely."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ DEFAULT_HINT: Hint = "latency"
 
 # pruneofa's sparse kernels: auto (layers sparse enough to gain on this CPU), on (every eligible layer), off.
 KernelMode = Literal["auto", "on", "off"]
+
+# OpenVINO's inference precision for an exported folder: f32 (the outputs export/calibrate checked) or bf16
+# (OpenVINO's own default where the CPU has native bf16: AVX512_BF16 or AMX).
+Precision = Literal["f32", "bf16"]
+DEFAULT_PRECISION: Precision = "f32"
 KERNEL_MODES: tuple[KernelMode, ...] = get_args(KernelMode)
 
 

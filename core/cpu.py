@@ -50,6 +50,11 @@ class CpuInfo:
         return "amx_int8" in self.flags
 
     @property
+    def has_native_bf16(self) -> bool:
+        """bf16 matrix instructions (AVX512_BF16 or AMX-BF16): where OpenVINO's bf16 execution is fast."""
+        return bool({"avx512_bf16", "amx_bf16"} & self.flags)
+
+    @property
     def has_int8_dot(self) -> bool:
         """INT8 dot-product instructions (VNNI or AMX): OpenVINO's INT8 GEMM is fast and exact here."""
         return self.has_vnni or self.has_amx

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pruneofa.core.choices import DEFAULT_HINT, Hint, KernelMode, Runtime
+from pruneofa.core.choices import DEFAULT_HINT, DEFAULT_PRECISION, Hint, KernelMode, Precision, Runtime
 from pruneofa.core.cliargs import cli
 from pruneofa.core.errors import validated
 
@@ -17,6 +17,11 @@ PACKAGE_FORMATS = ("ovms", "triton", "archive", "folder")
 SPARSE_KERNELS_HELP = (
     "pruneofa's sparse kernels for OpenVINO: auto (layers sparse enough to gain on this CPU), on (every "
     "eligible layer), off"
+)
+PRECISION_HELP = (
+    "OpenVINO's inference precision: f32 (the outputs export and calibrate checked) or bf16 (OpenVINO's own "
+    "default on CPUs with native bf16, AVX512_BF16 or AMX: faster, outputs move by bf16 rounding; refused on "
+    "other CPUs)"
 )
 
 
@@ -101,6 +106,11 @@ class ValidateConfig(BaseModel):
     sparse_kernels: KernelMode = Field(
         default="auto", description=SPARSE_KERNELS_HELP + " (for the candidate)"
     )
+    precision: Precision = Field(
+        default=DEFAULT_PRECISION,
+        description=PRECISION_HELP
+        + "; for an exported OpenVINO candidate: validate at the precision it will serve at",
+    )
 
     @field_validator("slice_by")
     @classmethod
@@ -146,6 +156,10 @@ class BenchmarkConfig(BaseModel):
         le=1024,
         description="threads for every variant",
         json_schema_extra=cli(default_text="all cores available"),
+    )
+    precision: Precision = Field(
+        default=DEFAULT_PRECISION,
+        description=PRECISION_HELP + "; every OpenVINO variant, optimum-intel's peer included, runs at it",
     )
     output: Path | None = Field(
         default=None,
@@ -212,6 +226,7 @@ class ServeConfig(BaseModel):
     )
     sparse_kernels: KernelMode = Field(default="auto", description=SPARSE_KERNELS_HELP)
     hint: Hint = Field(default=DEFAULT_HINT, description="OpenVINO performance hint")
+    precision: Precision = Field(default=DEFAULT_PRECISION, description=PRECISION_HELP)
     max_batch: int = Field(default=16, ge=1, le=4096, description="texts per dynamic batch")
     max_delay_ms: float = Field(default=5.0, ge=0, le=10_000, description="wait for a batch to fill, in ms")
     max_queue: int = Field(default=256, ge=1, le=1_000_000, description="waiting requests before 503")
@@ -313,6 +328,7 @@ class OpenConfig(BaseModel):
         json_schema_extra=cli(default_text="the folder's export task"),
     )
     hint: Hint = Field(default=DEFAULT_HINT, description="OpenVINO performance hint")
+    precision: Precision = Field(default=DEFAULT_PRECISION, description=PRECISION_HELP)
     threads: int | None = Field(
         default=None, ge=1, description="inference threads (default: chosen for this CPU)"
     )

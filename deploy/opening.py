@@ -24,7 +24,7 @@ from pruneofa.core.runtime import Engine, model_file_for, resolve_runtime
 from pruneofa.core.support import EXPORT_TASKS, ExportTask
 from pruneofa.deploy import sparse_kernels as kernel_policy
 from pruneofa.deploy.config import OpenConfig
-from pruneofa.deploy.settings import CompileSettings, choose_settings, count_sparse_kernels
+from pruneofa.deploy.settings import CompileSettings, check_precision, choose_settings, count_sparse_kernels
 from pruneofa.exporter import graph
 
 
@@ -139,6 +139,7 @@ def open_folder(
             threads=options.threads,
             streams=options.streams,
             sparse_kernels=options.sparse_kernels,
+            precision=options.precision,
         )
         mode, why = settings.kernels, settings.kernels_reason
         ov_config = (
@@ -147,7 +148,10 @@ def open_folder(
         ort_options = settings.onnxruntime_options() if runtime == "onnxruntime" else None
     else:
         mode, why = kernel_policy.effective_mode(options.sparse_kernels, runtime, amx_sparse=False)
-        ov_config = {"INFERENCE_PRECISION_HINT": "f32"}  # the file's weights, not a bf16 execution
+        if runtime == "openvino":
+            check_precision(cpu, options.precision)
+        # the file's weights at f32 unless bf16 was asked for (validate at the precision it will serve at)
+        ov_config = {"INFERENCE_PRECISION_HINT": options.precision}
         ort_options = None
     engine = Engine(
         model_file,

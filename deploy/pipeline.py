@@ -62,7 +62,8 @@ def load(
     ``runtime`` ``openvino`` or ``onnxruntime`` (default: OpenVINO for an IR folder, ONNX Runtime for an
     ONNX one); ``task`` another task of the same model (``zero-shot-classification`` for an NLI export);
     ``hint``/``threads``/``streams`` override the compile settings chosen for this CPU
-    (:func:`deploy.settings.choose_settings`); ``max_length`` lowers the truncation length;
+    (:func:`deploy.settings.choose_settings`); ``precision`` ``f32`` (default) or ``bf16`` (OpenVINO's bf16
+    inference, CPUs with native bf16 only); ``max_length`` lowers the truncation length;
     ``sparse_kernels`` (``auto``, ``on``, ``off``): pruneofa's sparse kernels for OpenVINO
     (:mod:`pruneofa.deploy.sparse_kernels`); ``pipeline.sparse_report`` says which layers ran sparse.
     ``cpu`` replaces the detected CPU (tests).

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pruneofa.core import modelio
-from pruneofa.core.choices import KernelMode
+from pruneofa.core.choices import DEFAULT_PRECISION, KernelMode, Precision
 from pruneofa.core.errors import InputError
 from pruneofa.core.qatfolder import is_qat_folder, load_qat_model
 from pruneofa.core.runtime import (
@@ -46,15 +46,21 @@ class Runner:
 
 
 def open_model(
-    location: str, export_task: str | None = None, *, sparse_kernels: KernelMode = "auto"
+    location: str,
+    export_task: str | None = None,
+    *,
+    sparse_kernels: KernelMode = "auto",
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Runner:
-    """An exported folder runs in its runtime (an IR with pruneofa's sparse kernels per ``sparse_kernels``,
-    as it will in deployment); anything else is loaded with transformers (FP32)."""
+    """An exported folder runs in its runtime (an IR with pruneofa's sparse kernels per ``sparse_kernels``
+    and OpenVINO's inference at ``precision``, as it will in deployment); anything else is loaded with
+    transformers (FP32)."""
     path = Path(location).expanduser()
     found = exported_file(path) if path.is_dir() else None
     if found is not None:
         kind, model_file = found
-        opened = open_folder(path, OpenConfig(task=export_task, sparse_kernels=sparse_kernels), tuned=False)
+        options = OpenConfig(task=export_task, sparse_kernels=sparse_kernels, precision=precision)
+        opened = open_folder(path, options, tuned=False)
         weights = (
             opened.manifest.export.weight_format.upper()
             if opened.manifest and opened.manifest.export

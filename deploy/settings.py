@@ -24,8 +24,17 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pruneofa.core.choices import DEFAULT_HINT, Hint, KernelMode, Runtime, runtime_name
+from pruneofa.core.choices import (
+    DEFAULT_HINT,
+    DEFAULT_PRECISION,
+    Hint,
+    KernelMode,
+    Precision,
+    Runtime,
+    runtime_name,
+)
 from pruneofa.core.cpu import CpuInfo
+from pruneofa.core.errors import InputError
 from pruneofa.core.manifest import SparsityReport
 from pruneofa.deploy.sparse_kernels import effective_mode
 
@@ -142,14 +151,16 @@ class CompileSettings:
     isa: str
     kernels: KernelMode = "off"  # pruneofa's sparse kernels: auto, on or off (the mode that applies)
     kernels_reason: str = ""  # why it is off when asked for
+    precision: Precision = DEFAULT_PRECISION  # OpenVINO's INFERENCE_PRECISION_HINT
 
     def openvino_config(self, *, profile: bool = False) -> dict[str, Any]:
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": self.hint.upper(),
             "NUM_STREAMS": self.streams,
             "INFERENCE_NUM_THREADS": self.threads,
-            # f32 keeps the outputs those that export/calibrate checked (AMX CPUs would otherwise run bf16).
-            "INFERENCE_PRECISION_HINT": "f32",
+            # f32 (the default) keeps the outputs those that export/calibrate checked (CPUs with native bf16
+            # would otherwise run bf16); bf16 only where asked for and native (choose_settings)
+            "INFERENCE_PRECISION_HINT": self.precision,
         }
         if self.sparse.enabled and self.sparse.rate is not None:
             config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = self.sparse.rate
@@ -172,8 +183,18 @@ class CompileSettings:
 
     def describe(self) -> str:
         return (
-            f"{self.runtime}: {self.hint} hint, {self.streams} stream(s) × {self.threads} thread(s) on {self.cpu} "
+            f"{self.runtime}: {self.hint} hint, {self.streams} stream(s) × {self.threads} thread(s)"
+            f"{', bf16 inference' if self.precision == 'bf16' else ''} on {self.cpu} "
             f"[{self.isa}]; {self.sparse.reason}"
+        )
+
+
+def check_precision(cpu: CpuInfo, precision: Precision) -> None:
+    """Refuse bf16 inference on a CPU without native bf16, where OpenVINO would emulate it (slower than f32)."""
+    if precision == "bf16" and not cpu.has_native_bf16:
+        raise InputError(
+            f"--precision bf16: {cpu.model} has no native bf16 (AVX512_BF16 or AMX), where OpenVINO's bf16 would "
+            "be emulated and slower; use --precision f32 (the default)"
         )
 
 
@@ -187,6 +208,7 @@ def choose_settings(
     threads: int | None = None,
     streams: int | None = None,
     sparse_kernels: str = "auto",
+    precision: Precision = DEFAULT_PRECISION,
 ) -> CompileSettings:
     """Latency: one stream using every core this process may run on. Throughput: one stream per two
     cores (each stream keeps a core pair busy), so a 2-core machine still gets one stream of 2 threads."""
@@ -197,6 +219,8 @@ def choose_settings(
     if threads is None:
         threads = cores
     threads = max(threads, streams)
+    if known_runtime == "openvino":
+        check_precision(cpu, precision)
     amx = sparse_decision(cpu, runtime, weight_format, sparsity)
     kernels, why = effective_mode(sparse_kernels, runtime, amx.enabled)
     return CompileSettings(
@@ -209,6 +233,7 @@ def choose_settings(
         isa=cpu.isa,
         kernels=kernels,
         kernels_reason=why,
+        precision=precision,
     )
 
 

@@ -121,8 +121,12 @@ def write_sparse_ir(
         )
     model = ov.Core().read_model(str(dense_xml))
     before = _dense_weights(model)
-    # f32: what the check below and deploy's compile settings run dense layers in.
-    report = kernels.rewrite(model, mode, int8_compute=precision == "int8", precision_hint="f32")
+    # f32: what the check below and deploy's compile settings run dense layers in. The attention's scalar
+    # Multiplies stay graph nodes: folded, Q's and K's constants would no longer be the dense IR's weights,
+    # which the check below (and anyone auditing the file) compares them with.
+    report = kernels.rewrite(
+        model, mode, int8_compute=precision == "int8", precision_hint="f32", fold_scales=False
+    )
     if not report.sparse_layers:
         raise InputError(
             f"{flag}: none of the {len(report.layers)} Linear layers is sparse enough for pruneofa's kernels "

@@ -57,6 +57,7 @@ from pruneofa.deploy.benchmarking.report import (
     write_chart,
 )
 from pruneofa.deploy.config import BenchmarkConfig
+from pruneofa.deploy.settings import check_precision
 from pruneofa.exporter import graph
 
 
@@ -99,9 +100,13 @@ def _benchmark(
     output = config.output or Path("bench-out") / "benchmark" / paths[0].name
     check_output_dir(output, overwrite=config.overwrite, inputs=paths)
     cpu = detect_cpu()
+    check_precision(cpu, config.precision)
     threads = config.threads or cpu.cores
     source = source_model_of(paths[0])
-    step(f"CPU: {cpu.summary()}; {threads} threads for every variant; source model: {source or 'unknown'}")
+    step(
+        f"CPU: {cpu.summary()}; {threads} threads for every variant, OpenVINO at {config.precision}; "
+        f"source model: {source or 'unknown'}"
+    )
     load_average = machine_load_average()
     busy = busy_machine(cpu.cores, load_average)
     if load_average is not None:
@@ -123,7 +128,9 @@ def _benchmark(
 
     def load(path: Path, mode: str, twin_of: str | None = None) -> Variant:
         loading = time.perf_counter()
-        variant = candidate_variant(path, threads, first_feed, mode, twin_of=twin_of, name=names[path])
+        variant = candidate_variant(
+            path, threads, first_feed, mode, twin_of=twin_of, name=names[path], precision=config.precision
+        )
         load_s = time.perf_counter() - loading
         compile_s = STATIC_COMPILE_SHARE * load_s if variant.static_shapes else 0.0
         costs.append(VariantCost(variant.report.label, call_ms(variant, first_feed), compile_s))
@@ -183,7 +190,9 @@ def _benchmark(
         for kind in config.vs:
             if kind in built:
                 step.start(peer_phase(kind))
-            peers.append(peer_variant(kind, source, task, threads, Path(work), step, first_feed))
+            peers.append(
+                peer_variant(kind, source, task, threads, Path(work), step, first_feed, config.precision)
+            )
         variants += peers
         step.finish()
         if built:  # the peers have run once: plan the rest with their speed instead of a guess
@@ -217,6 +226,7 @@ def _benchmark(
         cpu=cpu.summary(),
         isa=cpu.isa,
         threads=threads,
+        precision=config.precision,
         seq=seq,
         batches=config.batches,
         duration_s=config.duration,

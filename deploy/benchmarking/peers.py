@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pruneofa.core.choices import DEFAULT_PRECISION, Precision
 from pruneofa.core.manifest import read_manifest
 from pruneofa.core.progress import Progress, quiet_libraries
 from pruneofa.core.runtime import ONNX_FILE, TorchRunner, load_parity_samples, ort_session
@@ -76,6 +77,7 @@ def candidate_variant(
     sparse_kernels: str,
     twin_of: str | None = None,
     name: str | None = None,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Variant:
     """An exported folder loaded as ``pruneofa.deploy.load`` loads it, run once on ``first_feed``;
     ``twin_of`` names the variant this one re-runs with sparse kernels off."""
@@ -87,7 +89,7 @@ def candidate_variant(
         " shrunk" if manifest and manifest.shrink else ""
     )
     with PeakRss() as memory:
-        pipeline = load(folder, threads=threads, sparse_kernels=sparse_kernels)
+        pipeline = load(folder, threads=threads, sparse_kernels=sparse_kernels, precision=precision)
         pipeline.engine(first_feed)
     layers = pipeline.sparse_layers
     kernels = " + sparse kernels" if layers else (", sparse kernels off" if twin_of else "")
@@ -108,10 +110,18 @@ def candidate_variant(
 
 
 def peer_variant(
-    kind: str, source: str | None, task: Any, threads: int, work: Path, step: Progress, first_feed: dict
+    kind: str,
+    source: str | None,
+    task: Any,
+    threads: int,
+    work: Path,
+    step: Progress,
+    first_feed: dict,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Variant:
     """The peer ``kind`` built from ``source`` for ``task`` (an export task), in ``work``; unavailable,
-    with the reason, when it cannot be built."""
+    with the reason, when it cannot be built. ``precision``: OpenVINO's inference precision for the
+    optimum-intel peer, the candidates' (PyTorch and ONNX Runtime run FP32)."""
     label = PEER_LABELS[kind]
     runtime = {"torch": "pytorch", "onnxruntime": "onnxruntime", "optimum-intel": "openvino"}[kind]
     weights = "INT8" if kind == "optimum-intel" else "FP32"
@@ -123,7 +133,9 @@ def peer_variant(
         )
         return Variant(report)
     try:
-        builder = {"torch": _torch_peer, "onnxruntime": _ort_peer, "optimum-intel": _optimum_peer}[kind]
+        if kind == "optimum-intel":
+            return _optimum_peer(report, source, task, threads, work, first_feed, precision)
+        builder = {"torch": _torch_peer, "onnxruntime": _ort_peer}[kind]
         return builder(report, source, task, threads, work, first_feed)
     except Exception as err:  # a peer that cannot be built is reported, not fatal
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -185,7 +197,13 @@ def _ort_peer(
 
 
 def _optimum_peer(
-    report: VariantReport, source: str, task: Any, threads: int, work: Path, first_feed: dict
+    report: VariantReport,
+    source: str,
+    task: Any,
+    threads: int,
+    work: Path,
+    first_feed: dict,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Variant:
     import nncf
     import optimum.intel as oi
@@ -211,7 +229,12 @@ def _optimum_peer(
         )
         del model, quantizer
         gc.collect()
-        ov_config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads}
+        ov_config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": precision,  # the candidates' precision, not the plugin's default
+        }
 
         def run(feed: dict[str, np.ndarray]) -> Any:
             return int8(**{k: v for k, v in feed.items() if k in inputs})
@@ -222,7 +245,7 @@ def _optimum_peer(
 
     report.settings = (
         f"OVQuantizer + OVQuantizationConfig() defaults on {len(samples)} sentences; LATENCY hint, 1 stream × "
-        f"{threads} threads; called through {task.optimum_ov_class}"
+        f"{threads} threads, {precision} inference; called through {task.optimum_ov_class}"
     )
     report.load_memory_mb = memory.megabytes
     return Variant(report, run, int8)

@@ -39,6 +39,7 @@ class BenchmarkReport(BaseModel):
     cpu: str
     isa: str
     threads: int
+    precision: str = "f32"  # OpenVINO's inference precision for every OpenVINO variant
     seq: int
     batches: list[int]
     duration_s: float
@@ -157,7 +158,7 @@ def markdown_table(report: BenchmarkReport) -> str:
             lines.append(f"\n{variant.label}: not measured — {variant.reason}")
     lines += sparse_kernel_lines(report)
     lines.append(
-        f"\nseq {report.seq}, {report.threads} threads, {report.repeats} rounds × {report.duration_s / report.repeats:.1f} s "
+        f"\nseq {report.seq}, {report.threads} threads, OpenVINO {report.precision} inference, {report.repeats} rounds × {report.duration_s / report.repeats:.1f} s "
         f"per variant and batch; CPU: {report.cpu}. Ratios: peer p50 / variant p50 (above 1: the variant is faster)."
     )
     if report.load_average is not None:

@@ -54,6 +54,7 @@ def load_for_serving(folder: str | Path, config: ServeConfig) -> Pipeline:
         config.runtime,
         task=config.task,
         hint=config.hint,
+        precision=config.precision,
         batch_size=config.max_batch,
         sparse_kernels=config.sparse_kernels,
     )

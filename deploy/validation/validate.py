@@ -47,7 +47,9 @@ def validate_model(candidate: str, config: ValidateConfig, *, quiet: bool = Fals
     columns = column_values(task, config.data, examples, config.slice_by)  # bad data fails before models load
     # The candidate runs as it will in deployment (sparse kernels per --sparse-kernels); an exported
     # reference runs without them, so that the comparison also checks the kernels.
-    candidate_runner = open_model(candidate, inference.export_task, sparse_kernels=config.sparse_kernels)
+    candidate_runner = open_model(
+        candidate, inference.export_task, sparse_kernels=config.sparse_kernels, precision=config.precision
+    )
     reference_runner = open_model(config.reference, inference.export_task, sparse_kernels="off")
     check_same_task(candidate_runner, reference_runner)
     is_ancestor, lineage = reference_lineage(candidate, config.reference)

@@ -308,3 +308,36 @@ def test_later_batch_sizes_are_planned_from_measured_medians():
         [Variant(report), Variant(unmeasured)], 4, [VariantCost("sparse", 99.0, static_compile_s=2.0)]
     )
     assert costs == [VariantCost("sparse", 10.0, 2.0)]  # 40 ms for 4 sequences; the compile time kept
+
+
+def test_bf16_inference_runs_every_openvino_variant_at_bf16_or_is_refused(
+    export_once, tmp_path, capsys, monkeypatch
+):
+    """--precision bf16: every OpenVINO variant compiles with bf16 (the report says so) where the CPU has
+    native bf16; elsewhere the command stops in one line before loading anything."""
+    import dataclasses
+
+    from pruneofa.core.cpu import detect_cpu
+    from pruneofa.deploy.benchmarking import benchmark as module
+
+    folder = export_once("bert", "text-classification")["openvino"].output
+    args = ["benchmark", str(folder), "--vs", "none", "--batch", "1", "--seq", "16", "--duration", "0.1"]
+    args += ["--repeats", "1", "--warmup", "1", "--precision", "bf16"]
+    cpu = detect_cpu()
+    if cpu.has_native_bf16:
+        assert main([*args, "--output", str(tmp_path / "b")]) == 0
+        report = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+        assert report["precision"] == "bf16"
+        assert all(
+            "bf16 inference" in v["settings"] for v in report["variants"] if v["runtime"] == "openvino"
+        )
+        assert "OpenVINO bf16 inference" in (tmp_path / "b" / "benchmark.md").read_text()
+    no_bf16 = dataclasses.replace(cpu, flags=cpu.flags - {"avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(module, "detect_cpu", lambda: no_bf16)
+    capsys.readouterr()
+    assert main([*args, "--output", str(tmp_path / "c")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "has no native bf16" in errors[0], errors
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "fp16"])

@@ -204,3 +204,21 @@ def test_requesting_sparse_kernels_here_is_checked_not_assumed(calibrate_once):
         assert (
             sparse_layers == 0
         )  # tiny 32-wide matrices and no AMX: the plugin declines, as the decision said
+
+
+def test_bf16_inference_is_asked_for_and_refused_without_native_bf16():
+    """--precision: f32 by default (the outputs export and calibrate checked); bf16 reaches OpenVINO's
+    INFERENCE_PRECISION_HINT where the CPU has native bf16, and is refused in one line where it has not."""
+    from pruneofa.core.errors import InputError
+
+    sapphire, epyc = _cpu("amx_sapphirerapids.txt"), _cpu("avx2_epyc.txt")
+    assert sapphire.has_native_bf16 and not epyc.has_native_bf16
+    assert choose_settings(sapphire, "openvino").openvino_config()["INFERENCE_PRECISION_HINT"] == "f32"
+    bf16 = choose_settings(sapphire, "openvino", precision="bf16")
+    assert (
+        bf16.openvino_config()["INFERENCE_PRECISION_HINT"] == "bf16" and "bf16 inference" in bf16.describe()
+    )
+    with pytest.raises(InputError, match="has no native bf16") as error:
+        choose_settings(epyc, "openvino", precision="bf16")
+    assert "\n" not in str(error.value) and "--precision f32" in str(error.value)
+    assert choose_settings(epyc, "onnxruntime", precision="bf16").runtime == "onnxruntime"  # OpenVINO's only

@@ -165,3 +165,29 @@ def test_limit_and_bad_input(export_once, make_model, sst2_dir, squad_file, tmp_
     for extra, message in cases:
         code, _, err = _validate(capsys, candidate, *extra)
         assert code == 2 and message in err, (extra, err)
+
+
+def test_validate_at_bf16_where_the_cpu_has_it_and_refuse_it_elsewhere(
+    export_once, make_model, sst2_dir, tmp_path, capsys, monkeypatch
+):
+    """--precision bf16 validates an exported OpenVINO folder as it would serve at bf16: the outputs move
+    by bf16 rounding (more than at f32, within the gate here); without native bf16 it is one error line."""
+    import dataclasses
+
+    from pruneofa.core.cpu import detect_cpu
+    from pruneofa.deploy import opening
+
+    candidate = export_once("bert", "text-classification")["openvino"].output
+    args = [candidate, "--reference", str(make_model("bert", "text-classification")), "--data", str(sst2_dir)]
+    args += ["--task", "sst2", "--precision", "bf16"]
+    cpu = detect_cpu()
+    if cpu.has_native_bf16:
+        report_file = tmp_path / "gate.json"
+        code, out, _ = _validate(capsys, *args, "--report", str(report_file))
+        report = json.loads(report_file.read_text())
+        assert code == 0 and "PASS" in out and report["agreement"] >= 0.9
+        assert 1e-4 < report["max_abs_error"] < 0.2  # bf16 rounding, not the f32 export's 1e-4
+    no_bf16 = dataclasses.replace(cpu, flags=cpu.flags - {"avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(opening, "detect_cpu", lambda: no_bf16)
+    code, _, err = _validate(capsys, *args)  # err: the last line printed
+    assert code == 2 and "has no native bf16" in err and "--precision f32" in err, err
