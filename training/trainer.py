@@ -110,12 +110,10 @@ def _logits(features: torch.Tensor, decoder: nn.Linear) -> torch.Tensor:
     return F.linear(features, decoder.weight, decoder.bias)
 
 
-def _rows(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``values[keep]`` (the non-padding positions, in order), as a view where every position is kept (packed
-    pre-training blocks): the same rows without a gather forward and a scatter into zeros backward."""
-    if bool(keep.all()):
-        return values.flatten(0, keep.dim() - 1)
-    return values[keep]
+def _rows(values: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """``values[keep]`` (the non-padding positions of [batch, seq, ...], in order); every position where
+    ``keep`` is None, as a view: the same rows without a gather forward and a scatter into zeros backward."""
+    return values.flatten(0, 1) if keep is None else values[keep]
 
 
 class DistillationTrainer(Trainer):
@@ -209,11 +207,10 @@ class DistillationTrainer(Trainer):
         student = getattr(model, "module", model)  # DDP / accelerate wrappers
         labels = inputs["labels"]
         features = {k: v for k, v in inputs.items() if k not in _LABEL_KEYS}
-        keep = (
-            features["attention_mask"].bool()
-            if "attention_mask" in features
-            else labels.new_ones(labels.shape, dtype=torch.bool)
-        )
+        mask = features.get("attention_mask")
+        # the non-padding positions; None where every position counts (no mask, or packed pre-training
+        # blocks, which have no padding), decided once for every term below
+        keep = mask.bool() if mask is not None and not bool(mask.all()) else None
         logit_kd = teacher is not None and config.alpha_kd > 0
         hidden = teacher is not None and config.hidden_states > 0
         with decoder_bypassed(student) as decoder, pooler_output(student) as pooled:
