@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pruneofa.kernels.rewrite import SPLIT_OP_TYPE
+from pruneofa.kernels.rewrite import SPLIT_OP_TYPE, replace_output
 
 HEADS_PERMUTATION = [0, 2, 1, 3]
 
@@ -74,11 +74,7 @@ def fold_heads_layout(model: Any, create: Any) -> int:
         folded.set_friendly_name(node.get_friendly_name())
         for index, item in enumerate(found):
             assert item is not None
-            transpose = item[1]
-            names = set(transpose.output(0).get_names())
-            transpose.output(0).replace(folded.output(index))
-            if names:
-                folded.output(index).get_tensor().set_names(names)
+            replace_output(item[1].output(0), folded.output(index))
             removed += 1
     if removed:
         model.validate_nodes_and_infer_types()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pruneofa.kernels import formats
+from pruneofa.kernels.rewrite import OP_TYPE, SPLIT_OP_TYPE, _constants, layer_weights, replace_output
 
 DATA_MOVEMENT = ("Reshape", "Transpose")
 
@@ -72,26 +73,16 @@ def scaled(weight: formats.SparseWeight, c: float) -> formats.SparseWeight:
     """``weight`` with every output row multiplied by c: INT8's per-row scales (the integers stay), or the
     FP32 values; the bias too."""
     factor = np.float32(c)
+    bias = None if weight.bias is None else (weight.bias * factor).astype(np.float32)
     if weight.scales is not None:
-        return dataclasses.replace(
-            weight,
-            scales=(weight.scales * factor).astype(np.float32),
-            bias=None if weight.bias is None else (weight.bias * factor).astype(np.float32),
-        )
-    return dataclasses.replace(
-        weight,
-        values=(weight.values * factor).astype(weight.values.dtype),
-        bias=None if weight.bias is None else (weight.bias * factor).astype(np.float32),
-    )
+        return dataclasses.replace(weight, scales=(weight.scales * factor).astype(np.float32), bias=bias)
+    return dataclasses.replace(weight, values=(weight.values * factor).astype(weight.values.dtype), bias=bias)
 
 
-def fold_output_scales(model: Any, create: Any, constants: Any, layer_weights: Any) -> int:
+def fold_output_scales(model: Any, create: Any) -> int:
     """Fold every qualifying scalar Multiply behind a SparseLinear or SparseLinearSplit node of ``model``
     (modified in place) into the node's constants; returns how many Multiplies went. ``create(type, inputs,
-    attributes)`` makes an extension node, ``constants(weight, name)`` its constant inputs and
-    ``layer_weights(node)`` reads a node's layers back (the rewrite's own functions)."""
-    from pruneofa.kernels.rewrite import OP_TYPE, SPLIT_OP_TYPE
-
+    attributes)`` makes an extension node (the rewrite's factory)."""
     removed = 0
     for node in [op for op in model.get_ordered_ops() if op.get_type_name() in (OP_TYPE, SPLIT_OP_TYPE)]:
         attributes = dict(node.get_attributes())
@@ -104,25 +95,18 @@ def fold_output_scales(model: Any, create: Any, constants: Any, layer_weights: A
             scaled(w, f[0]) if f else w for w, f in zip(layer_weights(node).values(), found, strict=True)
         ]
         weight = formats.stack_rows(parts) if len(parts) > 1 else parts[0]
-        inputs = [node.input_value(0), *constants(weight, node.get_friendly_name())]
+        inputs = [node.input_value(0), *_constants(weight, node.get_friendly_name())]
         if bool(attributes.get("input_scale", False)):  # the activations' factors, unchanged
             inputs.append(node.input_value(node.get_input_size() - 1))
         folded = create(node.get_type_name(), inputs, attributes)
         folded.set_friendly_name(node.get_friendly_name())
         for index in range(node.get_output_size()):
-            names = set(node.output(index).get_names())
-            node.output(index).replace(folded.output(index))
-            if names:
-                folded.output(index).get_tensor().set_names(names)
+            replace_output(node.output(index), folded.output(index))
         for item in found:
             if item is None:
                 continue
             _, multiply, data = item
-            names = set(multiply.output(0).get_names())
-            source = multiply.input_value(data)
-            multiply.output(0).replace(source)
-            if names:
-                source.get_tensor().add_names(names)
+            replace_output(multiply.output(0), multiply.input_value(data))
             removed += 1
     if removed:
         model.validate_nodes_and_infer_types()

@@ -425,7 +425,7 @@ def _fuse_pairs(model: Any, report: SparseReport) -> int:
             },
         )
         node.set_friendly_name(f"{name}+{second.get_friendly_name()}")
-        _replace(second, node)
+        replace_output(second.output(0), node.output(0))
         used.update({name, second.get_friendly_name()})
         _record_fusion(by_name, [name, second.get_friendly_name()], "pair", node.get_friendly_name())
         pairs += 1
@@ -482,10 +482,7 @@ def _fuse_siblings(model: Any, report: SparseReport, packed: dict[str, formats.S
                 chunk[0].input_value(0), stacked, len(chunk), names, activation=key[6], quant=quant
             )
             for i, op in enumerate(chunk):
-                tensor_names = set(op.output(0).get_names())
-                op.output(0).replace(node.output(i))
-                if tensor_names:
-                    node.output(i).get_tensor().set_names(tensor_names)
+                replace_output(op.output(0), node.output(i))
             _record_fusion(by_name, names, "split", node.get_friendly_name())
             made += 1
     return made
@@ -528,11 +525,13 @@ def make_split_node(
     return node
 
 
-def _replace(target: Any, node: Any) -> None:
-    names = set(target.output(0).get_names())
-    target.output(0).replace(node.output(0))
+def replace_output(old: Any, new: Any) -> None:
+    """Every reader of the output ``old`` reads ``new`` instead, and ``new`` answers to ``old``'s tensor names
+    too (a model output keeps its name); the fusions and folds all replace outputs this way."""
+    names = set(old.get_names())
+    old.replace(new)
     if names:
-        node.output(0).get_tensor().set_names(names)
+        new.get_tensor().add_names(names)
 
 
 INT8_GEMM_REASON = crossover_table.INT8_GEMM_REASON  # part of the reason in the dense-int8 fallback
@@ -686,13 +685,13 @@ def rewrite(
                 continue
         add = _sole_consumer(op, "Add")
         bias = read_bias(add, op.output(0), n) if add is not None else None
-        target = add if bias is not None else op
+        target = op if add is None or bias is None else add
         gelu = _gelu_erf(target) if fuse_gelu else None
         activation = "none" if gelu is None else "gelu"
         target = gelu if gelu is not None else target
         sparse = _pack(weight, bias, decision.format)
         node = make_node(x_input, sparse, name=op.get_friendly_name(), activation=activation, quant=quant)
-        _replace(target, node)
+        replace_output(target.output(0), node.output(0))
         packed[node.get_name()] = sparse  # unique, where friendly names may not be
         decision.sparse = True
         decision.bias_fused = bias is not None
@@ -716,7 +715,7 @@ def rewrite(
     if packed and fold_scales:
         from pruneofa.kernels.output_scale import fold_output_scales
 
-        report.output_scales = fold_output_scales(model, _create, _constants, layer_weights)
+        report.output_scales = fold_output_scales(model, _create)
     if packed:
         model.validate_nodes_and_infer_types()
         _record_tiles(model, report)
