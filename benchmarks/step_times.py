@@ -29,6 +29,7 @@ one of the comma-separated strings; the finetune baseline is always measured)
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -129,13 +130,10 @@ def main() -> int:
             parameter.requires_grad_(name.startswith("cls."))
         return model
 
-    shared: dict[str, torch.nn.Module] = {}
-
+    @functools.cache
     def teacher():
         """The MLM teacher, built once and only when a row needs it."""
-        if "teacher" not in shared:
-            shared["teacher"] = masked_lm().eval()
-        return shared["teacher"]
+        return masked_lm().eval()
 
     hidden = {**PAPER, "alpha_kd": 0.0, "hidden_states": 1.0}
     ks = [int(k) for k in args.top_k.split(",") if k.strip()]
