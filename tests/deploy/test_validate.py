@@ -171,22 +171,43 @@ def test_validate_at_bf16_where_the_cpu_has_it_and_refuse_it_elsewhere(
     export_once, make_model, sst2_dir, tmp_path, capsys, monkeypatch
 ):
     """--precision bf16 validates an exported OpenVINO folder as it would serve at bf16: the outputs move
-    by bf16 rounding (more than at f32, within the gate here); without native bf16 it is one error line."""
+    by bf16 rounding (more than at f32), and only predictions whose reference margin that rounding can
+    cross may flip; without native bf16 it is one error line.
+
+    The tiny random model's logits are close (one of the 30 margins is 0.002), so bf16 rounding can flip a
+    few labels, 3.3 points of accuracy each: the default gates (1 point, 99 % agreement) would fail by
+    chance. The gates are opened here and the flips are bounded by the margins instead."""
     import dataclasses
 
+    import numpy as np
+    import transformers
+
     from pruneofa.core.cpu import detect_cpu
+    from pruneofa.core.runtime import load_parity_samples
     from pruneofa.deploy import opening
 
     candidate = export_once("bert", "text-classification")["openvino"].output
-    args = [candidate, "--reference", str(make_model("bert", "text-classification")), "--data", str(sst2_dir)]
+    reference = make_model("bert", "text-classification")
+    args = [candidate, "--reference", str(reference), "--data", str(sst2_dir)]
     args += ["--task", "sst2", "--precision", "bf16"]
     cpu = detect_cpu()
     if cpu.has_native_bf16:
         report_file = tmp_path / "gate.json"
-        code, out, _ = _validate(capsys, *args, "--report", str(report_file))
+        loose = ["--max-drop", "100", "--min-label-agreement", "0"]
+        code, out, err = _validate(capsys, *args, *loose, "--report", str(report_file))
+        assert code == 0 and "PASS" in out, (out, err)
         report = json.loads(report_file.read_text())
-        assert code == 0 and "PASS" in out and report["agreement"] >= 0.9
-        assert 1e-4 < report["max_abs_error"] < 0.2  # bf16 rounding, not the f32 export's 1e-4
+        error = report["max_abs_error"]
+        assert 1e-4 < error < 0.2, report  # bf16 rounding, not the f32 export's 1e-4
+        sentences = load_parity_samples()["sentences"]
+        tokenizer = transformers.AutoTokenizer.from_pretrained(reference)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(reference).eval()
+        with torch.no_grad():
+            logits = model(**tokenizer(sentences, padding=True, return_tensors="pt")).logits.numpy()
+        top = np.sort(logits, axis=1)
+        crossable = int(np.sum(top[:, -1] - top[:, -2] <= 2 * error))  # both logits move by <= error
+        flips = round((1 - report["agreement"]) * len(sentences))
+        assert flips <= crossable, (flips, crossable, error, report["agreement"])
     no_bf16 = dataclasses.replace(cpu, flags=cpu.flags - {"avx512_bf16", "amx_bf16"})
     monkeypatch.setattr(opening, "detect_cpu", lambda: no_bf16)
     code, _, err = _validate(capsys, *args)  # err: the last line printed
