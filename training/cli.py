@@ -67,7 +67,9 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recipe",
         required=True,
-        help="recipe YAML or built-in name: pruneofa-85, pruneofa-90, structured-50, pruneofa-0 (control)",
+        help="recipe YAML or built-in name: "
+        + ", ".join(preflight.builtin_recipes("schedule"))
+        + " (docs/training.md: the -fast ones trade the paper's logit KL for hidden-state distillation)",
     )
     add_budget_arguments(parser, skip=("stride",))
 
