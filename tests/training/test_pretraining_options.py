@@ -305,3 +305,28 @@ def test_auto_teacher_precision_is_bf16_where_native_and_float32_elsewhere_witho
     assert dtypes == [torch.float32, torch.float32, torch.bfloat16]
     assert fallback == fp32 and native == pytest.approx(fp32, rel=2e-2) and native != fp32
     assert not [r for r in caplog.records if "bf16" in r.getMessage()]
+
+
+def test_native_bf16_needs_the_cpus_bf16_instructions_not_only_onednns_yes(monkeypatch):
+    """oneDNN says bf16 is supported on AVX-512 CPUs without AVX512_BF16 (Skylake to Ice Lake), where it
+    emulates it and a bf16 teacher is slower: there the CPU's flags decide (no), where both agree, yes."""
+    import dataclasses
+
+    from pruneofa.core import cpu as cpu_module
+    from pruneofa.training.trainer import native_bf16
+
+    here = cpu_module.detect_cpu()
+    cases = [
+        (frozenset({"avx2", "avx512f", "avx512_vnni"}), True, True, False),  # Ice Lake: oneDNN emulates
+        (frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}), True, True, True),  # Zen 4/5
+        (frozenset({"avx2", "amx_bf16", "amx_int8"}), True, True, True),  # Sapphire Rapids
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), True, False, False),  # capped: ONEDNN_MAX_CPU_ISA
+        (frozenset(), False, True, True),  # flags unreadable: oneDNN's word
+    ]
+    for flags, known, onednn, expected in cases:
+        fake = dataclasses.replace(here, flags=flags, known=known)
+        monkeypatch.setattr(cpu_module, "detect_cpu", lambda fake=fake: fake)
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda onednn=onednn: onednn)
+        native_bf16.cache_clear()
+        assert native_bf16(torch.device("cpu")) is expected, (sorted(flags), known, onednn)
+    native_bf16.cache_clear()
