@@ -147,6 +147,22 @@ def _from_schema_1(raw: dict) -> dict:
     return {"schema": SCHEMA, "about": raw.get("about", ""), "tables": tables}
 
 
+def same_cpu(measured_on: str, measured_flags: list[str] | None, here: str, flags: frozenset[str]) -> bool:
+    """Whether a table measured on ``measured_on`` (OpenVINO's ``FULL_DEVICE_NAME`` there) with
+    ``measured_flags`` (``detect_cpu().flags`` there) describes this CPU (model name ``here``, ``flags``):
+    the same name, once case, spacing and trademark marks are set aside, and the same instruction-set
+    flags. A name alone is too coarse: VMs of AMD's Zen 3, 4 and 5 all call themselves "AMD EPYC", and the
+    flags tell an AVX2-only Zen 3 from the others (Zen 4 and Zen 5 still share both)."""
+
+    def key(name: str) -> str:
+        for mark in ("(r)", "(tm)", "processor", "cpu"):
+            name = name.lower().replace(mark, " ")
+        return " ".join(name.split())
+
+    same_flags = measured_flags is None or set(measured_flags) == set(flags)
+    return key(measured_on) == key(here) and same_flags
+
+
 def crossover(
     in_features: int,
     out_features: int,

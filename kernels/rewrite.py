@@ -145,9 +145,26 @@ class SparseReport:
             fused += f"; Q/K/V written in the heads' layout ({self.heads_layout} Transposes removed)"
         if self.output_scales:
             fused += f"; {self.output_scales} scalar Multiplies folded into the weights"
+        fused += self._table_note()
         return (
             f"sparse kernels ({self.isa}, mode={self.mode}): {len(self.sparse_layers)}/{len(self.layers)} Linear "
             f"layers sparse ({detail}; mean sparsity {mean:.1%}{fused})"
+        )
+
+    def _table_note(self) -> str:
+        """Where auto decided from a crossover table measured on another CPU model: which, and how to
+        measure this one's (nothing when no layer with zeros in it read a threshold: a dense model stays
+        dense whatever the table says)."""
+        table = self.table
+        if not table or not table.get("cpu") or table.get("same_cpu", True):
+            return ""
+        if not any(layer.crossover is not None and (layer.sparsity or 0.0) > 0 for layer in self.layers):
+            return ""
+        there = f"{table['cpu']} [{' '.join(table.get('flags') or [])}]"
+        here = f"{table.get('this_cpu')} [{' '.join(table.get('this_flags') or [])}]"
+        return (
+            f"; thresholds measured on {there}, not on this CPU ({here}): an estimate here "
+            "('python benchmarks/kernels_layers.py' measures this CPU's)"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -575,11 +592,28 @@ def _default_precision() -> str:
 
 
 def _table_provenance(table: dict | None, isa: str | None) -> dict[str, Any]:
+    """Where auto's thresholds come from, and whether they were measured on this CPU model: a table is a
+    measurement of one machine (its dense kernels and caches), so on another model its crossovers are an
+    estimate, which :meth:`SparseReport.summary` says."""
+    from pruneofa.core.cpu import detect_cpu
+
     source = "given" if table is not None else str(crossover_table.table_path())
     chosen = crossover_table.load_table() if table is None else crossover_table.normalise(table)
     about = chosen.get("tables", {}).get(isa or "", {})
-    keep = ("cpu", "dense_isa", "measured", "command", "load_average")
-    return {"source": source, "isa": isa, **{key: about.get(key) for key in keep}}
+    keep = ("cpu", "flags", "dense_isa", "measured", "command", "load_average")
+    here = detect_cpu()
+    measured_on, flags = about.get("cpu"), about.get("flags")
+    same = bool(measured_on) and crossover_table.same_cpu(
+        str(measured_on), flags if isinstance(flags, list) else None, here.model, here.flags
+    )
+    return {
+        "source": source,
+        "isa": isa,
+        **{key: about.get(key) for key in keep},
+        "this_cpu": here.model,
+        "this_flags": sorted(here.flags),
+        "same_cpu": same,
+    }
 
 
 def rewrite(

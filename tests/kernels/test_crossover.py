@@ -249,3 +249,51 @@ def test_precision_hint_spellings():
     assert plugin_precision(None) == plugin_precision(
         ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
     )
+
+
+def test_a_table_from_another_cpu_is_named_in_the_summary(monkeypatch):
+    """A table measures one machine: where its CPU (name and ISA flags) is not this one, the report
+    keeps both names and the summary says the thresholds are an estimate and how to measure exact ones."""
+    import dataclasses
+
+    from pruneofa.core import cpu as cpu_module
+
+    kernels = require_kernels()
+    isa = kernels.isa()
+    here = cpu_module.detect_cpu()
+    rng = np.random.default_rng(5)
+    measured = table(isa, entry("csr", "fp32", 0.5, K, N))
+    cases = [
+        (here.model, sorted(here.flags), True),
+        (f"  {here.model.upper()}  ", sorted(here.flags), True),  # case and spacing set aside
+        (here.model, sorted(here.flags - {"avx512f", "avx512_vnni"}), here.flags <= {"avx2"}),
+        ("Some Other CPU", sorted(here.flags), False),
+    ]
+    for name, flags, same in cases:
+        measured["tables"][isa].update(cpu=name, flags=flags)
+        report = kernels.rewrite(_fp32_ir(rng), "auto", table=measured, precision_hint="f32")
+        assert report.table is not None and report.table["this_cpu"] == here.model
+        assert report.table["same_cpu"] is same, (name, flags)
+        assert ("not on this CPU" in report.summary()) is (not same)
+        assert ("kernels_layers.py" in report.summary()) is (not same)
+        assert report.layers[0].crossover == 0.5  # the note is there because this decision read the table
+    # VMs of different generations can share a name; the flags still tell them apart
+    zen3 = dataclasses.replace(here, model="AMD EPYC", flags=frozenset({"avx2"}))
+    monkeypatch.setattr(cpu_module, "detect_cpu", lambda: zen3)
+    measured["tables"][isa].update(cpu="AMD EPYC", flags=["avx2", "avx512_bf16", "avx512_vnni", "avx512f"])
+    report = kernels.rewrite(_fp32_ir(rng), "auto", table=measured, precision_hint="f32")
+    assert report.table is not None and report.table["same_cpu"] is False
+    assert (
+        "measured on AMD EPYC [avx2 avx512_bf16 avx512_vnni avx512f], not on this CPU (AMD EPYC [avx2])"
+        in (report.summary())
+    )
+    # a dense model stays dense whatever the table says: no note
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, K], np.float32, name="x")
+    weight = rng.standard_normal((N, K)).astype(np.float32)
+    dense_ir = ov.Model([ops.matmul(x, ops.constant(weight), False, True).output(0)], [x])
+    dense = kernels.rewrite(dense_ir, "auto", table=measured, precision_hint="f32")
+    assert dense.table is not None and dense.table["same_cpu"] is False
+    assert not dense.layers[0].sparse and "not on this CPU" not in dense.summary()
