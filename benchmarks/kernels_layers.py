@@ -20,7 +20,10 @@ CPU, its flags, the dense ISA per kind, date, command and load average.
 
 Run:  .venv/bin/python benchmarks/kernels_layers.py [--isa avx512 --isa avx2] [--quick] [--out PATH]
 The default writes ``kernels/crossover.json`` (keeping other ISAs' schema-2 tables); ``--quick`` (two
-shapes, 128 tokens, two sparsities, for tests and development) writes only with ``--out``. The expected
+shapes, 128 tokens, two sparsities, for tests and development) writes only with ``--out``. Where the file's
+table for an ISA was measured on another CPU model, this CPU's table goes beside it under ``machines``
+(``auto`` reads it on a CPU like this one) and the other stays the default for unknown CPUs; ``--default``
+makes this CPU's the default instead (the other moves under ``machines``). The expected
 duration is printed before measuring and the wall time after.
 """
 
@@ -234,6 +237,11 @@ def main() -> int:
         "--out", type=Path, help=f"table to write (default {TABLE}; --quick: only with --out)"
     )
     parser.add_argument("--estimate", action="store_true", help="print the expected duration and stop")
+    parser.add_argument(
+        "--default",
+        action="store_true",
+        help="make this CPU's tables the defaults of the file (another CPU's move under 'machines')",
+    )
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -275,24 +283,52 @@ def main() -> int:
     out = args.out or (None if args.quick else TABLE)
     if out is None:
         return 0
-    kept = {}
+    old: dict = {}
     if out.exists():
         old = json.loads(out.read_text(encoding="utf-8"))
-        if old.get("schema") == crossover.SCHEMA:
-            kept = {isa: t for isa, t in old.get("tables", {}).items() if isa not in tables}
-        else:
+        if old.get("schema") != crossover.SCHEMA:
             print(
                 f"{out}: schema {old.get('schema', 1)} replaced; its tables ({', '.join(old.get('isas', {}))}) dropped"
             )
+            old = {}
     about = "crossover sparsity per kernel ISA x sparse format x dense kind x Linear shape (benchmarks/kernels_layers.py)"
-    table = {"schema": crossover.SCHEMA, "about": about,
-             "tables": {**kept, **{isa: t for isa, t in tables.items() if t["entries"]}}}  # fmt: skip
+    measured = {isa: t for isa, t in tables.items() if t["entries"]}
+    table = {"schema": crossover.SCHEMA, "about": about, **merge(old, measured, args.default)}
     crossover.normalise(table, str(out))
     from pruneofa.core.fsutil import write_atomically
 
     write_atomically(out, json.dumps(table, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+def merge(old: dict, measured: dict[str, dict], make_default: bool) -> dict:
+    """The file's ``tables`` and ``machines`` after this CPU's ``measured`` tables (ISA → table): a table
+    of the same CPU model is replaced wherever it is; a default measured on another CPU stays the
+    default, with this CPU's beside it under ``machines``, unless ``make_default``."""
+    from pruneofa.core.cpu import detect_cpu
+    from pruneofa.kernels import crossover
+
+    cpu = detect_cpu()
+    tables = dict(old.get("tables", {}))
+    machines = {isa: list(others) for isa, others in old.get("machines", {}).items()}
+    for isa, new in measured.items():
+        others = [t for t in machines.get(isa, []) if not crossover.measured_here(t, cpu)]
+        current = tables.get(isa)
+        if current is None or crossover.measured_here(current, cpu):
+            tables[isa] = new
+        elif make_default:
+            tables[isa], others = new, [current, *others]
+        else:
+            others = [*others, new]
+            print(
+                f"[{isa}] the default table stays {current.get('cpu')}'s; this CPU's is added under 'machines'"
+            )
+        if others:
+            machines[isa] = others
+        else:
+            machines.pop(isa, None)
+    return {"tables": tables, **({"machines": machines} if machines else {})}
 
 
 def _cpu_name() -> str:

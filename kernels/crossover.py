@@ -11,6 +11,11 @@ interpolated by inverse-distance weighting in (log2 in_features, log2 out_featur
 entries of the same (format, dense kind). Schema 1 (one CSR-vs-dense-FP32 list per ISA, without the dense
 ISA) is read as the ``csr`` x ``fp32`` entries of schema 2.
 
+A table measures one machine, so a file may hold, beside each ISA's default table, tables of the same
+kernel ISA measured on other CPU models (``machines``: ISA → list of tables, each with its ``cpu`` and
+``flags``). Where one of them was measured on this CPU (:func:`same_cpu`), it is the ISA's table here;
+elsewhere the default is, and the report says it was measured on another CPU.
+
 :func:`choose` is ``mode="auto"``'s decision for one layer: the entry for the layer's own format and dense
 kind when the table has one, else a documented fallback (:data:`FALLBACKS`) that the reason names.
 """
@@ -101,12 +106,50 @@ def normalise(raw: Any, origin: str = "crossover table") -> dict:
     if not isinstance(tables, dict):
         raise InputError(f"{origin}: 'tables' must map kernel ISAs to tables; {REGENERATE}")
     for isa, table in tables.items():
-        where = f"{origin}: table {isa!r}"
-        if not isinstance(table, dict) or not isinstance(table.get("entries"), list):
-            raise InputError(f"{where} needs a list of 'entries'; {REGENERATE}")
-        for i, entry in enumerate(table["entries"]):
-            _check_entry(entry, f"{where} entry {i}")
-    return raw
+        _check_table(table, f"{origin}: table {isa!r}")
+    machines = raw.get("machines", {})
+    if not isinstance(machines, dict) or not all(isinstance(v, list) for v in machines.values()):
+        raise InputError(f"{origin}: 'machines' must map kernel ISAs to lists of tables; {REGENERATE}")
+    for isa, others in machines.items():
+        for i, table in enumerate(others):
+            _check_table(table, f"{origin}: machines {isa!r} table {i}")
+            if not isinstance(table.get("cpu"), str) or not isinstance(table.get("flags"), list):
+                raise InputError(
+                    f"{origin}: machines {isa!r} table {i} needs its 'cpu' and 'flags'; {REGENERATE}"
+                )
+    return _for_this_cpu(raw) if machines else raw
+
+
+def _check_table(table: Any, where: str) -> None:
+    if not isinstance(table, dict) or not isinstance(table.get("entries"), list):
+        raise InputError(f"{where} needs a list of 'entries'; {REGENERATE}")
+    for i, entry in enumerate(table["entries"]):
+        _check_entry(entry, f"{where} entry {i}")
+
+
+def measured_here(table: dict, cpu: Any) -> bool:
+    """Whether ``table`` (one ISA's) was measured on ``cpu`` (a :class:`pruneofa.core.cpu.CpuInfo`)."""
+    flags = table.get("flags")
+    name = table.get("cpu")
+    return isinstance(name, str) and same_cpu(
+        name, flags if isinstance(flags, list) else None, cpu.model, cpu.flags
+    )
+
+
+def _for_this_cpu(raw: dict) -> dict:
+    """``raw`` with each ISA's table replaced by one of its ``machines`` measured on this CPU, where the
+    default was not and one was."""
+    from pruneofa.core.cpu import detect_cpu
+
+    cpu = detect_cpu()
+    tables = dict(raw["tables"])
+    for isa, others in raw.get("machines", {}).items():
+        if isa in tables and measured_here(tables[isa], cpu):
+            continue
+        mine = next((table for table in others if measured_here(table, cpu)), None)
+        if mine is not None:
+            tables[isa] = mine
+    return {**raw, "tables": tables}
 
 
 def _check_entry(entry: Any, where: str) -> None:

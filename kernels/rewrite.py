@@ -602,10 +602,7 @@ def _table_provenance(table: dict | None, isa: str | None) -> dict[str, Any]:
     about = chosen.get("tables", {}).get(isa or "", {})
     keep = ("cpu", "flags", "dense_isa", "measured", "command", "load_average")
     here = detect_cpu()
-    measured_on, flags = about.get("cpu"), about.get("flags")
-    same = bool(measured_on) and crossover_table.same_cpu(
-        str(measured_on), flags if isinstance(flags, list) else None, here.model, here.flags
-    )
+    same = crossover_table.measured_here(about, here)
     return {
         "source": source,
         "isa": isa,

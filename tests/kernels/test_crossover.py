@@ -117,6 +117,16 @@ def test_shipped_table_is_valid():
     kinds = set(avx512["dense_isa"])
     assert {(f, d) for f in crossover.MEASURED_FORMATS for d in kinds} <= pairs, pairs
     assert all(v["isa"] == "avx512" for v in avx512["dense_isa"].values())
+    # tables of other CPU models (machines): each names its CPU and flags and is as complete as the default
+    raw = json.loads(crossover.TABLE_PATH.read_text(encoding="utf-8"))
+    for isa, others in raw.get("machines", {}).items():
+        for other in others:
+            assert other["cpu"] and other["flags"] and other["measured"], other["cpu"]
+            kinds = set(other["dense_isa"])
+            assert {(e["format"], e["dense"]) for e in other["entries"]} >= {
+                (f, d) for f in crossover.MEASURED_FORMATS for d in kinds
+            }, other["cpu"]
+            assert all(v["isa"] == isa for v in other["dense_isa"].values()), other["cpu"]
     # avx2: never an entry measured against AVX-512 dense without saying so
     avx2 = shipped["tables"]["avx2"]
     for e in avx2["entries"]:
@@ -297,3 +307,93 @@ def test_a_table_from_another_cpu_is_named_in_the_summary(monkeypatch):
     dense = kernels.rewrite(dense_ir, "auto", table=measured, precision_hint="f32")
     assert dense.table is not None and dense.table["same_cpu"] is False
     assert not dense.layers[0].sparse and "not on this CPU" not in dense.summary()
+
+
+def _measured_on(name: str, flags: list[str], value: float) -> dict:
+    return {"cpu": name, "flags": flags, "entries": [entry("csr", "fp32", value)]}
+
+
+def test_a_table_measured_on_this_cpu_model_is_chosen_from_machines(monkeypatch):
+    """``machines`` holds tables of the same kernel ISA from other CPU models: on a CPU like one of them,
+    its table is the ISA's; elsewhere the default is."""
+    import dataclasses
+
+    from pruneofa.core import cpu as cpu_module
+
+    here = dataclasses.replace(
+        cpu_module.detect_cpu(), model="Intel Xeon X", flags=frozenset({"avx2", "avx512f"})
+    )
+    monkeypatch.setattr(cpu_module, "detect_cpu", lambda: here)
+    raw = {
+        "schema": 2,
+        "tables": {"avx512": _measured_on("AMD EPYC", ["avx2", "avx512f", "avx512_bf16"], 0.6)},
+        "machines": {
+            "avx512": [
+                _measured_on(
+                    "Intel Xeon X", ["avx2", "avx512f", "avx512_vnni"], 0.9
+                ),  # other flags: not here
+                _measured_on("Intel(R) Xeon(R) X", ["avx2", "avx512f"], 0.7),
+            ]
+        },
+    }
+    assert crossover.crossover(384, 384, "avx512", raw) == 0.7
+    elsewhere = dataclasses.replace(here, model="Some Other CPU")
+    monkeypatch.setattr(cpu_module, "detect_cpu", lambda: elsewhere)
+    assert crossover.crossover(384, 384, "avx512", raw) == 0.6
+    for bad, problem in [
+        ({**raw, "machines": []}, "'machines'"),
+        ({**raw, "machines": {"avx512": [{"entries": []}]}}, "'cpu' and 'flags'"),
+        (
+            {**raw, "machines": {"avx512": [{**_measured_on("X", [], 0.5), "entries": [{"format": 1}]}]}},
+            "'format'",
+        ),
+    ]:
+        with pytest.raises(InputError, match=problem):
+            crossover.normalise(bad)
+
+
+@pytest.fixture(scope="module")
+def layers_benchmark():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels_layers.py"
+    sys.path.insert(0, str(path.parent))  # its sibling kernels_layer_models
+    spec = importlib.util.spec_from_file_location("kernels_layers", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kernels_layers_keeps_another_cpus_default_and_adds_this_ones_beside_it(
+    layers_benchmark, monkeypatch
+):
+    import dataclasses
+
+    from pruneofa.core import cpu as cpu_module
+
+    here = dataclasses.replace(
+        cpu_module.detect_cpu(), model="Intel Xeon X", flags=frozenset({"avx2", "avx512f"})
+    )
+    monkeypatch.setattr(cpu_module, "detect_cpu", lambda: here)
+    amd = _measured_on("AMD EPYC", ["avx2", "avx512f", "avx512_bf16"], 0.6)
+    mine = _measured_on("Intel Xeon X", ["avx2", "avx512f"], 0.7)
+    again = _measured_on("Intel Xeon X", ["avx2", "avx512f"], 0.75)
+    merge = layers_benchmark.merge
+    # another CPU's default stays; this CPU's goes under machines, and a second run replaces it there
+    first = merge({"tables": {"avx512": amd, "avx2": amd}}, {"avx512": mine}, make_default=False)
+    assert first == {"tables": {"avx512": amd, "avx2": amd}, "machines": {"avx512": [mine]}}
+    second = merge(first, {"avx512": again}, make_default=False)
+    assert second["machines"] == {"avx512": [again]} and second["tables"]["avx512"] is amd
+    # --default: this CPU's becomes the default, the other moves under machines
+    swapped = merge(second, {"avx512": mine}, make_default=True)
+    assert swapped["tables"]["avx512"] is mine and swapped["machines"] == {"avx512": [amd]}
+    # a default of this CPU is replaced in place; a new ISA is added as its default
+    assert merge({"tables": {"avx512": mine}}, {"avx512": again, "avx2": mine}, make_default=False) == {
+        "tables": {"avx512": again, "avx2": mine}
+    }
+    # what it writes reads back, and on this CPU model its own table is the one auto uses
+    table = {"schema": 2, **first}
+    assert crossover.crossover(384, 384, "avx512", crossover.normalise(table)) == 0.7
