@@ -278,13 +278,39 @@ def required(stages: list[Stage], out: Path, done: set[str]) -> set[str]:
     return need
 
 
+def running_order(stages: list[Stage], need: set[str]) -> list[Stage]:
+    """The stages of ``need`` in the order the plan's points (transfers) come, each preceded by the missing
+    models it reads. Plan order alone would rebuild a shared model where the plan first used it: after a lost
+    machine, a pruned model whose early points are recorded but whose later ones are not would be
+    retrained ahead of the next missing point, which may not need it (e.g. the block rows before the
+    second seed's points)."""
+    by_name = {stage.name: stage for stage in stages}
+    order: list[Stage] = []
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in placed or name not in need:
+            return
+        placed.add(name)
+        for dependency in by_name[name].needs:
+            place(dependency)
+        order.append(by_name[name])
+
+    for stage in stages:  # the transfers are the sweep's points; dense task teachers come with them
+        if stage.kind == "transfer":
+            place(stage.name)
+    for stage in stages:  # anything needed that no transfer reads
+        place(stage.name)
+    return order
+
+
 def run(stages: list[Stage], out: Path, results: Path, pruneofa: list[str], deadline_s: float | None) -> int:
     cpu = cpu_facts()
     done = set(latest(read_records(results)))
     need = required(stages, out, done)
     began = time.perf_counter()
     print(f"[sweep] {len(stages)} stages, {len(need)} to run or record; results in {results}", flush=True)
-    for stage in stages:
+    for stage in running_order(stages, need):
         folder = out / stage.name
         finished = (folder / "pruneofa.json").is_file()
         if stage.name not in need:

@@ -113,6 +113,30 @@ def test_a_lost_machine_reruns_only_the_models_that_unfinished_stages_need(sweep
     assert sweep.required(stages, tmp_path, evaluations) == set()
 
 
+def test_after_a_lost_machine_the_next_missing_point_runs_first_with_just_its_models(sweep, tmp_path):
+    """This repository's own case (2026-12-08): every point up to the block rows recorded, nothing on disk.
+    The block rows run next, each after the models it reads, and the pruned models only later points read
+    (the second seed's) are retrained after them, not where the plan first used them."""
+    stages = _plan(sweep, tmp_path)
+    names = [s.name for s in stages]
+    block = names.index("pruned-1x4-hkd-t400-p1200-sst2-f300-s0")
+    done = {s.name for s in stages[:block] if s.evaluates}
+    order = [s.name for s in sweep.running_order(stages, sweep.required(stages, tmp_path, done))]
+    assert order[:4] == [
+        "teacher-mlm-t400",
+        "pruned-1x4-hkd-t400-p1200",
+        "dense-sst2-f300-s0",
+        "pruned-1x4-hkd-t400-p1200-sst2-f300-s0",
+    ]
+    assert order.index("pruned-90-hkd-t400-p300") > order.index("pruned-4x1-hkd-t400-p1200-mrpc-f300-s0")
+    # every stage after the models it reads, and each once
+    assert len(order) == len(set(order))
+    position = {name: i for i, name in enumerate(order)}
+    for stage in stages:
+        if stage.name in position:
+            assert all(position[need] < position[stage.name] for need in stage.needs if need in position)
+
+
 def _synthetic(path: Path, *, slope: float = 2.0, intercept: float = -8.0, noise: float = 0.2) -> None:
     """Records of a sweep whose gap is intercept + slope·log10(steps) ± noise (seed 0 +, seed 1 −)."""
     base = {"cpu": "test CPU", "isa": ["avx2"], "steps": 1, "step_time_s": 1.0, "wall_s": 60.0}
@@ -273,8 +297,8 @@ def test_records_outlive_the_out_folder_and_only_missing_work_is_redone(sweep, t
     results.write_text("".join(line + "\n" for line in results.read_text().splitlines()[:-1]))
     assert run() == [
         "teacher-mlm-t4",
-        "dense-sst2-f2-s0",
         "pruned-0-hkd-t4-p4",
+        "dense-sst2-f2-s0",
         "pruned-0-hkd-t4-p4-sst2-f2-s0",
     ]
     assert len(sweep.latest(sweep.read_records(results))) == 6
