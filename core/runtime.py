@@ -201,7 +201,8 @@ class Engine:
     re-infers a custom operation's output shape on every call of a dynamic model by cloning it, and splits
     the graph's execution at every such node; with static shapes that per-inference cost is gone, as
     docs/kernels.md measures; ``prepared.specialize(model)``, where it exists, then changes each copy after
-    the reshape, before it compiles). A new shape is compiled in the
+    the reshape, before it compiles). ``static_shapes``, when given, is that limit for the model whatever
+    ``prepare`` returns (dense models too: OpenVINO's own graph is also faster at static shapes). A new shape is compiled in the
     background while the dynamic model answers; :meth:`specialize` waits for it (benchmarks). Shapes beyond
     the limit run on the dynamic model."""
 
@@ -215,6 +216,7 @@ class Engine:
         ort_options: Any = None,
         prepare: Prepare | None = None,
         setup: Setup | None = None,
+        static_shapes: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.names = names
@@ -247,7 +249,7 @@ class Engine:
             raise
         except Exception as err:  # OpenVINO raises its own exception types
             raise runtime_error(model_file, err) from err
-        wanted = int(getattr(self.prepared, "static_shapes", 0))
+        wanted = int(getattr(self.prepared, "static_shapes", 0)) if static_shapes is None else static_shapes
         if wanted > 0 and any(port.get_partial_shape().is_dynamic for port in self._compiled.inputs):
             self.static_limit = wanted
             self._core, self._model, self._config = core, model, config

@@ -18,6 +18,12 @@ SPARSE_KERNELS_HELP = (
     "pruneofa's sparse kernels for OpenVINO: auto (layers sparse enough to gain on this CPU), on (every "
     "eligible layer), off"
 )
+StaticShapes = Literal["sparse", "all"]
+STATIC_SHAPES_HELP = (
+    "OpenVINO models that compile a static-shape copy for each of their first PRUNEOFA_KERNELS_STATIC_SHAPES "
+    "(default 4) input shapes: sparse (models with sparse layers, whose kernels need it), all (dense models "
+    "too: faster calls, one more compiled model in memory per shape)"
+)
 PRECISION_HELP = (
     "OpenVINO's inference precision: f32 (the outputs export and calibrate checked) or bf16 (OpenVINO's own "
     "default on CPUs with native bf16, AVX512_BF16 or AMX: faster, outputs move by bf16 rounding; refused on "
@@ -225,6 +231,7 @@ class ServeConfig(BaseModel):
         json_schema_extra=cli(default_text="the folder's export task"),
     )
     sparse_kernels: KernelMode = Field(default="auto", description=SPARSE_KERNELS_HELP)
+    static_shapes: StaticShapes = Field(default="sparse", description=STATIC_SHAPES_HELP)
     hint: Hint = Field(default=DEFAULT_HINT, description="OpenVINO performance hint")
     precision: Precision = Field(default=DEFAULT_PRECISION, description=PRECISION_HELP)
     max_batch: int = Field(default=16, ge=1, le=4096, description="texts per dynamic batch")
@@ -336,6 +343,7 @@ class OpenConfig(BaseModel):
         default=None, ge=1, description="inference streams (default: chosen for this CPU)"
     )
     sparse_kernels: KernelMode = Field(default="auto", description=SPARSE_KERNELS_HELP)
+    static_shapes: StaticShapes = Field(default="sparse", description=STATIC_SHAPES_HELP)
 
 
 class LoadConfig(OpenConfig):

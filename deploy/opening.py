@@ -165,6 +165,9 @@ def open_folder(
             int8_gemm=cpu.has_int8_dot,
             precision_hint=(ov_config or {}).get("INFERENCE_PRECISION_HINT"),
         ),
+        static_shapes=kernel_policy.static_shape_limit()
+        if runtime == "openvino" and options.static_shapes == "all"
+        else None,
     )
     _check_outputs(path, export_task, engine)
     return OpenedFolder(

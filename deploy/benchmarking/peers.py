@@ -46,12 +46,12 @@ class Variant:
 
     @property
     def static_shapes(self) -> bool:
-        """Whether this variant runs each batch on a static-shape copy it compiles first (a candidate with
-        sparse kernels)."""
+        """Whether this variant runs each batch on a static-shape copy it compiles first (every OpenVINO
+        candidate)."""
         return bool(getattr(getattr(self.keep, "engine", None), "static_limit", 0))
 
     def specialize(self, feed: dict[str, np.ndarray]) -> None:
-        """Wait for a candidate's static-shape compilation for this batch (sparse kernels), so the rounds
+        """Wait for a candidate's static-shape compilation for this batch, so the rounds
         measure what a long-running server gets, not the background compile or the dynamic model."""
         engine = getattr(self.keep, "engine", None)  # candidates keep their pipeline; peers have none
         if engine is not None:
@@ -89,7 +89,11 @@ def candidate_variant(
         " shrunk" if manifest and manifest.shrink else ""
     )
     with PeakRss() as memory:
-        pipeline = load(folder, threads=threads, sparse_kernels=sparse_kernels, precision=precision)
+        # every OpenVINO candidate, dense or sparse, kernels on or off, runs each batch on a static-shape
+        # copy: the sparse ones need it, and giving it to them alone would compare unlike compiles
+        pipeline = load(
+            folder, threads=threads, sparse_kernels=sparse_kernels, precision=precision, static_shapes="all"
+        )
         pipeline.engine(first_feed)
     layers = pipeline.sparse_layers
     kernels = " + sparse kernels" if layers else (", sparse kernels off" if twin_of else "")

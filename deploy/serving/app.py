@@ -57,6 +57,7 @@ def load_for_serving(folder: str | Path, config: ServeConfig) -> Pipeline:
         precision=config.precision,
         batch_size=config.max_batch,
         sparse_kernels=config.sparse_kernels,
+        static_shapes=config.static_shapes,
     )
     pipeline(pipeline.task.warmup_input(pipeline.tokenizer), **pipeline.task.warmup_options)
     return pipeline

@@ -53,6 +53,9 @@ def test_candidates_and_peers_in_one_run(export_once, calibrate_once, make_model
         assert variant["load_memory_mb"] is not None
     candidate = report["variants"][1]
     assert candidate["weights"] == "INT8" and "no OpenVINO sparse kernel" in candidate["settings"]
+    # the OpenVINO candidate runs on static-shape copies with its kernels off too (like with like)
+    assert "each batch runs on a static-shape copy" in candidate["sparse_kernels"]
+    assert "static-shape copy" not in report["variants"][0]["sparse_kernels"]  # ONNX Runtime: none
     torch_p50 = report["variants"][2]["results"][0]["p50_ms"]
     assert candidate["speedup"]["1"]["PyTorch FP32 eager"] == pytest.approx(
         torch_p50 / candidate["results"][0]["p50_ms"], rel=1e-2

@@ -59,6 +59,29 @@ def test_a_static_copy_gives_the_dynamic_results_and_is_used(sparse_ir, monkeypa
     assert f"static-shape copies (up to {DEFAULT_STATIC_SHAPES}): {shape}" in pipe.describe()
 
 
+@pytest.mark.parametrize("sparse_kernels", ["off", "auto"])
+def test_static_shapes_all_gives_a_dense_model_its_copies_too(export_once, monkeypatch, sparse_kernels):
+    """``static_shapes="all"`` (what ``pruneofa benchmark`` uses for every OpenVINO candidate): a dense
+    model, or a sparse one with the kernels off, gets the same static-shape copies as a rewritten one, with
+    the dynamic model's results; the default leaves them dynamic."""
+    monkeypatch.delenv(STATIC_SHAPES_ENV, raising=False)
+    folder = export_once("bert", "text-classification")["openvino"].output  # dense: nothing rewritten
+    assert load(folder, sparse_kernels=sparse_kernels).engine.static_limit == 0
+    pipe = load(folder, sparse_kernels=sparse_kernels, static_shapes="all")
+    engine = pipe.engine
+    assert engine.static_limit == DEFAULT_STATIC_SHAPES and not pipe.sparse_layers
+    feed = _feed(pipe, TEXTS)
+    dynamic = engine._dynamic.infer(engine_inputs(engine, feed), engine.names)[0]
+    assert engine.specialize(feed) is True
+    key = _shape_key(pipe, feed)
+    assert engine._runner(engine_inputs(engine, feed)) is engine._static[key]
+    np.testing.assert_allclose(engine(feed)[0], dynamic, atol=1e-5)
+    monkeypatch.setenv(STATIC_SHAPES_ENV, "0")
+    assert load(folder, sparse_kernels=sparse_kernels, static_shapes="all").engine.static_limit == 0
+    with pytest.raises(InputError, match="static_shapes"):
+        load(folder, static_shapes="some")
+
+
 def test_the_number_of_copies_is_bounded_and_other_shapes_run_dynamic(sparse_ir, monkeypatch):
     monkeypatch.setenv(STATIC_SHAPES_ENV, "1")
     pipe = load(sparse_ir, sparse_kernels="on")
@@ -116,3 +139,15 @@ def test_calls_from_many_threads_while_copies_compile(sparse_ir, monkeypatch):
     for feed in feeds[:3]:
         assert pipe.engine.specialize(feed) is True
     assert len(pipe.engine.static_shape_list) == 3
+
+
+def test_serve_takes_static_shapes_all(export_once, monkeypatch):
+    """``pruneofa serve --static-shapes all``: the served dense model gets its static-shape copies."""
+    from pruneofa.deploy.config import ServeConfig
+    from pruneofa.deploy.serving.app import load_for_serving
+
+    monkeypatch.delenv(STATIC_SHAPES_ENV, raising=False)
+    folder = export_once("bert", "text-classification")["openvino"].output
+    assert load_for_serving(folder, ServeConfig()).engine.static_limit == 0
+    served = load_for_serving(folder, ServeConfig(static_shapes="all"))
+    assert served.engine.static_limit == DEFAULT_STATIC_SHAPES
