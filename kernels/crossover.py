@@ -13,7 +13,7 @@ ISA) is read as the ``csr`` x ``fp32`` entries of schema 2.
 
 A table measures one machine, so a file may hold, beside each ISA's default table, tables of the same
 kernel ISA measured on other CPU models (``machines``: ISA → list of tables, each with its ``cpu`` and
-``flags``). Where one of them was measured on this CPU (:func:`same_cpu`), it is the ISA's table here;
+``flags``). Where one of them was measured on this CPU (:func:`measured_here`), it is the ISA's table here;
 elsewhere the default is, and the report says it was measured on another CPU.
 
 :func:`choose` is ``mode="auto"``'s decision for one layer: the entry for the layer's own format and dense
@@ -128,12 +128,20 @@ def _check_table(table: Any, where: str) -> None:
 
 
 def measured_here(table: dict, cpu: Any) -> bool:
-    """Whether ``table`` (one ISA's) was measured on ``cpu`` (a :class:`pruneofa.core.cpu.CpuInfo`)."""
-    flags = table.get("flags")
-    name = table.get("cpu")
-    return isinstance(name, str) and same_cpu(
-        name, flags if isinstance(flags, list) else None, cpu.model, cpu.flags
-    )
+    """Whether ``table`` (one ISA's) was measured on ``cpu`` (a :class:`pruneofa.core.cpu.CpuInfo`): its
+    ``cpu`` (OpenVINO's ``FULL_DEVICE_NAME`` there) is this model name once case, spacing and trademark
+    marks are set aside, and its ``flags`` (``detect_cpu().flags`` there; not recorded by schema 1) are this
+    CPU's. A name alone is too coarse: VMs of AMD's Zen 3, 4 and 5 all call themselves "AMD EPYC", and the
+    flags tell an AVX2-only Zen 3 from the others (Zen 4 and Zen 5 still share both)."""
+
+    def key(name: str) -> str:
+        for mark in ("(r)", "(tm)", "processor", "cpu"):
+            name = name.lower().replace(mark, " ")
+        return " ".join(name.split())
+
+    name, flags = table.get("cpu"), table.get("flags")
+    same_flags = not isinstance(flags, list) or set(flags) == set(cpu.flags)
+    return isinstance(name, str) and key(name) == key(cpu.model) and same_flags
 
 
 def _for_this_cpu(raw: dict) -> dict:
@@ -188,22 +196,6 @@ def _from_schema_1(raw: dict) -> dict:
             "entries": entries,
         }
     return {"schema": SCHEMA, "about": raw.get("about", ""), "tables": tables}
-
-
-def same_cpu(measured_on: str, measured_flags: list[str] | None, here: str, flags: frozenset[str]) -> bool:
-    """Whether a table measured on ``measured_on`` (OpenVINO's ``FULL_DEVICE_NAME`` there) with
-    ``measured_flags`` (``detect_cpu().flags`` there) describes this CPU (model name ``here``, ``flags``):
-    the same name, once case, spacing and trademark marks are set aside, and the same instruction-set
-    flags. A name alone is too coarse: VMs of AMD's Zen 3, 4 and 5 all call themselves "AMD EPYC", and the
-    flags tell an AVX2-only Zen 3 from the others (Zen 4 and Zen 5 still share both)."""
-
-    def key(name: str) -> str:
-        for mark in ("(r)", "(tm)", "processor", "cpu"):
-            name = name.lower().replace(mark, " ")
-        return " ".join(name.split())
-
-    same_flags = measured_flags is None or set(measured_flags) == set(flags)
-    return key(measured_on) == key(here) and same_flags
 
 
 def crossover(
